@@ -1,0 +1,1 @@
+"""Propagation engines: one file per engine, one common interface (see base.py)."""

@@ -1,0 +1,148 @@
+"""The engine contract.
+
+Every engine turns an image and a :class:`~SAMFewShotLib.annotation.SparseAnnotation` into a
+:class:`Prediction` on the image grid. Engines work one label at a time in a canonical
+orientation: the annotated axis is numpy axis 0 (``annotation.slab(...)`` does the transposes),
+and return a :class:`LabelProbability` per label. :func:`combine_labels` then resolves overlaps
+by confidence (the label with the highest probability wins) and writes the annotated slices back
+exactly as drawn. Engines never write files and never touch Slicer.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from ..annotation import SparseAnnotation
+from ..progress import CancelToken, Progress, no_progress
+from ..volume import LabelVolume, Volume, label_dtype
+
+
+@dataclass
+class LabelProbability:
+    """One label's propagated probability, in the canonical orientation (annotated axis first).
+
+    Attributes:
+        probability: (n_slices, rows, cols) float32 in [0, 1]; > 0.5 is inside.
+        slice_confidence: (n_slices,) float32 in [0, 1]: how much the engine trusts each slice
+            (1 on annotated slices, 0 where it predicts nothing with no evidence).
+        expected_dice: the engine's own estimate of the Dice it reaches, when it has one.
+    """
+
+    probability: np.ndarray
+    slice_confidence: np.ndarray
+    expected_dice: float | None = None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """An engine's result on the image grid.
+
+    Attributes:
+        labels: the label map, same grid and segment table as the annotation.
+        slice_confidence: per label value, (n_slices,) confidence along the annotated axis.
+        expected_dice: per label value, the expected Dice where the engine estimates it (auto).
+        seconds: wall time per stage.
+        counters: engine counters (registrations, cache hits, ...).
+        axis: the numpy axis (0 = z, 1 = y, 2 = x) the slices run along.
+    """
+
+    labels: LabelVolume
+    slice_confidence: dict[int, np.ndarray]
+    expected_dice: dict[int, float]
+    seconds: dict[str, float]
+    counters: dict[str, int | float | str]
+    axis: int
+    details: dict = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+
+    def propagate(
+        self,
+        image: Volume,
+        annotation: SparseAnnotation,
+        *,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Prediction: ...
+
+
+class Timer:
+    """Accumulates wall seconds per named stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def combine_labels(
+    annotation: SparseAnnotation, per_label: dict[int, LabelProbability]
+) -> tuple[LabelVolume, dict[int, np.ndarray]]:
+    """Fuse per-label probabilities into one label map on the image grid.
+
+    A voxel takes the label with the highest probability when that probability exceeds 0.5;
+    every annotated slice of every label is then restored exactly as drawn (including slices
+    declared empty). Returns the label map and the per-label slice confidence.
+    """
+    shape = annotation.canonical_shape
+    best = np.full(shape, 0.5, dtype=np.float32)
+    labels = np.zeros(shape, dtype=label_dtype(max(per_label, default=1)))
+    for value, result in per_label.items():
+        if result.probability.shape != shape:
+            raise ValueError(f"Label {value}: probability shape {result.probability.shape} is not {shape}")
+        wins = result.probability > best
+        labels[wins] = value
+        best[wins] = result.probability[wins]
+    labels = annotation.restore_annotated(labels)
+    confidence = {value: result.slice_confidence.astype(np.float32) for value, result in per_label.items()}
+    return annotation.labels.with_array(annotation.from_canonical(labels)), confidence
+
+
+def per_label_prediction(
+    engine_name: str,
+    annotation: SparseAnnotation,
+    propagate_label,
+    *,
+    progress: Progress,
+    cancel: CancelToken | None,
+    timer: Timer | None = None,
+    counters: dict | None = None,
+) -> Prediction:
+    """Run ``propagate_label(value) -> LabelProbability`` for every label and combine them."""
+    timer = timer or Timer()
+    counters = dict(counters or {})
+    per_label: dict[int, LabelProbability] = {}
+    values = annotation.label_values
+    for i, value in enumerate(values):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        with timer.stage(f"label {value}"):
+            per_label[value] = propagate_label(value)
+        progress(f"{engine_name}: labels", i + 1, len(values))
+    with timer.stage("combine"):
+        labels, confidence = combine_labels(annotation, per_label)
+    expected = {v: r.expected_dice for v, r in per_label.items() if r.expected_dice is not None}
+    details = {v: r.details for v, r in per_label.items() if r.details}
+    return Prediction(
+        labels=labels,
+        slice_confidence=confidence,
+        expected_dice=expected,
+        seconds=timer.seconds,
+        counters=counters,
+        axis=annotation.axis,
+        details=details,
+    )
