@@ -174,7 +174,8 @@ class SparseAnnotation:
     def spacing_canonical(self) -> tuple[float, float, float]:
         """Voxel size in mm in the canonical order (slice axis, rows, cols)."""
         zyx = self.labels.volume.spacing_zyx
-        return tuple(np.moveaxis(np.asarray(zyx), self.axis, 0))  # type: ignore[return-value]
+        order = [self.axis] + [a for a in range(3) if a != self.axis]  # as np.moveaxis(_, axis, 0)
+        return tuple(float(zyx[a]) for a in order)  # type: ignore[return-value]
 
     # Per-label queries -------------------------------------------------------------------------
     @property

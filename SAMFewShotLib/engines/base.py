@@ -2,7 +2,7 @@
 
 Every engine turns an image and a :class:`~SAMFewShotLib.annotation.SparseAnnotation` into a
 :class:`Prediction` on the image grid. Engines work one label at a time in a canonical
-orientation: the annotated axis is numpy axis 0 (``annotation.slab(...)`` does the transposes),
+orientation: the annotated axis is numpy axis 0 (``annotation.to_canonical`` does the transposes),
 and return a :class:`LabelProbability` per label. :func:`combine_labels` then resolves overlaps
 by confidence (the label with the highest probability wins) and writes the annotated slices back
 exactly as drawn. Engines never write files and never touch Slicer.

@@ -1,0 +1,129 @@
+"""Engine ``register``: SAM-MPA mask propagation by slice-to-slice registration.
+
+Each adjacent slice pair is registered once (TV-L1 optical flow by default, elastix B-spline on
+request) inside a crop around the structure, and the drawn masks are chained through the
+resulting displacement fields: both directions fused between drawn slices, intensity-trimmed
+extrapolation with a stop rule beyond them (see ``propagation/mask_chain.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..annotation import SparseAnnotation
+from ..progress import CancelToken, Progress, no_progress
+from ..propagation.mask_chain import ChainSettings, propagate_label_masks
+from ..propagation.slice_flows import SliceFlows
+from ..propagation.slice_registration import make_registrar
+from ..volume import Volume
+from .base import LabelProbability, Prediction, Timer, per_label_prediction
+
+#: Crop margin around a structure's drawn masks, as a fraction of their in-plane extent ...
+CROP_MARGIN_FRACTION = 0.25
+#: ... and at least this many pixels.
+CROP_MARGIN_MIN_PX = 8
+#: Window for registration: these percentiles of the values in and around the drawn masks.
+WINDOW_PERCENTILES = (0.5, 99.5)
+#: Width of the neighbourhood (pixels) around drawn masks that sets the registration window.
+WINDOW_BAND_PX = 8
+
+
+def structure_crop(masks: list[np.ndarray], shape: tuple[int, int]) -> tuple[slice, slice]:
+    """In-plane (rows, cols) crop around the union of ``masks`` with a margin, inside ``shape``."""
+    union = np.logical_or.reduce(masks)
+    crop = []
+    for axis, size in enumerate(shape):
+        present = np.flatnonzero(union.any(axis=1 - axis))
+        lo, hi = int(present[0]), int(present[-1]) + 1
+        margin = max(CROP_MARGIN_MIN_PX, int(round(CROP_MARGIN_FRACTION * (hi - lo))))
+        crop.append(slice(max(lo - margin, 0), min(hi + margin, size)))
+    return crop[0], crop[1]
+
+
+def registration_window(stack: np.ndarray, annotation: SparseAnnotation) -> tuple[float, float]:
+    """(low, high) intensity window for registration, from the values in and around all drawn
+    masks of all labels (so one set of registrations serves every label)."""
+    from scipy import ndimage
+
+    drawn = annotation.to_canonical(annotation.labels.array) != 0
+    values = []
+    for z in np.flatnonzero(drawn.any(axis=(1, 2))):
+        neighbourhood = ndimage.binary_dilation(drawn[z], iterations=WINDOW_BAND_PX)
+        values.append(stack[z][neighbourhood])
+    low, high = np.percentile(np.concatenate(values), WINDOW_PERCENTILES)
+    return float(low), float(max(high, low + 1e-3))
+
+
+class RegisterEngine:
+    """Registration-based propagation (SAM-MPA).
+
+    Args:
+        backend: "flow" (TV-L1 optical flow) or "elastix" (B-spline).
+        settings: chaining and stop-rule settings.
+    """
+
+    name = "register"
+
+    def __init__(self, backend: str = "flow", settings: ChainSettings | None = None) -> None:
+        self.registrar = make_registrar(backend)
+        self.backend = backend
+        self.settings = settings or ChainSettings()
+
+    def prepare(self, image: Volume, annotation: SparseAnnotation) -> tuple[np.ndarray, SliceFlows]:
+        """Canonical float32 stack and its (empty) registration cache for this image."""
+        stack = annotation.to_canonical(image.array).astype(np.float32)
+        low, high = registration_window(stack, annotation)
+        normalised = np.clip((stack - low) / (high - low), 0.0, 1.0).astype(np.float32)
+        spacing = annotation.spacing_canonical
+        return stack, SliceFlows(normalised, (spacing[1], spacing[2]), self.registrar)
+
+    def propagate_label(
+        self,
+        stack: np.ndarray,
+        flows: SliceFlows,
+        annotation: SparseAnnotation,
+        value: int,
+        drawn_slices: list[int] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> LabelProbability:
+        """Propagate label ``value``; ``drawn_slices`` restricts the drawn slices used (auto's
+        leave-one-out), default all of them."""
+        mask = annotation.mask(value)
+        drawn_slices = annotation.drawn_slices(value) if drawn_slices is None else drawn_slices
+        crop = structure_crop([mask[z] for z in drawn_slices], mask.shape[1:])
+        drawn = {z: mask[z][crop] for z in drawn_slices}
+        result = propagate_label_masks(
+            stack, drawn, set(annotation.empty_slices.get(value, ())), flows, crop, self.settings, cancel
+        )
+        probability = np.zeros(mask.shape, np.float32)
+        probability[:, crop[0], crop[1]] = result.probability
+        return LabelProbability(
+            probability=probability,
+            slice_confidence=result.confidence,
+            details={"stopped_at": result.stopped_at, "backend": self.backend},
+        )
+
+    def propagate(
+        self,
+        image: Volume,
+        annotation: SparseAnnotation,
+        *,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Prediction:
+        timer = Timer()
+        with timer.stage("prepare"):
+            stack, flows = self.prepare(image, annotation)
+        prediction = per_label_prediction(
+            self.name,
+            annotation,
+            lambda value: self.propagate_label(stack, flows, annotation, value, cancel=cancel),
+            progress=progress,
+            cancel=cancel,
+            timer=timer,
+        )
+        prediction.seconds["registration"] = flows.seconds
+        prediction.counters.update(
+            registrations=flows.registrations, registration_cache_hits=flows.cache_hits, backend=self.backend
+        )
+        return prediction

@@ -1,0 +1,1 @@
+"""Slice-to-slice mask propagation: registration of adjacent slices, intensity model, chaining."""

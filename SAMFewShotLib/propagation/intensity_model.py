@@ -1,0 +1,65 @@
+"""Intensity model of a structure learnt from its annotated slices.
+
+Histograms of the voxel values inside the drawn masks (foreground) and in a band around them
+(background) give ``P(inside | value)`` with equal priors. The register engine uses it to trim a
+propagated mask where the tissue no longer looks like the structure, which is also how it
+notices that the structure has ended.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: Histogram bins over the value range of the annotated neighbourhood.
+N_BINS = 256
+#: Density floor: values never seen in either histogram get P(inside) = 0.5 (no evidence).
+DENSITY_FLOOR = 1e-3
+
+
+class IntensityModel:
+    """P(inside | value) from foreground and background histograms of annotated slices.
+
+    Args:
+        slices: (rows, cols) images of the annotated slices.
+        masks: the matching (rows, cols) bool masks (at least one non-empty).
+        band_px: width in pixels of the background band around each mask.
+    """
+
+    def __init__(self, slices: list[np.ndarray], masks: list[np.ndarray], band_px: int = 4) -> None:
+        foreground, background = [], []
+        for image, mask in zip(slices, masks):
+            if not mask.any():
+                continue
+            band = ndimage.binary_dilation(mask, iterations=band_px) & ~mask
+            foreground.append(image[mask])
+            background.append(image[band])
+        if not foreground:
+            raise ValueError("An intensity model needs at least one non-empty mask")
+        fg, bg = np.concatenate(foreground).astype(np.float64), np.concatenate(background).astype(np.float64)
+        both = np.concatenate([fg, bg])
+        self.low, self.high = float(both.min()), float(both.max())
+        if self.high <= self.low:
+            self.high = self.low + 1.0
+        self.edges = np.linspace(self.low, self.high, N_BINS + 1)
+        hist_fg = ndimage.gaussian_filter1d(np.histogram(fg, self.edges)[0] / fg.size, 1.5)
+        hist_bg = ndimage.gaussian_filter1d(np.histogram(bg, self.edges)[0] / max(bg.size, 1), 1.5)
+        self.p_inside = (hist_fg + DENSITY_FLOOR) / (hist_fg + hist_bg + 2 * DENSITY_FLOOR)
+
+    def probability(self, values: np.ndarray) -> np.ndarray:
+        """P(inside | value) for an array of values (0.5 outside the learnt value range)."""
+        index = np.searchsorted(self.edges, values, side="right") - 1
+        outside = (index < 0) | (index >= N_BINS)
+        p = self.p_inside[np.clip(index, 0, N_BINS - 1)]
+        return np.where(outside, 0.5, p).astype(np.float32)
+
+    def trim(self, soft_mask: np.ndarray, image: np.ndarray, prior_cap: float = 0.9) -> np.ndarray:
+        """Bayesian trim of a propagated soft mask: never grows it.
+
+        The warped mask (capped at ``prior_cap``) is the prior, the intensity model the
+        likelihood; the result is ``min(mask, posterior)``, shape and dtype of ``soft_mask``.
+        """
+        prior = np.clip(soft_mask, 0.0, prior_cap)
+        p = self.probability(image)
+        posterior = prior * p / (prior * p + (1.0 - prior) * (1.0 - p) + 1e-6)
+        return np.minimum(soft_mask, posterior).astype(np.float32)

@@ -1,0 +1,115 @@
+"""2D registration of one slice onto its neighbour, as a dense displacement field.
+
+Every registrar answers the same question: given a ``fixed`` and a ``moving`` slice (rows, cols)
+float32 in [0, 1], return the displacement ``d`` of shape (2, rows, cols), in pixels, (row, col)
+components, such that ``moving(x + d(x)) ~ fixed(x)``. A mask drawn on the moving slice then moves
+to the fixed slice as ``mask(x + d(x))`` (see :func:`warp`).
+
+Two registrars are provided:
+- :class:`OpticalFlowRegistrar`: TV-L1 optical flow (scikit-image), ~0.1 s per 122x101 pair.
+- :class:`ElastixBSplineRegistrar`: elastix multi-resolution B-spline (itk-elastix), the
+  registration of the SAM-MPA paper; ~0.45 s per pair plus ~10 s to load elastix once.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from scipy import ndimage
+
+
+class SliceRegistrar(Protocol):
+    name: str
+
+    def register(self, fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        """(2, rows, cols) float32 displacement in pixels, (row, col) order; see module doc."""
+        ...
+
+
+def warp(values: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """Resample a (rows, cols) float image at ``x + displacement(x)`` (linear, 0 outside)."""
+    rows, cols = values.shape
+    grid_r, grid_c = np.meshgrid(np.arange(rows, dtype=np.float32), np.arange(cols, dtype=np.float32), indexing="ij")
+    coords = np.stack([grid_r + displacement[0], grid_c + displacement[1]])
+    return ndimage.map_coordinates(values.astype(np.float32, copy=False), coords, order=1, mode="constant", cval=0.0)
+
+
+class OpticalFlowRegistrar:
+    """TV-L1 optical flow (Zach et al. 2007, scikit-image's ``optical_flow_tvl1``).
+
+    Args:
+        attachment: data term weight; larger follows intensities more closely.
+        num_warp: image warps per pyramid level.
+    """
+
+    name = "flow"
+
+    def __init__(self, attachment: float = 15.0, num_warp: int = 5) -> None:
+        self.attachment = attachment
+        self.num_warp = num_warp
+
+    def register(self, fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        from skimage.registration import optical_flow_tvl1
+
+        flow = optical_flow_tvl1(fixed, moving, attachment=self.attachment, num_warp=self.num_warp)
+        return flow.astype(np.float32)
+
+
+class ElastixBSplineRegistrar:
+    """elastix 2D B-spline registration (itk-elastix), as SAM-MPA propagates masks.
+
+    Starts from elastix's default "bspline" map with ``resolutions`` levels and a control-point
+    grid of ``grid_mm``; the displacement field comes from transformix. Physical units are
+    converted to pixels with the in-plane spacing.
+    """
+
+    name = "elastix"
+
+    def __init__(self, resolutions: int = 2, grid_mm: float = 24.0, iterations: int = 100) -> None:
+        self.resolutions = resolutions
+        self.grid_mm = grid_mm
+        self.iterations = iterations
+        self._parameters = None
+
+    def _parameter_object(self):
+        import itk
+
+        if self._parameters is None:
+            parameters = itk.ParameterObject.New()
+            bspline = parameters.GetDefaultParameterMap("bspline", self.resolutions, self.grid_mm)
+            bspline["MaximumNumberOfIterations"] = [str(self.iterations)]
+            bspline["Metric"] = ["AdvancedMeanSquares"]
+            bspline["NumberOfSpatialSamples"] = ["2048"]
+            bspline["WriteResultImage"] = ["false"]
+            parameters.AddParameterMap(bspline)
+            self._parameters = parameters
+        return self._parameters
+
+    def register(self, fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        import itk
+
+        row_mm, col_mm = spacing
+
+        def to_itk(array: np.ndarray):
+            image = itk.image_from_array(np.ascontiguousarray(array, dtype=np.float32))
+            image.SetSpacing((col_mm, row_mm))
+            return image
+
+        fixed_image, moving_image = to_itk(fixed), to_itk(moving)
+        _, transform = itk.elastix_registration_method(
+            fixed_image, moving_image, parameter_object=self._parameter_object(), log_to_console=False
+        )
+        field = itk.array_from_image(itk.transformix_deformation_field(moving_image, transform))
+        # field: (rows, cols, 2) physical (x, y) = (col, row) displacements in mm.
+        return np.stack([field[..., 1] / row_mm, field[..., 0] / col_mm]).astype(np.float32)
+
+
+REGISTRARS = {"flow": OpticalFlowRegistrar, "elastix": ElastixBSplineRegistrar}
+
+
+def make_registrar(name: str) -> SliceRegistrar:
+    """The registrar called ``name`` ("flow" or "elastix")."""
+    if name not in REGISTRARS:
+        raise ValueError(f"Registration backend must be one of {', '.join(REGISTRARS)}, not {name!r}")
+    return REGISTRARS[name]()
