@@ -8,11 +8,13 @@ extrapolation with a stop rule beyond them (see ``propagation/mask_chain.py``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..annotation import SparseAnnotation
 from ..progress import CancelToken, Progress, no_progress
-from ..propagation.mask_chain import ChainSettings, propagate_label_masks
+from ..propagation.mask_chain import ChainSettings, propagate_label_masks, robust_range
 from ..propagation.slice_flows import SliceFlows
 from ..propagation.slice_registration import make_registrar
 from ..volume import Volume
@@ -54,6 +56,21 @@ def registration_window(stack: np.ndarray, annotation: SparseAnnotation) -> tupl
     return float(low), float(max(high, low + 1e-3))
 
 
+@dataclass
+class PreparedImage:
+    """What every label's propagation shares.
+
+    Attributes:
+        stack: (n_slices, rows, cols) float32 intensities, annotated axis first.
+        value_range: p99.5 - p0.5 of the intensities.
+        flows: memoised adjacent-slice registrations of the normalised stack.
+    """
+
+    stack: np.ndarray
+    value_range: float
+    flows: SliceFlows
+
+
 class RegisterEngine:
     """Registration-based propagation (SAM-MPA).
 
@@ -69,31 +86,40 @@ class RegisterEngine:
         self.backend = backend
         self.settings = settings or ChainSettings()
 
-    def prepare(self, image: Volume, annotation: SparseAnnotation) -> tuple[np.ndarray, SliceFlows]:
-        """Canonical float32 stack and its (empty) registration cache for this image."""
+    def prepare(self, image: Volume, annotation: SparseAnnotation) -> PreparedImage:
+        """Canonical float32 stack, its value range and its (empty) registration cache."""
         stack = annotation.to_canonical(image.array).astype(np.float32)
         low, high = registration_window(stack, annotation)
         normalised = np.clip((stack - low) / (high - low), 0.0, 1.0).astype(np.float32)
         spacing = annotation.spacing_canonical
-        return stack, SliceFlows(normalised, (spacing[1], spacing[2]), self.registrar)
+        flows = SliceFlows(normalised, (spacing[1], spacing[2]), self.registrar)
+        return PreparedImage(stack=stack, value_range=robust_range(stack), flows=flows)
 
     def propagate_label(
         self,
-        stack: np.ndarray,
-        flows: SliceFlows,
+        prepared: PreparedImage,
         annotation: SparseAnnotation,
         value: int,
         drawn_slices: list[int] | None = None,
         cancel: CancelToken | None = None,
+        only: int | None = None,
     ) -> LabelProbability:
         """Propagate label ``value``; ``drawn_slices`` restricts the drawn slices used (auto's
-        leave-one-out), default all of them."""
+        leave-one-out), default all of them; ``only`` computes just that slice."""
         mask = annotation.mask(value)
         drawn_slices = annotation.drawn_slices(value) if drawn_slices is None else drawn_slices
         crop = structure_crop([mask[z] for z in drawn_slices], mask.shape[1:])
         drawn = {z: mask[z][crop] for z in drawn_slices}
         result = propagate_label_masks(
-            stack, drawn, set(annotation.empty_slices.get(value, ())), flows, crop, self.settings, cancel
+            prepared.stack,
+            drawn,
+            set(annotation.empty_slices.get(value, ())),
+            prepared.flows,
+            crop,
+            self.settings,
+            cancel,
+            only,
+            prepared.value_range,
         )
         probability = np.zeros(mask.shape, np.float32)
         probability[:, crop[0], crop[1]] = result.probability
@@ -113,11 +139,12 @@ class RegisterEngine:
     ) -> Prediction:
         timer = Timer()
         with timer.stage("prepare"):
-            stack, flows = self.prepare(image, annotation)
+            prepared = self.prepare(image, annotation)
+        flows = prepared.flows
         prediction = per_label_prediction(
             self.name,
             annotation,
-            lambda value: self.propagate_label(stack, flows, annotation, value, cancel=cancel),
+            lambda value: self.propagate_label(prepared, annotation, value, cancel=cancel),
             progress=progress,
             cancel=cancel,
             timer=timer,

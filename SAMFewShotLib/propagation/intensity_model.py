@@ -11,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-#: Histogram bins over the value range of the annotated neighbourhood.
-N_BINS = 256
+#: Histogram bin width as a fraction of the image's robust value range (p0.5..p99.5); about
+#: 10 HU on a CT whose range spans air to bone.
+BIN_FRACTION = 1.0 / 220.0
+#: Gaussian smoothing of the histograms, in bins.
+SMOOTHING_BINS = 1.5
 #: Density floor: values never seen in either histogram get P(inside) = 0.5 (no evidence).
 DENSITY_FLOOR = 1e-3
 
@@ -23,10 +26,13 @@ class IntensityModel:
     Args:
         slices: (rows, cols) images of the annotated slices.
         masks: the matching (rows, cols) bool masks (at least one non-empty).
+        value_range: the image's robust value range (e.g. p99.5 - p0.5), which sets the bin width.
         band_px: width in pixels of the background band around each mask.
     """
 
-    def __init__(self, slices: list[np.ndarray], masks: list[np.ndarray], band_px: int = 4) -> None:
+    def __init__(
+        self, slices: list[np.ndarray], masks: list[np.ndarray], value_range: float, band_px: int = 4
+    ) -> None:
         foreground, background = [], []
         for image, mask in zip(slices, masks):
             if not mask.any():
@@ -38,19 +44,19 @@ class IntensityModel:
             raise ValueError("An intensity model needs at least one non-empty mask")
         fg, bg = np.concatenate(foreground).astype(np.float64), np.concatenate(background).astype(np.float64)
         both = np.concatenate([fg, bg])
-        self.low, self.high = float(both.min()), float(both.max())
-        if self.high <= self.low:
-            self.high = self.low + 1.0
-        self.edges = np.linspace(self.low, self.high, N_BINS + 1)
-        hist_fg = ndimage.gaussian_filter1d(np.histogram(fg, self.edges)[0] / fg.size, 1.5)
-        hist_bg = ndimage.gaussian_filter1d(np.histogram(bg, self.edges)[0] / max(bg.size, 1), 1.5)
+        width = max(float(value_range), 1e-6) * BIN_FRACTION
+        low = float(both.min())
+        self.n_bins = int(np.floor((float(both.max()) - low) / width)) + 1
+        self.edges = low + width * np.arange(self.n_bins + 1)
+        hist_fg = ndimage.gaussian_filter1d(np.histogram(fg, self.edges)[0] / fg.size, SMOOTHING_BINS)
+        hist_bg = ndimage.gaussian_filter1d(np.histogram(bg, self.edges)[0] / max(bg.size, 1), SMOOTHING_BINS)
         self.p_inside = (hist_fg + DENSITY_FLOOR) / (hist_fg + hist_bg + 2 * DENSITY_FLOOR)
 
     def probability(self, values: np.ndarray) -> np.ndarray:
         """P(inside | value) for an array of values (0.5 outside the learnt value range)."""
         index = np.searchsorted(self.edges, values, side="right") - 1
-        outside = (index < 0) | (index >= N_BINS)
-        p = self.p_inside[np.clip(index, 0, N_BINS - 1)]
+        outside = (index < 0) | (index >= self.n_bins)
+        p = self.p_inside[np.clip(index, 0, self.n_bins - 1)]
         return np.where(outside, 0.5, p).astype(np.float32)
 
     def trim(self, soft_mask: np.ndarray, image: np.ndarray, prior_cap: float = 0.9) -> np.ndarray:
@@ -63,3 +69,10 @@ class IntensityModel:
         p = self.probability(image)
         posterior = prior * p / (prior * p + (1.0 - prior) * (1.0 - p) + 1e-6)
         return np.minimum(soft_mask, posterior).astype(np.float32)
+
+    def grow(self, soft_mask: np.ndarray, image: np.ndarray, threshold: float, pixels: int = 1) -> np.ndarray:
+        """Add the ring of ``pixels`` around the mask where P(inside | value) >= ``threshold``."""
+        inside = soft_mask > 0.5
+        ring = ndimage.binary_dilation(inside, iterations=pixels) & ~inside
+        add = ring & (self.probability(image) >= threshold)
+        return np.where(add, np.float32(0.75), soft_mask).astype(np.float32)

@@ -13,6 +13,7 @@ Two registrars are provided:
 
 from __future__ import annotations
 
+import tempfile
 from typing import Protocol
 
 import numpy as np
@@ -100,7 +101,14 @@ class ElastixBSplineRegistrar:
         _, transform = itk.elastix_registration_method(
             fixed_image, moving_image, parameter_object=self._parameter_object(), log_to_console=False
         )
-        field = itk.array_from_image(itk.transformix_deformation_field(moving_image, transform))
+        # transformix writes the field to its output directory too: keep it out of the cwd.
+        with tempfile.TemporaryDirectory(prefix="samfewshot-transformix-") as folder:
+            transformix = itk.TransformixFilter.New(
+                moving_image, transform_parameter_object=transform, output_directory=folder, log_to_console=False
+            )
+            transformix.SetComputeDeformationField(True)
+            transformix.UpdateLargestPossibleRegion()
+            field = itk.array_from_image(transformix.GetOutputDeformationField())
         # field: (rows, cols, 2) physical (x, y) = (col, row) displacements in mm.
         return np.stack([field[..., 1] / row_mm, field[..., 0] / col_mm]).astype(np.float32)
 

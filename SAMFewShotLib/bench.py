@@ -1,0 +1,212 @@
+"""Dice-vs-k benchmark: simulate a clinician's k annotated slices from a full reference.
+
+For every structure of the reference and every k, the k annotated slices sit evenly inside the
+structure's extent along the annotated axis, at z0 + (z1 - z0)(2i + 1)/(2k), i = 0..k-1 (see
+:func:`simulate_annotation` in demo.py), each structure on its own. Every engine propagates them;
+the result is scored against the whole reference structure (Dice, IoU, HD95 and ASSD in mm) and
+timed, one structure at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .engines import make_engine
+from .metrics import evaluate
+from .progress import CancelToken, Progress, no_progress
+from .volume import LabelVolume, Volume
+
+
+@dataclass
+class BenchRecord:
+    """One engine on one structure at one k."""
+
+    engine: str
+    label: int
+    name: str
+    k: int
+    slices: list[int]
+    dice: float
+    iou: float
+    hd95: float
+    assd: float
+    seconds: float
+    expected_dice: float | None = None
+    choice: str | None = None
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        for key in ("hd95", "assd"):
+            if not math.isfinite(out[key]):
+                out[key] = None
+        return out
+
+
+@dataclass
+class BenchResult:
+    records: list[BenchRecord] = field(default_factory=list)
+    image: str = ""
+    reference: str = ""
+
+    def engines(self) -> list[str]:
+        return list(dict.fromkeys(r.engine for r in self.records))
+
+    def ks(self) -> list[int]:
+        return sorted({r.k for r in self.records})
+
+    def labels(self) -> list[tuple[int, str]]:
+        return list(dict.fromkeys((r.label, r.name) for r in self.records))
+
+    def summary(self) -> list[dict]:
+        """Per engine and k: mean Dice, mean HD95 (finite ones), mean seconds per structure."""
+        rows = []
+        for engine in self.engines():
+            for k in self.ks():
+                chosen = [r for r in self.records if r.engine == engine and r.k == k]
+                if not chosen:
+                    continue
+                hd = [r.hd95 for r in chosen if math.isfinite(r.hd95)]
+                rows.append(
+                    {
+                        "engine": engine,
+                        "k": k,
+                        "dice": {r.name: r.dice for r in chosen},
+                        "mean_dice": float(np.mean([r.dice for r in chosen])),
+                        "mean_hd95": float(np.mean(hd)) if hd else None,
+                        "seconds_per_structure": float(np.mean([r.seconds for r in chosen])),
+                    }
+                )
+        return rows
+
+    def table(self) -> str:
+        """A markdown table: engine, k, Dice per structure, mean Dice, mean HD95, seconds."""
+        names = [name for _, name in self.labels()]
+        header = ["engine", "k", *names, "mean Dice", "mean HD95 mm", "s / structure"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in self.summary():
+            hd95 = "-" if row["mean_hd95"] is None else f"{row['mean_hd95']:.1f}"
+            cells = [row["engine"], str(row["k"])]
+            cells += [f"{row['dice'][name]:.3f}" if name in row["dice"] else "-" for name in names]
+            cells += [f"**{row['mean_dice']:.3f}**", hd95, f"{row['seconds_per_structure']:.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict:
+        return {
+            "image": self.image,
+            "reference": self.reference,
+            "records": [r.as_json() for r in self.records],
+            "summary": self.summary(),
+        }
+
+
+def run_bench(
+    image: Volume,
+    reference: LabelVolume,
+    labels: dict[int, str],
+    ks: list[int],
+    engines: list[str],
+    axis: int = 0,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+) -> BenchResult:
+    """Benchmark ``engines`` on every (label, k); see the module docstring.
+
+    Args:
+        image: the image volume.
+        reference: the full reference label map on the image grid.
+        labels: {label value: display name} of the structures to test.
+        ks: numbers of annotated slices.
+        engines: engine names for :func:`~SAMFewShotLib.engines.make_engine`.
+        axis: numpy axis of the simulated annotation (0 = z).
+    Raises:
+        ValueError before any engine runs: a label absent from the reference, a k larger
+        than a structure's extent, an unknown engine, a grid mismatch.
+    """
+    from .demo import simulate_annotation
+
+    if not image.same_grid(reference.volume):
+        raise ValueError(
+            f"The reference grid ({reference.volume.grid_text()}) differs from the image grid ({image.grid_text()})"
+        )
+    present = set(reference.label_values())
+    missing = [value for value in labels if value not in present]
+    if missing:
+        raise ValueError(f"Label {missing[0]} is not in the reference (it holds {sorted(present)})")
+    built = {name: make_engine(name) for name in engines}
+    cases = []
+    for value, name in labels.items():
+        single = reference.with_array((reference.array == value).astype(reference.array.dtype) * value)
+        for k in ks:
+            try:
+                annotation = simulate_annotation(single, k, axis=axis)
+            except ValueError as error:
+                raise ValueError(f"{name} (label {value}): {error}") from None
+            cases.append((value, name, k, annotation))
+    result = BenchResult()
+    total = len(cases) * len(built)
+    done = 0
+    for value, name, k, annotation in cases:
+        truth = reference.array == value
+        slices = annotation.drawn_slices(value)
+        for engine_name, engine in built.items():
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            start = time.perf_counter()
+            prediction = engine.propagate(image, annotation, cancel=cancel)
+            seconds = time.perf_counter() - start
+            scores = evaluate(prediction.labels.array == value, truth, image.spacing_zyx)
+            details = prediction.details.get(value, {})
+            result.records.append(
+                BenchRecord(
+                    engine=engine_name,
+                    label=value,
+                    name=name,
+                    k=k,
+                    slices=slices,
+                    seconds=seconds,
+                    expected_dice=prediction.expected_dice.get(value),
+                    choice=details.get("choice"),
+                    **scores,
+                )
+            )
+            done += 1
+            progress("bench", done, total)
+    return result
+
+
+def parse_labels(text: str, reference: LabelVolume) -> dict[int, str]:
+    """``--labels "5=liver,1,3=kidney_left"`` -> {5: "liver", 1: <name from reference>, ...}."""
+    labels: dict[int, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        value_text, _, name = part.partition("=")
+        try:
+            value = int(value_text)
+        except ValueError:
+            raise ValueError(f"Labels must be integers (optionally VALUE=NAME), not {part!r}") from None
+        segment = reference.segment(value)
+        labels[value] = name.strip() or (segment.name if segment.name else f"label {value}")
+    if not labels:
+        raise ValueError(f"No label given in {text!r}")
+    return labels
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    """``"1,3,5"`` -> [1, 3, 5]; ValueError naming ``what`` and the bad value."""
+    values = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = int(part)
+        except ValueError:
+            raise ValueError(f"{what} must be positive integers, not {part!r}") from None
+        if value < 1:
+            raise ValueError(f"{what} must be positive integers, not {value}")
+        values.append(value)
+    if not values:
+        raise ValueError(f"No {what} given in {text!r}")
+    return values
+

@@ -1,0 +1,254 @@
+"""The ``samfewshot`` command.
+
+    samfewshot propagate IMAGE ANNOTATION -o OUT [--engine auto|interpolate|register|...]
+                         [--axis auto|axial|coronal|sagittal] [--empty-slices SPEC]
+                         [--progress bar|json|none] [--report PATH]
+    samfewshot bench IMAGE REFERENCE --labels 5,1,... --k 1,3,5,10 --engines ... [--json OUT]
+    samfewshot demo [-o DIR]
+
+Exit codes: 0 success; 2 bad input (one line on stderr naming the problem, nothing written,
+inputs untouched); 130 cancelled (Ctrl-C or SIGTERM); 1 an unexpected failure (a bug: traceback).
+Results are written only after the whole computation succeeded, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .progress import Cancelled, CancelToken, make_progress
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+ENGINE_CHOICES = ("auto", "interpolate", "register", "register:elastix", "sam", "fewshot", "meta")
+
+
+class UserError(ValueError):
+    """Bad input detected by the command itself."""
+
+
+def _json_safe(value):
+    """Numpy scalars/arrays to Python, non-finite floats to None, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _check_report_path(path: str | None) -> None:
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"Report path {path} is a folder, not a file")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"Report folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"Report folder {folder} is not writable")
+
+
+def _write_json_atomic(path: str, payload: dict) -> None:
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        temp.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def _check_outputs_differ(output: str, inputs: Sequence[str]) -> None:
+    from .volume_io import same_file
+
+    for given in inputs:
+        if same_file(output, given):
+            raise UserError(f"Output path {output} is the input {given}: choose another output")
+
+
+def _axis(name: str, direction) -> int | None:
+    from .annotation import axis_from_name
+
+    return None if name == "auto" else axis_from_name(name, direction)
+
+
+def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
+    from .annotation import SparseAnnotation, parse_empty_slices
+    from .engines import make_engine
+    from .volume_io import check_writable, read_labels, read_volume, write_labels
+
+    start = time.perf_counter()
+    engine = make_engine(args.engine)
+    check_writable(args.output, "labels")
+    _check_report_path(args.report)
+    _check_outputs_differ(args.output, [args.image, args.annotation])
+    if args.report:
+        _check_outputs_differ(args.report, [args.image, args.annotation, args.output])
+    image = read_volume(args.image)
+    labels = read_labels(args.annotation)
+    if not labels.volume.same_grid(image):
+        raise UserError(
+            f"The annotation grid ({labels.volume.grid_text()}) differs from the image grid ({image.grid_text()})"
+        )
+    empty = parse_empty_slices(args.empty_slices, labels.label_values()) if args.empty_slices else None
+    annotation = SparseAnnotation.from_labels(labels, axis=_axis(args.axis, image.direction), empty_slices=empty)
+    read_seconds = time.perf_counter() - start
+    prediction = engine.propagate(image, annotation, progress=progress, cancel=cancel)
+    write_start = time.perf_counter()
+    write_labels(prediction.labels, args.output)
+    seconds = dict(prediction.seconds, read=read_seconds, write=time.perf_counter() - write_start)
+    seconds["total"] = time.perf_counter() - start
+    if args.report:
+        _write_json_atomic(
+            args.report,
+            {
+                "engine": args.engine,
+                "image": args.image,
+                "annotation": args.annotation,
+                "output": args.output,
+                "axis": int(annotation.axis),
+                "annotated_slices": {v: annotation.annotated_slices(v) for v in annotation.label_values},
+                "labels": {s.value: s.display_name() for s in prediction.labels.segments}
+                or {v: f"Segment_{v}" for v in annotation.label_values},
+                "seconds": seconds,
+                "counters": prediction.counters,
+                "expected_dice": prediction.expected_dice,
+                "slice_confidence": prediction.slice_confidence,
+                "details": prediction.details,
+            },
+        )
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
+    from .bench import parse_ints, parse_labels, run_bench
+    from .volume_io import read_labels, read_volume
+
+    ks = parse_ints(args.k, "--k values")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if args.json:
+        _check_report_path(args.json)
+        _check_outputs_differ(args.json, [args.image, args.reference])
+    image = read_volume(args.image)
+    reference = read_labels(args.reference)
+    labels = parse_labels(args.labels, reference) if args.labels else {
+        v: reference.segment(v).name or f"label {v}" for v in reference.label_values()
+    }
+    axis = _axis(args.axis, image.direction)
+    result = run_bench(image, reference, labels, ks, engines, axis=0 if axis is None else axis, progress=progress, cancel=cancel)
+    result.image, result.reference = args.image, args.reference
+    print(result.table())
+    if args.json:
+        _write_json_atomic(args.json, result.as_json())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
+    from .demo import run_demo
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    result = run_demo(args.output, engines=engines, k=args.k, progress=progress, cancel=cancel)
+    print(result.table())
+    print(f"Outputs written to {Path(args.output).resolve()}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="samfewshot",
+        description="Few annotated slices or one atlas in, a full 3D segmentation out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_progress(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--progress",
+            choices=("bar", "json", "none"),
+            default="bar",
+            help="progress display: tqdm bar on stderr, one JSON object per line on stdout, or none",
+        )
+
+    p = sub.add_parser("propagate", help="propagate a sparse slice annotation to the whole volume")
+    p.add_argument("image", help="image: NIfTI, NRRD, MHA, ... file or a DICOM series folder")
+    p.add_argument("annotation", help="label image on the image grid, or .seg.nrrd")
+    p.add_argument("-o", "--output", required=True, help="output labels: .nii.gz, .nrrd, .mha or .seg.nrrd")
+    p.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
+    p.add_argument("--axis", default="auto", choices=("auto", "axial", "coronal", "sagittal"))
+    p.add_argument(
+        "--empty-slices",
+        default=None,
+        metavar="SPEC",
+        help='slices declared free of a structure: "12,40" (all labels) or "5:12,40;1:3" (per label); '
+        "indices along the annotated axis",
+    )
+    p.add_argument("--checkpoint", default=None, help="SAM checkpoint path or name (SAM engines)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds per stage, counters")
+    add_progress(p)
+    p.set_defaults(func=cmd_propagate)
+
+    p = sub.add_parser("bench", help="Dice-vs-k benchmark against a full reference segmentation")
+    p.add_argument("image")
+    p.add_argument("reference", help="full reference label map on the image grid")
+    p.add_argument("--labels", default=None, help='label values, optionally named: "5=liver,1=spleen"')
+    p.add_argument("--k", default="1,3,5,10", help="numbers of annotated slices, comma-separated")
+    p.add_argument("--engines", default="interpolate,register,auto")
+    p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
+    p.add_argument("--json", default=None, metavar="OUT", help="write all records and the summary as JSON")
+    add_progress(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="run every engine on a shipped brain MRI template (no weights, no network)")
+    p.add_argument("-o", "--output", default="samfewshot_demo", help="output folder (created)")
+    p.add_argument("--k", type=int, default=5, help="annotated slices")
+    p.add_argument("--engines", default="interpolate,register,auto")
+    add_progress(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    cancel = CancelToken()
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    progress = make_progress(args.progress)
+    try:
+        return args.func(args, progress, cancel)
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"samfewshot: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        cancel.cancel()
+        print("samfewshot: cancelled, nothing written", file=sys.stderr)
+        return EXIT_CANCELLED
+    finally:
+        close = getattr(progress, "close", None)
+        if close is not None:
+            close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

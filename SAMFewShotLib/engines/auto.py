@@ -1,0 +1,150 @@
+"""Engine ``auto``: per structure, leave-one-slice-out validation picks how to fill.
+
+For every label with at least three drawn slices, each interior drawn slice is left out in turn
+and predicted from the others by ``register``, by ``interpolate`` (Fill between slices) and by
+their fusion (mean of the registration probability and a soft version of the interpolated
+shape). The candidate with the best mean Dice on the left-out slices fills the range between the
+outermost drawn slices; beyond them only ``register`` can extrapolate, so it always does.
+Outermost drawn slices are left out too, and predicted by registration alone, so the reported
+expected Dice covers extrapolation as well. With one or two drawn slices there is nothing
+interior to validate and ``register`` fills everything (the expected Dice is then the mean Dice
+of each drawn slice predicted from the other, or unknown with one slice).
+
+All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them), and
+every interpolation, validation ones included, runs in one child process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..annotation import SparseAnnotation
+from ..metrics import dice
+from ..progress import CancelToken, Progress, no_progress
+from ..volume import Volume
+from .base import LabelProbability, Prediction, Timer, per_label_prediction
+from .interpolate import plan_label, plan_probability, run_contour_interpolation
+from .register import RegisterEngine
+
+CANDIDATES = ("register", "interpolate", "fusion")
+#: Softness (pixels) of the interpolated shape's edge when fused with the registration.
+FUSION_EDGE_PX = 1.0
+
+
+def soft_shape(inside: np.ndarray) -> np.ndarray:
+    """(n, rows, cols) float32 in [0, 1]: sigmoid of the in-plane signed distance (pixels) to
+    the edge of a binary stack, 0.5 on the edge; slices without any voxel stay 0."""
+    out = np.zeros(inside.shape, np.float32)
+    for z in np.flatnonzero(inside.any(axis=(1, 2))):
+        signed = ndimage.distance_transform_edt(inside[z]) - ndimage.distance_transform_edt(~inside[z])
+        out[z] = 1.0 / (1.0 + np.exp(-(signed - 0.5 * np.sign(signed)) / FUSION_EDGE_PX))
+    return out
+
+
+def candidate_probability(name: str, registered: np.ndarray, interpolated: np.ndarray) -> np.ndarray:
+    """The probability a candidate gives (canonical arrays of the same shape)."""
+    if name == "register":
+        return registered
+    if name == "interpolate":
+        return interpolated
+    return 0.5 * (registered + soft_shape(interpolated > 0.5))
+
+
+class AutoEngine:
+    """Picks register, interpolate or their fusion per structure by leave-one-slice-out Dice."""
+
+    name = "auto"
+
+    def __init__(self, backend: str = "flow") -> None:
+        self.register = RegisterEngine(backend=backend)
+
+    def propagate(
+        self,
+        image: Volume,
+        annotation: SparseAnnotation,
+        *,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Prediction:
+        timer = Timer()
+        with timer.stage("prepare"):
+            prepared = self.register.prepare(image, annotation)
+            shape = annotation.canonical_shape
+            slice_spacing = annotation.spacing_canonical[0]
+            plans = {}
+            for value in annotation.label_values:
+                drawn = annotation.drawn_slices(value)
+                plans[(value, None)] = plan_label(annotation, value)
+                if len(drawn) >= 3:
+                    for left_out in drawn[1:-1]:
+                        plans[(value, left_out)] = plan_label(annotation, value, leave_out=left_out)
+        pending = [key for key, plan in plans.items() if plan.job is not None]
+        with timer.stage("contour interpolation"):
+            filled, statistics = run_contour_interpolation(
+                [plans[key].job for key in pending], progress=progress, cancel=cancel
+            )
+        filled_by_key = dict(zip(pending, filled))
+
+        def interpolated(value: int, left_out: int | None) -> np.ndarray:
+            plan = plans[(value, left_out)]
+            return plan_probability(plan, filled_by_key.get((value, left_out)), shape, slice_spacing).probability
+
+        def registered(value: int, drawn: list[int], only: int | None = None) -> LabelProbability:
+            return self.register.propagate_label(
+                prepared, annotation, value, drawn_slices=drawn, cancel=cancel, only=only
+            )
+
+        def propagate_label(value: int) -> LabelProbability:
+            mask = annotation.mask(value)
+            drawn = annotation.drawn_slices(value)
+            full = registered(value, drawn)
+            validation: dict[str, list[float]] = {name: [] for name in CANDIDATES}
+            outer_dice: list[float] = []
+            for left_out in drawn if len(drawn) >= 2 else []:
+                remaining = [s for s in drawn if s != left_out]
+                reg = registered(value, remaining, only=left_out).probability[left_out]
+                if left_out in (drawn[0], drawn[-1]):
+                    outer_dice.append(dice(reg[None] > 0.5, mask[None, left_out]))
+                    continue
+                interp = interpolated(value, left_out)[left_out]
+                for name in CANDIDATES:
+                    guess = candidate_probability(name, reg[None], interp[None])[0]
+                    validation[name].append(dice(guess[None] > 0.5, mask[None, left_out]))
+            scores = {name: float(np.mean(v)) for name, v in validation.items() if v}
+            choice = max(scores, key=scores.get) if scores else "register"
+            probability = full.probability
+            confidence = full.slice_confidence
+            if choice != "register":
+                inside = slice(drawn[0], drawn[-1] + 1)
+                interp_full = interpolated(value, None)
+                probability = probability.copy()
+                probability[inside] = candidate_probability(choice, full.probability[inside], interp_full[inside])
+            chosen = validation[choice] if scores else []
+            per_slice = chosen + outer_dice
+            expected = float(np.mean(per_slice)) if per_slice else None
+            return LabelProbability(
+                probability=probability,
+                slice_confidence=confidence,
+                expected_dice=expected,
+                details={
+                    "choice": choice,
+                    "validation_dice": scores,
+                    "extrapolation_dice": float(np.mean(outer_dice)) if outer_dice else None,
+                    "stopped_at": full.details.get("stopped_at"),
+                },
+            )
+
+        prediction = per_label_prediction(
+            self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
+        )
+        flows = prepared.flows
+        prediction.seconds["registration"] = flows.seconds
+        prediction.counters.update(
+            registrations=flows.registrations,
+            registration_cache_hits=flows.cache_hits,
+            backend=self.register.backend,
+            interpolation_jobs=len(pending),
+            **statistics,
+        )
+        return prediction

@@ -1,0 +1,7 @@
+"""Markers of the propagation tests."""
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: loads a heavy dependency (itk-elastix, ~10-25 s); deselect with -m 'not slow'"
+    )
