@@ -2,7 +2,7 @@
 
 For every structure of the reference and every k, the k annotated slices sit evenly inside the
 structure's extent along the annotated axis, at z0 + (z1 - z0)(2i + 1)/(2k), i = 0..k-1 (see
-:func:`simulate_annotation` in demo.py), each structure on its own. Every engine propagates them;
+:func:`simulate_annotation`), each structure on its own. Every engine propagates them;
 the result is scored against the whole reference structure (Dice, IoU, HD95 and ASSD in mm) and
 timed, one structure at a time.
 """
@@ -12,13 +12,84 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
+from .annotation import SparseAnnotation
 from .engines import make_engine
 from .metrics import evaluate
 from .progress import CancelToken, Progress, no_progress
 from .volume import LabelVolume, Volume
+
+
+def slice_positions(first: int, last: int, k: int) -> list[int]:
+    """k evenly spaced slices inside ``first..last`` (inclusive): the rounded centres of k equal
+    parts, ``first + (last - first)(2i + 1) / (2k)`` for i < k, computed exactly and rounded with
+    Python's :func:`round` (halves to even), duplicates dropped; sorted.
+
+    Raises:
+        ValueError: k < 1, or k larger than the number of slices ``last - first + 1``.
+    """
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, not {k!r}")
+    if last < first:
+        raise ValueError(f"Extent {first}..{last} is empty")
+    n = last - first + 1
+    if k > n:
+        raise ValueError(f"k = {k} exceeds the structure's extent: slices {first}..{last} ({n} slices)")
+    span = last - first
+    return sorted({round(first + Fraction(span * (2 * i + 1), 2 * int(k))) for i in range(int(k))})
+
+
+def annotation_slices(reference: LabelVolume, k: int, axis: int = 0) -> dict[int, list[int]]:
+    """{label value: the slices along ``axis`` that :func:`simulate_annotation` keeps}.
+
+    Each label gets :func:`slice_positions` over its own extent (first to last slice holding it).
+    ValueError names the label, k and the extent when k is too large.
+    """
+    if axis not in (0, 1, 2):
+        raise ValueError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis}")
+    values = reference.label_values()
+    if not values:
+        raise ValueError("The reference is empty: it holds no labelled voxel")
+    other = tuple(a for a in range(3) if a != axis)
+    result = {}
+    for value in values:
+        present = np.flatnonzero((reference.array == value).any(axis=other))
+        try:
+            result[value] = slice_positions(int(present[0]), int(present[-1]), k)
+        except ValueError as error:
+            name = reference.segment(value).display_name()
+            raise ValueError(f"Label {value} ({name}): {error}") from None
+    return result
+
+
+def simulate_annotation(reference: LabelVolume, k: int, axis: int = 0) -> SparseAnnotation:
+    """The sparse annotation a user would draw: k evenly spaced slices of each structure.
+
+    For every label of ``reference``, the slices :func:`annotation_slices` picks (k per label,
+    centred inside the label's own extent along ``axis``) are copied from the reference, that
+    label only; everything else is 0. Labels share one label map with the reference's segment
+    table and geometry.
+
+    Args:
+        reference: full label map (z, y, x).
+        k: slices per label, 1 to the label's extent in slices.
+        axis: numpy axis (0 = z, 1 = y, 2 = x) of the annotated slices.
+
+    Raises:
+        ValueError: bad k or axis, an empty reference, or k larger than a label's extent
+            (the message names k and the extent).
+    """
+    slices = annotation_slices(reference, k, axis)
+    source = np.moveaxis(reference.array, axis, 0)
+    drawn = np.zeros_like(source)
+    for value, positions in slices.items():
+        for s in positions:
+            drawn[s][source[s] == value] = value
+    labels = reference.with_array(np.ascontiguousarray(np.moveaxis(drawn, 0, axis)))
+    return SparseAnnotation.from_labels(labels, axis=axis)
 
 
 @dataclass
@@ -127,8 +198,6 @@ def run_bench(
         ValueError before any engine runs: a label absent from the reference, a k larger
         than a structure's extent, an unknown engine, a grid mismatch.
     """
-    from .demo import simulate_annotation
-
     if not image.same_grid(reference.volume):
         raise ValueError(
             f"The reference grid ({reference.volume.grid_text()}) differs from the image grid ({image.grid_text()})"

@@ -6,18 +6,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from SAMFewShotLib import demo
-from SAMFewShotLib.demo import (
-    DemoCase,
-    DemoDataError,
-    annotation_slices,
-    load_demo_case,
-    phantom_case,
-    ras_coordinates,
-    run_demo,
-    simulate_annotation,
-    slice_positions,
-)
+from SAMFewShotLib import demo_data
+from SAMFewShotLib.bench import annotation_slices, simulate_annotation, slice_positions
+from SAMFewShotLib.demo import run_demo
+from SAMFewShotLib.demo_data import DemoCase, DemoDataError, load_demo_case, phantom_case, ras_coordinates
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 from SAMFewShotLib.volume_io import read_labels, read_volume
 
@@ -25,7 +17,7 @@ SHAPE = (34, 20, 22)  # (z, y, x)
 SPACING_XYZ = (0.8, 0.9, 2.5)
 #: Small phantom for end-to-end runs (z, y, x).
 SMALL_PHANTOM = (24, 40, 40)
-NILEARN_FILES = demo.nilearn_template_files()
+NILEARN_FILES = demo_data.nilearn_template_files()
 
 
 def label_volume(boxes: dict, shape=SHAPE) -> LabelVolume:
@@ -162,7 +154,7 @@ def test_phantom_case_is_deterministic_and_non_convex():
 
 
 def test_fallback_when_the_template_is_missing(monkeypatch):
-    monkeypatch.setattr(demo, "nilearn_template_files", lambda: None)
+    monkeypatch.setattr(demo_data, "nilearn_template_files", lambda: None)
     case = load_demo_case()
     assert "phantom" in case.source and "fallback" in case.source and "not installed" in case.source
     assert case.reference.label_values() == [1]
@@ -172,8 +164,8 @@ def test_fallback_when_the_structure_cannot_be_derived(monkeypatch, tmp_path):
     def fail(files, spacing_mm):
         raise DemoDataError("no CSF component")
 
-    monkeypatch.setattr(demo, "nilearn_template_files", lambda: {"t1": tmp_path / "t1.nii.gz"})
-    monkeypatch.setattr(demo, "mni_case", fail)
+    monkeypatch.setattr(demo_data, "nilearn_template_files", lambda: {"t1": tmp_path / "t1.nii.gz"})
+    monkeypatch.setattr(demo_data, "mni_case", fail)
     case = load_demo_case()
     assert "fallback" in case.source and "no CSF component" in case.source
 
@@ -182,7 +174,7 @@ def test_fallback_when_a_template_file_is_unreadable(monkeypatch, tmp_path):
     files = {key: tmp_path / f"{key}.nii.gz" for key in ("t1", "wm", "gm")}
     for path in files.values():
         path.write_bytes(b"not an image")
-    monkeypatch.setattr(demo, "nilearn_template_files", lambda: files)
+    monkeypatch.setattr(demo_data, "nilearn_template_files", lambda: files)
     case = load_demo_case()
     assert "fallback" in case.source and "could not be used" in case.source
     assert all(path.read_bytes() == b"not an image" for path in files.values())

@@ -73,6 +73,7 @@ class AutoEngine:
             shape = annotation.canonical_shape
             slice_spacing = annotation.spacing_canonical[0]
             plans = {}
+            crops = {value: self.register.crop(annotation, value) for value in annotation.label_values}
             for value in annotation.label_values:
                 drawn = annotation.drawn_slices(value)
                 plans[(value, None)] = plan_label(annotation, value)
@@ -91,8 +92,9 @@ class AutoEngine:
             return plan_probability(plan, filled_by_key.get((value, left_out)), shape, slice_spacing).probability
 
         def registered(value: int, drawn: list[int], only: int | None = None) -> LabelProbability:
+            # One crop per label (from all drawn slices): validation reuses the registrations.
             return self.register.propagate_label(
-                prepared, annotation, value, drawn_slices=drawn, cancel=cancel, only=only
+                prepared, annotation, value, drawn_slices=drawn, cancel=cancel, only=only, crop=crops[value]
             )
 
         def propagate_label(value: int) -> LabelProbability:
@@ -132,6 +134,7 @@ class AutoEngine:
                     "validation_dice": scores,
                     "extrapolation_dice": float(np.mean(outer_dice)) if outer_dice else None,
                     "stopped_at": full.details.get("stopped_at"),
+                    "intensity_separability": full.details.get("intensity_separability"),
                 },
             )
 

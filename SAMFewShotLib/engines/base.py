@@ -89,6 +89,15 @@ class Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
+def check_same_grid(image: Volume, annotation: SparseAnnotation) -> None:
+    """ValueError naming both grids unless the annotation lies on the image's grid."""
+    if not annotation.labels.volume.same_grid(image):
+        raise ValueError(
+            f"The annotation grid ({annotation.labels.volume.grid_text()}) differs from the image grid "
+            f"({image.grid_text()})"
+        )
+
+
 def combine_labels(
     annotation: SparseAnnotation, per_label: dict[int, LabelProbability]
 ) -> tuple[LabelVolume, dict[int, np.ndarray]]:

@@ -34,7 +34,7 @@ from ..annotation import SparseAnnotation
 from ..progress import Cancelled, CancelToken, Progress, no_progress
 from ..volume import Volume
 from . import contour_interpolation
-from .base import LabelProbability, Prediction, Timer, per_label_prediction
+from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
 
 #: The file the child process runs (loaded by path, never through the package).
 CHILD_SCRIPT = Path(contour_interpolation.__file__)
@@ -314,7 +314,7 @@ class InterpolateEngine:
         """Interpolate every label of ``annotation`` between its drawn slices.
 
         Args:
-            image: the image; only its grid is checked (same shape as the annotation).
+            image: the image; only its grid is checked (it must be the annotation's).
             annotation: the sparse annotation; its axis is the interpolation axis.
             progress: called with ("interpolate: contour interpolation", done, total) while the
                 child runs and ("interpolate: labels", done, total) per label.
@@ -324,10 +324,7 @@ class InterpolateEngine:
             The prediction on the image grid; counters hold the child's timings
             (``child_seconds``, ``child_import_seconds``, ``child_filter_seconds``).
         """
-        if image.shape != annotation.labels.volume.shape:
-            raise ValueError(
-                f"The annotation's grid {annotation.labels.volume.shape} differs from the image's {image.shape}"
-            )
+        check_same_grid(image, annotation)
         timer = Timer()
         with timer.stage("prepare"):
             plans = {value: plan_label(annotation, value) for value in annotation.label_values}

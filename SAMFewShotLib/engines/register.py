@@ -18,7 +18,7 @@ from ..propagation.mask_chain import ChainSettings, propagate_label_masks, robus
 from ..propagation.slice_flows import SliceFlows
 from ..propagation.slice_registration import make_registrar
 from ..volume import Volume
-from .base import LabelProbability, Prediction, Timer, per_label_prediction
+from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
 
 #: Crop margin around a structure's drawn masks, as a fraction of their in-plane extent ...
 CROP_MARGIN_FRACTION = 0.25
@@ -88,12 +88,19 @@ class RegisterEngine:
 
     def prepare(self, image: Volume, annotation: SparseAnnotation) -> PreparedImage:
         """Canonical float32 stack, its value range and its (empty) registration cache."""
+        check_same_grid(image, annotation)
         stack = annotation.to_canonical(image.array).astype(np.float32)
         low, high = registration_window(stack, annotation)
         normalised = np.clip((stack - low) / (high - low), 0.0, 1.0).astype(np.float32)
         spacing = annotation.spacing_canonical
         flows = SliceFlows(normalised, (spacing[1], spacing[2]), self.registrar)
         return PreparedImage(stack=stack, value_range=robust_range(stack), flows=flows)
+
+    @staticmethod
+    def crop(annotation: SparseAnnotation, value: int) -> tuple[slice, slice]:
+        """The in-plane crop of label ``value``: around all its drawn masks."""
+        mask = annotation.mask(value)
+        return structure_crop([mask[z] for z in annotation.drawn_slices(value)], mask.shape[1:])
 
     def propagate_label(
         self,
@@ -103,12 +110,15 @@ class RegisterEngine:
         drawn_slices: list[int] | None = None,
         cancel: CancelToken | None = None,
         only: int | None = None,
+        crop: tuple[slice, slice] | None = None,
     ) -> LabelProbability:
         """Propagate label ``value``; ``drawn_slices`` restricts the drawn slices used (auto's
-        leave-one-out), default all of them; ``only`` computes just that slice."""
+        leave-one-out), default all of them; ``only`` computes just that slice; ``crop`` is the
+        in-plane crop, default :func:`structure_crop` of the label's drawn slices."""
         mask = annotation.mask(value)
+        if crop is None:
+            crop = self.crop(annotation, value)
         drawn_slices = annotation.drawn_slices(value) if drawn_slices is None else drawn_slices
-        crop = structure_crop([mask[z] for z in drawn_slices], mask.shape[1:])
         drawn = {z: mask[z][crop] for z in drawn_slices}
         result = propagate_label_masks(
             prepared.stack,
@@ -120,13 +130,18 @@ class RegisterEngine:
             cancel,
             only,
             prepared.value_range,
+            annotation.spacing_canonical,
         )
         probability = np.zeros(mask.shape, np.float32)
         probability[:, crop[0], crop[1]] = result.probability
         return LabelProbability(
             probability=probability,
             slice_confidence=result.confidence,
-            details={"stopped_at": result.stopped_at, "backend": self.backend},
+            details={
+                "stopped_at": result.stopped_at,
+                "intensity_separability": round(result.separability, 3),
+                "backend": self.backend,
+            },
         )
 
     def propagate(

@@ -9,7 +9,7 @@ notices that the structure has ended.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 
 #: Histogram bin width as a fraction of the image's robust value range (p0.5..p99.5); about
 #: 10 HU on a CT whose range spans air to bone.
@@ -20,8 +20,21 @@ SMOOTHING_BINS = 1.5
 DENSITY_FLOOR = 1e-3
 
 
+def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of scores: P(positive > negative) + P(tie) / 2."""
+    if positive.size == 0 or negative.size == 0:
+        return 0.5
+    ranks = stats.rankdata(np.concatenate([positive, negative]))
+    rank_sum = ranks[: positive.size].sum()
+    return float((rank_sum - positive.size * (positive.size + 1) / 2) / (positive.size * negative.size))
+
+
 class IntensityModel:
     """P(inside | value) from foreground and background histograms of annotated slices.
+
+    ``separability`` is the AUC of P(inside) between the drawn voxels and their band: near 0.5
+    the intensities say nothing about the structure, and nothing that relies on them (trimming,
+    growing, the stop rule) can be trusted.
 
     Args:
         slices: (rows, cols) images of the annotated slices.
@@ -51,6 +64,7 @@ class IntensityModel:
         hist_fg = ndimage.gaussian_filter1d(np.histogram(fg, self.edges)[0] / fg.size, SMOOTHING_BINS)
         hist_bg = ndimage.gaussian_filter1d(np.histogram(bg, self.edges)[0] / max(bg.size, 1), SMOOTHING_BINS)
         self.p_inside = (hist_fg + DENSITY_FLOOR) / (hist_fg + hist_bg + 2 * DENSITY_FLOOR)
+        self.separability = _auc(self.probability(fg), self.probability(bg))
 
     def probability(self, values: np.ndarray) -> np.ndarray:
         """P(inside | value) for an array of values (0.5 outside the learnt value range)."""

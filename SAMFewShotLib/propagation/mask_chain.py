@@ -42,6 +42,11 @@ class ChainSettings:
             ``grow_when_expanding``), the outward chain also takes the ring of ``grow_px`` pixels
             around it whose P(inside | value) reaches this threshold (1 disables growing):
             registration alone under-follows organs that widen quickly.
+        blind_separability: below this intensity separability (AUC, see IntensityModel) the stop
+            rule is blind and registration has nothing to follow, so outward chains reach at most
+            ``blind_reach_of_gap`` times the mean gap between drawn slices (with two or more drawn
+            slices: the default 0 does not invent structure beyond them), or, with one drawn
+            slice, half the drawn mask's equivalent diameter (a roughly round structure).
     """
 
     stop_fraction: float = 0.1
@@ -51,7 +56,9 @@ class ChainSettings:
     area_trend_reach: float = 1.0
     grow_threshold: float = 0.8
     grow_px: int = 1
-    grow_when_expanding: float = 0.02
+    grow_when_expanding: float = 0.0
+    blind_separability: float = 0.65
+    blind_reach_of_gap: float = 0.0
 
 
 @dataclass
@@ -61,6 +68,7 @@ class ChainResult:
     probability: np.ndarray
     confidence: np.ndarray
     stopped_at: dict[str, int | None]
+    separability: float
 
 
 def _chain(
@@ -120,6 +128,7 @@ def propagate_label_masks(
     cancel: CancelToken | None = None,
     only: int | None = None,
     value_range: float | None = None,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> ChainResult:
     """Propagate one label's drawn masks through the stack.
 
@@ -132,18 +141,29 @@ def propagate_label_masks(
         only: compute just what slice ``only`` needs (validation); other slices stay 0.
         value_range: robust value range of the whole image (intensity model bin width);
             default: p0.5..p99.5 of ``image``.
+        spacing: (slice, row, col) voxel size in mm.
     Returns:
         ChainResult with probability (n, crop rows, crop cols).
     """
     settings = settings or ChainSettings()
     if value_range is None:
         value_range = robust_range(image)
+    slice_spacing_mm, pixel_area_mm2 = spacing[0], spacing[1] * spacing[2]
     n = image.shape[0]
     rows = crop[0].stop - crop[0].start
     cols = crop[1].stop - crop[1].start
     probability = np.zeros((n, rows, cols), np.float32)
     confidence = np.zeros(n, np.float32)
     model = IntensityModel([image[z][crop] for z in drawn], list(drawn.values()), value_range)
+    blind_reach = None
+    if model.separability < settings.blind_separability:
+        if len(drawn) >= 2:
+            mean_gap = (max(drawn) - min(drawn)) / (len(drawn) - 1)
+            blind_reach = int(np.ceil(settings.blind_reach_of_gap * mean_gap))
+        else:
+            (only_mask,) = drawn.values()
+            diameter_mm = 2.0 * np.sqrt(only_mask.sum() * pixel_area_mm2 / np.pi)
+            blind_reach = int(np.ceil(0.5 * diameter_mm / slice_spacing_mm))
     between_model = model if settings.trim_between else None
     marks = sorted([(z, True) for z in drawn] + [(z, False) for z in empty])
     stopped: dict[str, int | None] = {"low": None, "high": None}
@@ -163,7 +183,11 @@ def propagate_label_masks(
         if neighbour is not None and neighbour not in drawn:
             neighbour = None
         slope = outward_area_slope(drawn, start, neighbour, settings.area_trend_reach)
+        if blind_reach is not None:
+            slices = slices[:blind_reach]
         if only is not None:
+            if only not in slices:
+                return
             slices = range(start + direction, only + direction, direction)
         chain = _chain(drawn[start], slices, flows, crop, model, settings, image, True, cancel, slope)
         for z, mask, agreement in chain:
@@ -201,7 +225,9 @@ def propagate_label_masks(
             outward(a, +1, b, "high")
         elif b_drawn:
             outward(b, -1, a, "low")
-    return ChainResult(probability=probability, confidence=confidence, stopped_at=stopped)
+    return ChainResult(
+        probability=probability, confidence=confidence, stopped_at=stopped, separability=model.separability
+    )
 
 
 def robust_range(image: np.ndarray) -> float:
@@ -217,8 +243,12 @@ def shrink_to_area(soft_mask: np.ndarray, area: int) -> np.ndarray:
     if inside.sum() <= area:
         return soft_mask
     depth = ndimage.distance_transform_edt(inside)
-    threshold = np.sort(depth[inside])[::-1][max(area - 1, 0)]
-    return np.where(depth >= threshold, soft_mask, np.minimum(soft_mask, 0.5 - 1e-3)).astype(np.float32)
+    # Rank inside pixels by depth, ties by the soft value; keep the ``area`` deepest.
+    order = np.lexsort((-soft_mask.ravel(), -depth.ravel()))
+    keep = np.zeros(soft_mask.size, bool)
+    keep[order[: max(area, 0)]] = True
+    keep = keep.reshape(soft_mask.shape) & inside
+    return np.where(keep, soft_mask, np.minimum(soft_mask, 0.5 - 1e-3)).astype(np.float32)
 
 
 def outward_area_slope(drawn: dict[int, np.ndarray], start: int, inward: int | None, reach: float) -> float | None:

@@ -168,14 +168,14 @@ def test_progress_is_reported_with_increasing_done(run):
     assert last == total == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RegisterEngine.propagate does not check that the image is on the annotation's grid "
-    "(a 48x48x32 image with a 56-wide annotation fails with a numpy IndexError, not a ValueError)",
+@pytest.mark.parametrize(
+    "grid", [{"array": slice(None, 48)}, {"spacing": (0.8, 0.9, 3.0)}], ids=["shape", "spacing"]
 )
-def test_an_image_on_another_grid_is_rejected():
+def test_an_image_on_another_grid_is_rejected(grid):
     truth = ellipsoid(*LEFT)
-    annotation = SparseAnnotation.from_labels(LabelVolume(Volume(draw({1: truth}, {1: [10, 15, 20]}, 0))), axis=0)
-    image = Volume(render(truth, seed=4)[:, :, :48])
+    labels = draw({1: truth}, {1: [10, 15, 20]}, axis=0)
+    annotation = SparseAnnotation.from_labels(LabelVolume(Volume(labels, SPACING)), axis=0)
+    array = render(truth, seed=4)[:, :, grid.get("array", slice(None))]
+    image = Volume(np.ascontiguousarray(array), grid.get("spacing", SPACING))
     with pytest.raises(ValueError, match="grid"):
         make_engine("register").propagate(image, annotation)

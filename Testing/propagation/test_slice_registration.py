@@ -75,13 +75,16 @@ def test_optical_flow_recovers_a_known_translation():
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # itk's SWIG wrappers, not ours
-def test_elastix_bspline_recovers_a_known_translation_slow():
-    """SLOW: loads itk-elastix (~10-25 s). Anisotropic pixels also check the mm-to-pixel conversion."""
+def test_elastix_bspline_recovers_a_known_translation_slow(tmp_path, monkeypatch):
+    """SLOW: loads itk-elastix (~10-25 s), so the one elastix test. Anisotropic pixels also check
+    the mm-to-pixel conversion, and an empty working directory that it leaves no file behind."""
+    monkeypatch.chdir(tmp_path)
     fixed, moving, inside = translated_pair()
     displacement = ElastixBSplineRegistrar().register(fixed, moving, (0.8, 1.2))
     assert displacement.shape == (2, *SHAPE) and displacement.dtype == np.float32
     mean = np.array([displacement[0][inside].mean(), displacement[1][inside].mean()])
     np.testing.assert_allclose(mean, SHIFT, atol=0.5)
+    assert not list(tmp_path.iterdir())  # transformix output stays out of the working directory
 
 
 # make_registrar ----------------------------------------------------------------------------------
