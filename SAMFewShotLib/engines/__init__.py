@@ -1,13 +1,15 @@
 """Propagation engines: one file per engine, one common interface (see base.py).
 
 :func:`make_engine` builds an engine from its command-line name: ``interpolate``, ``register``
-(TV-L1 slice registration), ``register:elastix`` (elastix B-spline slice registration) or
-``auto``. The SAM-family engines (``sam``, ``fewshot``, ``meta``) need model weights and come
-with their own issues; asking for them says so.
+(slice-to-slice registration) or ``auto``. A suffix chooses the slice registration of
+``register`` and ``auto``: ``register:tvl1``, ``auto:elastix`` (default DIS optical flow, see
+propagation/slice_registration.py). The SAM-family engines (``sam``, ``fewshot``, ``meta``)
+need model weights and come with their own issues; asking for them says so.
 """
 
 from __future__ import annotations
 
+from ..propagation.slice_registration import DEFAULT_REGISTRAR, REGISTRARS
 from .base import Engine
 
 #: Engines that exist on the design card but are not built yet, with what they need.
@@ -16,7 +18,7 @@ PLANNED_ENGINES = {
     "fewshot": "the few-shot decoder engine is not available in this version",
     "meta": "the meta-learned adapter engine is not available in this version",
 }
-ENGINE_NAMES = ("auto", "interpolate", "register", "register:elastix")
+ENGINE_NAMES = ("auto", "interpolate", "register", "register:tvl1", "register:elastix")
 
 
 def make_engine(spec: str) -> Engine:
@@ -26,14 +28,12 @@ def make_engine(spec: str) -> Engine:
         from .interpolate import InterpolateEngine
 
         return InterpolateEngine()
-    if name == "register" and option in ("", "flow", "elastix"):
+    if name in ("register", "auto") and (not option or option in REGISTRARS):
+        from .auto import AutoEngine
         from .register import RegisterEngine
 
-        return RegisterEngine(backend=option or "flow")
-    if name == "auto" and option in ("", "flow", "elastix"):
-        from .auto import AutoEngine
-
-        return AutoEngine(backend=option or "flow")
+        engine_class = RegisterEngine if name == "register" else AutoEngine
+        return engine_class(backend=option or DEFAULT_REGISTRAR)
     if name in PLANNED_ENGINES:
         raise ValueError(f"Engine {spec!r}: {PLANNED_ENGINES[name]}")
     raise ValueError(f"Engine must be one of {', '.join(ENGINE_NAMES)}, not {spec!r}")

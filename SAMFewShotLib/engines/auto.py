@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from ..annotation import SparseAnnotation
 from ..metrics import dice
+from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
@@ -56,7 +57,7 @@ class AutoEngine:
 
     name = "auto"
 
-    def __init__(self, backend: str = "flow") -> None:
+    def __init__(self, backend: str = DEFAULT_REGISTRAR) -> None:
         self.register = RegisterEngine(backend=backend)
 
     def propagate(

@@ -1,7 +1,7 @@
 """Engine ``register``: SAM-MPA mask propagation by slice-to-slice registration.
 
-Each adjacent slice pair is registered once (TV-L1 optical flow by default, elastix B-spline on
-request) inside a crop around the structure, and the drawn masks are chained through the
+Each adjacent slice pair is registered once (DIS optical flow by default; TV-L1 or elastix
+B-spline on request) inside a crop around the structure, and the drawn masks are chained through the
 resulting displacement fields: both directions fused between drawn slices, intensity-trimmed
 extrapolation with a stop rule beyond them (see ``propagation/mask_chain.py``).
 """
@@ -16,7 +16,7 @@ from ..annotation import SparseAnnotation
 from ..progress import CancelToken, Progress, no_progress
 from ..propagation.mask_chain import ChainSettings, propagate_label_masks, robust_range
 from ..propagation.slice_flows import SliceFlows
-from ..propagation.slice_registration import make_registrar
+from ..propagation.slice_registration import DEFAULT_REGISTRAR, make_registrar
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
 
@@ -75,13 +75,13 @@ class RegisterEngine:
     """Registration-based propagation (SAM-MPA).
 
     Args:
-        backend: "flow" (TV-L1 optical flow) or "elastix" (B-spline).
+        backend: "dis" (OpenCV DIS optical flow), "tvl1" (TV-L1 optical flow) or "elastix".
         settings: chaining and stop-rule settings.
     """
 
     name = "register"
 
-    def __init__(self, backend: str = "flow", settings: ChainSettings | None = None) -> None:
+    def __init__(self, backend: str = DEFAULT_REGISTRAR, settings: ChainSettings | None = None) -> None:
         self.registrar = make_registrar(backend)
         self.backend = backend
         self.settings = settings or ChainSettings()

@@ -5,10 +5,13 @@ float32 in [0, 1], return the displacement ``d`` of shape (2, rows, cols), in pi
 components, such that ``moving(x + d(x)) ~ fixed(x)``. A mask drawn on the moving slice then moves
 to the fixed slice as ``mask(x + d(x))`` (see :func:`warp`).
 
-Two registrars are provided:
-- :class:`OpticalFlowRegistrar`: TV-L1 optical flow (scikit-image), ~0.1 s per 122x101 pair.
-- :class:`ElastixBSplineRegistrar`: elastix multi-resolution B-spline (itk-elastix), the
-  registration of the SAM-MPA paper; ~0.45 s per pair plus ~10 s to load elastix once.
+Three registrars are provided (times per 122x101 pair on 2 cores):
+- :class:`DisOpticalFlowRegistrar` (default, "dis"): OpenCV's dense inverse search optical flow
+  with variational refinement, ~3 ms.
+- :class:`OpticalFlowRegistrar` ("tvl1"): TV-L1 optical flow (scikit-image), ~0.1 s.
+- :class:`ElastixBSplineRegistrar` ("elastix"): elastix multi-resolution B-spline (itk-elastix),
+  the registration of the SAM-MPA paper; ~0.45 s plus ~10 s to load elastix once.
+On the abdomen CT benchmark DIS and TV-L1 reach the same Dice (README), DIS 10-30x faster.
 """
 
 from __future__ import annotations
@@ -36,6 +39,37 @@ def warp(values: np.ndarray, displacement: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(values.astype(np.float32, copy=False), coords, order=1, mode="constant", cval=0.0)
 
 
+class DisOpticalFlowRegistrar:
+    """Dense inverse search optical flow (Kroeger et al. 2016, OpenCV ``DISOpticalFlow``).
+
+    The medium preset at full resolution (finest scale 0) with 8-pixel patches every 2 pixels and
+    10 variational refinement iterations. Slices are quantised to uint8 (OpenCV's input).
+    """
+
+    name = "dis"
+
+    def __init__(self, patch_size: int = 8, patch_stride: int = 2, refinement_iterations: int = 10) -> None:
+        self.patch_size = patch_size
+        self.patch_stride = patch_stride
+        self.refinement_iterations = refinement_iterations
+
+    def register(self, fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        import cv2
+
+        flow_method = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        flow_method.setFinestScale(0)
+        flow_method.setPatchSize(self.patch_size)
+        flow_method.setPatchStride(self.patch_stride)
+        flow_method.setVariationalRefinementIterations(self.refinement_iterations)
+
+        def as_uint8(image: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+        # flow[row, col] = (d_col, d_row) with fixed(x) ~ moving(x + flow(x)).
+        flow = flow_method.calc(as_uint8(fixed), as_uint8(moving), None)
+        return np.stack([flow[..., 1], flow[..., 0]]).astype(np.float32)
+
+
 class OpticalFlowRegistrar:
     """TV-L1 optical flow (Zach et al. 2007, scikit-image's ``optical_flow_tvl1``).
 
@@ -44,7 +78,7 @@ class OpticalFlowRegistrar:
         num_warp: image warps per pyramid level.
     """
 
-    name = "flow"
+    name = "tvl1"
 
     def __init__(self, attachment: float = 15.0, num_warp: int = 5) -> None:
         self.attachment = attachment
@@ -113,11 +147,12 @@ class ElastixBSplineRegistrar:
         return np.stack([field[..., 1] / row_mm, field[..., 0] / col_mm]).astype(np.float32)
 
 
-REGISTRARS = {"flow": OpticalFlowRegistrar, "elastix": ElastixBSplineRegistrar}
+REGISTRARS = {"dis": DisOpticalFlowRegistrar, "tvl1": OpticalFlowRegistrar, "elastix": ElastixBSplineRegistrar}
+DEFAULT_REGISTRAR = "dis"
 
 
 def make_registrar(name: str) -> SliceRegistrar:
-    """The registrar called ``name`` ("flow" or "elastix")."""
+    """The registrar called ``name`` ("dis", "tvl1" or "elastix")."""
     if name not in REGISTRARS:
         raise ValueError(f"Registration backend must be one of {', '.join(REGISTRARS)}, not {name!r}")
     return REGISTRARS[name]()

@@ -11,6 +11,7 @@ import pytest
 from scipy import ndimage
 
 from SAMFewShotLib.propagation.slice_registration import (
+    DisOpticalFlowRegistrar,
     ElastixBSplineRegistrar,
     OpticalFlowRegistrar,
     make_registrar,
@@ -65,9 +66,10 @@ def test_warp_with_an_integer_shift_moves_a_square_exactly():
 
 
 # registrars --------------------------------------------------------------------------------------
-def test_optical_flow_recovers_a_known_translation():
+@pytest.mark.parametrize("registrar", [DisOpticalFlowRegistrar, OpticalFlowRegistrar])
+def test_optical_flow_recovers_a_known_translation(registrar):
     fixed, moving, inside = translated_pair()
-    displacement = OpticalFlowRegistrar().register(fixed, moving, (1.0, 1.0))
+    displacement = registrar().register(fixed, moving, (1.0, 1.0))
     assert displacement.shape == (2, *SHAPE) and displacement.dtype == np.float32
     mean = np.array([displacement[0][inside].mean(), displacement[1][inside].mean()])
     np.testing.assert_allclose(mean, SHIFT, atol=0.5)
@@ -88,7 +90,10 @@ def test_elastix_bspline_recovers_a_known_translation_slow(tmp_path, monkeypatch
 
 
 # make_registrar ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, kind", [("flow", OpticalFlowRegistrar), ("elastix", ElastixBSplineRegistrar)])
+@pytest.mark.parametrize(
+    "name, kind",
+    [("dis", DisOpticalFlowRegistrar), ("tvl1", OpticalFlowRegistrar), ("elastix", ElastixBSplineRegistrar)],
+)
 def test_make_registrar_builds_the_named_registrar(name, kind):
     registrar = make_registrar(name)
     assert isinstance(registrar, kind) and registrar.name == name
