@@ -28,11 +28,17 @@ import numpy as np
 from .progress import Cancelled, CancelToken, make_progress
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
-ENGINE_CHOICES = ("auto", "interpolate", "register", "register:elastix", "sam", "fewshot", "meta")
 
 
 class UserError(ValueError):
     """Bad input detected by the command itself."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse keeping the bad-input contract: one line on stderr and exit 2, no usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _json_safe(value):
@@ -170,7 +176,7 @@ def cmd_demo(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="samfewshot",
         description="Few annotated slices or one atlas in, a full 3D segmentation out.",
     )
@@ -188,7 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="image: NIfTI, NRRD, MHA, ... file or a DICOM series folder")
     p.add_argument("annotation", help="label image on the image grid, or .seg.nrrd")
     p.add_argument("-o", "--output", required=True, help="output labels: .nii.gz, .nrrd, .mha or .seg.nrrd")
-    p.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
+    p.add_argument(
+        "--engine",
+        default="auto",
+        metavar="ENGINE",
+        help="auto, interpolate or register; a suffix picks the slice registration of register and auto "
+        "(register:tvl1, auto:elastix, ...); sam, fewshot, meta need weights (default: auto)",
+    )
     p.add_argument("--axis", default="auto", choices=("auto", "axial", "coronal", "sagittal"))
     p.add_argument(
         "--empty-slices",

@@ -2,7 +2,7 @@
 
 :func:`make_engine` builds an engine from its command-line name: ``interpolate``, ``register``
 (slice-to-slice registration) or ``auto``. A suffix chooses the slice registration of
-``register`` and ``auto``: ``register:tvl1``, ``auto:elastix`` (default DIS optical flow, see
+``register`` and ``auto``: ``register:dis``, ``auto:elastix`` (default TV-L1 optical flow, see
 propagation/slice_registration.py). The SAM-family engines (``sam``, ``fewshot``, ``meta``)
 need model weights and come with their own issues; asking for them says so.
 """
@@ -18,7 +18,7 @@ PLANNED_ENGINES = {
     "fewshot": "the few-shot decoder engine is not available in this version",
     "meta": "the meta-learned adapter engine is not available in this version",
 }
-ENGINE_NAMES = ("auto", "interpolate", "register", "register:tvl1", "register:elastix")
+ENGINE_NAMES = ("auto", "interpolate", "register", "register:dis", "register:elastix")
 
 
 def make_engine(spec: str) -> Engine:

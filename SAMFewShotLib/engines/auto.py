@@ -26,7 +26,7 @@ from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
 from .interpolate import plan_label, plan_probability, run_contour_interpolation
-from .register import RegisterEngine
+from .register import RegisterEngine, slice_progress
 
 CANDIDATES = ("register", "interpolate", "fusion")
 #: Softness (pixels) of the interpolated shape's edge when fused with the registration.
@@ -101,7 +101,14 @@ class AutoEngine:
         def propagate_label(value: int) -> LabelProbability:
             mask = annotation.mask(value)
             drawn = annotation.drawn_slices(value)
-            full = registered(value, drawn)
+            full = self.register.propagate_label(
+                prepared,
+                annotation,
+                value,
+                cancel=cancel,
+                crop=crops[value],
+                on_slice=slice_progress(progress, self.name, value),
+            )
             validation: dict[str, list[float]] = {name: [] for name in CANDIDATES}
             outer_dice: list[float] = []
             for left_out in drawn if len(drawn) >= 2 else []:
@@ -139,16 +146,10 @@ class AutoEngine:
                 },
             )
 
-        prediction = per_label_prediction(
-            self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
-        )
-        flows = prepared.flows
-        prediction.seconds["registration"] = flows.seconds
-        prediction.counters.update(
-            registrations=flows.registrations,
-            registration_cache_hits=flows.cache_hits,
-            backend=self.register.backend,
-            interpolation_jobs=len(pending),
-            **statistics,
-        )
+        with prepared.flows:
+            prediction = per_label_prediction(
+                self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
+            )
+        self.register.record_registrations(prediction, prepared)
+        prediction.counters.update(interpolation_jobs=len(pending), **statistics)
         return prediction

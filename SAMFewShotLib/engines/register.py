@@ -1,6 +1,6 @@
 """Engine ``register``: SAM-MPA mask propagation by slice-to-slice registration.
 
-Each adjacent slice pair is registered once (DIS optical flow by default; TV-L1 or elastix
+Each adjacent slice pair is registered once (TV-L1 optical flow by default; DIS or elastix
 B-spline on request) inside a crop around the structure, and the drawn masks are chained through the
 resulting displacement fields: both directions fused between drawn slices, intensity-trimmed
 extrapolation with a stop rule beyond them (see ``propagation/mask_chain.py``).
@@ -9,6 +9,7 @@ extrapolation with a stop rule beyond them (see ``propagation/mask_chain.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -54,6 +55,11 @@ def registration_window(stack: np.ndarray, annotation: SparseAnnotation) -> tupl
         values.append(stack[z][neighbourhood])
     low, high = np.percentile(np.concatenate(values), WINDOW_PERCENTILES)
     return float(low), float(max(high, low + 1e-3))
+
+
+def slice_progress(progress: Progress, engine: str, value: int) -> Callable[[int, int], None]:
+    """An ``on_slice`` callback reporting stage "<engine>: label <value>" to ``progress``."""
+    return lambda done, total: progress(f"{engine}: label {value}", done, total)
 
 
 @dataclass
@@ -111,10 +117,12 @@ class RegisterEngine:
         cancel: CancelToken | None = None,
         only: int | None = None,
         crop: tuple[slice, slice] | None = None,
+        on_slice: Callable[[int, int], None] | None = None,
     ) -> LabelProbability:
         """Propagate label ``value``; ``drawn_slices`` restricts the drawn slices used (auto's
         leave-one-out), default all of them; ``only`` computes just that slice; ``crop`` is the
-        in-plane crop, default :func:`structure_crop` of the label's drawn slices."""
+        in-plane crop, default :func:`structure_crop` of the label's drawn slices; ``on_slice(done,
+        total)`` reports the slices filled."""
         mask = annotation.mask(value)
         if crop is None:
             crop = self.crop(annotation, value)
@@ -131,6 +139,7 @@ class RegisterEngine:
             only,
             prepared.value_range,
             annotation.spacing_canonical,
+            on_slice,
         )
         probability = np.zeros(mask.shape, np.float32)
         probability[:, crop[0], crop[1]] = result.probability
@@ -155,17 +164,27 @@ class RegisterEngine:
         timer = Timer()
         with timer.stage("prepare"):
             prepared = self.prepare(image, annotation)
+        with prepared.flows:
+            prediction = per_label_prediction(
+                self.name,
+                annotation,
+                lambda value: self.propagate_label(
+                    prepared, annotation, value, cancel=cancel, on_slice=slice_progress(progress, self.name, value)
+                ),
+                progress=progress,
+                cancel=cancel,
+                timer=timer,
+            )
+        self.record_registrations(prediction, prepared)
+        return prediction
+
+    def record_registrations(self, prediction: Prediction, prepared: PreparedImage) -> None:
+        """Add the registration time and counters of ``prepared`` to ``prediction``."""
         flows = prepared.flows
-        prediction = per_label_prediction(
-            self.name,
-            annotation,
-            lambda value: self.propagate_label(prepared, annotation, value, cancel=cancel),
-            progress=progress,
-            cancel=cancel,
-            timer=timer,
-        )
         prediction.seconds["registration"] = flows.seconds
         prediction.counters.update(
-            registrations=flows.registrations, registration_cache_hits=flows.cache_hits, backend=self.backend
+            registrations=flows.registrations,
+            registration_cache_hits=flows.cache_hits,
+            registration_workers=flows.workers,
+            backend=self.backend,
         )
-        return prediction

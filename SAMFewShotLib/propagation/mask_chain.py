@@ -15,6 +15,7 @@ Everything here works in the canonical orientation: (n_slices, rows, cols), anno
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -71,51 +72,183 @@ class ChainResult:
     separability: float
 
 
-def _chain(
-    start_mask: np.ndarray,
-    slices: range,
-    flows: SliceFlows,
-    crop: tuple[slice, slice],
-    model: IntensityModel | None,
-    settings: ChainSettings,
-    image: np.ndarray,
-    stop: bool,
-    cancel: CancelToken | None,
-    area_slope: float | None = None,
-) -> list[tuple[int, np.ndarray, float]]:
-    """Chain ``start_mask`` (at slices.start - slices.step) through ``slices``.
+class LabelChain:
+    """One label's chained propagation through a stack (see the module docstring).
 
-    Returns [(slice, soft mask, mean P(inside) under the mask), ...]; with ``stop`` the chain ends
-    before the first slice whose trimmed area drops under the stop fraction. ``area_slope``
-    (pixels per slice, negative) caps the area at ``start_area + area_slope * distance``.
+    Args:
+        image: (n, rows, cols) intensities (raw values, for the intensity model), canonical.
+        drawn: {slice: (crop rows, crop cols) bool mask} of the slices holding the label.
+        empty: slices declared free of the label; chains never cross them.
+        flows: adjacent-slice registrations of the stack.
+        crop: in-plane crop (rows, cols) that ``drawn`` masks and the result live in.
+        settings: chaining and stop-rule settings.
+        value_range: robust value range of the whole image (intensity model bin width).
+        spacing: (slice, row, col) voxel size in mm.
+        cancel: polled before every slice.
+        on_slice: called as ``on_slice(done, total)`` as slices are filled (total = n).
     """
-    mask = start_mask.astype(np.float32)
-    start_area = max(float((start_mask > 0.5).sum()), 1.0)
-    previous = slices.start - slices.step
-    out = []
-    for z in slices:
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        area_before = float((mask > 0.5).sum())
-        mask = warp(mask, flows.step(previous, z, crop))
-        expanding = float((mask > 0.5).sum()) > area_before * (1.0 + settings.grow_when_expanding)
-        agreement = 1.0
-        if model is not None:
-            mask = model.trim(mask, image[z][crop], settings.prior_cap)
-            if settings.grow_threshold < 1.0 and expanding:
-                mask = model.grow(mask, image[z][crop], settings.grow_threshold, settings.grow_px)
-            inside = mask > 0.5
-            agreement = float(model.probability(image[z][crop][inside]).mean()) if inside.any() else 0.0
-            if stop and inside.sum() < settings.stop_fraction * start_area:
-                break
-        if area_slope is not None:
-            cap = start_area + area_slope * abs(z - slices.start + slices.step)
-            if cap < 1:
-                break
-            mask = shrink_to_area(mask, int(round(cap)))
-        out.append((z, mask, agreement))
-        previous = z
-    return out
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        drawn: dict[int, np.ndarray],
+        empty: set[int],
+        flows: SliceFlows,
+        crop: tuple[slice, slice],
+        settings: ChainSettings,
+        value_range: float,
+        spacing: tuple[float, float, float],
+        cancel: CancelToken | None = None,
+        on_slice: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.image, self.drawn, self.empty, self.flows, self.crop = image, drawn, empty, flows, crop
+        self.settings, self.cancel, self.on_slice = settings, cancel, on_slice
+        self.model = IntensityModel([image[z][crop] for z in drawn], list(drawn.values()), value_range)
+        self.marks = sorted([(z, True) for z in drawn] + [(z, False) for z in empty])
+        self.blind_reach = self._blind_reach(spacing)
+        n = image.shape[0]
+        rows, cols = crop[0].stop - crop[0].start, crop[1].stop - crop[1].start
+        self.probability = np.zeros((n, rows, cols), np.float32)
+        self.confidence = np.zeros(n, np.float32)
+        self.stopped: dict[str, int | None] = {"low": None, "high": None}
+        self._filled = 0
+
+    def _blind_reach(self, spacing: tuple[float, float, float]) -> int | None:
+        """How far outward chains may go when intensities are uninformative (None: no limit)."""
+        if self.model.separability >= self.settings.blind_separability:
+            return None
+        if len(self.drawn) >= 2:
+            mean_gap = (max(self.drawn) - min(self.drawn)) / (len(self.drawn) - 1)
+            return int(np.ceil(self.settings.blind_reach_of_gap * mean_gap))
+        (only_mask,) = self.drawn.values()
+        diameter_mm = 2.0 * np.sqrt(only_mask.sum() * spacing[1] * spacing[2] / np.pi)
+        return int(np.ceil(0.5 * diameter_mm / spacing[0]))
+
+    def _tick(self, count: int = 1) -> None:
+        self._filled += count
+        if self.on_slice is not None:
+            self.on_slice(min(self._filled, len(self.confidence)), len(self.confidence))
+
+    def chain(
+        self, start_mask: np.ndarray, slices: range, outward: bool, area_slope: float | None = None
+    ) -> list[tuple[int, np.ndarray, float]]:
+        """Chain ``start_mask`` (at slices.start - slices.step) through ``slices``.
+
+        Returns [(slice, soft mask, mean P(inside) under the mask), ...]. Outward chains are
+        trimmed (and grown) by the intensity model and end before the first slice whose trimmed
+        area drops under the stop fraction; ``area_slope`` (pixels per slice, negative) caps the
+        area at ``start_area + area_slope * distance``.
+        """
+        settings, crop, flows = self.settings, self.crop, self.flows
+        model = self.model if outward or settings.trim_between else None
+        mask = start_mask.astype(np.float32)
+        start_area = max(float((start_mask > 0.5).sum()), 1.0)
+        origin = previous = slices.start - slices.step
+        out = []
+        for z in slices:
+            if self.cancel is not None:
+                self.cancel.raise_if_cancelled()
+            if not flows.has(previous, z, crop):
+                ahead = [z_next for z_next in slices if (z_next - z) * slices.step >= 0][: 2 * flows.workers]
+                flows.prefetch([(z_next - slices.step, z_next) for z_next in ahead], crop, self.cancel)
+            area_before = float((mask > 0.5).sum())
+            mask = warp(mask, flows.step(previous, z, crop))
+            expanding = float((mask > 0.5).sum()) > area_before * (1.0 + settings.grow_when_expanding)
+            agreement = 1.0
+            if model is not None:
+                image = self.image[z][crop]
+                mask = model.trim(mask, image, settings.prior_cap)
+                if settings.grow_threshold < 1.0 and expanding:
+                    mask = model.grow(mask, image, settings.grow_threshold, settings.grow_px)
+                inside = mask > 0.5
+                agreement = float(model.probability(image[inside]).mean()) if inside.any() else 0.0
+                if outward and inside.sum() < settings.stop_fraction * start_area:
+                    break
+            if area_slope is not None:
+                cap = start_area + area_slope * abs(z - origin)
+                if cap < 1:
+                    break
+                mask = shrink_to_area(mask, int(round(cap)))
+            out.append((z, mask, agreement))
+            previous = z
+        return out
+
+    def outward(self, start: int, direction: int, limit: int, side: str, only: int | None) -> None:
+        """Extrapolate from drawn slice ``start`` towards ``limit`` (exclusive)."""
+        slices = range(start + direction, limit, direction)
+        if self.blind_reach is not None:
+            slices = slices[: self.blind_reach]
+        if len(slices) == 0 or (only is not None and only not in slices):
+            return
+        if only is not None:
+            slices = range(start + direction, only + direction, direction)
+        inward = [z for z, _ in self.marks if (z - start) * direction < 0]
+        neighbour = (inward[-1] if direction > 0 else inward[0]) if inward else None
+        if neighbour is not None and neighbour not in self.drawn:
+            neighbour = None
+        slope = outward_area_slope(self.drawn, start, neighbour, self.settings.area_trend_reach)
+        chain = self.chain(self.drawn[start], slices, outward=True, area_slope=slope)
+        for z, mask, agreement in chain:
+            self.probability[z] = mask
+            self.confidence[z] = agreement * np.exp(-abs(z - start) / self.settings.confidence_decay_slices)
+        self._tick(len(chain))
+        last = chain[-1][0] if chain else start
+        self.stopped[side] = last if last + direction != limit else None
+
+    def between(self, a: int, b: int, only: int | None) -> None:
+        """Fill the slices between drawn slices a < b: both chains, fused by distance."""
+        up_to, down_to = (b, a) if only is None else (only + 1, only - 1)
+        up = self.chain(self.drawn[a], range(a + 1, up_to), outward=False)
+        down = {z: m for z, m, _ in self.chain(self.drawn[b], range(b - 1, down_to, -1), outward=False)}
+        for z, mask_up, _ in up:
+            if z not in down:  # only part of the gap was chained (``only``)
+                continue
+            w = (b - z) / (b - a)
+            self.probability[z] = w * mask_up + (1 - w) * down[z]
+            self.confidence[z] = _soft_dice(mask_up, down[z])
+            self._tick()
+
+    def run(self, only: int | None = None) -> ChainResult:
+        """Propagate everywhere, or just what slice ``only`` needs (validation; other slices 0)."""
+        for z, mask in self.drawn.items():
+            self.probability[z] = mask
+            self.confidence[z] = 1.0
+        for z in self.empty:
+            self.confidence[z] = 1.0
+        self._tick(len(self.drawn) + len(self.empty))
+        pairs = list(zip(self.marks[:-1], self.marks[1:]))
+        # Every pair between two drawn slices is needed: register them in parallel up front.
+        needed = []
+        for (a, a_drawn), (b, b_drawn) in pairs:
+            if a_drawn and b_drawn and (only is None or a < only < b):
+                up_to, down_to = (b - 1, a + 1) if only is None else (only, only)
+                needed += [(z - 1, z) for z in range(a + 1, up_to + 1)]
+                needed += [(z + 1, z) for z in range(down_to, b)]
+        self.flows.prefetch(needed, self.crop, self.cancel)
+        n = len(self.confidence)
+        (first, first_drawn), (last, last_drawn) = self.marks[0], self.marks[-1]
+        if first_drawn:
+            self.outward(first, -1, -1, "low", only)
+        if last_drawn:
+            self.outward(last, +1, n, "high", only)
+        for (a, a_drawn), (b, b_drawn) in pairs:
+            if b - a < 2:
+                continue
+            if a_drawn and b_drawn:
+                if only is None or a < only < b:
+                    self.between(a, b, only)
+            elif a_drawn:
+                self.outward(a, +1, b, "high", only)
+            elif b_drawn:
+                self.outward(b, -1, a, "low", only)
+        if self.on_slice is not None:
+            self.on_slice(n, n)
+        return ChainResult(
+            probability=self.probability,
+            confidence=self.confidence,
+            stopped_at=self.stopped,
+            separability=self.model.separability,
+        )
 
 
 def propagate_label_masks(
@@ -129,105 +262,24 @@ def propagate_label_masks(
     only: int | None = None,
     value_range: float | None = None,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    on_slice: Callable[[int, int], None] | None = None,
 ) -> ChainResult:
-    """Propagate one label's drawn masks through the stack.
-
-    Args:
-        image: (n, rows, cols) intensities (raw values, for the intensity model), canonical.
-        drawn: {slice: (crop rows, crop cols) bool mask} of the slices holding the label.
-        empty: slices declared free of the label; chains never cross them.
-        flows: adjacent-slice registrations of the stack.
-        crop: in-plane crop (rows, cols) that ``drawn`` masks and the result live in.
-        only: compute just what slice ``only`` needs (validation); other slices stay 0.
-        value_range: robust value range of the whole image (intensity model bin width);
-            default: p0.5..p99.5 of ``image``.
-        spacing: (slice, row, col) voxel size in mm.
-    Returns:
-        ChainResult with probability (n, crop rows, crop cols).
-    """
-    settings = settings or ChainSettings()
-    if value_range is None:
-        value_range = robust_range(image)
-    slice_spacing_mm, pixel_area_mm2 = spacing[0], spacing[1] * spacing[2]
-    n = image.shape[0]
-    rows = crop[0].stop - crop[0].start
-    cols = crop[1].stop - crop[1].start
-    probability = np.zeros((n, rows, cols), np.float32)
-    confidence = np.zeros(n, np.float32)
-    model = IntensityModel([image[z][crop] for z in drawn], list(drawn.values()), value_range)
-    blind_reach = None
-    if model.separability < settings.blind_separability:
-        if len(drawn) >= 2:
-            mean_gap = (max(drawn) - min(drawn)) / (len(drawn) - 1)
-            blind_reach = int(np.ceil(settings.blind_reach_of_gap * mean_gap))
-        else:
-            (only_mask,) = drawn.values()
-            diameter_mm = 2.0 * np.sqrt(only_mask.sum() * pixel_area_mm2 / np.pi)
-            blind_reach = int(np.ceil(0.5 * diameter_mm / slice_spacing_mm))
-    between_model = model if settings.trim_between else None
-    marks = sorted([(z, True) for z in drawn] + [(z, False) for z in empty])
-    stopped: dict[str, int | None] = {"low": None, "high": None}
-
-    for z, mask in drawn.items():
-        probability[z] = mask
-        confidence[z] = 1.0
-    for z in empty:
-        confidence[z] = 1.0
-
-    def outward(start: int, direction: int, limit: int, side: str) -> None:
-        slices = range(start + direction, limit, direction)
-        if len(slices) == 0 or (only is not None and only not in slices):
-            return
-        inward = [z for z, is_drawn in marks if (z - start) * direction < 0]
-        neighbour = (inward[-1] if direction > 0 else inward[0]) if inward else None
-        if neighbour is not None and neighbour not in drawn:
-            neighbour = None
-        slope = outward_area_slope(drawn, start, neighbour, settings.area_trend_reach)
-        if blind_reach is not None:
-            slices = slices[:blind_reach]
-        if only is not None:
-            if only not in slices:
-                return
-            slices = range(start + direction, only + direction, direction)
-        chain = _chain(drawn[start], slices, flows, crop, model, settings, image, True, cancel, slope)
-        for z, mask, agreement in chain:
-            probability[z] = mask
-            confidence[z] = agreement * np.exp(-abs(z - start) / settings.confidence_decay_slices)
-        last = chain[-1][0] if chain else start
-        stopped[side] = last if last + direction != limit else None
-
-    first, last = marks[0], marks[-1]
-    if first[1]:
-        outward(first[0], -1, -1, "low")
-    if last[1]:
-        outward(last[0], +1, n, "high")
-    for (a, a_drawn), (b, b_drawn) in zip(marks[:-1], marks[1:]):
-        if b - a < 2:
-            continue
-        if a_drawn and b_drawn:
-            if only is not None and not a < only < b:
-                continue
-            up_to, down_to = (b, a) if only is None else (only + 1, only - 1)
-            up = _chain(drawn[a], range(a + 1, up_to), flows, crop, between_model, settings, image, False, cancel)
-            down = {
-                z: m
-                for z, m, _ in _chain(
-                    drawn[b], range(b - 1, down_to, -1), flows, crop, between_model, settings, image, False, cancel
-                )
-            }
-            for z, mask_up, _ in up:
-                if z not in down:  # only part of the gap was chained (``only``)
-                    continue
-                w = (b - z) / (b - a)
-                probability[z] = w * mask_up + (1 - w) * down[z]
-                confidence[z] = _soft_dice(mask_up, down[z])
-        elif a_drawn:
-            outward(a, +1, b, "high")
-        elif b_drawn:
-            outward(b, -1, a, "low")
-    return ChainResult(
-        probability=probability, confidence=confidence, stopped_at=stopped, separability=model.separability
+    """Propagate one label's drawn masks through the stack (see :class:`LabelChain` for the
+    arguments); ``only`` computes just what that slice needs; ``value_range`` defaults to
+    :func:`robust_range` of ``image``. Returns probability (n, crop rows, crop cols)."""
+    chain = LabelChain(
+        image,
+        drawn,
+        empty,
+        flows,
+        crop,
+        settings or ChainSettings(),
+        robust_range(image) if value_range is None else value_range,
+        spacing,
+        cancel,
+        on_slice,
     )
+    return chain.run(only)
 
 
 def robust_range(image: np.ndarray) -> float:

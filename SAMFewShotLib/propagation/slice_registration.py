@@ -6,12 +6,13 @@ components, such that ``moving(x + d(x)) ~ fixed(x)``. A mask drawn on the movin
 to the fixed slice as ``mask(x + d(x))`` (see :func:`warp`).
 
 Three registrars are provided (times per 122x101 pair on 2 cores):
-- :class:`DisOpticalFlowRegistrar` (default, "dis"): OpenCV's dense inverse search optical flow
-  with variational refinement, ~3 ms.
-- :class:`OpticalFlowRegistrar` ("tvl1"): TV-L1 optical flow (scikit-image), ~0.1 s.
+- :class:`OpticalFlowRegistrar` (default, "tvl1"): TV-L1 optical flow (scikit-image), ~0.1 s.
+- :class:`DisOpticalFlowRegistrar` ("dis"): OpenCV's dense inverse search optical flow with
+  variational refinement, ~3 ms.
 - :class:`ElastixBSplineRegistrar` ("elastix"): elastix multi-resolution B-spline (itk-elastix),
   the registration of the SAM-MPA paper; ~0.45 s plus ~10 s to load elastix once.
-On the abdomen CT benchmark DIS and TV-L1 reach the same Dice (README), DIS 10-30x faster.
+TV-L1 is the most accurate (README: abdomen CT benchmark and the MRI demo); DIS is 10-30x
+faster for a small loss of Dice.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class ElastixBSplineRegistrar:
 
 
 REGISTRARS = {"dis": DisOpticalFlowRegistrar, "tvl1": OpticalFlowRegistrar, "elastix": ElastixBSplineRegistrar}
-DEFAULT_REGISTRAR = "dis"
+DEFAULT_REGISTRAR = "tvl1"
 
 
 def make_registrar(name: str) -> SliceRegistrar:

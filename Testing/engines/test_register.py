@@ -146,7 +146,7 @@ def test_counters_report_the_registrations(run):
     counters = run.prediction.counters
     # At least every adjacent pair between the outermost drawn slices of each label, each way.
     assert counters["registrations"] >= sum(2 * (s[-1] - s[0] - 2) for s in DRAWN.values())
-    assert counters["registration_cache_hits"] >= 0 and counters["backend"] == "dis"
+    assert counters["registration_cache_hits"] >= 0 and counters["backend"] == "tvl1"
     assert run.prediction.seconds["registration"] > 0
 
 
