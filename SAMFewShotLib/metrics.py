@@ -124,14 +124,16 @@ def _directed_distances(
     return to_b[surface_a], to_a[surface_b]
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient 2|A and B| / (|A| + |B|) of two (z, y, x) masks; 1.0 when both are empty."""
+def _overlap(a: np.ndarray, b: np.ndarray, metric) -> float:
+    """``metric`` of two (z, y, x) masks on their union's bounding box; 1.0 when both are empty."""
     a, b = _masks(a, b)
     crop = _cropped(a, b)
-    if crop is None:
-        return 1.0
-    a, b = crop
-    return _dice(a, b)
+    return 1.0 if crop is None else metric(*crop)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient 2|A and B| / (|A| + |B|) of two (z, y, x) masks; 1.0 when both are empty."""
+    return _overlap(a, b, _dice)
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -143,12 +145,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union |A and B| / |A or B| (Jaccard) of two (z, y, x) masks; 1.0 when both are empty."""
-    a, b = _masks(a, b)
-    crop = _cropped(a, b)
-    if crop is None:
-        return 1.0
-    a, b = crop
-    return _iou(a, b)
+    return _overlap(a, b, _iou)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,8 +7,8 @@ few slices; the engine sees only the image and the annotation.
 from __future__ import annotations
 
 import numpy as np
+import phantoms
 import pytest
-from scipy import ndimage
 
 from SAMFewShotLib.annotation import SparseAnnotation
 from SAMFewShotLib.engines import make_engine
@@ -33,21 +33,10 @@ NOTCH = (slice(22, 27), slice(6, 12))
 
 
 def ellipsoid(center, radii, shape=SHAPE) -> np.ndarray:
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii)) <= 1
+    return phantoms.ellipsoid(center, radii, shape)
 
 
-def render(truth: np.ndarray, seed: int) -> np.ndarray:
-    """Structure ~120, background ~40 (both textured), Gaussian noise sd 4."""
-    rng = np.random.default_rng(seed)
-
-    def texture(amplitude: float) -> np.ndarray:
-        t = ndimage.gaussian_filter(rng.standard_normal(truth.shape), 1.5)
-        return amplitude * t / t.std()
-
-    image = 40 + texture(6)
-    image[truth] = (120 + texture(10))[truth]
-    return (image + rng.normal(0, 4, truth.shape)).astype(np.float32)
+render = phantoms.render  # structure ~120, background ~40 (both textured), noise sd 4
 
 
 def draw(truths: dict[int, np.ndarray], slices: dict[int, list[int]], axis: int) -> np.ndarray:

@@ -8,8 +8,8 @@ optical flow. The chain is never told where the structure ends.
 from __future__ import annotations
 
 import numpy as np
+import phantoms
 import pytest
-from scipy import ndimage
 
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.propagation.mask_chain import ChainSettings, propagate_label_masks, shrink_to_area
@@ -26,23 +26,12 @@ STOP_TOLERANCE = 2
 
 
 def ellipsoid(center, radii, shape=SHAPE) -> np.ndarray:
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii)) <= 1
+    return phantoms.ellipsoid(center, radii, shape)
 
 
 def render(truth: np.ndarray, seed: int) -> np.ndarray:
     """Intensities: structure ~120, background ~40, distractor ~80 (each textured), noise sd 4."""
-    rng = np.random.default_rng(seed)
-
-    def texture(amplitude: float) -> np.ndarray:
-        t = ndimage.gaussian_filter(rng.standard_normal(truth.shape), 1.5)
-        return amplitude * t / t.std()
-
-    distractor = ellipsoid((16, 28, 47), (12, 6, 5), truth.shape) & ~truth
-    image = 40 + texture(6)
-    image[truth] = (120 + texture(10))[truth]
-    image[distractor] = (80 + texture(5))[distractor]
-    return (image + rng.normal(0, 4, truth.shape)).astype(np.float32)
+    return phantoms.render(truth, seed, distractor=ellipsoid((16, 28, 47), (12, 6, 5), truth.shape))
 
 
 def flows_of(image: np.ndarray) -> SliceFlows:

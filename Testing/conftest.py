@@ -1,4 +1,4 @@
-"""Markers of the propagation tests."""
+"""Shared test configuration: markers; this folder is on sys.path, so tests import ``phantoms``."""
 
 
 def pytest_configure(config):
