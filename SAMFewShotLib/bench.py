@@ -24,9 +24,10 @@ from .volume import LabelVolume, Volume
 
 
 def slice_positions(first: int, last: int, k: int) -> list[int]:
-    """k evenly spaced slices inside ``first..last`` (inclusive): the rounded centres of k equal
-    parts, ``first + (last - first)(2i + 1) / (2k)`` for i < k, computed exactly and rounded with
-    Python's :func:`round` (halves to even), duplicates dropped; sorted.
+    """k evenly spaced slices inside ``first..last`` (inclusive): the centres of k equal parts,
+    ``first + (last - first)(2i + 1) / (2k)`` for i < k, computed exactly and rounded half up.
+    Neighbouring centres lie (last - first) / k >= (k - 1) / k apart, so the k slices are always
+    distinct (rounding half to even would merge 8.5 and 9.5 into one slice); sorted.
 
     Raises:
         ValueError: k < 1, or k larger than the number of slices ``last - first + 1``.
@@ -39,7 +40,7 @@ def slice_positions(first: int, last: int, k: int) -> list[int]:
     if k > n:
         raise ValueError(f"k = {k} exceeds the structure's extent: slices {first}..{last} ({n} slices)")
     span = last - first
-    return sorted({round(first + Fraction(span * (2 * i + 1), 2 * int(k))) for i in range(int(k))})
+    return sorted(math.floor(first + Fraction(span * (2 * i + 1), 2 * int(k)) + Fraction(1, 2)) for i in range(int(k)))
 
 
 def annotation_slices(reference: LabelVolume, k: int, axis: int = 0) -> dict[int, list[int]]:

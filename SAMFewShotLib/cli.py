@@ -101,6 +101,11 @@ def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> in
 
     start = time.perf_counter()
     engine = make_engine(args.engine)
+    if args.checkpoint is not None or args.device != "auto":
+        raise UserError(
+            f"--checkpoint and --device are for the SAM engines (sam, fewshot, meta); engine {args.engine!r} "
+            "needs no weights and runs on the CPU"
+        )
     check_writable(args.output, "labels")
     _check_report_path(args.report)
     _check_outputs_differ(args.output, [args.image, args.annotation])
@@ -209,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         help='slices declared free of a structure: "12,40" (all labels) or "5:12,40;1:3" (per label); '
         "indices along the annotated axis",
     )
-    p.add_argument("--checkpoint", default=None, help="SAM checkpoint path or name (SAM engines)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--checkpoint", default=None, help="SAM checkpoint path or name (SAM engines only)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="SAM engines only")
     p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds per stage, counters")
     add_progress(p)
     p.set_defaults(func=cmd_propagate)

@@ -212,7 +212,24 @@ def read_volume(path: PathLike) -> Volume:
     image = _read_sitk(path)
     volume = Volume.from_sitk(image)
     _check_finite(path, volume.array)
+    _check_finite_nifti(path)
     return volume
+
+
+def _check_finite_nifti(path: Path) -> None:
+    """ValueError for NaN/inf voxels of a floating-point NIfTI file.
+
+    SimpleITK's NIfTI reader (ITK before PR #6683) silently turns NaN and inf into 0, so the file's
+    own data are checked with nibabel; integer NIfTI files (most CT) cannot hold NaN and are skipped.
+    """
+    if not path.is_file() or not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    import nibabel
+
+    image = nibabel.load(str(path))
+    if not np.issubdtype(image.get_data_dtype(), np.floating):
+        return
+    _check_finite(path, np.asanyarray(image.dataobj))
 
 
 def _as_label_array(path: Path, array: np.ndarray) -> np.ndarray:

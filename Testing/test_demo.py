@@ -1,6 +1,7 @@
 """Tests of the demo: simulated annotations, the demo cases and the end-to-end run."""
 
 import json
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -31,13 +32,19 @@ def label_volume(boxes: dict, shape=SHAPE) -> LabelVolume:
 
 
 def expected_positions(first: int, last: int, k: int) -> list[int]:
-    """The documented formula, exactly: round(first + (last - first)(2i + 1) / (2k))."""
-    return sorted({round(first + Fraction((last - first) * (2 * i + 1), 2 * k)) for i in range(k)})
+    """The documented formula, exactly, rounded half up: floor(first + (last - first)(2i + 1) / (2k) + 1/2)."""
+    return sorted(math.floor(first + Fraction((last - first) * (2 * i + 1), 2 * k) + Fraction(1, 2)) for i in range(k))
 
 
 # slice_positions / simulate_annotation ------------------------------------------------------------
 def test_positions_of_a_known_extent():
-    assert slice_positions(10, 29, 3) == [13, 20, 26]  # 13.17, 19.5 (half to even), 25.83
+    assert slice_positions(10, 29, 3) == [13, 20, 26]  # 13.17, 19.5 (half up), 25.83
+
+
+@pytest.mark.parametrize("first, last", [(0, 0), (8, 11), (3, 9), (10, 29)])
+def test_k_positions_are_k_distinct_slices(first, last):
+    for k in range(1, last - first + 2):
+        assert len(set(slice_positions(first, last, k))) == k
 
 
 @pytest.mark.parametrize("first, last", [(0, 0), (3, 9), (10, 29), (35, 50), (1, 4)])
@@ -62,17 +69,20 @@ def test_annotation_keeps_k_slices_of_the_reference():
 
 
 def test_each_label_gets_its_own_positions():
-    # Label 2 spans 5..14: 6.5 -> 6, 9.5 -> 10, 12.5 -> 12; label 1 spans 10..29 -> 13, 20, 26.
+    # Label 2 spans 5..14: 6.5 -> 7, 9.5 -> 10, 12.5 -> 13 (half up); label 1 spans 10..29 -> 13, 20, 26.
     reference = label_volume(
         {1: (slice(10, 30), slice(2, 9), slice(2, 20)), 2: (slice(5, 15), slice(11, 18), slice(3, 19))}
     )
-    assert annotation_slices(reference, 3) == {1: [13, 20, 26], 2: [6, 10, 12]}
+    assert annotation_slices(reference, 3) == {1: [13, 20, 26], 2: [7, 10, 13]}
     annotation = simulate_annotation(reference, 3)
     assert annotation.drawn_slices(1) == [13, 20, 26]
-    assert annotation.drawn_slices(2) == [6, 10, 12]
-    # Slice 13 is annotated for label 1 only: label 2's voxels there are not copied.
-    assert not (annotation.labels.array[13] == 2).any()
-    assert (annotation.labels.array[12] == 2).sum() == (reference.array[12] == 2).sum()
+    assert annotation.drawn_slices(2) == [7, 10, 13]
+    # Only a label's own slices carry its voxels, whole; slice 12 holds both labels in the
+    # reference and is chosen for neither.
+    for z in range(5, 15):
+        drawn = (annotation.labels.array[z] == 2).sum()
+        assert drawn == ((reference.array[z] == 2).sum() if z in (7, 10, 13) else 0)
+    assert not annotation.labels.array[12].any()
 
 
 @pytest.mark.parametrize("axis", [1, 2])

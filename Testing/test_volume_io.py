@@ -374,6 +374,19 @@ def test_nan_and_inf_voxels_are_rejected_with_their_count(tmp_path):
     _assert_one_line_naming(info, path)
 
 
+def test_nan_and_inf_voxels_of_a_nifti_file_are_rejected(tmp_path):
+    """SimpleITK's NIfTI reader turns NaN/inf into 0; the file's own data are checked."""
+    import nibabel
+
+    array = np.zeros((4, 5, 6), np.float32)
+    array[1, 2, 3], array[0, 0, 0] = np.nan, -np.inf
+    path = tmp_path / "nan.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(array, np.eye(4)), str(path))
+    with pytest.raises(ValueError, match=r"2 non-finite voxels \(1 NaN, 1 inf\)") as info:
+        read_volume(path)
+    _assert_one_line_naming(info, path)
+
+
 # Label conversion --------------------------------------------------------------------------------
 def test_integer_valued_float_labels_become_smallest_unsigned(tmp_path):
     array = np.zeros(SHAPE, np.float32)

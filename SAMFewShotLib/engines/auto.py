@@ -52,6 +52,16 @@ def candidate_probability(name: str, registered: np.ndarray, interpolated: np.nd
     return 0.5 * (registered + soft_shape(interpolated > 0.5))
 
 
+def union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None, shape) -> tuple[slice, ...]:
+    """The smallest box (tuple of slices) of a volume of ``shape`` holding boxes a and b
+    (None = the whole volume)."""
+    out = []
+    for axis, size in enumerate(shape):
+        ranges = [box[axis].indices(size)[:2] if box is not None else (0, size) for box in (a, b)]
+        out.append(slice(min(r[0] for r in ranges), max(r[1] for r in ranges)))
+    return tuple(out)
+
+
 class AutoEngine:
     """Picks register, interpolate or their fusion per structure by leave-one-slice-out Dice."""
 
@@ -88,9 +98,9 @@ class AutoEngine:
             )
         filled_by_key = dict(zip(pending, filled))
 
-        def interpolated(value: int, left_out: int | None) -> np.ndarray:
+        def interpolated(value: int, left_out: int | None) -> LabelProbability:
             plan = plans[(value, left_out)]
-            return plan_probability(plan, filled_by_key.get((value, left_out)), shape, slice_spacing).probability
+            return plan_probability(plan, filled_by_key.get((value, left_out)), shape, slice_spacing)
 
         def registered(value: int, drawn: list[int], only: int | None = None) -> LabelProbability:
             # One crop per label (from all drawn slices): validation reuses the registrations.
@@ -113,29 +123,31 @@ class AutoEngine:
             outer_dice: list[float] = []
             for left_out in drawn if len(drawn) >= 2 else []:
                 remaining = [s for s in drawn if s != left_out]
-                reg = registered(value, remaining, only=left_out).probability[left_out]
+                reg = registered(value, remaining, only=left_out).slice_at(left_out, shape)
                 if left_out in (drawn[0], drawn[-1]):
                     outer_dice.append(dice(reg[None] > 0.5, mask[None, left_out]))
                     continue
-                interp = interpolated(value, left_out)[left_out]
+                interp = interpolated(value, left_out).slice_at(left_out, shape)
                 for name in CANDIDATES:
                     guess = candidate_probability(name, reg[None], interp[None])[0]
                     validation[name].append(dice(guess[None] > 0.5, mask[None, left_out]))
             scores = {name: float(np.mean(v)) for name, v in validation.items() if v}
             choice = max(scores, key=scores.get) if scores else "register"
-            probability = full.probability
-            confidence = full.slice_confidence
+            probability, box = full.probability, full.box
             if choice != "register":
+                interpolation = interpolated(value, None)
+                box = union_box(full.box, interpolation.box, shape)
                 inside = slice(drawn[0], drawn[-1] + 1)
-                interp_full = interpolated(value, None)
-                probability = probability.copy()
-                probability[inside] = candidate_probability(choice, full.probability[inside], interp_full[inside])
+                whole = full.full(shape)
+                whole[inside] = candidate_probability(choice, whole[inside], interpolation.full(shape)[inside])
+                probability = whole[box]
             chosen = validation[choice] if scores else []
             per_slice = chosen + outer_dice
             expected = float(np.mean(per_slice)) if per_slice else None
             return LabelProbability(
                 probability=probability,
-                slice_confidence=confidence,
+                box=box,
+                slice_confidence=full.slice_confidence,
                 expected_dice=expected,
                 details={
                     "choice": choice,

@@ -27,16 +27,35 @@ class LabelProbability:
     """One label's propagated probability, in the canonical orientation (annotated axis first).
 
     Attributes:
-        probability: (n_slices, rows, cols) float32 in [0, 1]; > 0.5 is inside.
+        probability: float32 in [0, 1] over ``box`` of the canonical volume (n_slices, rows,
+            cols); > 0.5 is inside, everything outside ``box`` is 0.
         slice_confidence: (n_slices,) float32 in [0, 1]: how much the engine trusts each slice
             (1 on annotated slices, 0 where it predicts nothing with no evidence).
         expected_dice: the engine's own estimate of the Dice it reaches, when it has one.
+        box: (slices, rows, cols) slices of the canonical volume that ``probability`` covers;
+            None = the whole volume. Keeps memory proportional to the structure, not the image.
     """
 
     probability: np.ndarray
     slice_confidence: np.ndarray
     expected_dice: float | None = None
     details: dict = field(default_factory=dict)
+    box: tuple[slice, slice, slice] | None = None
+
+    def full(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """The probability on the whole canonical volume of ``shape`` (a new array)."""
+        out = np.zeros(shape, np.float32)
+        out[self.box or (slice(None),) * 3] = self.probability
+        return out
+
+    def slice_at(self, z: int, shape: tuple[int, int, int]) -> np.ndarray:
+        """(rows, cols) probability of canonical slice ``z``."""
+        out = np.zeros(shape[1:], np.float32)
+        box = self.box or (slice(None),) * 3
+        start, stop, _ = box[0].indices(shape[0])
+        if start <= z < stop:
+            out[box[1], box[2]] = self.probability[z - start]
+        return out
 
 
 @dataclass
@@ -111,11 +130,13 @@ def combine_labels(
     best = np.full(shape, 0.5, dtype=np.float32)
     labels = np.zeros(shape, dtype=label_dtype(max(per_label, default=1)))
     for value, result in per_label.items():
-        if result.probability.shape != shape:
-            raise ValueError(f"Label {value}: probability shape {result.probability.shape} is not {shape}")
-        wins = result.probability > best
-        labels[wins] = value
-        best[wins] = result.probability[wins]
+        box = result.box or (slice(None),) * 3
+        best_here, labels_here = best[box], labels[box]  # views
+        if result.probability.shape != best_here.shape:
+            raise ValueError(f"Label {value}: probability shape {result.probability.shape} is not {best_here.shape}")
+        wins = result.probability > best_here
+        labels_here[wins] = value
+        best_here[wins] = result.probability[wins]
     labels = annotation.restore_annotated(labels)
     confidence = {value: result.slice_confidence.astype(np.float32) for value, result in per_label.items()}
     return annotation.labels.with_array(annotation.from_canonical(labels)), confidence

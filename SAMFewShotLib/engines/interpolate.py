@@ -284,10 +284,10 @@ def plan_probability(
 ) -> LabelProbability:
     """A label's canonical probability (1.0 inside, 0.0 outside) from its plan and the child's
     filled slab (None when there was nothing to fill: the drawn slices as they are)."""
-    probability = np.zeros(shape, dtype=np.float32)
-    probability[plan.box][plan.slab if filled is None else filled] = 1.0
+    inside = plan.slab if filled is None else filled
     return LabelProbability(
-        probability=probability,
+        probability=inside.astype(np.float32),
+        box=plan.box,
         slice_confidence=slice_confidence(shape[0], plan.drawn, plan.annotated, slice_spacing),
         details={"drawn_slices": plan.drawn, "filled_range": [plan.drawn[0], plan.drawn[-1]]},
     )

@@ -141,10 +141,9 @@ class RegisterEngine:
             annotation.spacing_canonical,
             on_slice,
         )
-        probability = np.zeros(mask.shape, np.float32)
-        probability[:, crop[0], crop[1]] = result.probability
         return LabelProbability(
-            probability=probability,
+            probability=result.probability,
+            box=(slice(0, mask.shape[0]), crop[0], crop[1]),
             slice_confidence=result.confidence,
             details={
                 "stopped_at": result.stopped_at,

@@ -100,8 +100,8 @@ def test_label_probability_is_binary_float32(monkeypatch):
 
     monkeypatch.setattr(interpolate, "per_label_prediction", capture)
     InterpolateEngine().propagate(image, annotation)
-    probability = captured[1].probability
-    assert probability.dtype == np.float32 and probability.shape == annotation.canonical_shape
+    probability = captured[1].full(annotation.canonical_shape)
+    assert captured[1].probability.dtype == np.float32 and probability.shape == annotation.canonical_shape
     assert set(np.unique(probability)) == {0.0, 1.0}
 
 
