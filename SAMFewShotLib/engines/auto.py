@@ -102,23 +102,16 @@ class AutoEngine:
             plan = plans[(value, left_out)]
             return plan_probability(plan, filled_by_key.get((value, left_out)), shape, slice_spacing)
 
-        def registered(value: int, drawn: list[int], only: int | None = None) -> LabelProbability:
+        def registered(value: int, drawn: list[int] | None = None, only: int | None = None, on_slice=None):
             # One crop per label (from all drawn slices): validation reuses the registrations.
             return self.register.propagate_label(
-                prepared, annotation, value, drawn_slices=drawn, cancel=cancel, only=only, crop=crops[value]
+                prepared, annotation, value, drawn, cancel, only, crops[value], on_slice
             )
 
         def propagate_label(value: int) -> LabelProbability:
             mask = annotation.mask(value)
             drawn = annotation.drawn_slices(value)
-            full = self.register.propagate_label(
-                prepared,
-                annotation,
-                value,
-                cancel=cancel,
-                crop=crops[value],
-                on_slice=slice_progress(progress, self.name, value),
-            )
+            full = registered(value, on_slice=slice_progress(progress, self.name, value))
             validation: dict[str, list[float]] = {name: [] for name in CANDIDATES}
             outer_dice: list[float] = []
             for left_out in drawn if len(drawn) >= 2 else []:

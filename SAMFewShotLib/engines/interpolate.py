@@ -249,7 +249,7 @@ class LabelPlan:
 
 def plan_label(annotation: SparseAnnotation, value: int, leave_out: int | None = None) -> LabelPlan:
     """Where label ``value`` is interpolated; ``leave_out`` drops one drawn slice (as if it had
-    not been drawn: auto's leave-one-slice-out validation)."""
+    not been drawn: auto's leave-one-slice-out validation) and plans only the gap around it."""
     mask = annotation.mask(value)
     drawn = annotation.drawn_slices(value)
     annotated = annotation.annotated_slices(value)
@@ -259,6 +259,11 @@ def plan_label(annotation: SparseAnnotation, value: int, leave_out: int | None =
         drawn = [s for s in drawn if s != leave_out]
         annotated = [s for s in annotated if s != leave_out]
     first, last = drawn[0], drawn[-1]
+    if leave_out is not None and first < leave_out < last:
+        # Interpolation between two key slices depends on those two only: the slab between the
+        # left-out slice's drawn neighbours is enough to predict it.
+        first = max(s for s in drawn if s < leave_out)
+        last = min(s for s in drawn if s > leave_out)
     rows = np.flatnonzero(mask[first : last + 1].any(axis=(0, 2)))
     cols = np.flatnonzero(mask[first : last + 1].any(axis=(0, 1)))
     in_plane = []
