@@ -4,6 +4,7 @@
                          [--axis auto|axial|coronal|sagittal] [--empty-slices SPEC]
                          [--progress bar|json|none] [--report PATH]
     samfewshot bench IMAGE REFERENCE --labels 5,1,... --k 1,3,5,10 --engines ... [--json OUT]
+    samfewshot suggest IMAGE --k 5 [--range FIRST:LAST] [--axis axial]
     samfewshot demo [-o DIR]
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the problem, nothing written,
@@ -170,6 +171,31 @@ def cmd_bench(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     return EXIT_OK
 
 
+def cmd_suggest(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
+    from .annotation import axis_from_name
+    from .suggest import parse_range, suggest_slices
+    from .volume_io import read_volume
+
+    if args.json:
+        _check_report_path(args.json)
+        _check_outputs_differ(args.json, [args.image])
+    if args.checkpoint is not None:
+        raise UserError("suggest --checkpoint (SAM embeddings) is not available in this version; omit it")
+    image = read_volume(args.image)
+    axis = axis_from_name(args.axis, image.direction)
+    stack = np.moveaxis(image.array, axis, 0)
+    candidates = parse_range(args.range, stack.shape[0])
+    if not 1 <= args.k <= len(candidates):
+        raise UserError(f"--k must be between 1 and the {len(candidates)} candidate slices, not {args.k}")
+    suggestion = suggest_slices(stack, args.k, candidates)
+    print(f"Annotate these {args.axis} slices: {', '.join(map(str, suggestion.slices))} (chosen on {suggestion.features})")
+    if args.json:
+        _write_json_atomic(
+            args.json, {"axis": args.axis, "numpy_axis": axis, "slices": suggestion.slices, "features": suggestion.features}
+        )
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     from .demo import run_demo
 
@@ -230,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="write all records and the summary as JSON")
     add_progress(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("suggest", help="which slices to annotate (SAM-MPA support-slice selection)")
+    p.add_argument("image")
+    p.add_argument("--k", type=int, default=5, help="how many slices to suggest")
+    p.add_argument("--range", default=None, metavar="FIRST:LAST", help="candidate slices (inclusive)")
+    p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
+    p.add_argument("--checkpoint", default=None, help="SAM checkpoint for embedding features")
+    p.add_argument("--json", default=None, metavar="OUT")
+    add_progress(p)
+    p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("demo", help="run every engine on a shipped brain MRI template (no weights, no network)")
     p.add_argument("-o", "--output", default="samfewshot_demo", help="output folder (created)")
