@@ -6,6 +6,7 @@
     samfewshot bench IMAGE REFERENCE --labels 5,1,... --k 1,3,5,10 --engines ... [--json OUT]
     samfewshot suggest IMAGE --k 5 [--range FIRST:LAST] [--axis axial]
     samfewshot demo [-o DIR]
+    samfewshot weights list | import PATH [--name N] | verify [NAME] | download NAME
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the problem, nothing written,
 inputs untouched); 130 cancelled (Ctrl-C or SIGTERM); 1 an unexpected failure (a bug: traceback).
@@ -26,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .cli_weights import add_weights_parser
 from .progress import Cancelled, CancelToken, make_progress
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
@@ -97,16 +99,21 @@ def _axis(name: str, direction) -> int | None:
 
 def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     from .annotation import SparseAnnotation, parse_empty_slices
-    from .engines import make_engine
+    from .engines import WEIGHTED_ENGINES, make_engine
     from .volume_io import check_writable, read_labels, read_volume, write_labels
 
     start = time.perf_counter()
-    engine = make_engine(args.engine)
-    if args.checkpoint is not None or args.device != "auto":
-        raise UserError(
-            f"--checkpoint and --device are for the SAM engines (sam, fewshot, meta); engine {args.engine!r} "
-            "needs no weights and runs on the CPU"
+    if args.engine.partition(":")[0] in WEIGHTED_ENGINES:
+        engine = make_engine(
+            args.engine, checkpoint=args.checkpoint, refine=args.refine, model_type=args.model_type, device=args.device
         )
+    else:
+        engine = make_engine(args.engine)
+        if args.checkpoint is not None or args.device != "auto" or args.refine is not None or args.model_type:
+            raise UserError(
+                f"--checkpoint, --device, --refine and --model-type are for the SAM engines; engine "
+                f"{args.engine!r} needs no weights and runs on the CPU"
+            )
     check_writable(args.output, "labels")
     _check_report_path(args.report)
     _check_outputs_differ(args.output, [args.image, args.annotation])
@@ -241,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "indices along the annotated axis",
     )
     p.add_argument("--checkpoint", default=None, help="SAM checkpoint path or name (SAM engines only)")
+    p.add_argument("--model-type", default=None, help="SAM architecture override: vit_b, vit_l, vit_h, vit_t")
+    p.add_argument("--refine", type=int, default=None, help="SAM post-refinement rounds (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="SAM engines only")
     p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds per stage, counters")
     add_progress(p)
@@ -273,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", default="interpolate,register,auto")
     add_progress(p)
     p.set_defaults(func=cmd_demo)
+
+    add_weights_parser(sub)
     return parser
 
 

@@ -224,8 +224,10 @@ def _bad_case(name: str, phantom: dict, work: Path) -> tuple[list, list[str]]:
         return ["propagate", image, annotation, "-o", out, "--engine", "bogus"], ["'bogus'"]
     if name == "unknown registrar":
         return ["propagate", image, annotation, "-o", out, "--engine", "register:nope"], ["'register:nope'"]
-    if name == "SAM engine not available":
-        return ["propagate", image, annotation, "-o", out, "--engine", "sam"], ["'sam'", "not available"]
+    if name == "SAM engine without a checkpoint":
+        return ["propagate", image, annotation, "-o", out, "--engine", "sam"], ["--checkpoint"]
+    if name == "engine not available":
+        return ["propagate", image, annotation, "-o", out, "--engine", "fewshot"], ["'fewshot'", "not available"]
     if name == "checkpoint without a SAM engine":
         return [*propagate(), "--engine", "register", "--checkpoint", "sam_vit_b.pth"], ["--checkpoint", "'register'"]
     if name == "unknown axis":
@@ -290,7 +292,8 @@ BAD_CASES = [
     "unknown engine",
     "unknown registrar",
     "checkpoint without a SAM engine",
-    "SAM engine not available",
+    "SAM engine without a checkpoint",
+    "engine not available",
     "unknown axis",
     "missing -o",
     "empty-slices text",

@@ -1,10 +1,10 @@
 """Propagation engines: one file per engine, one common interface (see base.py).
 
 :func:`make_engine` builds an engine from its command-line name: ``interpolate``, ``register``
-(slice-to-slice registration) or ``auto``. A suffix chooses the slice registration of
+(slice-to-slice registration), ``auto`` or ``sam`` (SAM-MPA refinement; needs weights). A suffix chooses the slice registration of
 ``register`` and ``auto``: ``register:dis``, ``auto:elastix`` (default TV-L1 optical flow, see
-propagation/slice_registration.py). The SAM-family engines (``sam``, ``fewshot``, ``meta``)
-need model weights and come with their own issues; asking for them says so.
+propagation/slice_registration.py). The other SAM-family engines (``fewshot``, ``meta``) come
+with their own issues; asking for them says so.
 """
 
 from __future__ import annotations
@@ -14,16 +14,27 @@ from .base import Engine
 
 #: Engines that exist on the design card but are not built yet, with what they need.
 PLANNED_ENGINES = {
-    "sam": "the SAM engine (SAM-MPA auto-prompts) is not available in this version",
     "fewshot": "the few-shot decoder engine is not available in this version",
     "meta": "the meta-learned adapter engine is not available in this version",
 }
-ENGINE_NAMES = ("auto", "interpolate", "register", "register:dis", "register:elastix")
+ENGINE_NAMES = ("auto", "interpolate", "register", "register:dis", "register:elastix", "sam", "sam:interpolate")
+#: Engines that use model weights (and so the --checkpoint, --device, --refine options).
+WEIGHTED_ENGINES = ("sam",)
 
 
-def make_engine(spec: str) -> Engine:
-    """The engine named ``spec`` (see the module docstring); ValueError for unknown names."""
+def make_engine(spec: str, **options) -> Engine:
+    """The engine named ``spec`` (see the module docstring); ValueError for unknown names.
+
+    ``options`` go to the engines that use weights (``sam``: checkpoint, refine, model_type,
+    device, window, cache, batch_size); ``sam:interpolate`` refines Fill-between-slices instead
+    of the registration."""
     name, _, option = spec.partition(":")
+    if name in WEIGHTED_ENGINES and option in ("", "register", "interpolate"):
+        from .sam import SamEngine
+
+        return SamEngine(options.pop("checkpoint", None), coarse=option or "register", **options)
+    if options:
+        raise ValueError(f"Engine {spec!r} takes no options ({', '.join(options)})")
     if name == "interpolate" and not option:
         from .interpolate import InterpolateEngine
 

@@ -1,0 +1,195 @@
+"""Engine ``sam``: SAM-MPA refinement of a registration (or interpolation) coarse mask.
+
+1. A coarse engine (``register`` by default, or ``interpolate``) propagates the drawn slices.
+2. Only the slices the coarse result covers, and that are not annotated, are encoded by SAM's
+   image encoder, through the embedding cache (a re-run or a second structure on the same
+   volume costs no encoder call for slices already encoded).
+3. Per slice and per connected component of the coarse mask, the SAM-MPA prompts
+   (sam/prompts.py: foreground point, bounding-box-corner background points, box and the
+   sigmoid-softened coarse mask as mask prompt) are decoded; post-refinement feeds SAM's own
+   low-resolution logits back as the mask prompt ``refine`` times; components are unioned
+   (maximum of their logits).
+4. The label's probability is the sigmoid of those logits; annotated slices stay exactly as drawn.
+
+Needs the ``sam`` extra (torch, segment-anything) and a checkpoint (``--checkpoint``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..annotation import SparseAnnotation
+from ..progress import CancelToken, Progress, no_progress
+from ..volume import Volume
+from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
+
+#: Coarse engines SAM can refine.
+COARSE_ENGINES = ("register", "interpolate")
+
+
+class SamEngine:
+    """SAM-MPA: coarse mask -> auto-prompts -> SAM -> post-refinement.
+
+    Args:
+        checkpoint: a checkpoint path or a registry/import name (see ``samfewshot weights``).
+        coarse: the engine that gives the coarse mask ("register" or "interpolate").
+        refine: post-refinement rounds (SAM's logits fed back as the mask prompt), >= 0.
+        model_type: architecture override for the loader (vit_b, vit_l, vit_h, vit_t).
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        window: intensity window for SAM: "auto" (CT preset or percentiles), a CT preset name.
+        cache: the embedding cache (default: memory + disk under the SAMFewShot home).
+        batch_size: slices per encoder call.
+    """
+
+    name = "sam"
+
+    def __init__(
+        self,
+        checkpoint: str | None,
+        *,
+        coarse: str = "register",
+        refine: int | None = 1,
+        model_type: str | None = None,
+        device: str = "auto",
+        window: str = "auto",
+        cache=None,
+        batch_size: int = 1,
+    ) -> None:
+        if not checkpoint:
+            raise ValueError("The sam engine needs --checkpoint PATH or NAME (see: samfewshot weights list)")
+        if coarse not in COARSE_ENGINES:
+            raise ValueError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
+        refine = 1 if refine is None else refine
+        if refine < 0:
+            raise ValueError(f"--refine must be 0 or more, not {refine}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
+        self.checkpoint, self.coarse, self.refine = checkpoint, coarse, refine
+        self.model_type, self.device, self.window = model_type, device, window
+        self.cache, self.batch_size = cache, batch_size
+
+    def _device(self):
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+        return torch.device("cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available()) else "cpu")
+
+    def propagate(
+        self,
+        image: Volume,
+        annotation: SparseAnnotation,
+        *,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Prediction:
+        from ..sam.embedding_cache import EmbeddingCache
+        from ..sam.encoder import encode_slices
+        from ..sam.model_loading import load_sam
+        from ..sam.preprocess import Preprocessing
+        from . import make_engine
+
+        check_same_grid(image, annotation)
+        timer = Timer()
+        # The coarse engine first: it may fork worker processes, best done before torch starts
+        # its own thread pools.
+        with timer.stage("coarse"):
+            coarse = make_engine(self.coarse).propagate(image, annotation, progress=progress, cancel=cancel)
+        with timer.stage("load model"):
+            sam, loaded = load_sam(self.checkpoint, model_type=self.model_type, progress=progress, cancel=cancel)
+            sam = sam.to(self._device())
+        coarse_labels = annotation.to_canonical(coarse.labels.array)
+        needed = {
+            value: [
+                int(z)
+                for z in np.flatnonzero((coarse_labels == value).any(axis=(1, 2)))
+                if z not in set(annotation.annotated_slices(value))
+            ]
+            for value in annotation.label_values
+        }
+        cache = self.cache if self.cache is not None else EmbeddingCache()
+        preprocessing = Preprocessing.for_volume(image, window=self.window)
+        with timer.stage("encode"):
+            encoded = encode_slices(
+                sam,
+                loaded.sha256,
+                image,
+                annotation.axis,
+                sorted({z for slices in needed.values() for z in slices}),
+                preprocessing,
+                cache,
+                batch_size=self.batch_size,
+                progress=progress,
+                cancel=cancel,
+            )
+        decoder_calls = [0]
+
+        def propagate_label(value: int) -> LabelProbability:
+            probability = np.zeros(annotation.canonical_shape, np.float32)
+            confidence = coarse.slice_confidence.get(value, np.zeros(annotation.n_slices, np.float32)).copy()
+            for i, z in enumerate(needed[value]):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                logits, quality = self._refine_slice(sam, encoded[z], coarse_labels[z] == value, decoder_calls)
+                if logits is not None:
+                    probability[z] = 1.0 / (1.0 + np.exp(-logits))
+                    confidence[z] = quality
+                progress(f"sam: label {value}", i + 1, len(needed[value]))
+            for z in annotation.annotated_slices(value):
+                probability[z] = annotation.mask(value)[z]
+            return LabelProbability(
+                probability=probability,
+                slice_confidence=confidence,
+                details={"coarse_engine": self.coarse, "slices_refined": len(needed[value]), "refine": self.refine},
+            )
+
+        with timer.stage("decode"):
+            prediction = per_label_prediction(
+                self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
+            )
+        stats = encoded.stats
+        prediction.counters.update(
+            encoder_calls=stats.encoder_calls,
+            slices_encoded=stats.slices_encoded,
+            cache_hits=stats.cache_hits,
+            decoder_calls=decoder_calls[0],
+            model=loaded.name,
+            model_type=loaded.model_type,
+            coarse_engine=self.coarse,
+            **{f"coarse_{k}": v for k, v in coarse.counters.items() if isinstance(v, (int, float))},
+        )
+        prediction.seconds.update({f"coarse {k}": v for k, v in coarse.seconds.items()})
+        return prediction
+
+    def _refine_slice(self, sam, embedding, coarse: np.ndarray, decoder_calls: list[int]):
+        """(rows, cols) float32 union logits of SAM's masks for the coarse mask's components and
+        the mean predicted IoU, or (None, 0) when the slice has no promptable component."""
+        from ..sam.decoder import Prompt, decode
+        from ..sam.prompts import component_prompts, mask_prompt, soft_logits
+
+        components = component_prompts(coarse)
+        if not components:
+            return None, 0.0
+        geometry = embedding.geometry
+        prompts = []
+        for component in components:
+            model_logits = geometry.image_to_model(soft_logits(component.component), linear=True)
+            prompts.append(
+                Prompt(
+                    points=component.points,
+                    labels=component.labels,
+                    box=component.box,
+                    mask_input=mask_prompt(model_logits, embedding.input_size).numpy(),
+                )
+            )
+        decoded = decode(sam, embedding, prompts, multimask_output=False)
+        decoder_calls[0] += 1
+        for _ in range(self.refine):
+            prompts = [
+                Prompt(points=p.points, labels=p.labels, box=p.box, mask_input=decoded.low_res_logits[i, 0][None])
+                for i, p in enumerate(prompts)
+            ]
+            decoded = decode(sam, embedding, prompts, multimask_output=False)
+            decoder_calls[0] += 1
+        union = decoded.logits[:, 0].max(axis=0).astype(np.float32)
+        return union, float(decoded.iou_predictions[:, 0].mean())

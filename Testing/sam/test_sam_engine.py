@@ -1,0 +1,108 @@
+"""Engine ``sam`` with a tiny random-weight SAM: the mechanics of SAM-MPA refinement.
+
+Random weights say nothing about segmentation quality, so these tests check what the engine
+does, not how well it segments: which slices it encodes, the cache, the prompts it decodes, the
+geometry and the annotated slices of its output, its counters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import phantoms
+import pytest
+import tiny_sam
+
+from SAMFewShotLib.annotation import SparseAnnotation
+from SAMFewShotLib.engines import make_engine
+from SAMFewShotLib.sam.embedding_cache import EmbeddingCache
+from SAMFewShotLib.volume import LabelVolume, Volume
+
+SHAPE = (10, 36, 44)  # (z, y, x)
+DRAWN = [2, 7]
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sam_engine")
+    checkpoint = tiny_sam.save_tiny_checkpoint(folder / "tiny.pth")
+    ball = phantoms.ellipsoid((5, 18, 14), (4, 9, 8), SHAPE)
+    blob = phantoms.ellipsoid((4, 18, 33), (3, 7, 6), SHAPE)
+    image = Volume(
+        phantoms.render(ball | blob, 0), spacing=(0.9, 0.9, 2.0), origin=(3.0, -2.0, 7.0),
+        direction=(0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+    )
+    labels = np.zeros(SHAPE, np.uint8)
+    for z in DRAWN:
+        labels[z][ball[z]] = 1
+    for z in (2, 5):
+        labels[z][blob[z]] = 2
+    annotation = SparseAnnotation.from_labels(LabelVolume(image.with_array(labels)), axis=0)
+    cache = EmbeddingCache(directory=folder / "embeddings")
+    return image, annotation, checkpoint, cache, folder
+
+
+def run(case, **options):
+    image, annotation, checkpoint, cache, _ = case
+    return make_engine("sam", checkpoint=str(checkpoint), cache=cache, **options).propagate(image, annotation)
+
+
+def needed_slices(prediction_of_coarse, annotation) -> set[int]:
+    covered = set()
+    for value in annotation.label_values:
+        present = np.flatnonzero((prediction_of_coarse.labels.array == value).any(axis=(1, 2)))
+        covered |= {int(z) for z in present} - set(annotation.annotated_slices(value))
+    return covered
+
+
+def test_first_run_encodes_only_the_slices_the_coarse_mask_covers(case):
+    image, annotation, *_ = case
+    coarse = make_engine("register").propagate(image, annotation)
+    first = run(case)
+    assert first.counters["slices_encoded"] == len(needed_slices(coarse, annotation)) > 0
+    assert first.counters["encoder_calls"] >= 1 and first.counters["cache_hits"] == 0
+
+
+def test_second_run_makes_no_encoder_call(case):
+    again = run(case)
+    assert again.counters["encoder_calls"] == 0 and again.counters["slices_encoded"] == 0
+    assert again.counters["cache_hits"] > 0
+
+
+def test_a_fresh_cache_object_reads_the_disk_cache(case):
+    image, annotation, checkpoint, _, folder = case
+    fresh = EmbeddingCache(directory=folder / "embeddings")
+    prediction = make_engine("sam", checkpoint=str(checkpoint), cache=fresh).propagate(image, annotation)
+    assert prediction.counters["encoder_calls"] == 0
+
+
+def test_output_keeps_the_grid_and_the_drawn_slices(case):
+    image, annotation, *_ = case
+    prediction = run(case)
+    assert prediction.labels.volume.same_grid(image)
+    for value in annotation.label_values:
+        for z in annotation.annotated_slices(value):
+            np.testing.assert_array_equal(prediction.labels.array[z] == value, annotation.labels.array[z] == value)
+
+
+def test_refinement_rounds_add_decoder_calls(case):
+    none, two = run(case, refine=0), run(case, refine=2)
+    assert two.counters["decoder_calls"] == 3 * none.counters["decoder_calls"] > 0
+
+
+def test_interpolation_can_give_the_coarse_mask(case):
+    image, annotation, checkpoint, cache, _ = case
+    prediction = make_engine("sam:interpolate", checkpoint=str(checkpoint), cache=cache).propagate(image, annotation)
+    assert prediction.counters["coarse_engine"] == "interpolate"
+    # Fill between slices covers only slices between the drawn ones: nothing to refine outside.
+    outside = [z for z in range(SHAPE[0]) if not DRAWN[0] <= z <= DRAWN[-1]]
+    assert not (prediction.labels.array[outside] == 1).any()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"checkpoint": None}, "--checkpoint"), ({"refine": -1}, "-1"), ({"device": "tpu"}, "tpu")],
+)
+def test_bad_options_are_refused(case, options, message):
+    settings = {"checkpoint": str(case[2]), **options}
+    with pytest.raises(ValueError, match=message):
+        make_engine("sam", **settings)
