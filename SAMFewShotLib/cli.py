@@ -186,15 +186,18 @@ def cmd_suggest(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     if args.json:
         _check_report_path(args.json)
         _check_outputs_differ(args.json, [args.image])
-    if args.checkpoint is not None:
-        raise UserError("suggest --checkpoint (SAM embeddings) is not available in this version; omit it")
     image = read_volume(args.image)
     axis = axis_from_name(args.axis, image.direction)
     stack = np.moveaxis(image.array, axis, 0)
     candidates = parse_range(args.range, stack.shape[0])
     if not 1 <= args.k <= len(candidates):
         raise UserError(f"--k must be between 1 and the {len(candidates)} candidate slices, not {args.k}")
-    suggestion = suggest_slices(stack, args.k, candidates)
+    embeddings = None
+    if args.checkpoint is not None:
+        from .suggest import sam_slice_embeddings
+
+        embeddings = sam_slice_embeddings(image, axis, candidates, args.checkpoint, args.model_type, progress, cancel)
+    suggestion = suggest_slices(stack, args.k, candidates, embeddings)
     print(f"Annotate these {args.axis} slices: {', '.join(map(str, suggestion.slices))} (chosen on {suggestion.features})")
     if args.json:
         _write_json_atomic(
@@ -271,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5, help="how many slices to suggest")
     p.add_argument("--range", default=None, metavar="FIRST:LAST", help="candidate slices (inclusive)")
     p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
-    p.add_argument("--checkpoint", default=None, help="SAM checkpoint for embedding features")
+    p.add_argument(
+        "--checkpoint", default=None, help="SAM checkpoint (path or name): choose on pooled SAM embeddings"
+    )
+    p.add_argument("--model-type", default=None, help="SAM architecture override: vit_b, vit_l, vit_h, vit_t")
     p.add_argument("--json", default=None, metavar="OUT")
     add_progress(p)
     p.set_defaults(func=cmd_suggest)

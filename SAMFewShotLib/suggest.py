@@ -97,6 +97,39 @@ def parse_range(text: str | None, n_slices: int) -> range:
     return range(first, last + 1)
 
 
+def sam_slice_embeddings(
+    volume,
+    axis: int,
+    candidates: range,
+    checkpoint: str,
+    model_type: str | None = None,
+    progress=None,
+    cancel=None,
+) -> np.ndarray:
+    """(n_candidates, C, 64, 64) SAM image embeddings of the candidate slices along numpy
+    ``axis``, through the embedding cache (needs the ``sam`` extra and a checkpoint)."""
+    from .progress import no_progress
+    from .sam.embedding_cache import EmbeddingCache
+    from .sam.encoder import encode_slices
+    from .sam.model_loading import load_sam
+    from .sam.preprocess import Preprocessing
+
+    progress = progress or no_progress
+    sam, loaded = load_sam(checkpoint, model_type=model_type, progress=progress, cancel=cancel)
+    encoded = encode_slices(
+        sam,
+        loaded.sha256,
+        volume,
+        axis,
+        list(candidates),
+        Preprocessing.for_volume(volume),
+        EmbeddingCache(),
+        progress=progress,
+        cancel=cancel,
+    )
+    return np.stack([encoded[z].embedding.numpy() for z in candidates])
+
+
 def suggest_slices(stack: np.ndarray, k: int, candidates: range, embeddings: np.ndarray | None = None) -> Suggestion:
     """Suggest k slices among ``candidates`` of a (n_slices, rows, cols) stack, on pooled SAM
     ``embeddings`` (n_candidates, C, 64, 64) when given, else on intensity features."""

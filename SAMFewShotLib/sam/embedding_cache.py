@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -54,27 +53,12 @@ def volume_digest(volume: Volume) -> str:
     return digest.hexdigest()
 
 
-def samfewshot_home() -> Path | None:
-    """``$SAMFEWSHOT_HOME`` when set."""
-    home = os.environ.get("SAMFEWSHOT_HOME")
-    return Path(home).expanduser() if home else None
-
-
-def user_cache_dir() -> Path:
-    """The platform's per-user cache folder for samfewshot."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "samfewshot" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "samfewshot"
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "samfewshot"
-
-
 def default_embedding_dir() -> Path:
-    """``$SAMFEWSHOT_HOME/embeddings``, else ``<user cache dir>/embeddings``."""
-    home = samfewshot_home()
-    return (home if home is not None else user_cache_dir()) / "embeddings"
+    """``embeddings`` in the SAMFewShot home (``$SAMFEWSHOT_HOME``, else the user cache folder;
+    the weights live beside it)."""
+    from .weights_store import store_home
+
+    return store_home() / "embeddings"
 
 
 @dataclass(frozen=True)

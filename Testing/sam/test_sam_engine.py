@@ -106,3 +106,34 @@ def test_bad_options_are_refused(case, options, message):
     settings = {"checkpoint": str(case[2]), **options}
     with pytest.raises(ValueError, match=message):
         make_engine("sam", **settings)
+
+
+def test_a_second_structure_encodes_only_the_slices_not_encoded_yet(case, tmp_path):
+    image, annotation, checkpoint, _, _ = case
+    cache = EmbeddingCache(directory=tmp_path / "embeddings")
+    labels = annotation.labels.array
+
+    def only(value):
+        single = np.where(labels == value, labels, 0).astype(labels.dtype)
+        return SparseAnnotation.from_labels(annotation.labels.with_array(single), axis=0)
+
+    first, second = only(1), only(2)
+    engine = make_engine("sam", checkpoint=str(checkpoint), cache=cache)
+    engine.propagate(image, first)
+    run_second = engine.propagate(image, second)
+    coarse_first = needed_slices(make_engine("register").propagate(image, first), first)
+    coarse_second = needed_slices(make_engine("register").propagate(image, second), second)
+    assert run_second.counters["slices_encoded"] == len(coarse_second - coarse_first)
+    assert run_second.counters["cache_hits"] == len(coarse_second & coarse_first) > 0
+
+
+def test_suggest_on_sam_embeddings(case, capsys):
+    from SAMFewShotLib.cli import main
+    from SAMFewShotLib.volume_io import write_volume
+
+    image, _, checkpoint, _, folder = case
+    path = folder / "image.nrrd"
+    write_volume(image, path)
+    assert main(["suggest", str(path), "--k", "2", "--range", "3:6", "--checkpoint", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "pooled SAM image embeddings" in out
