@@ -172,6 +172,23 @@ def _put_record(record: WeightRecord, home) -> None:
     _save_records(records, home)
 
 
+def _registry_record(entry: Checkpoint, sha: str, size: int, match: bool | None, origin: str) -> WeightRecord:
+    """The record of a file of registry entry ``entry`` with digest ``sha``; ``match`` is
+    :func:`~.checkpoints.match_digest`'s answer (None: no reference digest, trusted on first use)."""
+    return WeightRecord(
+        name=entry.name,
+        filename=entry.filename,
+        sha256=sha,
+        size=size,
+        model_type=entry.model_type,
+        family=entry.family,
+        source=entry.name,
+        imported_at=_now(),
+        verified_by="sha256" if entry.sha256 is not None else ("md5" if match else "first-use"),
+        origin=origin,
+    )
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -327,19 +344,7 @@ def import_checkpoint(
                 )
             inspect_model_type(source, entry.model_type)
             notes.append(f"registry checkpoint {entry.name} has no reference hash: sha256 {sha} recorded on first use")
-        verified_by = "sha256" if entry.sha256 is not None else ("md5" if match else "first-use")
-        record = WeightRecord(
-            name=entry.name,
-            filename=entry.filename,
-            sha256=sha,
-            size=size,
-            model_type=entry.model_type,
-            family=entry.family,
-            source=entry.name,
-            imported_at=_now(),
-            verified_by=verified_by,
-            origin=str(source.resolve()),
-        )
+        record = _registry_record(entry, sha, size, match, origin=str(source.resolve()))
     else:
         user_name = name if name is not None else _name_from_stem(source.stem)
         existing = load_records(home).get(user_name)
@@ -631,18 +636,7 @@ def download_checkpoint(
     if match is None:
         notes.append(f"{entry.name} has no reference hash: sha256 {sha} recorded on first use")
     os.replace(part, target)
-    record = WeightRecord(
-        name=entry.name,
-        filename=entry.filename,
-        sha256=sha,
-        size=size,
-        model_type=entry.model_type,
-        family=entry.family,
-        source=entry.name,
-        imported_at=_now(),
-        verified_by="sha256" if entry.sha256 is not None else ("md5" if match else "first-use"),
-        origin=entry.url,
-    )
+    record = _registry_record(entry, sha, size, match, origin=entry.url)
     _put_record(record, home)
     return ImportResult(record, target, tuple(notes))
 
