@@ -64,6 +64,9 @@ class SamEngine:
             raise ValueError(f"--refine must be 0 or more, not {refine}")
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
+        from ..sam.weights_store import resolve_checkpoint
+
+        resolve_checkpoint(checkpoint)  # a missing file or unknown name fails now, before any work
         self.checkpoint, self.coarse, self.refine = checkpoint, coarse, refine
         self.model_type, self.device, self.window = model_type, device, window
         self.cache, self.batch_size = cache, batch_size

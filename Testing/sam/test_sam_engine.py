@@ -137,3 +137,55 @@ def test_suggest_on_sam_embeddings(case, capsys):
     assert main(["suggest", str(path), "--k", "2", "--range", "3:6", "--checkpoint", str(checkpoint)]) == 0
     out = capsys.readouterr().out
     assert "pooled SAM image embeddings" in out
+
+
+def test_cli_runs_the_sam_engine_and_reports_its_counters(case, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from SAMFewShotLib.volume_io import write_labels, write_volume
+
+    image, annotation, checkpoint, _, _ = case
+    write_volume(image, tmp_path / "image.nrrd")
+    write_labels(annotation.labels, tmp_path / "drawn.nrrd")
+    env = dict(os.environ, SAMFEWSHOT_HOME=str(tmp_path / "home"))
+    command = [sys.executable, "-m", "SAMFewShotLib", "propagate", str(tmp_path / "image.nrrd"),
+               str(tmp_path / "drawn.nrrd"), "--engine", "sam", "--checkpoint", str(checkpoint),
+               "--progress", "none"]
+    first = subprocess.run([*command, "-o", str(tmp_path / "a.nrrd"), "--report", str(tmp_path / "a.json")],
+                           capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([*command, "-o", str(tmp_path / "b.nrrd"), "--report", str(tmp_path / "b.json")],
+                            capture_output=True, text=True, env=env)
+    assert second.returncode == 0, second.stderr
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    assert a["counters"]["slices_encoded"] > 0 and a["counters"]["encoder_calls"] > 0
+    assert b["counters"]["encoder_calls"] == 0 and b["counters"]["cache_hits"] == a["counters"]["slices_encoded"]
+    assert {"encode", "decode", "coarse", "load model", "total"} <= set(a["seconds"])
+
+
+@pytest.mark.parametrize("problem", ["missing", "truncated"])
+def test_cli_refuses_a_bad_checkpoint_in_one_line(case, tmp_path, problem):
+    import subprocess
+    import sys
+
+    from SAMFewShotLib.volume_io import write_labels, write_volume
+
+    image, annotation, checkpoint, _, _ = case
+    write_volume(image, tmp_path / "image.nrrd")
+    write_labels(annotation.labels, tmp_path / "drawn.nrrd")
+    bad = tmp_path / "bad.pth"
+    if problem == "truncated":
+        data = checkpoint.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    result = subprocess.run(
+        [sys.executable, "-m", "SAMFewShotLib", "propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"),
+         "-o", str(tmp_path / "out.nrrd"), "--engine", "sam", "--checkpoint", str(bad), "--progress", "none"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.pth" in lines[0]
+    assert not (tmp_path / "out.nrrd").exists()
