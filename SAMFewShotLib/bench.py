@@ -199,10 +199,7 @@ def run_bench(
         ValueError before any engine runs: a label absent from the reference, a k larger
         than a structure's extent, an unknown engine, a grid mismatch.
     """
-    if not image.same_grid(reference.volume):
-        raise ValueError(
-            f"The reference grid ({reference.volume.grid_text()}) differs from the image grid ({image.grid_text()})"
-        )
+    image.require_same_grid(reference.volume, "reference")
     present = set(reference.label_values())
     missing = [value for value in labels if value not in present]
     if missing:

@@ -121,10 +121,7 @@ def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> in
         _check_outputs_differ(args.report, [args.image, args.annotation, args.output])
     image = read_volume(args.image)
     labels = read_labels(args.annotation)
-    if not labels.volume.same_grid(image):
-        raise UserError(
-            f"The annotation grid ({labels.volume.grid_text()}) differs from the image grid ({image.grid_text()})"
-        )
+    image.require_same_grid(labels.volume, "annotation")
     empty = parse_empty_slices(args.empty_slices, labels.label_values()) if args.empty_slices else None
     annotation = SparseAnnotation.from_labels(labels, axis=_axis(args.axis, image.direction), empty_slices=empty)
     read_seconds = time.perf_counter() - start

@@ -80,6 +80,12 @@ class Volume:
             and np.allclose(self.direction, other.direction, atol=tolerance, rtol=0)
         )
 
+    def require_same_grid(self, other: "Volume", what: str) -> None:
+        """ValueError naming both grids unless ``other`` (the ``what``: "annotation",
+        "reference", ...) lies on this volume's grid."""
+        if not self.same_grid(other):
+            raise ValueError(f"The {what} grid ({other.grid_text()}) differs from the image grid ({self.grid_text()})")
+
     def grid_text(self) -> str:
         """A one-line description of the grid, for error messages."""
         nz, ny, nx = self.shape

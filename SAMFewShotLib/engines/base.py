@@ -110,11 +110,7 @@ class Timer:
 
 def check_same_grid(image: Volume, annotation: SparseAnnotation) -> None:
     """ValueError naming both grids unless the annotation lies on the image's grid."""
-    if not annotation.labels.volume.same_grid(image):
-        raise ValueError(
-            f"The annotation grid ({annotation.labels.volume.grid_text()}) differs from the image grid "
-            f"({image.grid_text()})"
-        )
+    image.require_same_grid(annotation.labels.volume, "annotation")
 
 
 def combine_labels(
