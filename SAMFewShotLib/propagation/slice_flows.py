@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -35,6 +36,11 @@ def _worker_register(source: int, target: int, crop: tuple[slice, slice]) -> np.
 
 
 def _worker_init(stack: np.ndarray, spacing: tuple[float, float], registrar: SliceRegistrar) -> None:
+    # Forked workers inherit the command's SIGTERM handler (raise KeyboardInterrupt), which can
+    # leave a worker blocked on the pool's pipe after its parent is gone: a worker just dies on
+    # SIGTERM, and leaves Ctrl-C to its parent, which shuts the pool down.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_STATE.update(stack=stack, spacing=spacing, registrar=registrar)
 
 

@@ -1,0 +1,192 @@
+"""Tests of slicer_support/commands.py: the argv lists the Slicer module runs, checked against
+the real ``samfewshot`` argument parser, and the engine tooltips."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from SAMFewShotLib import engines
+from SAMFewShotLib.cli import build_parser
+from SAMFewShotLib.slicer_support import commands
+from SAMFewShotLib.slicer_support.commands import (
+    NEEDS_CHECKPOINT,
+    NEEDS_TORCH,
+    NOT_AVAILABLE,
+    empty_slices_spec,
+    engine_requirements,
+    present_checkpoints,
+    propagate_command,
+    suggest_command,
+    weights_list_command,
+)
+
+PYTHON = "/opt/Slicer 5.8/bin/PythonSlicer"  # a space in the path: argv needs no quoting
+
+
+def parse(argv: list[str]):
+    """The namespace the CLI's own parser makes of ``argv`` (after ``python -m SAMFewShotLib``)."""
+    assert argv[:3] == [PYTHON, "-m", "SAMFewShotLib"]
+    return build_parser().parse_args(argv[3:])
+
+
+def test_propagate_command_default():
+    argv = propagate_command(PYTHON, "/t/image.nrrd", "/t/drawn.nrrd", "/t/out.seg.nrrd", "/t/report.json")
+    assert argv == [
+        PYTHON, "-m", "SAMFewShotLib", "propagate", "/t/image.nrrd", "/t/drawn.nrrd",
+        "-o", "/t/out.seg.nrrd", "--engine", "auto", "--progress", "json", "--report", "/t/report.json",
+    ]  # fmt: skip
+    args = parse(argv)
+    assert (args.engine, args.progress, args.report, args.axis) == ("auto", "json", "/t/report.json", "auto")
+
+
+def test_propagate_command_accepts_paths():
+    argv = propagate_command(Path(PYTHON), Path("/t/a b.nii.gz"), Path("/t/c.nii.gz"), Path("/t/o.nii.gz"), Path("/r.json"))
+    assert argv[0] == PYTHON and "/t/a b.nii.gz" in argv and all(isinstance(a, str) for a in argv)
+
+
+def test_propagate_command_sam_options_only_for_sam():
+    sam = propagate_command(PYTHON, "i", "a", "o", "r", engine="sam", checkpoint="sam_vit_b", refine=2)
+    assert sam[-4:] == ["--checkpoint", "sam_vit_b", "--refine", "2"]
+    args = parse(sam)
+    assert (args.engine, args.checkpoint, args.refine) == ("sam", "sam_vit_b", 2)
+    sam_interpolate = propagate_command(PYTHON, "i", "a", "o", "r", engine="sam:interpolate", checkpoint="x.pth")
+    assert sam_interpolate[-2:] == ["--checkpoint", "x.pth"]
+    register = propagate_command(PYTHON, "i", "a", "o", "r", engine="register:dis", checkpoint="sam_vit_b", refine=2)
+    assert "--checkpoint" not in register and "--refine" not in register
+    assert parse(register).engine == "register:dis"
+
+
+def test_propagate_command_axis_and_empty_slices():
+    argv = propagate_command(PYTHON, "i", "a", "o", "r", engine="register", axis="coronal", empty_slices={5: [12, 40], 1: [3]})
+    assert argv[-4:] == ["--axis", "coronal", "--empty-slices", "1:3;5:12,40"]
+    args = parse(argv)
+    assert (args.axis, args.empty_slices) == ("coronal", "1:3;5:12,40")
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [(None, None), ("", None), (" 12,40 ", "12,40"), ("5:12;1:3", "5:12;1:3"), ([12, 40], "12,40"), ([], None),
+     ({5: [12, 40], 1: [3]}, "1:3;5:12,40"), ({5: []}, None)],
+)  # fmt: skip
+def test_empty_slices_spec(given, expected):
+    assert empty_slices_spec(given) == expected
+
+
+@pytest.mark.parametrize("given", [[-1], [1.5], [True], {0: [3]}, {2.5: [3]}])
+def test_empty_slices_spec_rejects_bad_values(given):
+    with pytest.raises(ValueError, match="must be integers"):
+        empty_slices_spec(given)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"engine": "nope"}, "'nope'"),
+        ({"engine": ""}, "non-empty"),
+        ({"axis": "oblique"}, "'oblique'"),
+        ({"engine": "sam", "refine": -1}, "-1"),
+    ],
+)
+def test_propagate_command_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        propagate_command(PYTHON, "i", "a", "o", "r", **kwargs)
+
+
+def test_suggest_command():
+    argv = suggest_command(PYTHON, "/t/ct.nrrd", k=5, slice_range=(60, 111), axis="axial", json_path="/t/s.json")
+    assert argv == [
+        PYTHON, "-m", "SAMFewShotLib", "suggest", "/t/ct.nrrd", "--k", "5", "--axis", "axial",
+        "--range", "60:111", "--json", "/t/s.json", "--progress", "json",
+    ]  # fmt: skip
+    args = parse(argv)
+    assert (args.k, args.range, args.json, args.checkpoint, args.progress) == (5, "60:111", "/t/s.json", None, "json")
+    args = parse(suggest_command(PYTHON, "ct.nrrd", k=3, slice_range="4:9", axis="sagittal", checkpoint="mobile_sam"))
+    assert (args.k, args.range, args.axis, args.checkpoint) == (3, "4:9", "sagittal", "mobile_sam")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message", [({"k": 0}, "k must"), ({"axis": "auto"}, "'auto'"), ({"slice_range": (9, 4)}, r"\(9, 4\)")]
+)
+def test_suggest_command_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        suggest_command(PYTHON, "ct.nrrd", **kwargs)
+
+
+def test_weights_list_command():
+    argv = weights_list_command(PYTHON)
+    assert argv == [PYTHON, "-m", "SAMFewShotLib", "weights", "list", "--json", "--progress", "none"]
+    args = parse(argv)
+    assert (args.command, args.weights_command, args.json) == ("weights", "list", True)
+
+
+def test_present_checkpoints():
+    payload = {
+        "weights_dir": "/cache/weights",
+        "checkpoints": [
+            {"name": "sam_vit_b", "status": "present, verified"},
+            {"name": "sam_vit_l", "status": "not present"},
+            {"name": "medsam_vit_b", "status": "present, no reference hash (sha256 recorded on first use)"},
+            {"name": "sam_vit_h", "status": "present, hash mismatch"},
+            {"name": "mobile_sam", "status": "partial download (10 of 40 bytes)"},
+            {"name": "mine", "status": "present (user import)"},
+        ],
+    }
+    assert present_checkpoints(payload) == ["sam_vit_b", "medsam_vit_b", "mine"]
+    assert present_checkpoints(json.dumps(payload)) == ["sam_vit_b", "medsam_vit_b", "mine"]
+    with pytest.raises(ValueError, match="not JSON"):
+        present_checkpoints("Weights cache: /x")
+    with pytest.raises(ValueError, match="'checkpoints'"):
+        present_checkpoints({"weights_dir": "/x"})
+
+
+@pytest.mark.parametrize(
+    "engine, torch_available, present, expected",
+    [
+        ("auto", False, [], None),
+        ("interpolate", False, [], None),
+        ("register:elastix", False, [], None),
+        ("sam", True, ["sam_vit_b"], None),
+        ("sam", False, ["sam_vit_b"], NEEDS_TORCH),
+        ("sam:interpolate", True, [], NEEDS_CHECKPOINT),
+        ("sam", False, [], f"{NEEDS_TORCH}; {NEEDS_CHECKPOINT}"),
+        ("fewshot", True, ["sam_vit_b"], NOT_AVAILABLE),
+        ("meta", True, ["sam_vit_b"], NOT_AVAILABLE),
+    ],
+)
+def test_engine_requirements(engine, torch_available, present, expected):
+    assert engine_requirements(engine, torch_available, present) == expected
+
+
+def test_engine_requirements_texts():
+    assert NEEDS_TORCH == "needs PyTorch (install from the Extension Manager: PyTorch)"
+    assert NEEDS_CHECKPOINT == "needs a SAM checkpoint: import one under Model"
+    assert NOT_AVAILABLE == "not available in this version"
+    with pytest.raises(ValueError, match="'atlas'"):
+        engine_requirements("atlas", True, [])
+
+
+def test_engine_table_matches_the_engines_package():
+    families = {name.partition(":")[0] for name in engines.ENGINE_NAMES}
+    assert families == set(commands.WEIGHTLESS_ENGINES) | set(commands.SAM_ENGINES)
+    assert set(engines.WEIGHTED_ENGINES) == set(commands.SAM_ENGINES)
+    assert set(engines.PLANNED_ENGINES) == set(commands.PLANNED_ENGINES)
+    for name in engines.ENGINE_NAMES:  # every engine the backend builds gets a valid command
+        parse(propagate_command(PYTHON, "i", "a", "o", "r", engine=name))
+
+
+def test_slicer_support_imports_no_slicer_qt_or_vtk():
+    folder = Path(commands.__file__).parent
+    forbidden = {"slicer", "qt", "vtk", "ctk", "PythonQt", "SampleData"}
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            assert not {n.split(".")[0] for n in names} & forbidden, f"{path.name} imports {names}"
