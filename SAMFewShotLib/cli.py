@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from .cli_weights import add_weights_parser
-from .progress import Cancelled, CancelToken, make_progress
+from .progress import Cancelled, CancelToken, add_progress_argument, make_progress
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -220,14 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_progress(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--progress",
-            choices=("bar", "json", "none"),
-            default="bar",
-            help="progress display: tqdm bar on stderr, one JSON object per line on stdout, or none",
-        )
-
     p = sub.add_parser("propagate", help="propagate a sparse slice annotation to the whole volume")
     p.add_argument("image", help="image: NIfTI, NRRD, MHA, ... file or a DICOM series folder")
     p.add_argument("annotation", help="label image on the image grid, or .seg.nrrd")
@@ -252,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine", type=int, default=None, help="SAM post-refinement rounds (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="SAM engines only")
     p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds per stage, counters")
-    add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_propagate)
 
     p = sub.add_parser("bench", help="Dice-vs-k benchmark against a full reference segmentation")
@@ -263,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", default="interpolate,register,auto")
     p.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"))
     p.add_argument("--json", default=None, metavar="OUT", help="write all records and the summary as JSON")
-    add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("suggest", help="which slices to annotate (SAM-MPA support-slice selection)")
@@ -276,14 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-type", default=None, help="SAM architecture override: vit_b, vit_l, vit_h, vit_t")
     p.add_argument("--json", default=None, metavar="OUT")
-    add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("demo", help="run every engine on a shipped brain MRI template (no weights, no network)")
     p.add_argument("-o", "--output", default="samfewshot_demo", help="output folder (created)")
     p.add_argument("--k", type=int, default=5, help="annotated slices")
     p.add_argument("--engines", default="interpolate,register,auto")
-    add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_demo)
 
     add_weights_parser(sub)

@@ -17,17 +17,9 @@ import argparse
 import json
 import sys
 
+from .progress import add_progress_argument
+
 EXIT_OK = 0  # the same codes as cli.py; not imported from it, so cli.py can import this module first
-
-
-def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--progress",
-        choices=("bar", "json", "none"),
-        default="bar",
-        help="progress display: tqdm bar on stderr, one JSON object per line on stdout, or none",
-    )
-
 
 def add_weights_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``weights`` (with list/import/verify/download) to the ``samfewshot`` subparsers."""
@@ -40,7 +32,7 @@ def add_weights_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registry checkpoints with their status, and user imports")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
-    _add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_weights_list)
 
     p = sub.add_parser("import", help="copy a checkpoint file into the cache (the file itself is untouched)")
@@ -53,12 +45,12 @@ def add_weights_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--model-type", default=None, metavar="TYPE", help="vit_b, vit_l, vit_h or vit_t: checked against the weights"
     )
-    _add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_weights_import)
 
     p = sub.add_parser("verify", help="re-hash imported checkpoints and compare with the registry / recorded sha256")
     p.add_argument("name", nargs="?", default=None, help="one checkpoint (default: all imported)")
-    _add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_weights_verify)
 
     p = sub.add_parser(
@@ -66,14 +58,12 @@ def add_weights_parser(subparsers) -> argparse.ArgumentParser:
         help="download a registry checkpoint over HTTP(S) (resumable, sha256-verified); the only network use",
     )
     p.add_argument("name", help="registry name (see `samfewshot weights list`)")
-    _add_progress(p)
+    add_progress_argument(p)
     p.set_defaults(func=cmd_weights_download)
     return parser
 
-
 def _megabytes(size: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.1f} MB"
-
 
 def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.weights_store import list_weights, weights_dir
@@ -107,7 +97,6 @@ def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
         print(f"{r.name:<{width}}  {r.model_type:<6}  {r.family:<10}  {_megabytes(r.size):>10}  {r.status}")
     return EXIT_OK
 
-
 def cmd_weights_import(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.weights_store import import_checkpoint
 
@@ -125,7 +114,6 @@ def cmd_weights_import(args: argparse.Namespace, progress, cancel) -> int:
         print(f"note: {note}")
     return EXIT_OK
 
-
 def cmd_weights_verify(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.weights_store import verify_weights, weights_dir
 
@@ -139,7 +127,6 @@ def cmd_weights_verify(args: argparse.Namespace, progress, cancel) -> int:
     if failed:
         raise ValueError(f"{len(failed)} of {len(results)} checkpoints failed verification: {', '.join(failed)}")
     return EXIT_OK
-
 
 def cmd_weights_download(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.checkpoints import get_checkpoint

@@ -91,3 +91,13 @@ def make_progress(kind: str) -> Callable[[str, int, int], None]:
     if kind == "none":
         return no_progress
     raise ValueError(f"Progress must be one of bar, json, none, not {kind!r}")
+
+
+def add_progress_argument(parser) -> None:
+    """Add ``--progress bar|json|none`` (see :func:`make_progress`) to an argparse parser."""
+    parser.add_argument(
+        "--progress",
+        choices=("bar", "json", "none"),
+        default="bar",
+        help="progress display: tqdm bar on stderr, one JSON object per line on stdout, or none",
+    )
