@@ -21,6 +21,7 @@ from .progress import add_progress_argument
 
 EXIT_OK = 0  # the same codes as cli.py; not imported from it, so cli.py can import this module first
 
+
 def add_weights_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``weights`` (with list/import/verify/download) to the ``samfewshot`` subparsers."""
     parser = subparsers.add_parser(
@@ -62,8 +63,10 @@ def add_weights_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights_download)
     return parser
 
+
 def _megabytes(size: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.1f} MB"
+
 
 def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.weights_store import list_weights, weights_dir
@@ -97,6 +100,7 @@ def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
         print(f"{r.name:<{width}}  {r.model_type:<6}  {r.family:<10}  {_megabytes(r.size):>10}  {r.status}")
     return EXIT_OK
 
+
 def cmd_weights_import(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.weights_store import import_checkpoint
 
@@ -114,6 +118,7 @@ def cmd_weights_import(args: argparse.Namespace, progress, cancel) -> int:
         print(f"note: {note}")
     return EXIT_OK
 
+
 def cmd_weights_verify(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.weights_store import verify_weights, weights_dir
 
@@ -127,6 +132,7 @@ def cmd_weights_verify(args: argparse.Namespace, progress, cancel) -> int:
     if failed:
         raise ValueError(f"{len(failed)} of {len(results)} checkpoints failed verification: {', '.join(failed)}")
     return EXIT_OK
+
 
 def cmd_weights_download(args: argparse.Namespace, progress, cancel) -> int:
     from .sam.checkpoints import get_checkpoint
