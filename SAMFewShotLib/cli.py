@@ -16,8 +16,6 @@ Results are written only after the whole computation succeeded, atomically.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import signal
 import sys
@@ -27,68 +25,28 @@ from typing import Sequence
 
 import numpy as np
 
+from .cli_atlas import add_atlas_parser
+from .cli_batch import add_batch_parser
+from .cli_fewshot import add_fewshot_parser
+from .cli_meta import add_meta_parser
+from .cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILURE,
+    EXIT_OK,
+    UserError,
+    check_outputs_differ,
+    check_report_path,
+    write_json_atomic,
+)
 from .cli_weights import add_weights_parser
 from .progress import Cancelled, CancelToken, add_progress_argument, make_progress
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
-
-
-class UserError(ValueError):
-    """Bad input detected by the command itself."""
-
 
 class _ArgumentParser(argparse.ArgumentParser):
     """argparse keeping the bad-input contract: one line on stderr and exit 2, no usage block."""
 
     def error(self, message: str):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _json_safe(value):
-    """Numpy scalars/arrays to Python, non-finite floats to None, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _check_report_path(path: str | None) -> None:
-    if path is None:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UserError(f"Report path {path} is a folder, not a file")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"Report folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"Report folder {folder} is not writable")
-
-
-def _write_json_atomic(path: str, payload: dict) -> None:
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        temp.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
-
-
-def _check_outputs_differ(output: str, inputs: Sequence[str]) -> None:
-    from .volume_io import same_file
-
-    for given in inputs:
-        if same_file(output, given):
-            raise UserError(f"Output path {output} is the input {given}: choose another output")
 
 
 def _axis(name: str, direction) -> int | None:
@@ -104,21 +62,30 @@ def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> in
 
     start = time.perf_counter()
     if args.engine.partition(":")[0] in WEIGHTED_ENGINES:
-        engine = make_engine(
-            args.engine, checkpoint=args.checkpoint, refine=args.refine, model_type=args.model_type, device=args.device
-        )
+        options = dict(checkpoint=args.checkpoint, model_type=args.model_type, device=args.device)
+        if args.refine is not None:
+            options["refine"] = args.refine
+        if args.init is not None:
+            options["init"] = args.init
+        engine = make_engine(args.engine, **options)
     else:
         engine = make_engine(args.engine)
-        if args.checkpoint is not None or args.device != "auto" or args.refine is not None or args.model_type:
+        if (
+            args.checkpoint is not None
+            or args.device != "auto"
+            or args.refine is not None
+            or args.model_type
+            or args.init is not None
+        ):
             raise UserError(
-                f"--checkpoint, --device, --refine and --model-type are for the SAM engines; engine "
+                f"--checkpoint, --device, --refine, --model-type and --init are for the SAM engines; engine "
                 f"{args.engine!r} needs no weights and runs on the CPU"
             )
     check_writable(args.output, "labels")
-    _check_report_path(args.report)
-    _check_outputs_differ(args.output, [args.image, args.annotation])
+    check_report_path(args.report)
+    check_outputs_differ(args.output, [args.image, args.annotation])
     if args.report:
-        _check_outputs_differ(args.report, [args.image, args.annotation, args.output])
+        check_outputs_differ(args.report, [args.image, args.annotation, args.output])
     image = read_volume(args.image)
     labels = read_labels(args.annotation)
     image.require_same_grid(labels.volume, "annotation")
@@ -131,7 +98,7 @@ def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> in
     seconds = dict(prediction.seconds, read=read_seconds, write=time.perf_counter() - write_start)
     seconds["total"] = time.perf_counter() - start
     if args.report:
-        _write_json_atomic(
+        write_json_atomic(
             args.report,
             {
                 "engine": args.engine,
@@ -159,8 +126,8 @@ def cmd_bench(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     ks = parse_ints(args.k, "--k values")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if args.json:
-        _check_report_path(args.json)
-        _check_outputs_differ(args.json, [args.image, args.reference])
+        check_report_path(args.json)
+        check_outputs_differ(args.json, [args.image, args.reference])
     image = read_volume(args.image)
     reference = read_labels(args.reference)
     labels = parse_labels(args.labels, reference) if args.labels else {
@@ -171,7 +138,7 @@ def cmd_bench(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     result.image, result.reference = args.image, args.reference
     print(result.table())
     if args.json:
-        _write_json_atomic(args.json, result.as_json())
+        write_json_atomic(args.json, result.as_json())
     return EXIT_OK
 
 
@@ -181,8 +148,8 @@ def cmd_suggest(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     from .volume_io import read_volume
 
     if args.json:
-        _check_report_path(args.json)
-        _check_outputs_differ(args.json, [args.image])
+        check_report_path(args.json)
+        check_outputs_differ(args.json, [args.image])
     image = read_volume(args.image)
     axis = axis_from_name(args.axis, image.direction)
     stack = np.moveaxis(image.array, axis, 0)
@@ -197,7 +164,7 @@ def cmd_suggest(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     suggestion = suggest_slices(stack, args.k, candidates, embeddings)
     print(f"Annotate these {args.axis} slices: {', '.join(map(str, suggestion.slices))} (chosen on {suggestion.features})")
     if args.json:
-        _write_json_atomic(
+        write_json_atomic(
             args.json, {"axis": args.axis, "numpy_axis": axis, "slices": suggestion.slices, "features": suggestion.features}
         )
     return EXIT_OK
@@ -243,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-type", default=None, help="SAM architecture override: vit_b, vit_l, vit_h, vit_t")
     p.add_argument("--refine", type=int, default=None, help="SAM post-refinement rounds (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="SAM engines only")
+    p.add_argument(
+        "--init", default=None, metavar="PATH", help="meta engine: meta-learned initialisation (samfewshot meta-train)"
+    )
     p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds per stage, counters")
     add_progress_argument(p)
     p.set_defaults(func=cmd_propagate)
@@ -279,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     add_weights_parser(sub)
+    add_fewshot_parser(sub)
+    add_meta_parser(sub)
+    add_atlas_parser(sub)
+    add_batch_parser(sub)
     return parser
 
 

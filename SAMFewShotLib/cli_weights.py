@@ -17,9 +17,9 @@ import argparse
 import json
 import sys
 
+from .cli_common import EXIT_OK
 from .progress import add_progress_argument
 
-EXIT_OK = 0  # the same codes as cli.py; not imported from it, so cli.py can import this module first
 
 
 def add_weights_parser(subparsers) -> argparse.ArgumentParser:

@@ -226,8 +226,8 @@ def _bad_case(name: str, phantom: dict, work: Path) -> tuple[list, list[str]]:
         return ["propagate", image, annotation, "-o", out, "--engine", "register:nope"], ["'register:nope'"]
     if name == "SAM engine without a checkpoint":
         return ["propagate", image, annotation, "-o", out, "--engine", "sam"], ["--checkpoint"]
-    if name == "engine not available":
-        return ["propagate", image, annotation, "-o", out, "--engine", "fewshot"], ["'fewshot'", "not available"]
+    if name == "few-shot engine without a checkpoint":
+        return ["propagate", image, annotation, "-o", out, "--engine", "fewshot"], ["fewshot", "--checkpoint"]
     if name == "checkpoint without a SAM engine":
         return [*propagate(), "--engine", "register", "--checkpoint", "sam_vit_b.pth"], ["--checkpoint", "'register'"]
     if name == "unknown axis":
@@ -293,7 +293,7 @@ BAD_CASES = [
     "unknown registrar",
     "checkpoint without a SAM engine",
     "SAM engine without a checkpoint",
-    "engine not available",
+    "few-shot engine without a checkpoint",
     "unknown axis",
     "missing -o",
     "empty-slices text",

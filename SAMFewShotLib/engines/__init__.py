@@ -1,10 +1,11 @@
 """Propagation engines: one file per engine, one common interface (see base.py).
 
 :func:`make_engine` builds an engine from its command-line name: ``interpolate``, ``register``
-(slice-to-slice registration), ``auto`` or ``sam`` (SAM-MPA refinement; needs weights). A suffix chooses the slice registration of
-``register`` and ``auto``: ``register:dis``, ``auto:elastix`` (default TV-L1 optical flow, see
-propagation/slice_registration.py). The other SAM-family engines (``fewshot``, ``meta``) come
-with their own issues; asking for them says so.
+(slice-to-slice registration), ``auto``, and the engines that need SAM weights: ``sam``
+(SAM-MPA refinement), ``fewshot`` (mask decoder fine-tuned on the annotated slices' embeddings,
+Xie et al.) and ``meta`` (adapters and self-sampling prompts adapted online, SSM-SAM). A suffix
+chooses the slice registration of ``register`` and ``auto``: ``register:dis``, ``auto:elastix``
+(default TV-L1 optical flow, see propagation/slice_registration.py).
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ from __future__ import annotations
 from ..propagation.slice_registration import DEFAULT_REGISTRAR, REGISTRARS
 from .base import Engine
 
-#: Engines that exist on the design card but are not built yet, with what they need.
-PLANNED_ENGINES = {
-    "fewshot": "the few-shot decoder engine is not available in this version",
-    "meta": "the meta-learned adapter engine is not available in this version",
-}
-ENGINE_NAMES = ("auto", "interpolate", "register", "register:dis", "register:elastix", "sam", "sam:interpolate")
-#: Engines that use model weights (and so the --checkpoint, --device, --refine options).
-WEIGHTED_ENGINES = ("sam",)
+ENGINE_NAMES = (
+    "auto",
+    "interpolate",
+    "register",
+    "register:dis",
+    "register:elastix",
+    "sam",
+    "sam:interpolate",
+    "fewshot",
+    "meta",
+)
+#: Engines that use model weights (and so the --checkpoint, --device, --model-type options).
+WEIGHTED_ENGINES = ("sam", "fewshot", "meta")
 
 
 def make_engine(spec: str, **options) -> Engine:
@@ -33,6 +39,14 @@ def make_engine(spec: str, **options) -> Engine:
         from .sam import SamEngine
 
         return SamEngine(options.pop("checkpoint", None), coarse=option or "register", **options)
+    if name == "fewshot" and not option:
+        from .fewshot import FewShotEngine
+
+        return FewShotEngine(options.pop("checkpoint", None), **options)
+    if name == "meta" and not option:
+        from .meta import MetaEngine
+
+        return MetaEngine(options.pop("checkpoint", None), **options)
     if options:
         raise ValueError(f"Engine {spec!r} takes no options ({', '.join(options)})")
     if name == "interpolate" and not option:
@@ -45,6 +59,4 @@ def make_engine(spec: str, **options) -> Engine:
 
         engine_class = RegisterEngine if name == "register" else AutoEngine
         return engine_class(backend=option or DEFAULT_REGISTRAR)
-    if name in PLANNED_ENGINES:
-        raise ValueError(f"Engine {spec!r}: {PLANNED_ENGINES[name]}")
     raise ValueError(f"Engine must be one of {', '.join(ENGINE_NAMES)}, not {spec!r}")
