@@ -128,11 +128,14 @@ class Segment:
         value: the label value in the label map (> 0).
         name: human-readable name ("liver").
         color: (r, g, b) in [0, 1].
+        terminology: Slicer's terminology entry string (``"context~category codes~type codes~
+            ..."``, codes as ``scheme^value^meaning``), kept in .seg.nrrd files; None when unknown.
     """
 
     value: int
     name: str = ""
     color: tuple[float, float, float] | None = None
+    terminology: str | None = None
 
     def display_name(self) -> str:
         return self.name or f"Segment_{self.value}"

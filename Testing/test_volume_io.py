@@ -131,6 +131,20 @@ def test_seg_nrrd_round_trip_keeps_segment_table(tmp_path):
         np.testing.assert_allclose(seg.color, ref.color, atol=1e-6)
 
 
+LIVER_TERMINOLOGY = (
+    "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
+    "~SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^"
+)
+
+
+def test_seg_nrrd_round_trip_keeps_terminology(tmp_path):
+    segments = (Segment(1, "liver", (0.8, 0.2, 0.1), LIVER_TERMINOLOGY), Segment(2, "other"))
+    write_labels(make_labels("oblique", segments), tmp_path / "out.seg.nrrd")
+    back = read_labels(tmp_path / "out.seg.nrrd")
+    assert back.segment(1).terminology == LIVER_TERMINOLOGY
+    assert back.segment(2).terminology is None
+
+
 def test_seg_nrrd_keeps_sparse_label_values(tmp_path):
     labels = make_labels("identity")
     array = np.where(labels.array == 2, 7, np.where(labels.array == 3, 200, labels.array)).astype(np.uint8)
