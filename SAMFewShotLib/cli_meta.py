@@ -1,6 +1,150 @@
-"""``samfewshot meta-train`` (being built in this session; registers nothing yet)."""
+"""``samfewshot meta-train``: meta-learn the ``meta`` engine's init (SSM-SAM, Algorithm 2).
+
+    samfewshot meta-train LABELED_DIR -o INIT.pt --checkpoint C [--model-type T]
+                          [--labels 1,2] [--axis axial|coronal|sagittal] [--window auto|...]
+                          [--iterations N] [--steps S] [--shots K] [--queries Q]
+                          [--meta-lr LR] [--learning-rate LR] [--seed N] [--device auto|cpu|cuda]
+                          [--report PATH] [--progress bar|json|none]
+
+LABELED_DIR: ``images/`` + ``labels/`` with the same file names, or ``NAME_image.EXT`` +
+``NAME_labels.EXT`` pairs (see SAMFewShotLib/meta/labeled_dir.py). INIT.pt is written
+atomically at the end, only on success; use it with
+``samfewshot propagate ... --engine meta --checkpoint C --init INIT.pt`` (same checkpoint).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import time
+from pathlib import Path
+
+from .cli_common import EXIT_OK, UserError, check_outputs_differ, check_report_path, write_json_atomic
+from .progress import add_progress_argument
+
+AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
 def add_meta_parser(subparsers) -> None:
     """Register ``samfewshot meta-train`` on ``subparsers`` (the top-level subparsers action)."""
+    from .meta.config import MetaConfig, MetaTrainingSettings
+
+    config, settings = MetaConfig(), MetaTrainingSettings()
+    p = subparsers.add_parser(
+        "meta-train",
+        help="meta-learn the meta engine's init (SSM-SAM) from labelled volumes",
+        description="MAML++-style first-order meta-learning of the meta engine's starting point and per-step "
+        "step sizes over tasks (one structure of one volume each) sampled from LABELED_DIR.",
+    )
+    p.add_argument("labeled_dir", metavar="LABELED_DIR", help="images/ + labels/, or NAME_image.EXT + NAME_labels.EXT")
+    p.add_argument("-o", "--output", required=True, metavar="INIT.pt", help="the init file to write")
+    p.add_argument("--checkpoint", required=True, help="SAM checkpoint path or name (the init belongs to it)")
+    p.add_argument("--model-type", default=None, help="SAM architecture override: vit_b, vit_l, vit_h")
+    p.add_argument("--labels", default=None, help="label values to train on, comma-separated (default: all)")
+    p.add_argument("--axis", default="axial", choices=tuple(AXES), help="slice axis (numpy z, y, x order)")
+    p.add_argument("--window", default="auto", help="intensity window: auto, percentile or a CT preset")
+    p.add_argument("--iterations", type=int, default=settings.iterations, help="outer iterations (episodes)")
+    p.add_argument("--steps", type=int, default=config.steps, help="online steps S per episode (and per use)")
+    p.add_argument("--shots", type=int, default=settings.shots, help="support slices K per episode")
+    p.add_argument("--queries", type=int, default=settings.queries, help="query slices per episode")
+    p.add_argument("--meta-lr", type=float, default=settings.meta_lr, help="outer Adam step size (cosine-annealed)")
+    p.add_argument("--learning-rate", type=float, default=config.learning_rate, help="initial online step size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds, iterations, losses, memory")
+    add_progress_argument(p)
+    p.set_defaults(func=cmd_meta_train)
+
+
+def _labels(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--labels must be comma-separated integers, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise UserError(f"--labels must list label values >= 1, not {text!r}")
+    return values
+
+
+def _check_output(path: str) -> None:
+    """UserError unless the init file can be written at ``path`` (a file in a writable folder)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        problem = "is a folder" if target.is_dir() else f"needs a writable folder {folder}"
+        raise UserError(f"Output {path} {problem}")
+
+
+def cmd_meta_train(args: argparse.Namespace, progress, cancel) -> int:
+    from .meta.config import MetaConfig
+    from .meta.init_file import MetaInit, save_init
+    from .meta.labeled_dir import find_labeled_cases
+    from .meta.load import load_meta_model
+    from .meta.memory import peak_gpu_mb, peak_rss_mb
+    from .meta.meta_learning import MetaTrainingSettings, meta_train
+    from .meta.tasks import read_cases, tasks_from_volumes
+
+    start = time.perf_counter()
+    labels = _labels(args.labels)
+    config = MetaConfig(steps=args.steps, learning_rate=args.learning_rate, seed=args.seed)
+    settings = MetaTrainingSettings(
+        iterations=args.iterations, shots=args.shots, queries=args.queries, meta_lr=args.meta_lr, seed=args.seed
+    )
+    _check_output(args.output)
+    check_report_path(args.report)
+    check_outputs_differ(args.output, [args.checkpoint])
+    if args.report:
+        check_outputs_differ(args.report, [args.output, args.checkpoint])
+    cases = find_labeled_cases(args.labeled_dir)
+    volumes = read_cases(cases, progress=progress, cancel=cancel)
+    tasks, notes = tasks_from_volumes(volumes, axis=AXES[args.axis], labels=labels, window=args.window)
+    meta = load_meta_model(
+        args.checkpoint, model_type=args.model_type, device=args.device, config=config, progress=progress, cancel=cancel
+    )
+    result = meta_train(meta.network, tasks, settings, progress=progress, cancel=cancel)
+    summary = {
+        "iterations": result.iterations,
+        "seconds": round(result.seconds, 3),
+        "tasks": result.tasks,
+        "skipped": notes,
+        "settings": vars(settings).copy(),
+        "query_loss_first": result.query_losses[0] if result.query_losses else None,
+        "query_loss_last": result.query_losses[-1] if result.query_losses else None,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    save_init(
+        MetaInit(
+            config=config,
+            names=list(result.state),
+            state=result.state,
+            learning_rates=result.learning_rates,
+            base_sha256=meta.loaded.sha256,
+            base_name=meta.loaded.name,
+            model_type=meta.loaded.model_type,
+            architecture=meta.loaded.architecture.describe(),
+            training=summary,
+        ),
+        args.output,
+    )
+    if args.report:
+        gpu = peak_gpu_mb()
+        write_json_atomic(
+            args.report,
+            dict(
+                summary,
+                output=args.output,
+                checkpoint=args.checkpoint,
+                seconds_total=time.perf_counter() - start,
+                query_losses=result.query_losses,
+                support_losses=result.support_losses,
+                online_steps=config.steps,
+                **({"peak_gpu_mb": round(gpu, 1)} if gpu is not None else {}),
+            ),
+        )
+    print(
+        f"Meta-learned init written to {args.output}: {result.iterations} iterations over {len(tasks)} task(s) "
+        f"in {result.seconds:.1f} s; query loss {summary['query_loss_first']:.3f} -> {summary['query_loss_last']:.3f}"
+    )
+    return EXIT_OK

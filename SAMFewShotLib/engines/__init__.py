@@ -35,7 +35,7 @@ def make_engine(spec: str, **options) -> Engine:
     device, window, cache, batch_size); ``sam:interpolate`` refines Fill-between-slices instead
     of the registration."""
     name, _, option = spec.partition(":")
-    if name in WEIGHTED_ENGINES and option in ("", "register", "interpolate"):
+    if name == "sam" and option in ("", "register", "interpolate"):
         from .sam import SamEngine
 
         return SamEngine(options.pop("checkpoint", None), coarse=option or "register", **options)

@@ -1,0 +1,135 @@
+"""Meta-learned init files (``samfewshot meta-train ... -o INIT.pt``): save, load, check.
+
+An init file is a ``torch.save`` of a plain dict (read back with ``weights_only=True``: no
+pickled code runs):
+
+    format "samfewshot-meta-init", version 1,
+    base: {sha256, name, model_type, architecture}   the SAM checkpoint it was trained on,
+    config: MetaConfig fields,
+    names: the trainable tensors' names (network order),
+    state: {name: tensor}, learning_rates: (S, T) float32 per-step, per-tensor step sizes,
+    training: what the meta-learner did (iterations, tasks, seconds, losses, ...).
+
+An init belongs to one base checkpoint: the adapters and decoders were trained on its frozen
+features, so an init is refused (one line) for any other checkpoint, with both named.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import MetaConfig
+
+FORMAT = "samfewshot-meta-init"
+VERSION = 1
+
+
+@dataclass
+class MetaInit:
+    """A meta-learned (or plain) starting point of the online optimiser.
+
+    Attributes:
+        config: module sizes and online-optimiser settings.
+        names: trainable tensor names in network order (T of them).
+        state: {name: float tensor}.
+        learning_rates: (S, T) float32 step sizes (S = ``config.steps``).
+        base_sha256, base_name, model_type, architecture: the SAM checkpoint it belongs to.
+        training: a JSON-able summary of the meta-training run.
+    """
+
+    config: MetaConfig
+    names: list[str]
+    state: dict[str, torch.Tensor]
+    learning_rates: torch.Tensor
+    base_sha256: str
+    base_name: str
+    model_type: str
+    architecture: str
+    training: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        expected = (self.config.steps, len(self.names))
+        if tuple(self.learning_rates.shape) != expected:
+            raise ValueError(f"learning_rates must have shape {expected}, not {tuple(self.learning_rates.shape)}")
+        if set(self.names) != set(self.state):
+            raise ValueError("The init's tensor names and state differ")
+
+    def check_base(self, sha256: str, architecture: str, checkpoint: str, source: str = "the init") -> None:
+        """ValueError (one line) unless this init was made for the checkpoint with this digest."""
+        if sha256 == self.base_sha256:
+            return
+        theirs = f"{self.base_name} (sha256 {self.base_sha256[:12]}..., {self.architecture})"
+        ours = f"{checkpoint} (sha256 {sha256[:12]}..., {architecture})"
+        kind = "another architecture" if architecture != self.architecture else "another checkpoint of the same architecture"
+        raise ValueError(
+            f"{source} was meta-trained for base model {theirs}, not for {ours}: {kind}; "
+            "meta-train an init for this checkpoint or use its own"
+        )
+
+
+def save_init(init: MetaInit, path: str | os.PathLike) -> Path:
+    """Write ``init`` to ``path`` atomically (temporary file + rename); returns the path."""
+    target = Path(path)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "base": {
+            "sha256": init.base_sha256,
+            "name": init.base_name,
+            "model_type": init.model_type,
+            "architecture": init.architecture,
+        },
+        "config": init.config.to_dict(),
+        "names": list(init.names),
+        "state": {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in init.state.items()},
+        "learning_rates": init.learning_rates.detach().to("cpu", torch.float32).contiguous(),
+        "training": init.training,
+    }
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, temp)
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return target
+
+
+def load_init(path: str | os.PathLike) -> MetaInit:
+    """Read an init file; ValueError (one line) for a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Meta init file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Meta init {path} is not a readable init file (corrupt or truncated?): {first[:160]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"Meta init {path} is not a samfewshot meta init (made by `samfewshot meta-train`)")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"Meta init {path} has format version {payload.get('version')!r}; this samfewshot reads {VERSION}")
+    try:
+        base = payload["base"]
+        init = MetaInit(
+            config=MetaConfig.from_dict(dict(payload["config"])),
+            names=[str(n) for n in payload["names"]],
+            state={str(k): v for k, v in payload["state"].items()},
+            learning_rates=payload["learning_rates"],
+            base_sha256=str(base["sha256"]),
+            base_name=str(base["name"]),
+            model_type=str(base["model_type"]),
+            architecture=str(base["architecture"]),
+            training=dict(payload.get("training") or {}),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(f"Meta init {path} is incomplete or inconsistent ({error})") from None
+    if not all(isinstance(v, torch.Tensor) for v in init.state.values()):
+        raise ValueError(f"Meta init {path} holds a state entry that is not a tensor")
+    return init

@@ -1,0 +1,166 @@
+"""Engine ``meta`` (SSM-SAM) end to end: it learns each structure online, keeps the drawn slices,
+stops at declared-empty slices, reports its cost, says when it runs from the plain init, and
+refuses bad options; ``samfewshot propagate --engine meta`` with an init from ``meta-train``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiny_sam
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "meta"))
+import meta_cases  # noqa: E402
+
+from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
+from SAMFewShotLib.cli import main  # noqa: E402
+from SAMFewShotLib.engines import make_engine  # noqa: E402
+from SAMFewShotLib.engines.meta import MetaEngine  # noqa: E402
+from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402
+from SAMFewShotLib.volume import LabelVolume  # noqa: E402
+from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume  # noqa: E402
+
+DRAWN = [4, 8, 12]
+FAST = MetaConfig(learning_rate=6e-3, checkpointing=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("meta_engine")
+    volume, truth = meta_cases.textured_case(1)
+    labels = np.zeros(truth.shape, np.uint8)
+    for z in DRAWN:
+        labels[z][truth[z]] = 1
+    annotation = SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
+    checkpoint = meta_cases.small_sam_checkpoint(folder / "small.pth")
+    return volume, truth, annotation, str(checkpoint), folder
+
+
+@pytest.fixture(scope="module")
+def plain_run(case):
+    volume, _, annotation, checkpoint, _ = case
+    with pytest.warns(UserWarning, match="plain"):
+        return MetaEngine(checkpoint, steps=16, config=FAST).propagate(volume, annotation)
+
+
+def test_it_learns_the_structure_and_keeps_the_drawn_slices(case, plain_run):
+    volume, truth, annotation, *_ = case
+    assert plain_run.labels.volume.same_grid(volume)
+    predicted = plain_run.labels.array == 1
+    for z in DRAWN:
+        np.testing.assert_array_equal(predicted[z], annotation.labels.array[z] == 1)
+    others = [z for z in range(truth.shape[0]) if z not in DRAWN]
+    assert meta_cases.dice(predicted[others], truth[others]) > 0.75
+
+
+def test_the_report_counts_steps_time_and_memory_and_names_the_plain_init(plain_run):
+    counters = plain_run.counters
+    assert counters["online_steps"] == 16 and counters["online_steps_per_label"] == 16
+    assert counters["support_pairs"] == 3 and counters["online_encoder_passes"] == 16 * 3
+    assert counters["online_seconds"] > 0 and counters["peak_rss_mb"] > 100
+    assert counters["init"].startswith("plain")
+    losses = plain_run.details[1]["online_losses"]
+    assert len(losses) == 16 and plain_run.details[1]["online_final_loss"] < losses[0]
+    assert plain_run.seconds["online adaptation"] > 0 and plain_run.seconds["predict"] > 0
+
+
+def test_a_declared_empty_slice_stops_the_outward_propagation(case):
+    volume, _, annotation, checkpoint, _ = case
+    stopped = SparseAnnotation.from_labels(annotation.labels, axis=0, empty_slices={1: [13]})
+    with pytest.warns(UserWarning):
+        prediction = MetaEngine(checkpoint, steps=4, config=FAST).propagate(volume, stopped)
+    assert not (prediction.labels.array[13:] == 1).any()
+    assert prediction.details[1]["empty_slices"] == [13]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"refine": 1}, "--refine is for the sam engine"),
+        ({"checkpoint": None}, "--checkpoint"),
+        ({"device": "tpu"}, "tpu"),
+        ({"checkpoint": "/nonexistent/sam.pth"}, "sam.pth"),
+        ({"steps": 0}, "steps"),
+    ],
+)
+def test_bad_options_are_refused(case, options, message):
+    settings = {"checkpoint": case[3], **options}
+    with pytest.raises(ValueError, match=message):
+        MetaEngine(settings.pop("checkpoint"), **settings)
+
+
+def test_a_corrupt_init_is_refused_before_any_work(case, tmp_path):
+    bad = tmp_path / "init.pt"
+    bad.write_bytes(b"not an init")
+    with pytest.raises(ValueError, match="not a readable init") as error:
+        MetaEngine(case[3], init=str(bad))
+    assert "\n" not in str(error.value)
+
+
+def test_make_engine_builds_the_meta_engine(case):
+    engine = make_engine("meta", checkpoint=case[3], model_type=None, device="cpu")
+    assert isinstance(engine, MetaEngine)
+    with pytest.raises(ValueError, match="--refine is for the sam engine"):
+        make_engine("meta", checkpoint=case[3], refine=2)
+
+
+@pytest.fixture(scope="module")
+def cli_case(tmp_path_factory):
+    """SAM's real 1024-pixel input (a tiny random ViT), an init made by meta-train for it."""
+    folder = tmp_path_factory.mktemp("meta_cli")
+    checkpoint = tiny_sam.save_tiny_checkpoint(folder / "tiny.pth", depth=4, global_attn_indexes=(), embed_dim=16)
+    data = folder / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    volume, truth = meta_cases.textured_case(2, shape=(10, 32, 32))
+    write_volume(volume, data / "images" / "a.nrrd")
+    write_labels(LabelVolume(volume.with_array(truth.astype(np.uint8))), data / "labels" / "a.nrrd")
+    init = folder / "init.pt"
+    assert main(["meta-train", str(data), "-o", str(init), "--checkpoint", str(checkpoint), "--iterations", "1",
+                 "--steps", "2", "--shots", "2", "--queries", "1", "--progress", "none"]) == 0
+    image, annotation = folder / "image.nii.gz", folder / "drawn.nii.gz"
+    write_volume(volume, image)
+    drawn = np.zeros(truth.shape, np.uint8)
+    drawn[[3, 6]] = truth[[3, 6]]
+    write_labels(LabelVolume(volume.with_array(drawn)), annotation)
+    return folder, str(checkpoint), str(init), str(image), str(annotation), volume
+
+
+def test_cli_propagates_with_a_meta_learned_init_and_reports_its_cost(cli_case):
+    folder, checkpoint, init, image, annotation, volume = cli_case
+    out, report = folder / "out.nii.gz", folder / "report.json"
+    code = main(["propagate", image, annotation, "-o", str(out), "--engine", "meta", "--checkpoint", checkpoint,
+                 "--init", init, "--report", str(report), "--progress", "none"])
+    assert code == 0
+    labels = read_labels(out)
+    assert labels.volume.same_grid(volume)
+    payload = json.loads(report.read_text())
+    counters = payload["counters"]
+    assert counters["init"] == init and counters["online_steps"] == 2
+    assert counters["online_seconds"] > 0 and counters["peak_rss_mb"] > 100
+    assert payload["seconds"]["online adaptation"] > 0
+
+
+@pytest.mark.parametrize("extra, match", [(["--refine", "1"], "--refine is for the sam engine"), (["--init", "BAD"], "not a readable init")])
+def test_cli_bad_meta_options_exit_2_with_one_line(cli_case, capsys, extra, match):
+    folder, checkpoint, _, image, annotation, _ = cli_case
+    if "BAD" in extra:
+        (folder / "bad.pt").write_bytes(b"\x00" * 10)
+        extra = ["--init", str(folder / "bad.pt")]
+    out = folder / "never.nii.gz"
+    code = main(["propagate", image, annotation, "-o", str(out), "--engine", "meta", "--checkpoint", checkpoint,
+                 "--progress", "none", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and match in err and "\n" not in err and not out.exists()
