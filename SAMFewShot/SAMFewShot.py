@@ -1,26 +1,20 @@
-"""SAMFewShot: draw a structure on a few slices, get the whole 3D segment.
+"""SAMFewShot: draw a structure on a few slices, get the whole 3D segment; or apply a one-shot
+atlas; or run either over a whole study.
 
 The module is a thin layer over the ``samfewshot`` command (SAMFewShotLib): it exports the input
 volume and the drawn segment to a temporary folder, runs ``PythonSlicer -m SAMFewShotLib
 propagate ... --progress json --report ...`` in a child process polled by a ``qt.QTimer``, and
 shows the result as a preview segmentation. Nothing is written into the user's segment until
-Accept, which is one undoable Segment Editor step. The pure helpers (command lines, progress
-parsing, the process runner) live in ``SAMFewShotLib.slicer_support`` and are tested without
-Slicer.
+Accept, which is one undoable Segment Editor step. The Atlas and Batch sections and the SAM
+checkpoint row work the same way (``samfewshot atlas``, ``batch``, ``weights``). The Slicer-side
+parts are in the SAMFewShotSlicerLib package beside this file; the pure helpers (command lines,
+output parsing, the process runner) in ``SAMFewShotLib.slicer_support``, tested without Slicer.
 """
 
-import contextlib
 import importlib
-import importlib.metadata
-import importlib.util
-import logging
 import os
-import re
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from typing import Annotated, Optional
 
 import numpy as np
@@ -50,11 +44,23 @@ def _samFewShotLibParentFolder() -> Optional[str]:
 
 
 SAMFEWSHOTLIB_PARENT_FOLDER = _samFewShotLibParentFolder()
-if SAMFEWSHOTLIB_PARENT_FOLDER and SAMFEWSHOTLIB_PARENT_FOLDER not in sys.path:
-    sys.path.append(SAMFEWSHOTLIB_PARENT_FOLDER)
+for _folder in (os.path.dirname(os.path.abspath(__file__)), SAMFEWSHOTLIB_PARENT_FOLDER):
+    if _folder and _folder not in sys.path:
+        sys.path.append(_folder)
 
-from SAMFewShotLib.slicer_support import commands, progress_lines  # noqa: E402
-from SAMFewShotLib.slicer_support.process_runner import ProcessRunner  # noqa: E402
+from SAMFewShotLib.slicer_support import atlas_commands, commands, progress_lines  # noqa: E402
+from SAMFewShotLib.slicer_support.report_summary import summarize_report  # noqa: E402
+from SAMFewShotSlicerLib.atlas_logic import AtlasLogic  # noqa: E402
+from SAMFewShotSlicerLib.atlas_panel import AtlasPanel  # noqa: E402
+from SAMFewShotSlicerLib.batch_logic import BatchLogic  # noqa: E402
+from SAMFewShotSlicerLib.batch_panel import BATCH_INPUT_CHOICES, BATCH_MODEL_CHOICES, BatchPanel  # noqa: E402
+from SAMFewShotSlicerLib.child_jobs import ChildJobsMixin  # noqa: E402
+from SAMFewShotSlicerLib.job_monitor import JobMonitor  # noqa: E402
+from SAMFewShotSlicerLib.propagation_logic import PropagationLogicMixin  # noqa: E402
+from SAMFewShotSlicerLib.python_packages import PythonPackagesMixin  # noqa: E402
+from SAMFewShotSlicerLib.scene_exchange import SceneExchangeMixin  # noqa: E402
+from SAMFewShotSlicerLib.weights_logic import WEIGHTS_JOB_KINDS, WeightsLogicMixin  # noqa: E402
+from SAMFewShotSlicerLib.weights_panel import WeightsPanel  # noqa: E402
 
 #: Engines offered in the Engine combo box (name, description), in this order. Entries that
 #: ``commands.engine_requirements`` says cannot run yet are shown disabled, with the reason.
@@ -68,119 +74,13 @@ ENGINE_CHOICES = (
     ("interpolate", "interpolate: Slicer's Fill between slices (morphological contour interpolation); "
                     "fills only between the outermost drawn slices"),
     ("sam", "sam: SAM-MPA, the register mask turned into Segment Anything prompts and post-refined"),
-    ("fewshot", "fewshot: few-shot SAM mask decoder"),
-    ("meta", "meta: SSM-SAM meta-learned adapters"),
+    ("fewshot", "fewshot: SAM mask decoder fitted to the drawn slices' embeddings (few-shot prompt tokens)"),
+    ("meta", "meta: SSM-SAM, adapters and self-sampling prompts adapted online from a meta-learned init "
+             "(optional Meta init file)"),
 )
 
 #: The ``annotated axis`` choices of ``samfewshot propagate`` (``suggest`` uses axial for auto).
 AXIS_CHOICES = ["auto", "axial", "coronal", "sagittal"]
-
-#: pyproject.toml [project] dependencies without SimpleITK: Slicer ships its own SimpleITK
-#: (with Slicer's IO), which must never be replaced. Testing/test_slicer_module.py keeps this in
-#: sync with pyproject.toml.
-PYTHON_REQUIREMENTS = (
-    "itk-elastix>=0.20",
-    "itk-morphologicalcontourinterpolation>=2.0",
-    "nibabel>=4.0",
-    "numpy>=1.24",
-    "opencv-python-headless>=4.8",
-    "scipy>=1.10",
-    "scikit-image>=0.22",
-    "slicerio>=1.0",
-    "tqdm>=4.60",
-)
-#: The ``sam`` extra without torch and torchvision, which come from the PyTorch extension.
-SAM_PYTHON_REQUIREMENTS = (
-    "segment-anything>=1.0",
-    "mobilesam-mirror==1.0.0",
-    "timm>=0.9,<2",
-    "platformdirs>=3",
-)
-#: Version requirements passed to PyTorchUtilsLogic.installTorch (the ``sam`` extra's pins).
-TORCH_VERSION_REQUIREMENT = ">=2.1,<2.15"
-TORCHVISION_VERSION_REQUIREMENT = ">=0.16,<0.30"
-#: Packages Slicer (or the PyTorch extension) already provides: pinned to their installed version
-#: in a pip constraints file, so installing our requirements can never replace them.
-PINNED_PACKAGES = ("SimpleITK", "numpy", "torch", "torchvision")
-
-#: Attributes of a preview segmentation node: where Accept writes it.
-PREVIEW_ATTRIBUTE_PREFIX = "SAMFewShot.Preview."
-PREVIEW_SEGMENTATION_ATTRIBUTE = PREVIEW_ATTRIBUTE_PREFIX + "SegmentationNodeID"
-PREVIEW_SEGMENT_ATTRIBUTE = PREVIEW_ATTRIBUTE_PREFIX + "SegmentID"
-PREVIEW_VOLUME_ATTRIBUTE = PREVIEW_ATTRIBUTE_PREFIX + "VolumeNodeID"
-PREVIEW_ENGINE_ATTRIBUTE = PREVIEW_ATTRIBUTE_PREFIX + "Engine"
-
-#: How often the widget polls a running child (milliseconds).
-POLL_INTERVAL_MS = 100
-
-
-def requirementName(requirement: str) -> str:
-    """The distribution name of a requirement string: ``"timm>=0.9,<2"`` -> ``"timm"``."""
-    name = re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0]
-    if not name:
-        raise ValueError(f"Requirement must start with a package name, not {requirement!r}")
-    return name
-
-
-def requirementSatisfied(requirement: str) -> bool:
-    """Whether an installed distribution satisfies ``requirement`` (name and version specifier).
-
-    The version is checked with ``packaging`` when it is importable (it is in Slicer); without it,
-    presence of the distribution counts as satisfied.
-    """
-    try:
-        installedVersion = importlib.metadata.version(requirementName(requirement))
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    try:
-        from packaging.requirements import Requirement
-    except ImportError:
-        return True
-    return Requirement(requirement).specifier.contains(installedVersion, prereleases=True)
-
-
-def pinnedPackageConstraints() -> list:
-    """``name==version`` for every :data:`PINNED_PACKAGES` entry that is installed."""
-    constraints = []
-    for name in PINNED_PACKAGES:
-        try:
-            constraints.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return constraints
-
-
-def offlineInstallInstructions(requirements) -> str:
-    """What to do when pip cannot reach a package index (a computer without network)."""
-    packages = " ".join(f'"{requirement}"' for requirement in requirements)
-    return (
-        "The Python packages could not be installed (is this computer offline?).\n\n"
-        "To install them without network access:\n"
-        "1. On a computer with network access and the same Slicer version and operating system, run\n"
-        f"   PythonSlicer -m pip download -d samfewshot-wheels {packages}\n"
-        "2. Copy the samfewshot-wheels folder to this computer.\n"
-        "3. In Slicer's Python console run\n"
-        "   slicer.util.pip_install(['--no-index', '--find-links', '/path/to/samfewshot-wheels', "
-        + ", ".join(f"'{requirement}'" for requirement in requirements)
-        + "])\n"
-        "4. Restart Slicer."
-    )
-
-
-def summarizeReport(report: dict, labelValue: int = 1):
-    """Expected Dice and per-slice confidence of one label from a ``--report`` JSON object.
-
-    Returns:
-        (expectedDice or None, [(slice index, confidence)] for the slices where the engine
-        predicts something or has evidence (confidence > 0), lowest confidence first).
-    """
-    key = str(labelValue)
-    expectedDice = (report.get("expected_dice") or {}).get(key)
-    confidences = (report.get("slice_confidence") or {}).get(key) or []
-    slices = [(index, float(value)) for index, value in enumerate(confidences) if value is not None and value > 0]
-    slices.sort(key=lambda item: (item[1], item[0]))
-    return (None if expectedDice is None else float(expectedDice)), slices
-
 
 #
 # SAMFewShot
@@ -202,15 +102,18 @@ class SAMFewShot(ScriptedLoadableModule):
 Draw a structure on 1-10 slices in the Segment Editor, choose the segment here and click
 <b>Propagate</b>: the whole 3D segment is computed in a background process and shown as a preview.
 <b>Accept</b> writes it into the segment (undo with the Segment Editor's Undo), <b>Reject</b> removes it.
-<b>Suggest slices</b> proposes which slices to draw on. The engines that need no weights (auto,
-register, interpolate) run right after the first-use installation of their Python packages; the
-sam engine also needs PyTorch (PyTorch extension) and a Segment Anything checkpoint (Import file...).
+<b>Suggest slices</b> proposes which slices to draw on. <b>One-shot atlas</b> applies an atlas bundle
+to the volume (its structures as named segments); <b>Batch</b> applies an atlas, a few-shot head or
+your annotated volume to many volumes or a folder, with a per-case table. The engines that need no
+weights (auto, register, interpolate) run right after the first-use installation of their Python
+packages; sam, fewshot and meta also need PyTorch (PyTorch extension) and a Segment Anything
+checkpoint (Import file...).
 """
         self.parent.acknowledgementText = """
 Engines: ITK morphological contour interpolation (Slicer's Fill between slices); SAM-MPA mask
-propagation; Segment Anything (Meta AI), MedSAM and MobileSAM. The module layout follows the
-Slicer scripted module template (Jean-Christophe Fillion-Robin, Kitware; Andras Lasso, PerkLab;
-Steve Pieper, Isomics).
+propagation; Segment Anything (Meta AI), MedSAM and MobileSAM; elastix atlas registration. The
+module layout follows the Slicer scripted module template (Jean-Christophe Fillion-Robin, Kitware;
+Andras Lasso, PerkLab; Steve Pieper, Isomics).
 """
 
 
@@ -223,13 +126,22 @@ Steve Pieper, Isomics).
 class SAMFewShotParameterNode:
     """The module's state (saved with the scene).
 
-    inputVolume - the volume the structure is drawn on.
+    inputVolume - the volume the structure is drawn on (also what the atlas is applied to, and
+        the batch's reference volume).
     segmentationNode, segmentId - the drawn segment; the accepted result goes there.
     engine - an ENGINE_CHOICES name (may carry an option: ``register:dis``).
-    checkpoint - SAM checkpoint name for the sam engine ("" = none).
+    checkpoint - SAM checkpoint name for the weighted engines and atlas refinement ("" = none).
+    metaInit - meta-learned initialisation file of the meta engine ("" = its default).
     axis - the annotated axis (auto = detected from the drawing).
     suggestCount - how many slices Suggest slices proposes.
-    previewSegmentation - the preview of the last run, until it is accepted or rejected.
+    previewSegmentation - the preview of the last propagation, until it is accepted or rejected.
+    atlasBundle, atlasFusion, atlasRefine - the atlas bundle, how several atlases are fused, SAM
+        refinement. atlasSegmentation - where Accept adds the atlas segments (None: a new one).
+    atlasPreview - the preview of the last atlas run.
+    batchInputs, batchInputFolder - scene volumes (checked in the list) or a folder.
+    batchModelKind, batchModel - atlas bundle / few-shot head file, or the reference annotation
+        (inputVolume + segmentationNode). batchOutputFolder, batchScheduler - where results go,
+        ``local:N`` or ``tcp://HOST:PORT`` ("" = local processes).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -237,9 +149,21 @@ class SAMFewShotParameterNode:
     segmentId: str = ""
     engine: str = "auto"
     checkpoint: str = ""
+    metaInit: str = ""
     axis: Annotated[str, Choice(AXIS_CHOICES)] = "auto"
     suggestCount: Annotated[int, WithinRange(1, 20)] = 5
     previewSegmentation: vtkMRMLSegmentationNode
+    atlasBundle: str = ""
+    atlasFusion: Annotated[str, Choice(list(atlas_commands.FUSION_METHODS))] = "majority"
+    atlasRefine: bool = False
+    atlasSegmentation: vtkMRMLSegmentationNode
+    atlasPreview: vtkMRMLSegmentationNode
+    batchInputs: Annotated[str, Choice(list(BATCH_INPUT_CHOICES))] = "scene volumes"
+    batchInputFolder: str = ""
+    batchModelKind: Annotated[str, Choice(list(BATCH_MODEL_CHOICES))] = "atlas bundle"
+    batchModel: str = ""
+    batchOutputFolder: str = ""
+    batchScheduler: str = ""
 
 
 #
@@ -259,15 +183,14 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None  # the running SAMFewShotJob, if any
-        self._lastResult = None  # PropagationResult shown in the preview section
         self._suggestion = None  # {"numpy_axis": int, "slices": [int]} of the last Suggest slices
         self._previewSlices = []  # slice indices listed in sliceConfidenceList
         self._previewAxis = None
-        self._checkpoints = []  # usable SAM checkpoint names
-        self._checkpointsListed = False
-        self._updatingGui = False
-        self._pollTimer = None
+        self.updatingGui = False
+        self.propagateMonitor = None  # JobMonitor of the Propagate section (propagate, suggest, weights)
+        self.weightsPanel = None
+        self.atlasPanel = None
+        self.batchPanel = None
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -282,25 +205,26 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = SAMFewShotLogic()
-
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(POLL_INTERVAL_MS)
-        self._pollTimer.connect("timeout()", self.onPollTimer)
+        self.propagateMonitor = JobMonitor(
+            self.logic, self.ui.progressBar, self.ui.statusLabel, self.ui.elapsedLabel,
+            self.finishPropagateSectionJob, self.updateGuiFromParameterNode,
+        )
+        self.weightsPanel = WeightsPanel(self)
+        self.atlasPanel = AtlasPanel(self)
+        self.batchPanel = BatchPanel(self)
 
         # Update the parameter node when the scene is closed
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        # Widgets that connectGui cannot bind (segment selector, combo boxes with disabled entries)
+        # Widgets that connectGui cannot bind (segment selector, combo boxes with disabled entries, path edits)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onSegmentChanged)
         self.ui.engineComboBox.connect("currentIndexChanged(int)", self.onEngineChanged)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.metaInitPathLineEdit.connect("currentPathChanged(QString)", self.onMetaInitChanged)
 
         # Buttons and lists
-        self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
-        self.ui.verifyModelButton.connect("clicked(bool)", self.onVerifyModels)
-        self.ui.refreshModelsButton.connect("clicked(bool)", self.onRefreshModels)
         self.ui.suggestButton.connect("clicked(bool)", self.onSuggest)
         self.ui.suggestedSlicesList.connect("currentRowChanged(int)", self.onSuggestedSliceSelected)
         self.ui.propagateButton.connect("clicked(bool)", self.onPropagate)
@@ -311,42 +235,48 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.installSamSupportButton.connect("clicked(bool)", self.onInstallSamSupport)
 
-        # Atlas and batch are planned (their own issues): the sections only say so.
-        self.ui.atlasNoteLabel.enabled = False
-        self.ui.batchNoteLabel.enabled = False
-
+        self.weightsPanel.setup()
+        self.atlasPanel.setup()
+        self.batchPanel.setup()
         self.populateEngines()
-        self.populateModels()
-        self.ui.progressBar.setRange(0, 100)
-        self.ui.progressBar.value = 0
 
         # Make sure parameter node is initialized (needed for module reload)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self.cancelJobQuietly()
+        self.cancelJobsQuietly()
         self.removeObservers()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
         self.initializeParameterNode()
         self.updateDependenciesStatus()
-        if not self._checkpointsListed:
-            # List the SAM checkpoints once the panel is shown (runs `samfewshot weights list`).
-            qt.QTimer.singleShot(0, self.onRefreshModels)
+        if not self.weightsPanel.listed:
+            # List the SAM checkpoints once the panel is shown (`samfewshot weights list`, in the background).
+            qt.QTimer.singleShot(0, self.weightsPanel.onRefreshModels)
 
     def exit(self) -> None:
-        """Called each time the user opens a different module (a running job keeps running)."""
+        """Called each time the user opens a different module (running jobs keep running)."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiFromParameterNode)
 
+    def onReload(self) -> None:
+        """Developer mode Reload: reload SAMFewShotSlicerLib and SAMFewShotLib.slicer_support too
+        (slicer.util.reloadScriptedModule reloads this file only)."""
+        with slicer.util.tryWithErrorDisplay("Reload failed."):
+            self.cancelJobsQuietly()
+            # Helpers before their users: slicer_support, then the logic parts, then the panels.
+            names = [n for n in sys.modules if n.startswith(("SAMFewShotSlicerLib", "SAMFewShotLib.slicer_support"))]
+            for name in sorted(names, key=lambda n: (n.startswith("SAMFewShotSlicerLib"), n.endswith("_panel"), n)):
+                importlib.reload(sys.modules[name])
+            ScriptedLoadableModuleWidget.onReload(self)
+
     def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed: stop a running job, forget the parameter node."""
-        self.cancelJobQuietly()
-        self._lastResult = None
+        """Called just before the scene is closed: stop running jobs, forget the parameter node."""
+        self.cancelJobsQuietly()
         self.showPreviewSummary(None)
         self.setParameterNode(None)
 
@@ -354,6 +284,18 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Called just after the scene is closed."""
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    def cancelJobsQuietly(self) -> None:
+        """Stop every running job without dialogs (module cleanup, scene close, reload)."""
+        if self.propagateMonitor is not None:
+            self.propagateMonitor.cancelQuietly()
+        for panel in (self.atlasPanel, self.batchPanel):
+            if panel is not None:
+                panel.cleanup()
+
+    def parameterNode(self) -> Optional[SAMFewShotParameterNode]:
+        """The parameter node the GUI shows (None while the scene closes)."""
+        return self._parameterNode
 
     def initializeParameterNode(self) -> None:
         """Ensure the parameter node exists and is observed; default to the Segment Editor's selection."""
@@ -384,7 +326,7 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             # Note: in the .ui file, a Qt dynamic property called "SlicerParameterName" is set on each
-            # ui element that needs connection (inputVolumeSelector, axisComboBox, suggestCountSpinBox).
+            # ui element that needs connection (selectors, combo boxes, check box, line edit).
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiFromParameterNode)
         self.updateGuiFromParameterNode()
@@ -394,9 +336,12 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateGuiFromParameterNode(self, caller=None, event=None) -> None:
         """Widgets that connectGui does not bind, and the enabled state of every button."""
         parameterNode = self._parameterNode
-        running = self._job is not None
-        self._updatingGui = True
+        running = self.propagateMonitor is not None and self.propagateMonitor.running
+        self.updatingGui = True
         try:
+            self.weightsPanel.updateButtons(running)
+            self.atlasPanel.updateGui(parameterNode)
+            self.batchPanel.updateGui(parameterNode)
             if parameterNode is None:
                 for button in (self.ui.propagateButton, self.ui.suggestButton, self.ui.acceptButton, self.ui.rejectButton):
                     button.enabled = False
@@ -412,15 +357,14 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             modelIndex = self.ui.modelComboBox.findData(parameterNode.checkpoint)
             if modelIndex >= 0 and modelIndex != self.ui.modelComboBox.currentIndex:
                 self.ui.modelComboBox.currentIndex = modelIndex
+            if self.ui.metaInitPathLineEdit.currentPath != parameterNode.metaInit:
+                self.ui.metaInitPathLineEdit.currentPath = parameterNode.metaInit
         finally:
-            self._updatingGui = False
+            self.updatingGui = False
 
-        try:
-            samEngine = commands.engine_family(parameterNode.engine) in commands.SAM_ENGINES
-        except ValueError:  # an empty engine name in an old scene: propagationProblem says so
-            samEngine = False
-        self.ui.modelComboBox.enabled = samEngine and bool(self._checkpoints)
-
+        family = self.engineFamily(parameterNode.engine)
+        self.ui.modelComboBox.enabled = bool(self.weightsPanel.checkpoints)
+        self.ui.metaInitPathLineEdit.enabled = family in commands.INIT_ENGINES
         problem = self.propagationProblem()
         self.ui.propagateButton.enabled = problem is None and not running
         self.ui.propagateButton.toolTip = problem or (
@@ -433,6 +377,18 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.acceptButton.enabled = hasPreview and not running
         self.ui.rejectButton.enabled = hasPreview and not running
 
+    @staticmethod
+    def engineFamily(engine: str) -> Optional[str]:
+        """The engine without its option (None for an empty name in an old scene)."""
+        try:
+            return commands.engine_family(engine)
+        except ValueError:
+            return None
+
+    def engineNeeds(self, engine: str) -> Optional[str]:
+        """What ``engine`` still needs (PyTorch, a checkpoint) as tooltip text, or None."""
+        return commands.engine_requirements(engine, self.logic.torchAvailable(), self.weightsPanel.checkpoints)
+
     def propagationProblem(self) -> Optional[str]:
         """Why Propagate cannot run now (tooltip text), or None."""
         parameterNode = self._parameterNode
@@ -443,7 +399,7 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if parameterNode.segmentationNode is None or not parameterNode.segmentId:
             return "Select the segment drawn on a few slices."
         try:
-            need = commands.engine_requirements(parameterNode.engine, self.logic.torchAvailable(), self._checkpoints)
+            need = self.engineNeeds(parameterNode.engine)
         except ValueError as error:
             return str(error)
         if need is not None:
@@ -452,14 +408,13 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def populateEngines(self) -> None:
         """Fill the Engine combo box; engines that cannot run yet are disabled with the reason as tooltip."""
-        torchAvailable = self.logic.torchAvailable()
         combo = self.ui.engineComboBox
         wasBlocked = combo.blockSignals(True)
         try:
             combo.clear()
             for index, (engine, description) in enumerate(ENGINE_CHOICES):
                 combo.addItem(engine, engine)
-                need = commands.engine_requirements(engine, torchAvailable, self._checkpoints)
+                need = self.engineNeeds(engine)
                 combo.setItemData(index, description if need is None else f"{description} - {need}", qt.Qt.ToolTipRole)
                 if need is not None:
                     # Grey the entry out (QComboBox's model is a QStandardItemModel); Propagate also
@@ -474,39 +429,14 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             combo.blockSignals(wasBlocked)
 
-    def populateModels(self) -> None:
-        """Fill the Model combo box with the usable SAM checkpoints."""
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)
-        try:
-            combo.clear()
-            for name in self._checkpoints:
-                combo.addItem(name, name)
-            if not self._checkpoints:
-                combo.addItem("(no checkpoint: use Import file...)", "")
-            selected = self._parameterNode.checkpoint if self._parameterNode else ""
-            index = combo.findData(selected)
-            combo.currentIndex = index if index >= 0 else 0
-        finally:
-            combo.blockSignals(wasBlocked)
-        if self._parameterNode and self._checkpoints and self._parameterNode.checkpoint not in self._checkpoints:
-            self._parameterNode.checkpoint = self._checkpoints[0]
-
     def updateDependenciesStatus(self) -> None:
         """Say in the Python packages section what is missing."""
         missing = self.logic.missingPythonRequirements(sam=False)
         samMissing = [requirement for requirement in self.logic.missingPythonRequirements(sam=True) if requirement not in missing]
-        lines = ["Engines without weights: " + ("ready." if not missing else "missing " + ", ".join(missing) + ".")]
+        lines = ["Engines without weights, atlas, batch: " + ("ready." if not missing else "missing " + ", ".join(missing) + ".")]
         samNeeds = list(samMissing) + ([] if self.logic.torchAvailable() else ["torch (PyTorch extension)"])
-        lines.append("SAM engine: " + ("ready." if not samNeeds else "missing " + ", ".join(samNeeds) + "."))
+        lines.append("SAM engines (sam, fewshot, meta): " + ("ready." if not samNeeds else "missing " + ", ".join(samNeeds) + "."))
         self.ui.dependenciesStatusLabel.text = "\n".join(lines)
-
-    def showProgress(self, job) -> None:
-        """Progress bar, status and elapsed time of a running job."""
-        runner = job.runner
-        self.ui.progressBar.value = int(round(100 * runner.tracker.fraction()))
-        self.ui.statusLabel.text = f"{job.kind}: {runner.tracker.status_text()}"
-        self.ui.elapsedLabel.text = progress_lines.format_elapsed(runner.elapsed_seconds)
 
     def showPreviewSummary(self, result) -> None:
         """Expected Dice and per-slice confidence of the preview (None clears the section)."""
@@ -517,7 +447,7 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.previewSummaryLabel.text = "No preview."
             self.ui.expectedDiceLabel.text = ""
             return
-        expectedDice, slices = summarizeReport(result.report)
+        expectedDice, slices = summarize_report(result.report)
         axis = result.report.get("axis")
         self._previewAxis = int(axis) if axis in (0, 1, 2) else None
         stack = np.moveaxis(result.labels, self._previewAxis or 0, 0)
@@ -546,7 +476,7 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # Handlers: selections ----------------------------------------------------------------------
 
     def onSegmentationChanged(self, node) -> None:
-        if self._updatingGui or self._parameterNode is None:
+        if self.updatingGui or self._parameterNode is None:
             return
         with slicer.util.tryWithErrorDisplay("Could not select the segmentation."):
             with slicer.util.NodeModify(self._parameterNode):
@@ -554,22 +484,28 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.segmentId = self.ui.segmentSelector.currentSegmentID() or ""
 
     def onSegmentChanged(self, segmentId) -> None:
-        if self._updatingGui or self._parameterNode is None:
+        if self.updatingGui or self._parameterNode is None:
             return
         with slicer.util.tryWithErrorDisplay("Could not select the segment."):
             self._parameterNode.segmentId = segmentId or ""
 
     def onEngineChanged(self, index) -> None:
-        if self._updatingGui or self._parameterNode is None or index < 0:
+        if self.updatingGui or self._parameterNode is None or index < 0:
             return
         with slicer.util.tryWithErrorDisplay("Could not select the engine."):
             self._parameterNode.engine = self.ui.engineComboBox.itemData(index)
 
     def onModelChanged(self, index) -> None:
-        if self._updatingGui or self._parameterNode is None or index < 0:
+        if self.updatingGui or self._parameterNode is None or index < 0:
             return
         with slicer.util.tryWithErrorDisplay("Could not select the model."):
             self._parameterNode.checkpoint = self.ui.modelComboBox.itemData(index) or ""
+
+    def onMetaInitChanged(self, path) -> None:
+        if self.updatingGui or self._parameterNode is None:
+            return
+        with slicer.util.tryWithErrorDisplay("Could not select the meta init file."):
+            self._parameterNode.metaInit = path or ""
 
     def onSuggestedSliceSelected(self, row) -> None:
         if self._suggestion is None or not 0 <= row < len(self._suggestion["slices"]):
@@ -583,51 +519,15 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Could not show the slice."):
             self.jumpRedSliceView(self._previewAxis, self._previewSlices[row])
 
-    # Handlers: SAM checkpoints -----------------------------------------------------------------
-
-    def onRefreshModels(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Could not list the SAM checkpoints.", waitCursor=True):
-            self._checkpointsListed = True
-            try:
-                self._checkpoints = self.logic.listCheckpoints()
-                self.ui.modelComboBox.toolTip = "SAM checkpoint used by the sam engine."
-            except RuntimeError as error:
-                # Not fatal: the weightless engines still work; say why the list is empty.
-                self._checkpoints = []
-                self.ui.modelComboBox.toolTip = f"SAM checkpoints could not be listed: {error}"
-                logging.warning(f"SAMFewShot: SAM checkpoints could not be listed: {error}")
-            self.populateModels()
-            self.populateEngines()
-            self.updateGuiFromParameterNode()
-
-    def onImportModel(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Could not import the checkpoint.", waitCursor=True):
-            path = qt.QFileDialog.getOpenFileName(
-                slicer.util.mainWindow(), "Import a SAM checkpoint", "", "PyTorch checkpoints (*.pth *.pt);;All files (*)"
-            )
-            if isinstance(path, (tuple, list)):  # (file name, selected filter) in some Qt bindings
-                path = path[0] if path else ""
-            if not path:
-                return
-            message = self.logic.importCheckpoint(path)
-            self.ui.statusLabel.text = message
-            self.onRefreshModels()
-
-    def onVerifyModels(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Checkpoint verification failed.", waitCursor=True):
-            message = self.logic.verifyCheckpoints()
-            self.ui.statusLabel.text = message
-            self.onRefreshModels()
-
     # Handlers: Python packages -----------------------------------------------------------------
 
-    def setupPythonRequirements(self, sam: bool = False) -> bool:
+    def setupPythonRequirements(self, sam: bool = False, dist: bool = False) -> bool:
         """Install missing Python packages on first use, after asking. Returns False if declined.
 
         torch comes from the PyTorch extension (PyTorchUtils, which asks again before it
         downloads); everything else from pip with Slicer's SimpleITK and numpy pinned.
         """
-        missing = self.logic.missingPythonRequirements(sam=sam)
+        missing = self.logic.missingPythonRequirements(sam=sam, dist=dist)
         needTorch = sam and not self.logic.torchAvailable()
         if not missing and not needTorch:
             return True
@@ -643,7 +543,7 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         self.ui.statusLabel.text = "Installing Python packages..."
         slicer.app.processEvents()
-        self.logic.installPythonRequirements(sam=sam, askTorchConfirmation=True)
+        self.logic.installPythonRequirements(sam=sam, dist=dist, askTorchConfirmation=True)
         self.ui.statusLabel.text = "Python packages installed."
         self.updateDependenciesStatus()
         self.populateEngines()
@@ -658,7 +558,7 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onInstallSamSupport(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not install SAM support.", waitCursor=True):
             if self.setupPythonRequirements(sam=True):
-                self.onRefreshModels()
+                self.weightsPanel.startList()
 
     # Handlers: jobs ----------------------------------------------------------------------------
 
@@ -671,13 +571,12 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             job = self.logic.startSuggestion(parameterNode.inputVolume, parameterNode.suggestCount, axis=axis)
             self.ui.suggestedSlicesList.clear()
             self._suggestion = None
-            self.startPolling(job)
+            self.propagateMonitor.start(job)
 
     def onPropagate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not start the propagation.", waitCursor=True):
             parameterNode = self._parameterNode
-            samEngine = commands.engine_family(parameterNode.engine) in commands.SAM_ENGINES
-            if not self.setupPythonRequirements(sam=samEngine):
+            if not self.setupPythonRequirements(sam=self.engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES):
                 return
             job = self.logic.startPropagation(
                 parameterNode.inputVolume,
@@ -686,42 +585,18 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 engine=parameterNode.engine,
                 checkpoint=parameterNode.checkpoint or None,
                 axis=parameterNode.axis,
+                init=parameterNode.metaInit or None,
             )
-            self.startPolling(job)
+            self.propagateMonitor.start(job)
 
-    def startPolling(self, job) -> None:
-        self._job = job
-        self.ui.progressBar.value = 0
-        self.showProgress(job)
-        self._pollTimer.start()
-        self.updateGuiFromParameterNode()
-
-    def onPollTimer(self) -> None:
-        job = self._job
-        if job is None:
-            self._pollTimer.stop()
-            return
-        with slicer.util.tryWithErrorDisplay(f"{job.kind.capitalize()} failed."):
-            try:
-                self.logic.pollJob(job)
-                self.showProgress(job)
-                if job.running:
-                    return
-                self._pollTimer.stop()
-                self._job = None
-                self.ui.progressBar.value = 100 if job.runner.returncode == 0 else 0
-                try:
-                    if job.kind == "suggest":
-                        self.finishSuggestion(job)
-                    else:
-                        self.finishPropagation(job)
-                except Exception as error:
-                    self.ui.statusLabel.text = f"{job.kind.capitalize()} failed: {error}"
-                    raise
-            finally:
-                if self._job is None:
-                    self._pollTimer.stop()
-                self.updateGuiFromParameterNode()
+    def finishPropagateSectionJob(self, job) -> None:
+        """Read a finished job of the Propagate section (propagate, suggest or weights)."""
+        if job.kind in WEIGHTS_JOB_KINDS:
+            self.weightsPanel.finish(job)
+        elif job.kind == "suggest":
+            self.finishSuggestion(job)
+        else:
+            self.finishPropagation(job)
 
     def finishSuggestion(self, job) -> None:
         self._suggestion = self.logic.finishSuggestion(job)
@@ -741,32 +616,13 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if oldPreview is not None:
             self.logic.removePreview(oldPreview)
         parameterNode.previewSegmentation = preview
-        self._lastResult = result
         self.showPreviewSummary(result)
         self.ui.previewCollapsibleButton.collapsed = False
         self.ui.statusLabel.text = f"Done in {progress_lines.format_elapsed(result.seconds)}: review the preview, then Accept or Reject."
 
     def onCancel(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not cancel.", waitCursor=True):
-            job = self._job
-            self._pollTimer.stop()
-            self._job = None
-            if job is not None:
-                self.logic.cancelJob(job)
-                self.ui.statusLabel.text = f"{job.kind.capitalize()} cancelled; nothing was changed."
-            self.ui.progressBar.value = 0
-            self.updateGuiFromParameterNode()
-
-    def cancelJobQuietly(self) -> None:
-        """Stop a running job without dialogs (module cleanup, scene close)."""
-        if self._pollTimer is not None:
-            self._pollTimer.stop()
-        job, self._job = self._job, None
-        if job is not None:
-            try:
-                self.logic.cancelJob(job)
-            except Exception as error:  # cleanup must not fail
-                logging.warning(f"SAMFewShot: could not cancel the running job: {error}")
+            self.propagateMonitor.cancel()
 
     # Handlers: preview -------------------------------------------------------------------------
 
@@ -807,93 +663,28 @@ class SAMFewShotWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-@dataclass
-class SAMFewShotJob:
-    """One ``samfewshot`` child process started by the logic.
-
-    kind: "propagate" or "suggest". folder: temporary folder with its input/output files
-    (removed when the job is finished or cancelled).
-    """
-
-    kind: str
-    runner: ProcessRunner
-    folder: str
-    argv: list
-    volumeNode: object
-    segmentationNode: object = None
-    segmentId: str = ""
-    engine: str = ""
-    imagePath: str = ""
-    outputPath: str = ""
-    reportPath: str = ""
-    jsonPath: str = ""
-    finished: bool = False
-
-    @property
-    def running(self) -> bool:
-        return self.runner.running
-
-
-@dataclass
-class PropagationResult:
-    """A finished propagation.
-
-    labels: (k, j, i) uint8 0/1 array on the input volume's voxel grid (slicer.util.arrayFromVolume order).
-    report: the ``--report`` JSON object (expected_dice, slice_confidence, seconds, counters, axis).
-    seconds: wall time of the child process.
-    """
-
-    labels: np.ndarray
-    report: dict
-    seconds: float
-    volumeNode: object
-    segmentationNode: object
-    segmentId: str
-    segmentName: str
-    engine: str
-    details: dict = field(default_factory=dict)
-
-
-class SAMFewShotLogic(ScriptedLoadableModuleLogic):
+class SAMFewShotLogic(
+    ScriptedLoadableModuleLogic, PropagationLogicMixin, WeightsLogicMixin, ChildJobsMixin, SceneExchangeMixin,
+    PythonPackagesMixin,
+):
     """Runs the ``samfewshot`` command for the module; usable without the GUI (and in tests).
 
     The logic takes nodes and plain values, never touches widgets, and raises ValueError naming the
     bad value. Long work runs in a child process: start*() returns a SAMFewShotJob, pollJob() is
     called from a timer (or waitForJob() blocks), finish*() reads the result, cancelJob() stops the
-    whole process tree and leaves the scene unchanged.
+    whole process tree and leaves the scene unchanged. The mixins (SAMFewShotSlicerLib) hold the
+    propagation and its preview (startPropagation, propagate, createPreview, acceptPreview), the SAM
+    checkpoint jobs, the child-process machinery, the scene <-> file exchange and the Python package
+    setup; ``atlas`` (AtlasLogic) and ``batch`` (BatchLogic) do the same for atlas bundles and batches.
     """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.atlas = AtlasLogic(self)
+        self.batch = BatchLogic(self)
 
     def getParameterNode(self):
         return SAMFewShotParameterNode(super().getParameterNode())
-
-    # Environment -------------------------------------------------------------------------------
-
-    @staticmethod
-    def pythonExecutable() -> str:
-        """Slicer's Python interpreter for child processes (PythonSlicer)."""
-        python = shutil.which("PythonSlicer")
-        if not python:
-            raise RuntimeError("PythonSlicer was not found: the samfewshot command cannot be started")
-        return python
-
-    @staticmethod
-    def childEnvironment() -> dict:
-        """The environment of the child: Slicer's startup environment, with the folder holding
-        SAMFewShotLib on PYTHONPATH (``PythonSlicer -m SAMFewShotLib``)."""
-        environment = dict(slicer.util.startupEnvironment())
-        if SAMFEWSHOTLIB_PARENT_FOLDER:
-            existing = environment.get("PYTHONPATH", "")
-            environment["PYTHONPATH"] = SAMFEWSHOTLIB_PARENT_FOLDER + (os.pathsep + existing if existing else "")
-        return environment
-
-    @staticmethod
-    def torchAvailable() -> bool:
-        """Whether PyTorch is installed in Slicer's Python. Cheap (called on every GUI update):
-        torch is not imported into Slicer (PyTorchUtilsLogic.torchInstalled would import it)."""
-        return importlib.util.find_spec("torch") is not None
 
     @staticmethod
     def segmentEditorSelection():
@@ -903,452 +694,6 @@ class SAMFewShotLogic(ScriptedLoadableModuleLogic):
             return None, None, None
         getSourceVolume = getattr(editorNode, "GetSourceVolumeNode", None) or editorNode.GetMasterVolumeNode
         return getSourceVolume(), editorNode.GetSegmentationNode(), editorNode.GetSelectedSegmentID()
-
-    # Python packages ---------------------------------------------------------------------------
-
-    @staticmethod
-    def missingPythonRequirements(sam: bool = False) -> list:
-        """Requirements (pip strings) that are not satisfied; ``sam`` adds the SAM engine's."""
-        requirements = list(PYTHON_REQUIREMENTS) + (list(SAM_PYTHON_REQUIREMENTS) if sam else [])
-        return [requirement for requirement in requirements if not requirementSatisfied(requirement)]
-
-    def installPythonRequirements(self, sam: bool = False, askTorchConfirmation: bool = True) -> None:
-        """Install what :meth:`missingPythonRequirements` lists (the caller asked the user first).
-
-        torch/torchvision come from the PyTorch extension (PyTorchUtilsLogic.installTorch); the rest
-        is installed with slicer.util.pip_install and a constraints file pinning Slicer's own
-        SimpleITK, numpy (and torch), so none of them is ever replaced.
-
-        Raises:
-            RuntimeError: the PyTorch extension is missing, a pinned package is too old, or pip
-                failed (the message says what to do offline).
-        """
-        if sam and not self.torchAvailable():
-            self.installTorch(askConfirmation=askTorchConfirmation)
-        missing = self.missingPythonRequirements(sam=sam)
-        if not missing:
-            return
-        pinned = {name.lower() for name in PINNED_PACKAGES}
-        conflicts = [requirement for requirement in missing if requirementName(requirement).lower() in pinned]
-        if conflicts:
-            raise RuntimeError(
-                f"SAMFewShot needs {', '.join(conflicts)}, but the installed version comes with Slicer and is not "
-                "replaced (Slicer depends on it). Use a more recent Slicer."
-            )
-        folder = tempfile.mkdtemp(prefix="SAMFewShot-pip-", dir=slicer.app.temporaryPath)
-        try:
-            constraintsPath = os.path.join(folder, "constraints.txt")
-            with open(constraintsPath, "w", encoding="utf-8") as constraintsFile:
-                constraintsFile.write("\n".join(pinnedPackageConstraints()) + "\n")
-            logging.info(f"SAMFewShot: installing {missing} (constraints: {pinnedPackageConstraints()})")
-            try:
-                slicer.util.pip_install(["-c", constraintsPath, *missing])
-            except Exception as error:
-                raise RuntimeError(offlineInstallInstructions(missing) + f"\n\nDetails: {error}") from error
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        importlib.invalidate_caches()
-        stillMissing = self.missingPythonRequirements(sam=sam)
-        if stillMissing:
-            raise RuntimeError(
-                f"These packages are still missing after installation: {', '.join(stillMissing)}. "
-                "Restart Slicer and try again."
-            )
-
-    @staticmethod
-    def installTorch(askConfirmation: bool = True) -> None:
-        """PyTorch through the PyTorch extension (it asks before downloading when askConfirmation)."""
-        try:
-            import PyTorchUtils
-        except ImportError:
-            raise RuntimeError(
-                "The sam engine needs PyTorch, which SAMFewShot installs through the PyTorch extension. "
-                "Install the 'PyTorch' extension from the Extensions Manager, restart Slicer and try again."
-            ) from None
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if torchLogic.torchInstalled():
-            return
-        torch = torchLogic.installTorch(
-            askConfirmation=askConfirmation,
-            torchVersionRequirement=TORCH_VERSION_REQUIREMENT,
-            torchvisionVersionRequirement=TORCHVISION_VERSION_REQUIREMENT,
-        )
-        if torch is None:
-            raise ValueError("PyTorch was not installed (cancelled); the sam engine needs it")
-
-    # SAM checkpoints ---------------------------------------------------------------------------
-
-    def runCommand(self, argv: list, timeoutSeconds: float) -> ProcessRunner:
-        """Run a short ``samfewshot`` command to completion (blocking); raise RuntimeError on failure."""
-        runner = ProcessRunner()
-        runner.start(argv, env=self.childEnvironment())
-        try:
-            returncode = runner.wait(timeout=timeoutSeconds)
-        except TimeoutError:
-            runner.cancel()
-            raise RuntimeError(f"{' '.join(argv[2:5])} did not finish within {timeoutSeconds:.0f} s") from None
-        if returncode != 0:
-            raise RuntimeError(runner.error_message() or f"{' '.join(argv[2:5])} failed with exit code {returncode}")
-        return runner
-
-    def listCheckpoints(self, timeoutSeconds: float = 120) -> list:
-        """Names of the usable (present, verified) SAM checkpoints: ``samfewshot weights list --json``."""
-        runner = self.runCommand(commands.weights_list_command(self.pythonExecutable()), timeoutSeconds)
-        return commands.present_checkpoints("\n".join(runner.stdout_lines))
-
-    def weightsCommand(self, *arguments: str) -> list:
-        """argv of ``samfewshot weights ...`` (slicer_support has builders only for ``weights list``)."""
-        return [self.pythonExecutable(), "-m", commands.MODULE, "weights", *arguments, "--progress", "none"]
-
-    def importCheckpoint(self, path: str, timeoutSeconds: float = 1800) -> str:
-        """Copy a checkpoint file into the weights cache (sha256-checked); returns the command's report."""
-        if not path or not os.path.isfile(path):
-            raise ValueError(f"Checkpoint file {path!r} does not exist")
-        runner = self.runCommand(self.weightsCommand("import", os.fspath(path)), timeoutSeconds)
-        return "\n".join(runner.stdout_lines) or f"Imported {path}"
-
-    def verifyCheckpoints(self, timeoutSeconds: float = 1800) -> str:
-        """Re-hash the imported checkpoints (raises RuntimeError naming the ones that fail)."""
-        runner = self.runCommand(self.weightsCommand("verify"), timeoutSeconds)
-        return "\n".join(runner.stdout_lines) or "No checkpoints imported."
-
-    # Inputs ------------------------------------------------------------------------------------
-
-    @staticmethod
-    def checkInputs(volumeNode, segmentationNode=None, segmentId=None) -> None:
-        """Raise ValueError naming the first bad input."""
-        if volumeNode is None:
-            raise ValueError("Input volume is not set: select the volume the structure is drawn on")
-        if volumeNode.GetImageData() is None:
-            raise ValueError(f"Volume '{volumeNode.GetName()}' has no voxels")
-        if volumeNode.GetParentTransformNode() is not None:
-            raise ValueError(
-                f"Volume '{volumeNode.GetName()}' is under the transform '{volumeNode.GetParentTransformNode().GetName()}': "
-                "harden the transform first (Data module)"
-            )
-        if segmentationNode is None and segmentId is None:
-            return
-        if segmentationNode is None:
-            raise ValueError("Segmentation is not set: select the segment drawn on a few slices")
-        if segmentationNode.GetParentTransformNode() is not None:
-            raise ValueError(
-                f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first"
-            )
-        if not segmentId or segmentationNode.GetSegmentation().GetSegment(segmentId) is None:
-            raise ValueError(f"Segment {segmentId!r} is not in segmentation '{segmentationNode.GetName()}'")
-
-    @staticmethod
-    def sceneNodeIds() -> list:
-        """IDs of every node in the scene, in scene order."""
-        scene = slicer.mrmlScene
-        return [scene.GetNthNode(index).GetID() for index in range(scene.GetNumberOfNodes())]
-
-    @contextlib.contextmanager
-    def temporarySceneNodes(self, keepNodeIds=None):
-        """Remove every node added to the scene inside the block (Slicer's export and array helpers
-        may leave storage, display or color nodes), except the IDs in ``keepNodeIds`` (a set that may
-        be filled inside the block). Singleton nodes are scene infrastructure and are kept."""
-        before = set(self.sceneNodeIds())
-        try:
-            yield
-        finally:
-            keep = keepNodeIds if keepNodeIds is not None else set()
-            added = [nodeId for nodeId in self.sceneNodeIds() if nodeId not in before and nodeId not in keep]
-            for nodeId in reversed(added):
-                node = slicer.mrmlScene.GetNodeByID(nodeId)
-                if node is not None and not node.GetSingletonTag():
-                    slicer.mrmlScene.RemoveNode(node)
-
-    @staticmethod
-    def nodeAndDependentIds(node) -> set:
-        """IDs of a displayable node, its display nodes and its storage node."""
-        ids = {node.GetID()}
-        for index in range(node.GetNumberOfDisplayNodes()):
-            displayNode = node.GetNthDisplayNode(index)
-            if displayNode is not None:
-                ids.add(displayNode.GetID())
-        if node.GetStorageNode() is not None:
-            ids.add(node.GetStorageNode().GetID())
-        return ids
-
-    def exportVolume(self, volumeNode, path: str) -> None:
-        """Write the volume to ``path`` (.nrrd): Slicer writes the LPS geometry itself; exportNode
-        leaves the node's storage node (where the scene saves it) untouched."""
-        with self.temporarySceneNodes():
-            if not slicer.util.exportNode(volumeNode, path, {}):
-                raise RuntimeError(f"Volume '{volumeNode.GetName()}' could not be written to {path}")
-
-    def segmentMask(self, volumeNode, segmentationNode, segmentId) -> np.ndarray:
-        """The segment as a (k, j, i) uint8 0/1 array on the volume's voxel grid (a copy)."""
-        with self.temporarySceneNodes():
-            mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode)
-        return (np.asarray(mask) > 0).astype(np.uint8)
-
-    @staticmethod
-    def writeLabelsLike(labels: np.ndarray, referenceImagePath: str, path: str) -> None:
-        """Write a (k, j, i) label array with the geometry of the image file Slicer wrote, so the
-        annotation is on exactly the image grid (same size, spacing, origin, direction)."""
-        import SimpleITK as sitk
-
-        reference = sitk.ReadImage(referenceImagePath)
-        image = sitk.GetImageFromArray(labels.astype(np.uint8))
-        if image.GetSize() != reference.GetSize():
-            raise RuntimeError(f"Label array size {image.GetSize()} differs from the image size {reference.GetSize()}")
-        image.CopyInformation(reference)
-        sitk.WriteImage(image, path, True)
-
-    @staticmethod
-    def readLabelsLike(path: str, referenceImagePath: str) -> np.ndarray:
-        """Read the child's label file as a (k, j, i) array after checking it is on the image grid."""
-        import SimpleITK as sitk
-
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(referenceImagePath)
-        reader.ReadImageInformation()
-        labelsImage = sitk.ReadImage(path)
-        same = (
-            labelsImage.GetSize() == reader.GetSize()
-            and np.allclose(labelsImage.GetSpacing(), reader.GetSpacing(), rtol=1e-5, atol=1e-6)
-            and np.allclose(labelsImage.GetOrigin(), reader.GetOrigin(), rtol=1e-5, atol=1e-4)
-            and np.allclose(labelsImage.GetDirection(), reader.GetDirection(), atol=1e-6)
-        )
-        if not same:
-            raise RuntimeError(f"The result {path} is not on the input volume's grid")
-        return sitk.GetArrayFromImage(labelsImage)
-
-    # Jobs --------------------------------------------------------------------------------------
-
-    def newJobFolder(self) -> str:
-        return tempfile.mkdtemp(prefix="SAMFewShot-", dir=slicer.app.temporaryPath)
-
-    def startPropagation(
-        self,
-        volumeNode,
-        segmentationNode,
-        segmentId: str,
-        engine: str = "auto",
-        checkpoint: Optional[str] = None,
-        axis: str = "auto",
-        refine: Optional[int] = None,
-        emptySlices=None,
-    ) -> SAMFewShotJob:
-        """Export the volume and the drawn segment and start ``samfewshot propagate`` on them.
-
-        Nothing in the scene changes. Raises ValueError for bad inputs (no volume, unknown segment,
-        empty segment, unknown engine or axis).
-        """
-        self.checkInputs(volumeNode, segmentationNode, segmentId)
-        mask = self.segmentMask(volumeNode, segmentationNode, segmentId)
-        if not mask.any():
-            segmentName = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
-            raise ValueError(f"Segment '{segmentName}' is empty: draw the structure on 1-10 slices first")
-        folder = self.newJobFolder()
-        try:
-            imagePath = os.path.join(folder, "image.nrrd")
-            annotationPath = os.path.join(folder, "annotation.nrrd")
-            outputPath = os.path.join(folder, "result.nrrd")
-            reportPath = os.path.join(folder, "report.json")
-            argv = commands.propagate_command(
-                self.pythonExecutable(), imagePath, annotationPath, outputPath, reportPath,
-                engine=engine, checkpoint=checkpoint, refine=refine, axis=axis, empty_slices=emptySlices,
-            )
-            self.exportVolume(volumeNode, imagePath)
-            self.writeLabelsLike(mask, imagePath, annotationPath)
-            runner = ProcessRunner()
-            runner.start(argv, env=self.childEnvironment(), cwd=folder)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        logging.info(f"SAMFewShot: started {' '.join(argv)}")
-        return SAMFewShotJob(
-            kind="propagate", runner=runner, folder=folder, argv=argv, volumeNode=volumeNode,
-            segmentationNode=segmentationNode, segmentId=segmentId, engine=engine, imagePath=imagePath,
-            outputPath=outputPath, reportPath=reportPath,
-        )
-
-    def startSuggestion(self, volumeNode, count: int, axis: str = "axial", sliceRange=None, checkpoint=None) -> SAMFewShotJob:
-        """Export the volume and start ``samfewshot suggest`` (which slices to draw on)."""
-        self.checkInputs(volumeNode)
-        folder = self.newJobFolder()
-        try:
-            imagePath = os.path.join(folder, "image.nrrd")
-            jsonPath = os.path.join(folder, "suggestion.json")
-            argv = commands.suggest_command(
-                self.pythonExecutable(), imagePath, k=count, slice_range=sliceRange, axis=axis,
-                checkpoint=checkpoint, json_path=jsonPath,
-            )
-            self.exportVolume(volumeNode, imagePath)
-            runner = ProcessRunner()
-            runner.start(argv, env=self.childEnvironment(), cwd=folder)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return SAMFewShotJob(kind="suggest", runner=runner, folder=folder, argv=argv, volumeNode=volumeNode,
-                             imagePath=imagePath, jsonPath=jsonPath)
-
-    @staticmethod
-    def pollJob(job: SAMFewShotJob) -> list:
-        """Read the child's new output without blocking; returns the new progress events."""
-        return job.runner.poll()
-
-    def waitForJob(self, job: SAMFewShotJob, timeoutSeconds: float = 1800) -> int:
-        """Block until the job finished (tests, scripts); the GUI polls with a timer instead.
-
-        Raises:
-            TimeoutError: still running after ``timeoutSeconds`` (the job is cancelled).
-        """
-        deadline = time.monotonic() + timeoutSeconds
-        while True:
-            job.runner.poll()
-            if not job.runner.running:
-                return job.runner.returncode
-            if time.monotonic() > deadline:
-                self.cancelJob(job)
-                raise TimeoutError(f"samfewshot {job.kind} did not finish within {timeoutSeconds:.0f} s")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-
-    @staticmethod
-    def cancelJob(job: SAMFewShotJob) -> None:
-        """Stop the child and every process it started; remove its temporary files. The scene is
-        not touched (the result of a cancelled job is never loaded)."""
-        try:
-            job.runner.cancel()
-        finally:
-            job.finished = True
-            shutil.rmtree(job.folder, ignore_errors=True)
-
-    @staticmethod
-    def jobFailure(job: SAMFewShotJob) -> Optional[Exception]:
-        """The error of a finished job (ValueError for bad input, exit 2), or None on success."""
-        runner = job.runner
-        if runner.cancelled:
-            return RuntimeError(f"samfewshot {job.kind} was cancelled")
-        if runner.returncode == 0:
-            return None
-        message = runner.error_message() or f"samfewshot {job.kind} exited with code {runner.returncode}"
-        return ValueError(message) if runner.returncode == 2 else RuntimeError(message)
-
-    def finishPropagation(self, job: SAMFewShotJob) -> PropagationResult:
-        """Read the result of a finished propagation (the scene is not changed)."""
-        if job.kind != "propagate":
-            raise ValueError(f"Job kind must be 'propagate', not {job.kind!r}")
-        if job.running:
-            raise RuntimeError("The propagation is still running")
-        if job.finished:
-            raise RuntimeError("This propagation was already finished or cancelled")
-        try:
-            failure = self.jobFailure(job)
-            if failure is not None:
-                raise failure
-            labels = (self.readLabelsLike(job.outputPath, job.imagePath) > 0).astype(np.uint8)
-            report = progress_lines.read_report(job.reportPath)
-        finally:
-            job.finished = True
-            shutil.rmtree(job.folder, ignore_errors=True)
-        segment = job.segmentationNode.GetSegmentation().GetSegment(job.segmentId)
-        return PropagationResult(
-            labels=labels, report=report, seconds=job.runner.elapsed_seconds, volumeNode=job.volumeNode,
-            segmentationNode=job.segmentationNode, segmentId=job.segmentId,
-            segmentName=segment.GetName() if segment is not None else job.segmentId, engine=job.engine,
-        )
-
-    def finishSuggestion(self, job: SAMFewShotJob) -> dict:
-        """{"axis", "numpy_axis", "slices"} of a finished suggest job."""
-        if job.kind != "suggest":
-            raise ValueError(f"Job kind must be 'suggest', not {job.kind!r}")
-        if job.running:
-            raise RuntimeError("Suggest slices is still running")
-        try:
-            failure = self.jobFailure(job)
-            if failure is not None:
-                raise failure
-            suggestion = progress_lines.read_report(job.jsonPath)
-        finally:
-            job.finished = True
-            shutil.rmtree(job.folder, ignore_errors=True)
-        return {
-            "axis": suggestion.get("axis", ""),
-            "numpy_axis": int(suggestion["numpy_axis"]),
-            "slices": [int(index) for index in suggestion["slices"]],
-        }
-
-    def propagate(self, volumeNode, segmentationNode, segmentId: str, engine: str = "auto", checkpoint=None,
-                  axis: str = "auto", refine=None, emptySlices=None, timeoutSeconds: float = 1800) -> PropagationResult:
-        """Blocking propagation (tests, scripts): start, wait, read the result."""
-        job = self.startPropagation(volumeNode, segmentationNode, segmentId, engine=engine, checkpoint=checkpoint,
-                                    axis=axis, refine=refine, emptySlices=emptySlices)
-        self.waitForJob(job, timeoutSeconds)
-        return self.finishPropagation(job)
-
-    # Preview -----------------------------------------------------------------------------------
-
-    def createPreview(self, result: PropagationResult):
-        """A new segmentation node "<segment> (preview)" holding the result; the user's segmentation
-        is not touched. Its attributes say where Accept writes it."""
-        target = result.segmentationNode.GetSegmentation().GetSegment(result.segmentId)
-        if target is None:
-            raise ValueError(f"Segment {result.segmentId!r} was removed while the propagation ran")
-        name = f"{result.segmentName} (preview)"
-        keepNodeIds = set()
-        preview = None
-        try:
-            with self.temporarySceneNodes(keepNodeIds):
-                preview = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-                preview.CreateDefaultDisplayNodes()
-                keepNodeIds.update(self.nodeAndDependentIds(preview))
-                preview.SetReferenceImageGeometryParameterFromVolumeNode(result.volumeNode)
-                previewSegmentId = preview.GetSegmentation().AddEmptySegment("", name, target.GetColor())
-                slicer.util.updateSegmentBinaryLabelmapFromArray(result.labels, preview, previewSegmentId, result.volumeNode)
-                preview.GetDisplayNode().SetOpacity2DFill(0.35)
-                preview.SetAttribute(PREVIEW_SEGMENTATION_ATTRIBUTE, result.segmentationNode.GetID())
-                preview.SetAttribute(PREVIEW_SEGMENT_ATTRIBUTE, result.segmentId)
-                preview.SetAttribute(PREVIEW_VOLUME_ATTRIBUTE, result.volumeNode.GetID())
-                preview.SetAttribute(PREVIEW_ENGINE_ATTRIBUTE, result.engine)
-        except BaseException:
-            self.removePreview(preview)
-            raise
-        return preview
-
-    @staticmethod
-    def previewTarget(previewNode):
-        """(volume, segmentation, segment ID) that ``previewNode`` was computed for."""
-        if previewNode is None or previewNode.GetAttribute(PREVIEW_SEGMENTATION_ATTRIBUTE) is None:
-            raise ValueError("The node is not a SAMFewShot preview")
-        volume = slicer.mrmlScene.GetNodeByID(previewNode.GetAttribute(PREVIEW_VOLUME_ATTRIBUTE))
-        segmentation = slicer.mrmlScene.GetNodeByID(previewNode.GetAttribute(PREVIEW_SEGMENTATION_ATTRIBUTE))
-        segmentId = previewNode.GetAttribute(PREVIEW_SEGMENT_ATTRIBUTE)
-        if volume is None or segmentation is None:
-            raise ValueError("The volume or segmentation of this preview was removed from the scene")
-        if segmentation.GetSegmentation().GetSegment(segmentId) is None:
-            raise ValueError(f"Segment {segmentId!r} is no longer in segmentation '{segmentation.GetName()}'")
-        return volume, segmentation, segmentId
-
-    def acceptPreview(self, previewNode) -> None:
-        """Replace the target segment's content by the preview (one write) and remove the preview.
-
-        To make it one Segment Editor undo step, record the undo state first
-        (SAMFewShotWidget.saveSegmentEditorUndoState).
-        """
-        volume, segmentation, segmentId = self.previewTarget(previewNode)
-        previewSegmentId = previewNode.GetSegmentation().GetNthSegmentID(0)
-        with self.temporarySceneNodes():
-            labels = slicer.util.arrayFromSegmentBinaryLabelmap(previewNode, previewSegmentId, volume)
-            slicer.util.updateSegmentBinaryLabelmapFromArray((np.asarray(labels) > 0).astype(np.uint8), segmentation, segmentId, volume)
-        self.removePreview(previewNode)
-
-    @staticmethod
-    def removePreview(previewNode) -> None:
-        """Remove the preview node and its display and storage nodes (Reject)."""
-        if previewNode is None or previewNode.GetScene() is None:
-            return
-        scene = previewNode.GetScene()
-        dependents = [previewNode.GetNthDisplayNode(index) for index in range(previewNode.GetNumberOfDisplayNodes())]
-        dependents.append(previewNode.GetStorageNode())
-        scene.RemoveNode(previewNode)
-        for node in dependents:
-            if node is not None and node.GetScene() is not None:
-                scene.RemoveNode(node)
 
     # Slice views -------------------------------------------------------------------------------
 
@@ -1397,9 +742,12 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         self.test_PreviewRejectAndUndoableAccept()
         self.setUp()
         self.test_CancelLeavesSceneUnchanged()
+        self.setUp()
+        self.test_AtlasFromDrawnSegmentComesBackNamed()
 
-    def drawBall(self):
-        """MRHead with a bright ball (radius 25 mm) painted in; the ball drawn on 3 slices 9 apart.
+    def drawBall(self, drawnOffsets=(-9, 0, 9)):
+        """MRHead with a bright ball (radius 25 mm) painted in; the ball drawn on the slices at
+        ``drawnOffsets`` from its center (all slices when None).
 
         Returns (volume, segmentation, segmentId, ball (k, j, i) bool, drawn slice indices).
         """
@@ -1422,7 +770,7 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         segmentation.CreateDefaultDisplayNodes()
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         segmentId = segmentation.GetSegmentation().AddEmptySegment("", "ball")
-        drawnSlices = [int(center[0]) - 9, int(center[0]), int(center[0]) + 9]
+        drawnSlices = list(range(voxels.shape[0])) if drawnOffsets is None else [int(center[0]) + d for d in drawnOffsets]
         drawn = np.zeros(voxels.shape, np.uint8)
         drawn[drawnSlices] = ball[drawnSlices]
         slicer.util.updateSegmentBinaryLabelmapFromArray(drawn, segmentation, segmentId, volume)
@@ -1511,3 +859,45 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         with self.assertRaises(RuntimeError):
             self.logic.finishPropagation(job)
         self.delayDisplay("Cancel test passed")
+
+    def test_AtlasFromDrawnSegmentComesBackNamed(self):
+        """An atlas made of MRHead and the whole drawn ball (`samfewshot atlas create`), applied to
+        the same volume: the preview holds a segment named "ball" covering the ball; Reject leaves
+        the scene as it was, Accept adds the segment to a segmentation."""
+        self.delayDisplay("Starting atlas test")
+        volume, segmentation, segmentId, ball, drawnSlices = self.drawBall(drawnOffsets=None)
+        bundle = os.path.join(slicer.app.temporaryPath, f"SAMFewShotTest-{os.getpid()}-ball.zip")
+        if os.path.exists(bundle):
+            os.remove(bundle)
+        try:
+            job = self.logic.atlas.startCreate(volume, segmentation, bundle, name="ball atlas")
+            self.logic.waitForJob(job, 600)
+            self.assertEqual(self.logic.atlas.finishCreate(job), bundle)
+            job = self.logic.atlas.startInfo(bundle)
+            self.logic.waitForJob(job, 300)
+            info = self.logic.atlas.finishInfo(job)
+            self.assertEqual([label.name for label in info.labels], ["ball"])
+
+            nodesBefore = self.logic.sceneNodeIds()
+            job = self.logic.atlas.startApply(volume, bundle)
+            self.logic.waitForJob(job, 1800)
+            result = self.logic.atlas.finishApply(job)
+            preview = self.logic.atlas.createPreview(result, info.name)
+            previewSegmentation = preview.GetSegmentation()
+            self.assertEqual(previewSegmentation.GetNumberOfSegments(), 1)
+            self.assertEqual(previewSegmentation.GetNthSegment(0).GetName(), "ball")
+            found = self.logic.segmentMask(volume, preview, previewSegmentation.GetNthSegmentID(0))
+            self.assertGreater(self.dice(found, ball), 0.9, "the atlas applied to its own image")
+            self.logic.removePreview(preview)
+            self.assertEqual(self.logic.sceneNodeIds(), nodesBefore)
+
+            preview = self.logic.atlas.createPreview(result, info.name)
+            target = self.logic.atlas.acceptPreview(preview)
+            self.assertIsNone(preview.GetScene())
+            targetId = target.GetSegmentation().GetSegmentIdBySegmentName("ball")
+            self.assertTrue(targetId)
+            self.assertGreater(self.dice(self.logic.segmentMask(volume, target, targetId), ball), 0.9)
+        finally:
+            if os.path.exists(bundle):
+                os.remove(bundle)
+        self.delayDisplay("Atlas test passed")

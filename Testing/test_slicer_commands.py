@@ -1,10 +1,10 @@
-"""Tests of slicer_support/commands.py: the argv lists the Slicer module runs, checked against
-the real ``samfewshot`` argument parser, and the engine tooltips."""
+"""Tests of slicer_support/commands.py: the propagate and suggest argv lists the Slicer module
+runs, checked against the real ``samfewshot`` argument parser, and the engine tooltips. (The
+weights, atlas and batch command lines are tested in Testing/slicer_support/.)"""
 
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 import pytest
@@ -15,13 +15,11 @@ from SAMFewShotLib.slicer_support import commands
 from SAMFewShotLib.slicer_support.commands import (
     NEEDS_CHECKPOINT,
     NEEDS_TORCH,
-    NOT_AVAILABLE,
+    base_command,
     empty_slices_spec,
     engine_requirements,
-    present_checkpoints,
     propagate_command,
     suggest_command,
-    weights_list_command,
 )
 
 PYTHON = "/opt/Slicer 5.8/bin/PythonSlicer"  # a space in the path: argv needs no quoting
@@ -49,15 +47,26 @@ def test_propagate_command_accepts_paths():
 
 
 def test_propagate_command_sam_options_only_for_sam():
-    sam = propagate_command(PYTHON, "i", "a", "o", "r", engine="sam", checkpoint="sam_vit_b", refine=2)
+    sam = propagate_command(PYTHON, "i", "a", "o", "r", engine="sam", checkpoint="sam_vit_b", refine=2, init="x.pt")
     assert sam[-4:] == ["--checkpoint", "sam_vit_b", "--refine", "2"]
     args = parse(sam)
-    assert (args.engine, args.checkpoint, args.refine) == ("sam", "sam_vit_b", 2)
+    assert (args.engine, args.checkpoint, args.refine, args.init) == ("sam", "sam_vit_b", 2, None)
     sam_interpolate = propagate_command(PYTHON, "i", "a", "o", "r", engine="sam:interpolate", checkpoint="x.pth")
     assert sam_interpolate[-2:] == ["--checkpoint", "x.pth"]
-    register = propagate_command(PYTHON, "i", "a", "o", "r", engine="register:dis", checkpoint="sam_vit_b", refine=2)
-    assert "--checkpoint" not in register and "--refine" not in register
+    register = propagate_command(PYTHON, "i", "a", "o", "r", engine="register:dis", checkpoint="sam_vit_b", refine=2, init="x.pt")
+    assert "--checkpoint" not in register and "--refine" not in register and "--init" not in register
     assert parse(register).engine == "register:dis"
+
+
+def test_propagate_command_fewshot_and_meta_take_a_checkpoint():
+    fewshot = propagate_command(PYTHON, "i", "a", "o", "r", engine="fewshot", checkpoint="sam_vit_b", refine=2, init="x.pt")
+    assert fewshot[-2:] == ["--checkpoint", "sam_vit_b"]  # --refine is for sam, --init for meta
+    assert (parse(fewshot).engine, parse(fewshot).checkpoint) == ("fewshot", "sam_vit_b")
+    meta = propagate_command(PYTHON, "i", "a", "o", "r", engine="meta", checkpoint="sam_vit_b", init="/m/init one.pt")
+    assert meta[-4:] == ["--checkpoint", "sam_vit_b", "--init", "/m/init one.pt"]
+    args = parse(meta)
+    assert (args.engine, args.checkpoint, args.init, args.refine) == ("meta", "sam_vit_b", "/m/init one.pt", None)
+    assert "--init" not in propagate_command(PYTHON, "i", "a", "o", "r", engine="meta", checkpoint="c", init="")
 
 
 def test_propagate_command_axis_and_empty_slices():
@@ -116,31 +125,10 @@ def test_suggest_command_rejects_bad_values(kwargs, message):
         suggest_command(PYTHON, "ct.nrrd", **kwargs)
 
 
-def test_weights_list_command():
-    argv = weights_list_command(PYTHON)
-    assert argv == [PYTHON, "-m", "SAMFewShotLib", "weights", "list", "--json", "--progress", "none"]
-    args = parse(argv)
-    assert (args.command, args.weights_command, args.json) == ("weights", "list", True)
-
-
-def test_present_checkpoints():
-    payload = {
-        "weights_dir": "/cache/weights",
-        "checkpoints": [
-            {"name": "sam_vit_b", "status": "present, verified"},
-            {"name": "sam_vit_l", "status": "not present"},
-            {"name": "medsam_vit_b", "status": "present, no reference hash (sha256 recorded on first use)"},
-            {"name": "sam_vit_h", "status": "present, hash mismatch"},
-            {"name": "mobile_sam", "status": "partial download (10 of 40 bytes)"},
-            {"name": "mine", "status": "present (user import)"},
-        ],
-    }
-    assert present_checkpoints(payload) == ["sam_vit_b", "medsam_vit_b", "mine"]
-    assert present_checkpoints(json.dumps(payload)) == ["sam_vit_b", "medsam_vit_b", "mine"]
-    with pytest.raises(ValueError, match="not JSON"):
-        present_checkpoints("Weights cache: /x")
-    with pytest.raises(ValueError, match="'checkpoints'"):
-        present_checkpoints({"weights_dir": "/x"})
+def test_base_command():
+    assert base_command(PYTHON, "weights", "list") == [PYTHON, "-m", "SAMFewShotLib", "weights", "list"]
+    with pytest.raises(ValueError, match="empty string"):
+        base_command("", "weights")
 
 
 @pytest.mark.parametrize(
@@ -153,8 +141,10 @@ def test_present_checkpoints():
         ("sam", False, ["sam_vit_b"], NEEDS_TORCH),
         ("sam:interpolate", True, [], NEEDS_CHECKPOINT),
         ("sam", False, [], f"{NEEDS_TORCH}; {NEEDS_CHECKPOINT}"),
-        ("fewshot", True, ["sam_vit_b"], NOT_AVAILABLE),
-        ("meta", True, ["sam_vit_b"], NOT_AVAILABLE),
+        ("fewshot", True, ["sam_vit_b"], None),
+        ("fewshot", False, [], f"{NEEDS_TORCH}; {NEEDS_CHECKPOINT}"),
+        ("meta", True, ["sam_vit_b"], None),
+        ("meta", True, [], NEEDS_CHECKPOINT),
     ],
 )
 def test_engine_requirements(engine, torch_available, present, expected):
@@ -164,23 +154,24 @@ def test_engine_requirements(engine, torch_available, present, expected):
 def test_engine_requirements_texts():
     assert NEEDS_TORCH == "needs PyTorch (install from the Extension Manager: PyTorch)"
     assert NEEDS_CHECKPOINT == "needs a SAM checkpoint: import one under Model"
-    assert NOT_AVAILABLE == "not available in this version"
     with pytest.raises(ValueError, match="'atlas'"):
         engine_requirements("atlas", True, [])
 
 
 def test_engine_table_matches_the_engines_package():
     families = {name.partition(":")[0] for name in engines.ENGINE_NAMES}
-    assert families == set(commands.WEIGHTLESS_ENGINES) | set(commands.SAM_ENGINES)
-    assert set(engines.WEIGHTED_ENGINES) == set(commands.SAM_ENGINES)
-    assert set(engines.PLANNED_ENGINES) == set(commands.PLANNED_ENGINES)
+    assert families == set(commands.WEIGHTLESS_ENGINES) | set(commands.WEIGHTED_ENGINES)
+    assert set(engines.WEIGHTED_ENGINES) == set(commands.WEIGHTED_ENGINES)
+    assert not hasattr(engines, "PLANNED_ENGINES")  # every engine of the design is built
+    assert set(commands.REFINING_ENGINES) | set(commands.INIT_ENGINES) <= set(commands.WEIGHTED_ENGINES)
     for name in engines.ENGINE_NAMES:  # every engine the backend builds gets a valid command
-        parse(propagate_command(PYTHON, "i", "a", "o", "r", engine=name))
+        parse(propagate_command(PYTHON, "i", "a", "o", "r", engine=name, checkpoint="c"))
 
 
 def test_slicer_support_imports_no_slicer_qt_or_vtk():
     folder = Path(commands.__file__).parent
-    forbidden = {"slicer", "qt", "vtk", "ctk", "PythonQt", "SampleData"}
+    forbidden = {"slicer", "qt", "vtk", "ctk", "PythonQt", "SampleData", "PyTorchUtils"}
+    assert len(list(folder.glob("*.py"))) >= 10
     for path in folder.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

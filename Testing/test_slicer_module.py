@@ -1,8 +1,9 @@
-"""Checks of the Slicer module SAMFewShot/ that run without Slicer.
+"""Static checks of the Slicer module SAMFewShot/ (SAMFewShot.py and its SAMFewShotSlicerLib
+package), which run without Slicer.
 
-3D Slicer cannot run here, so the module is checked statically (AST, .ui XML, CMake lists) and,
-for the parts that do not need Slicer, by importing it with stand-in ``slicer``/``qt``/``vtk``
-modules and running its logic against the real ``samfewshot`` child process.
+3D Slicer cannot run here, so the module is checked statically (AST, .ui XML, CMake lists);
+Testing/test_slicer_module_logic.py imports it with stand-in ``slicer``/``qt``/``vtk`` modules and
+runs its logic against the real ``samfewshot`` child process.
 
 The Slicer / Qt / CTK / VTK API the module calls is pinned in :data:`CHECKED_APIS`: each entry names
 the source file where it was confirmed to exist (read through the reference search, not guessed),
@@ -13,25 +14,22 @@ The module's own self-test (SAMFewShotTest, run inside Slicer) covers what needs
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
-import os
 import py_compile
 import re
 import shutil
 import subprocess
-import sys
-import tomllib
-import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = ROOT / "SAMFewShot"
 MODULE_FILE = MODULE_DIR / "SAMFewShot.py"
+#: The module's own package of panels and logic parts (Slicer loads every .py file beside
+#: SAMFewShot.py as a module, so they live in a package).
+PACKAGE_DIR = MODULE_DIR / "SAMFewShotSlicerLib"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "SAMFewShot.ui"
 MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
 EXTENSION_CMAKE = ROOT / "CMakeLists.txt"
@@ -41,7 +39,7 @@ SLICER_UTIL = "Slicer/Slicer Base/Python/slicer/util.py"
 SLICER_UTIL_NOTE = SLICER_UTIL + " (current version read in the jamesobutler/Slicer fork of Slicer main)"
 
 #: Every attribute chain rooted at slicer, qt, ctk, vtk (and the Slicer modules SampleData,
-#: PyTorchUtils) that SAMFewShot.py uses, with the source where it was confirmed to exist.
+#: PyTorchUtils) that the module's files use, with the source where it was confirmed to exist.
 #: ``()`` in a chain stands for a call (``slicer.util.getModuleWidget().editor``).
 CHECKED_APIS = {
     # slicer.ScriptedLoadableModule (the scripted-module template's base classes)
@@ -69,6 +67,7 @@ CHECKED_APIS = {
     "slicer.util.arrayFromVolumeModified": SLICER_UTIL_NOTE,
     "slicer.util.arrayFromSegmentBinaryLabelmap": SLICER_UTIL_NOTE + " (segmentationNode, segmentId, referenceVolumeNode; uses ExportSegmentsToLabelmapNode)",
     "slicer.util.updateSegmentBinaryLabelmapFromArray": SLICER_UTIL_NOTE + " (narray, segmentationNode, segmentId, referenceVolumeNode; uses ImportLabelmapToSegmentationNode)",
+    "slicer.util.loadSegmentation": SLICER_UTIL_NOTE + " (def loadSegmentation(filename, returnNode=False): returns the loaded node; returnNode is deprecated)",
     "slicer.util.getModuleWidget().editor": SLICER_UTIL_NOTE + " (getModuleWidget) + Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py (SegmentEditorWidget.editor = qMRMLSegmentEditorWidget)",
     "slicer.util.getModuleWidget().editor.undo": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (public slot undo())",
     "slicer.util.mainWindow": SLICER_UTIL_NOTE,
@@ -91,9 +90,14 @@ CHECKED_APIS = {
     "qt.QTimer.singleShot": SLICER_UTIL_NOTE + " (_startAsyncProcessHandling, delayDisplay); MONAIAuto3DSeg.py",
     "qt.QFileDialog.getOpenFileName": "Slicer/Slicer Modules/Scripted/ExtensionWizard/ExtensionWizard.py (static qt.QFileDialog.getExistingDirectory returns a str in PythonQt); Qt QFileDialog::getOpenFileName",
     "qt.Qt.ToolTipRole": "QComboBox.setItemData(index, text, qt.Qt.ToolTipRole) in a Slicer segment editor effect (code search); Qt::ToolTipRole",
+    "qt.Qt.DecorationRole": "Qt::DecorationRole (item icon or QColor swatch); qMRMLSegmentsModel uses Qt::DecorationRole for segment colours (Slicer/Slicer Modules/Loadable/Segmentations/Widgets)",
+    "qt.QColor": "PythonQt QtGui QColor(r, g, b) (Slicer scripted modules, e.g. qt.QColor in Slicer/Slicer Modules/Scripted/SegmentEditor effects)",
+    "qt.QListWidgetItem": "PythonQt QtGui QListWidgetItem (setText, setData(qt.Qt.UserRole, ...) in Slicer scripted-module code found by code search); QListWidget.addItem(QListWidgetItem*)",
+    "qt.QTableWidgetItem": "PythonQt QtGui QTableWidgetItem(text) with setToolTip, QTableWidget.setItem(row, column, item) (Slicer scripted-module code found by code search)",
     # vtk
     "vtk.vtkCommand.ModifiedEvent": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (parameter node observer); parameterNodeWrapper/wrapper.py",
     "vtk.vtkMatrix4x4": SLICER_UTIL_NOTE + " (arrayFromTransformMatrix: vtkMatrix4x4; GetIJKToRASMatrix in itkImageFromVolume)",
+    "vtk.reference": "VTK 9 Python output-argument wrapper: segment.GetTag(tagName, vtk.reference('')) in SlicerHeart and other Slicer extensions (code search); vtk.mutable is its deprecated name",
     # Slicer modules imported by name
     "SampleData.downloadSample": "Slicer/Slicer Modules/Scripted/SampleData/SampleData.py (def downloadSample(sampleName))",
     "PyTorchUtils.PyTorchUtilsLogic": "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py",
@@ -115,6 +119,18 @@ CONFIRMED_OBJECT_METHODS = {
     "setCurrentNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentSelectorWidget.h",
     "JumpSliceByOffsetting": "Slicer/Slicer Libs/MRML/Core/vtkMRMLSliceNode.h (JumpSliceByOffsetting(double r, double a, double s))",
     "GetSingletonTag": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (SetSingletonTag on parameter nodes); vtkMRMLNode",
+    "onReload": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (ScriptedLoadableModuleWidget.onReload -> slicer.util.reloadScriptedModule)",
+    "checkedNodes": "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (Q_INVOKABLE QList<vtkMRMLNode*> checkedNodes() const)",
+    "checkedNodesChanged()": "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (signal checkedNodesChanged())",
+    "currentPath": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (Q_PROPERTY QString currentPath)",
+    "currentPathChanged(QString)": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (signal currentPathChanged(const QString&))",
+    "addCurrentPathToHistory": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (public slot)",
+    "GetSegmentIdBySegmentName": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (std::string GetSegmentIdBySegmentName(std::string name), case-insensitive)",
+    "AddEmptySegment": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (AddEmptySegment(segmentId, segmentName, color) -> segment ID)",
+    "GetTerminologyEntryTagName": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (static: \"TerminologyEntry\"); segment.SetTag(segment.GetTerminologyEntryTagName(), ...) in SlicerTotalSegmentator",
+    "SetTag": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (SetTag(std::string tag, std::string value))",
+    "GetTag": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (bool GetTag(std::string tag, std::string& value))",
+    "setHorizontalHeaderLabels": "Qt QTableWidget::setHorizontalHeaderLabels(const QStringList&)",
 }
 
 #: slicer.util functions that open dialogs: the Logic must never call them (STYLE.md).
@@ -131,8 +147,21 @@ ROOT_NAMES = {"slicer", "qt", "ctk", "vtk", "SampleData", "PyTorchUtils"}
 # Helpers -----------------------------------------------------------------------------------
 
 
+def module_files() -> list[Path]:
+    """SAMFewShot.py and every file of its SAMFewShotSlicerLib package."""
+    return [MODULE_FILE] + sorted(PACKAGE_DIR.glob("*.py"))
+
+
+def parse_file(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
 def module_tree() -> ast.Module:
-    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
+    return parse_file(MODULE_FILE)
+
+
+def all_trees() -> dict[Path, ast.Module]:
+    return {path: parse_file(path) for path in module_files()}
 
 
 def module_class(name: str) -> ast.ClassDef:
@@ -147,6 +176,31 @@ def module_constant(name: str):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
             return ast.literal_eval(node.value)
     raise AssertionError(f"SAMFewShot.py has no constant {name}")
+
+
+def package_classes() -> dict[str, ast.ClassDef]:
+    """Every top-level class of the SAMFewShotSlicerLib files, by name."""
+    classes = {}
+    for path in module_files()[1:]:
+        for node in parse_file(path).body:
+            if isinstance(node, ast.ClassDef):
+                assert node.name not in classes, f"two classes named {node.name}"
+                classes[node.name] = node
+    return classes
+
+
+def is_gui_class(name: str) -> bool:
+    """Panels and the job monitor drive widgets; every other class of the module is logic."""
+    return name.endswith("Panel") or name in ("JobMonitor", "SAMFewShotWidget")
+
+
+def logic_classes() -> list[ast.ClassDef]:
+    """SAMFewShotLogic and every logic class and mixin of the package."""
+    return [module_class("SAMFewShotLogic")] + [c for n, c in package_classes().items() if not is_gui_class(n)]
+
+
+def gui_classes() -> list[ast.ClassDef]:
+    return [module_class("SAMFewShotWidget")] + [c for n, c in package_classes().items() if is_gui_class(n)]
 
 
 def _chain(node: ast.AST) -> str | None:
@@ -210,17 +264,30 @@ def lib_files() -> list[Path]:
     )
 
 
-# The module file ---------------------------------------------------------------------------
+# The module files --------------------------------------------------------------------------
 
 
-def test_module_compiles(tmp_path):
-    py_compile.compile(str(MODULE_FILE), cfile=str(tmp_path / "SAMFewShot.pyc"), doraise=True)
+@pytest.mark.parametrize("path", module_files(), ids=lambda p: p.name)
+def test_module_files_compile(path, tmp_path):
+    py_compile.compile(str(path), cfile=str(tmp_path / "compiled.pyc"), doraise=True)
 
 
 def test_no_star_import():
-    for node in ast.walk(module_tree()):
-        if isinstance(node, ast.ImportFrom):
-            assert all(alias.name != "*" for alias in node.names), f"star import from {node.module} (line {node.lineno})"
+    for path, tree in all_trees().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert all(alias.name != "*" for alias in node.names), f"{path.name}: star import from {node.module}"
+
+
+def test_module_files_stay_small():
+    """STYLE.md: no 60k-character module file; the package files hold one concept each."""
+    assert len(MODULE_FILE.read_text()) < 52_000
+    for path in module_files()[1:]:
+        assert len(path.read_text()) < 14_000, path.name
+        assert ast.get_docstring(parse_file(path)), f"{path.name} has no module docstring"
+    assert sorted(p.name for p in MODULE_DIR.glob("*.py")) == ["SAMFewShot.py"], (
+        "Slicer loads every .py file beside SAMFewShot.py as a module: helpers go into SAMFewShotSlicerLib/"
+    )
 
 
 def test_template_shape():
@@ -228,61 +295,75 @@ def test_template_shape():
     expected = {
         "SAMFewShot": {"ScriptedLoadableModule"},
         "SAMFewShotWidget": {"ScriptedLoadableModuleWidget", "VTKObservationMixin"},
-        "SAMFewShotLogic": {"ScriptedLoadableModuleLogic"},
         "SAMFewShotTest": {"ScriptedLoadableModuleTest"},
     }
     for name, bases in expected.items():
         node = module_class(name)
         assert {base.id for base in node.bases if isinstance(base, ast.Name)} == bases, name
+    logic_bases = [base.id for base in module_class("SAMFewShotLogic").bases if isinstance(base, ast.Name)]
+    assert logic_bases[0] == "ScriptedLoadableModuleLogic" and all(b.endswith("Mixin") for b in logic_bases[1:])
+    assert set(logic_bases[1:]) <= set(package_classes())
     parameterNode = module_class("SAMFewShotParameterNode")
     assert any(isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in parameterNode.decorator_list)
     test = module_class("SAMFewShotTest")
     tests = {f.name for f in test.body if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")}
-    assert {"test_PropagateFillsBetweenAndBeyond", "test_PreviewRejectAndUndoableAccept", "test_CancelLeavesSceneUnchanged"} <= tests
+    assert {"test_PropagateFillsBetweenAndBeyond", "test_PreviewRejectAndUndoableAccept", "test_CancelLeavesSceneUnchanged",
+            "test_AtlasFromDrawnSegmentComesBackNamed"} <= tests
     run_test = next(f for f in test.body if isinstance(f, ast.FunctionDef) and f.name == "runTest")
     called = {n.func.attr for n in ast.walk(run_test) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
     assert tests <= called, f"runTest does not run {tests - called}"
 
 
 def test_logic_never_touches_widgets_or_dialogs():
-    logic = module_class("SAMFewShotLogic")
-    for node in ast.walk(logic):
-        if isinstance(node, ast.Attribute) and node.attr == "ui":
-            raise AssertionError(f"the Logic uses self.ui (line {node.lineno})")
-        if isinstance(node, ast.Attribute) and node.attr in DIALOG_FUNCTIONS:
-            raise AssertionError(f"the Logic calls {node.attr} (line {node.lineno})")
-        if isinstance(node, ast.Attribute) and node.attr in ("QFileDialog", "QMessageBox"):
-            raise AssertionError(f"the Logic opens a Qt dialog (line {node.lineno})")
-    raised = {n.exc.func.id for n in ast.walk(logic) if isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call) and isinstance(n.exc.func, ast.Name)}
+    checked = logic_classes()
+    assert {"SAMFewShotLogic", "AtlasLogic", "BatchLogic", "ChildJobsMixin", "SceneExchangeMixin",
+            "PropagationLogicMixin", "WeightsLogicMixin", "PythonPackagesMixin"} <= {c.name for c in checked}
+    raised = set()
+    for logic in checked:
+        for node in ast.walk(logic):
+            if isinstance(node, ast.Attribute) and node.attr == "ui":
+                raise AssertionError(f"{logic.name} uses self.ui (line {node.lineno})")
+            if isinstance(node, ast.Attribute) and node.attr in DIALOG_FUNCTIONS:
+                raise AssertionError(f"{logic.name} calls {node.attr} (line {node.lineno})")
+            if isinstance(node, ast.Name) and node.id == "qt":
+                raise AssertionError(f"{logic.name} uses qt (line {node.lineno}): widgets and timers belong to the GUI")
+        raised |= {n.exc.func.id for n in ast.walk(logic) if isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call) and isinstance(n.exc.func, ast.Name)}
     assert "ValueError" in raised
 
 
 def test_widget_handlers_are_wrapped_in_try_with_error_display():
-    widget = module_class("SAMFewShotWidget")
-    for method in widget.body:
-        if not (isinstance(method, ast.FunctionDef) and method.name.startswith("on")) or method.name in NON_HANDLERS:
-            continue
-        wrapped = any(
-            isinstance(node, ast.With)
-            and any(_chain(item.context_expr.func) == "slicer.util.tryWithErrorDisplay" for item in node.items if isinstance(item.context_expr, ast.Call))
-            for node in ast.walk(method)
-        )
-        assert wrapped, f"{method.name} is not wrapped in slicer.util.tryWithErrorDisplay"
+    handlers = []
+    for gui in gui_classes():
+        for method in gui.body:
+            if not (isinstance(method, ast.FunctionDef) and method.name.startswith("on")) or method.name in NON_HANDLERS:
+                continue
+            handlers.append(f"{gui.name}.{method.name}")
+            wrapped = any(
+                isinstance(node, ast.With)
+                and any(_chain(item.context_expr.func) == "slicer.util.tryWithErrorDisplay" for item in node.items if isinstance(item.context_expr, ast.Call))
+                for node in ast.walk(method)
+            )
+            assert wrapped, f"{gui.name}.{method.name} is not wrapped in slicer.util.tryWithErrorDisplay"
+    assert {"AtlasPanel.onApply", "BatchPanel.onRun", "WeightsPanel.onImportModel", "JobMonitor.onTimeout"} <= set(handlers)
 
 
 def test_module_calls_only_checked_slicer_apis():
-    used = api_chains(module_tree())
+    used = set()
+    for tree in all_trees().values():
+        used |= api_chains(tree)
     unchecked = sorted(used - set(CHECKED_APIS))
-    assert not unchecked, f"SAMFewShot.py uses Slicer/Qt/VTK API not confirmed in CHECKED_APIS: {unchecked}"
+    assert not unchecked, f"the module uses Slicer/Qt/VTK API not confirmed in CHECKED_APIS: {unchecked}"
     stale = sorted(set(CHECKED_APIS) - used)
     assert not stale, f"CHECKED_APIS lists API the module no longer uses: {stale}"
     assert all(source.strip() for source in CHECKED_APIS.values())
 
 
 def test_confirmed_object_methods_are_used():
-    tree = module_tree()
-    called = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    called |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}  # getattr names
+    called = set()
+    for tree in all_trees().values():
+        called |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        called |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}  # overridden base methods
+        called |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}  # signals, getattr
     assert not sorted(set(CONFIRMED_OBJECT_METHODS) - called)
 
 
@@ -299,18 +380,32 @@ def test_api_chain_extraction():
 
 # The .ui file ------------------------------------------------------------------------------
 
+#: Widgets bound to the parameter node by connectGui (SlicerParameterName), with the widget class
+#: whose parameterNodeWrapper connector takes the field's type (guiConnectors.py).
+BOUND_WIDGETS = {
+    "inputVolume": "qMRMLNodeComboBox", "axis": "QComboBox", "suggestCount": "QSpinBox",
+    "atlasFusion": "QComboBox", "atlasRefine": "QCheckBox", "atlasSegmentation": "qMRMLNodeComboBox",
+    "batchInputs": "QComboBox", "batchModelKind": "QComboBox", "batchScheduler": "QLineEdit",
+}
+
+
+def ui_used_names() -> set[str]:
+    """Every ``self.ui.<name>`` of the module's files."""
+    return {
+        node.attr
+        for tree in all_trees().values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
+        and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
+    }
+
 
 def test_ui_parses_and_has_every_widget_the_module_uses():
     widgets = ui_widgets()
     root = ET.parse(UI_FILE).getroot()
     assert root.find("widget").get("class") == "qMRMLWidget" and root.find("widget").get("name") == "SAMFewShot"
-    used = {
-        node.attr
-        for node in ast.walk(module_tree())
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
-        and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
-    }
-    assert used, "the module references no self.ui widgets?"
+    used = ui_used_names()
+    assert {"atlasApplyButton", "atlasLabelsList", "batchTable", "batchVolumesSelector", "metaInitPathLineEdit"} <= used
     missing = sorted(used - set(widgets))
     assert not missing, f"self.ui.<name> not in SAMFewShot.ui: {missing}"
 
@@ -321,9 +416,26 @@ def test_ui_names_are_unique():
     assert len(names) == len(set(names))
 
 
+def test_ui_form_layout_cells_are_used_once():
+    """Every QFormLayout row holds a label + field pair or one spanning item, never two items in
+    one cell (Qt Designer would drop one of them)."""
+    root = ET.parse(UI_FILE).getroot()
+    layouts = [layout for layout in root.iter("layout") if layout.get("class") == "QFormLayout"]
+    assert len(layouts) >= 5
+    for layout in layouts:
+        cells = set()
+        for item in layout.findall("item"):
+            row, column, span = int(item.get("row")), int(item.get("column")), int(item.get("colspan", "1"))
+            for c in range(column, column + span):
+                assert (row, c) not in cells, f"{layout.get('name')}: cell ({row}, {c}) used twice"
+                cells.add((row, c))
+        rows = sorted({row for row, _ in cells})
+        assert rows == list(range(len(rows))), f"{layout.get('name')}: rows {rows} have gaps"
+
+
 def test_ui_parameter_names_are_parameter_node_fields():
     fields = {
-        node.target.id for node in module_class("SAMFewShotParameterNode").body
+        node.target.id: ast.unparse(node.annotation) for node in module_class("SAMFewShotParameterNode").body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
     root = ET.parse(UI_FILE).getroot()
@@ -333,8 +445,15 @@ def test_ui_parameter_names_are_parameter_node_fields():
             if prop.get("name") == "SlicerParameterName":
                 assert prop.get("stdset") == "0", "SlicerParameterName must be a dynamic property (stdset=0)"
                 bound[prop.find("string").text] = widget.get("class")
-    assert bound == {"inputVolume": "qMRMLNodeComboBox", "axis": "QComboBox", "suggestCount": "QSpinBox"}
-    assert set(bound) <= fields
+    assert bound == BOUND_WIDGETS
+    assert set(bound) <= set(fields)
+    for name, widget_class in bound.items():  # QComboBox needs a Choice; QCheckBox a bool; QLineEdit a str
+        if widget_class == "QComboBox":
+            assert "Choice(" in fields[name], name
+        elif widget_class in ("QCheckBox", "QLineEdit", "QSpinBox"):
+            assert {"QCheckBox": "bool", "QLineEdit": "str", "QSpinBox": "int"}[widget_class] in fields[name], name
+        else:
+            assert fields[name].startswith("vtkMRML"), name
 
 
 def test_ui_custom_widgets_are_declared_and_scene_is_connected():
@@ -342,19 +461,20 @@ def test_ui_custom_widgets_are_declared_and_scene_is_connected():
     declared = {c.findtext("class") for c in root.iter("customwidget")}
     used = {e.get("class") for e in root.iter("widget")}
     assert {c for c in used if not c.startswith("Q")} <= declared
+    assert {"ctkPathLineEdit", "qMRMLCheckableNodeComboBox"} <= used
     receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
-    assert {name for name, cls in ui_widgets().items() if cls in ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget")} <= receivers
+    mrml = {name for name, cls in ui_widgets().items() if cls.startswith("qMRML") and cls != "qMRMLWidget"}
+    assert mrml and mrml <= receivers
 
 
-def test_ui_atlas_and_batch_sections_say_they_are_not_available():
+def test_ui_atlas_and_batch_sections_are_working_panels():
+    """No placeholder text is left; every button of the sections is used by the module."""
+    text = UI_FILE.read_text()
+    for placeholder in ("Not implemented", "available with the", "NoteLabel"):
+        assert placeholder not in text
     widgets = ui_widgets()
-    root = ET.parse(UI_FILE).getroot()
-    for section, note, issue in (("atlasCollapsibleButton", "atlasNoteLabel", "atlas"), ("batchCollapsibleButton", "batchNoteLabel", "batch")):
-        assert widgets[section] == "ctkCollapsibleButton" and widgets[note] == "QLabel"
-        label = next(w for w in root.iter("widget") if w.get("name") == note)
-        text = next(p.findtext("string") for p in label.findall("property") if p.get("name") == "text")
-        enabled = next(p.findtext("bool") for p in label.findall("property") if p.get("name") == "enabled")
-        assert f"available with the {issue} issue" in text and enabled == "false"
+    buttons = {name for name, cls in widgets.items() if cls == "QPushButton" and name.startswith(("atlas", "batch"))}
+    assert len(buttons) >= 7 and buttons <= ui_used_names()
 
 
 # CMake -------------------------------------------------------------------------------------
@@ -376,25 +496,29 @@ def test_module_cmake_lists_every_module_file():
     text = MODULE_CMAKE.read_text()
     assert cmake_set(text, "MODULE_NAME") == ["SAMFewShot"]
     scripts = [s.replace("${MODULE_NAME}", "SAMFewShot") for s in cmake_set(text, "MODULE_PYTHON_SCRIPTS")]
-    module_scripts = sorted(p.name for p in MODULE_DIR.glob("*.py"))
-    assert module_scripts == ["SAMFewShot.py"] and "SAMFewShot.py" in scripts
+    on_disk = [p.relative_to(MODULE_DIR).as_posix() for p in module_files()]
+    assert sorted(s for s in scripts if not s.startswith("${")) == sorted(on_disk)
     resources = {s.replace("${MODULE_NAME}", "SAMFewShot") for s in cmake_set(text, "MODULE_PYTHON_RESOURCES")}
-    on_disk = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
-    assert resources == on_disk
+    resource_files = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
+    assert resources == resource_files
     assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     assert (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text().strip() == "add_subdirectory(Python)"
 
 
 def test_module_cmake_glob_covers_every_lib_file():
-    """The glob in SAMFewShot/CMakeLists.txt must match every file of SAMFewShotLib."""
+    """The recursive glob in SAMFewShot/CMakeLists.txt must match every file of SAMFewShotLib,
+    subpackages included (atlas/, atlas/rrl/, batch/, fewshot/, meta/, ...)."""
     text = MODULE_CMAKE.read_text()
     assert 'GLOB_RECURSE SAMFEWSHOTLIB_SOURCES' in text
     assert '"${SAMFEWSHOTLIB_SOURCE_DIR}/*.py"' in text
     assert "${SAMFEWSHOTLIB_PYTHON_SCRIPTS}" in " ".join(cmake_set(text, "MODULE_PYTHON_SCRIPTS"))
     files = lib_files()
-    assert files
+    assert files and any(len(p.relative_to(LIB_DIR).parts) >= 3 for p in files if p.suffix == ".py"), "no nested subpackage?"
     not_covered = [str(p.relative_to(ROOT)) for p in files if p.suffix != ".py"]
     assert not not_covered, f"SAMFewShotLib files the CMake glob does not install (add them): {not_covered}"
+    packages = {p.parent for p in files}
+    without_init = sorted(str(d.relative_to(ROOT)) for d in packages if not (d / "__init__.py").is_file())
+    assert not without_init, f"folders of SAMFewShotLib without __init__.py (not importable in Slicer): {without_init}"
     if shutil.which("git"):
         tracked = subprocess.run(["git", "ls-files", "SAMFewShotLib"], cwd=ROOT, capture_output=True, text=True).stdout.split()
         assert all(name.endswith(".py") for name in tracked)
@@ -453,7 +577,8 @@ endforeach()
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 def test_extension_configures_and_installs_every_lib_file(tmp_path):
     """Configure the real top-level CMakeLists.txt against a stand-in Slicer package and check
-    where every script would be copied: SAMFewShot.py and SAMFewShotLib/** next to each other."""
+    where every script would be copied: SAMFewShot.py, SAMFewShotSlicerLib/* and SAMFewShotLib/**
+    (subpackages included) next to each other."""
     slicer_dir = tmp_path / "FakeSlicer"
     slicer_dir.mkdir()
     (slicer_dir / "UseSlicer.cmake").write_text(STUB_USE_SLICER)
@@ -473,11 +598,12 @@ def test_extension_configures_and_installs_every_lib_file(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     records = [line.split("|") for line in output.read_text().splitlines()]
     scripts = {r[3]: Path(r[2]) for r in records if r[0] == "SCRIPT"}
-    expected = {"SAMFewShot.py"} | {f"SAMFewShotLib/{p.relative_to(LIB_DIR).as_posix()}" for p in lib_files()}
-    assert set(scripts) == expected
+    module = {p.relative_to(MODULE_DIR).as_posix(): p for p in module_files()}
+    lib = {f"SAMFewShotLib/{p.relative_to(LIB_DIR).as_posix()}": p for p in lib_files()}
+    assert set(scripts) == set(module) | set(lib)
+    assert any(target.count("/") >= 3 for target in lib), "no nested subpackage installed?"
     for target, source in scripts.items():
-        original = MODULE_FILE if target == "SAMFewShot.py" else LIB_DIR / target.removeprefix("SAMFewShotLib/")
-        assert source.read_bytes() == original.read_bytes(), target
+        assert source.read_bytes() == {**module, **lib}[target].read_bytes(), target
     resources = {r[3] for r in records if r[0] == "RESOURCE"}
     assert resources == {"Resources/Icons/SAMFewShot.png", "Resources/UI/SAMFewShot.ui"}
     assert ["UNITTEST", "SAMFewShot.py"] in records
@@ -485,76 +611,74 @@ def test_extension_configures_and_installs_every_lib_file(tmp_path):
     assert meta["EXTENSION_DEPENDS"] == "PyTorch" and all(meta.values())
 
 
-# Python packages ---------------------------------------------------------------------------
-
-
-def _pyproject() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
-
-
-def test_python_requirements_match_pyproject_without_simpleitk():
-    dependencies = _pyproject()["project"]["dependencies"]
-    assert list(module_constant("PYTHON_REQUIREMENTS")) == [d for d in dependencies if not d.lower().startswith("simpleitk")]
-    assert not any(r.lower().startswith("simpleitk") for r in module_constant("PYTHON_REQUIREMENTS"))
-
-
-def test_sam_requirements_match_the_sam_extra():
-    sam = [r.split("#")[0].strip() for r in _pyproject()["project"]["optional-dependencies"]["sam"]]
-    torch = {r.split(">")[0].split("=")[0].split("<")[0]: r for r in sam}
-    assert list(module_constant("SAM_PYTHON_REQUIREMENTS")) == [r for r in sam if not r.startswith(("torch", "torchvision"))]
-    assert "torch" + module_constant("TORCH_VERSION_REQUIREMENT") == torch["torch"]
-    assert "torchvision" + module_constant("TORCHVISION_VERSION_REQUIREMENT") == torch["torchvision"]
-    assert {"SimpleITK", "numpy", "torch", "torchvision"} <= set(module_constant("PINNED_PACKAGES"))
-
-
 # slicer_support ----------------------------------------------------------------------------
 
 
-def _calls_on(tree: ast.AST, name: str) -> list[ast.Call]:
-    return [
-        node for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-        and isinstance(node.func.value, ast.Name) and node.func.value.id == name
-    ]
+def _support_imports(tree: ast.AST) -> tuple[dict, dict]:
+    """(module alias -> module, function name -> function) imported from SAMFewShotLib.slicer_support."""
+    import importlib
+
+    modules, functions = {}, {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("SAMFewShotLib.slicer_support"):
+            for alias in node.names:
+                if node.module == "SAMFewShotLib.slicer_support":
+                    modules[alias.asname or alias.name] = importlib.import_module(f"{node.module}.{alias.name}")
+                else:
+                    functions[alias.asname or alias.name] = getattr(importlib.import_module(node.module), alias.name)
+    return modules, functions
+
+
+def _binds(function, call: ast.Call) -> None:
+    positional = [object()] * len(call.args)
+    keywords = {k.arg: object() for k in call.keywords if k.arg}
+    inspect.signature(function).bind(*positional, **keywords)
 
 
 def test_module_calls_match_slicer_support_signatures():
-    """Every commands.* / progress_lines.* call binds to the helper's real signature."""
-    from SAMFewShotLib.slicer_support import commands, progress_lines
-
-    tree = module_tree()
-    for module_name, module in (("commands", commands), ("progress_lines", progress_lines)):
-        calls = _calls_on(tree, module_name)
-        assert calls or module_name == "progress_lines"
-        for call in calls:
-            function = getattr(module, call.func.attr, None)
-            assert function is not None, f"{module_name}.{call.func.attr} does not exist"
-            positional = [object()] * len(call.args)
-            keywords = {k.arg: object() for k in call.keywords if k.arg}
-            inspect.signature(function).bind(*positional, **keywords)
-    constants = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "commands"}
-    assert all(hasattr(commands, name) for name in constants)
+    """Every call of a SAMFewShotLib.slicer_support function binds to its real signature, and every
+    constant the module reads from it exists."""
+    checked = 0
+    for path, tree in all_trees().items():
+        modules, functions = _support_imports(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in modules:
+                target = getattr(modules[func.value.id], func.attr, None)
+                assert target is not None, f"{path.name}: {func.value.id}.{func.attr} does not exist"
+            elif isinstance(func, ast.Name) and func.id in functions:
+                target = functions[func.id]
+            else:
+                continue
+            if callable(target) and not isinstance(target, type):
+                _binds(target, node)
+                checked += 1
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+                assert hasattr(modules[node.value.id], node.attr), f"{path.name}: {node.value.id}.{node.attr} does not exist"
+    assert checked >= 15
 
 
 def test_module_uses_existing_process_runner_members():
     from SAMFewShotLib.slicer_support.process_runner import ProcessRunner
     from SAMFewShotLib.slicer_support.progress_lines import ProgressTracker
 
-    tree = module_tree()
-    runner_members = {
-        n.attr for n in ast.walk(tree)
-        if isinstance(n, ast.Attribute) and (
-            (isinstance(n.value, ast.Name) and n.value.id == "runner")
-            or (isinstance(n.value, ast.Attribute) and n.value.attr == "runner")
-        )
-    }
-    assert runner_members and all(hasattr(ProcessRunner, m) or m in ("tracker", "stdout_lines", "stderr_lines") for m in runner_members), runner_members
-    tracker_members = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "tracker"}
+    runner_members, tracker_members = set(), set()
+    for tree in all_trees().values():
+        runner_members |= {
+            n.attr for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and (
+                (isinstance(n.value, ast.Name) and n.value.id == "runner")
+                or (isinstance(n.value, ast.Attribute) and n.value.attr == "runner")
+            )
+        }
+        tracker_members |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "tracker"}
+    instance_attributes = ("tracker", "stdout_lines", "stderr_lines")
+    assert "take_stdout_lines" in runner_members
+    assert all(hasattr(ProcessRunner, m) or m in instance_attributes for m in runner_members), runner_members
     assert tracker_members and all(hasattr(ProgressTracker, m) for m in tracker_members)
-    starts = [c for c in _calls_on(tree, "runner") if c.func.attr == "start"]
-    assert starts
-    for start in starts:
-        inspect.signature(ProcessRunner.start).bind(object(), *[object()] * len(start.args), **{k.arg: object() for k in start.keywords})
 
 
 def test_engine_choices_are_known_to_the_commands():
@@ -562,223 +686,19 @@ def test_engine_choices_are_known_to_the_commands():
 
     engines = [engine for engine, _description in module_constant("ENGINE_CHOICES")]
     assert engines[0] == "auto" and len(set(engines)) == len(engines)
+    assert {"sam", "fewshot", "meta"} <= set(engines)
     for engine in engines:
         commands.engine_requirements(engine, torch_available=True, checkpoints_present=["sam_vit_b"])  # no ValueError
-    assert commands.engine_requirements("sam", torch_available=False, checkpoints_present=[]) is not None
+    for engine in commands.WEIGHTED_ENGINES:
+        assert commands.engine_requirements(engine, torch_available=False, checkpoints_present=[]) is not None
 
 
-# The module imported with stand-in Slicer modules -------------------------------------------
-
-
-class _Anything:
-    """Stand-in for a Slicer base class or validator."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-
-def _stub_modules(tmp_path) -> dict:
-    slicer = types.ModuleType("slicer")
-    slicer.vtkMRMLScalarVolumeNode = type("vtkMRMLScalarVolumeNode", (), {})
-    slicer.vtkMRMLSegmentationNode = type("vtkMRMLSegmentationNode", (), {})
-    slicer.app = types.SimpleNamespace(temporaryPath=str(tmp_path), processEvents=lambda: None)
-    util = types.ModuleType("slicer.util")
-    util.VTKObservationMixin = type("VTKObservationMixin", (), {})
-    util.startupEnvironment = lambda: dict(os.environ)
-    slicer.util = util
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.WithinRange = wrapper.Choice = _Anything
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest"):
-        setattr(slm, name, type(name, (), {"__init__": lambda self, *a, **k: None}))
-    return {
-        "slicer": slicer, "slicer.util": util, "slicer.parameterNodeWrapper": wrapper, "slicer.ScriptedLoadableModule": slm,
-        "qt": types.ModuleType("qt"), "vtk": types.ModuleType("vtk"), "ctk": types.ModuleType("ctk"),
-    }
-
-
-@pytest.fixture
-def module(tmp_path, monkeypatch):
-    """SAMFewShot.py imported with stand-in slicer/qt/vtk modules (only for its Slicer-free parts)."""
-    for name, stub in _stub_modules(tmp_path).items():
-        monkeypatch.setitem(sys.modules, name, stub)
-    spec = importlib.util.spec_from_file_location("SAMFewShot_under_test", MODULE_FILE)
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-def test_stub_import_finds_the_lib_in_the_source_tree(module):
-    assert Path(module.SAMFEWSHOTLIB_PARENT_FOLDER) == ROOT
-    environment = module.SAMFewShotLogic.childEnvironment()
-    assert environment["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
-
-
-def test_requirement_helpers(module):
-    assert module.requirementName("timm>=0.9,<2") == "timm"
-    assert module.requirementName("mobilesam-mirror==1.0.0") == "mobilesam-mirror"
-    assert module.requirementSatisfied("numpy>=1.0")
-    assert not module.requirementSatisfied("numpy>=999")
-    assert not module.requirementSatisfied("no-such-distribution-samfewshot>=1")
-    pins = module.pinnedPackageConstraints()
-    assert any(p.lower().startswith("simpleitk==") for p in pins) and any(p.startswith("numpy==") for p in pins)
-    text = module.offlineInstallInstructions(["nibabel>=4.0", "tqdm>=4.60"])
-    assert "pip download" in text and "--no-index" in text and "'nibabel>=4.0'" in text
-    with pytest.raises(ValueError):
-        module.requirementName(">=1.0")
-
-
-def test_every_requirement_is_installed_in_the_test_environment(module):
-    assert module.SAMFewShotLogic.missingPythonRequirements(sam=False) == []
-
-
-def test_summarize_report(module):
-    report = {"expected_dice": {"1": 0.93}, "slice_confidence": {"1": [0.0, 0.9, 1.0, None, 0.4, 0.0]}, "axis": 0}
-    dice, slices = module.summarizeReport(report)
-    assert dice == pytest.approx(0.93)
-    assert slices == [(4, 0.4), (1, 0.9), (2, 1.0)]
-    assert module.summarizeReport({}) == (None, [])
-
-
-class _FakeSegment:
-    def __init__(self, name):
-        self._name = name
-
-    def GetName(self):
-        return self._name
-
-
-class _FakeSegmentation:
-    def __init__(self, segments):
-        self._segments = segments
-
-    def GetSegment(self, segment_id):
-        return self._segments.get(segment_id)
-
-
-class _FakeNode:
-    def __init__(self, name, segments=None, transform=None, image=True):
-        self._name, self._transform, self._image = name, transform, image
-        self._segmentation = _FakeSegmentation(segments or {})
-
-    def GetName(self):
-        return self._name
-
-    def GetImageData(self):
-        return object() if self._image else None
-
-    def GetParentTransformNode(self):
-        return self._transform
-
-    def GetSegmentation(self):
-        return self._segmentation
-
-
-def test_check_inputs_names_the_bad_value(module):
-    logic = module.SAMFewShotLogic()
-    volume = _FakeNode("CT")
-    segmentation = _FakeNode("Segmentation", {"Segment_1": _FakeSegment("liver")})
-    logic.checkInputs(volume, segmentation, "Segment_1")
-    with pytest.raises(ValueError, match="Input volume is not set"):
-        logic.checkInputs(None, segmentation, "Segment_1")
-    with pytest.raises(ValueError, match="'CT' has no voxels"):
-        logic.checkInputs(_FakeNode("CT", image=False))
-    with pytest.raises(ValueError, match="harden the transform"):
-        logic.checkInputs(_FakeNode("CT", transform=_FakeNode("T")))
-    with pytest.raises(ValueError, match="'Segment_9' is not in segmentation 'Segmentation'"):
-        logic.checkInputs(volume, segmentation, "Segment_9")
-
-
-def _logic_on_files(module, image_path: Path, mask: np.ndarray):
-    """The module's Logic with the two Slicer-bound export steps replaced by file writes."""
-    import SimpleITK as sitk
-
-    logic = module.SAMFewShotLogic()
-    logic.pythonExecutable = lambda: sys.executable
-    logic.exportVolume = lambda volumeNode, path: shutil.copyfile(image_path, path)
-    logic.segmentMask = lambda volumeNode, segmentationNode, segmentId: mask
-    assert sitk.ReadImage(str(image_path)).GetSize() == mask.shape[::-1]
-    return logic
-
-
-def _ball_case(tmp_path):
-    import SimpleITK as sitk
-
-    shape = (40, 48, 44)
-    k, j, i = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    ball = ((k - 20) * 1.5) ** 2 + (j - 24) ** 2 + (i - 22) ** 2 <= 12 ** 2
-    rng = np.random.default_rng(0)
-    voxels = (rng.normal(100, 5, shape) + 300 * ball).astype(np.int16)
-    image = sitk.GetImageFromArray(voxels)
-    image.SetSpacing((1.0, 1.0, 1.5))
-    image.SetOrigin((-20.0, 10.0, 5.0))
-    image.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))
-    path = tmp_path / "volume.nrrd"
-    sitk.WriteImage(image, str(path))
-    drawn = np.zeros(shape, np.uint8)
-    drawn[[16, 20, 24]] = ball[[16, 20, 24]]
-    return path, ball, drawn
-
-
-def test_logic_runs_the_real_child_and_reads_its_result(module, tmp_path):
-    """startPropagation -> waitForJob -> finishPropagation against the real samfewshot child."""
-    image_path, ball, drawn = _ball_case(tmp_path)
-    logic = _logic_on_files(module, image_path, drawn)
-    volume = _FakeNode("ball")
-    segmentation = _FakeNode("Segmentation", {"Segment_1": _FakeSegment("ball")})
-    job = logic.startPropagation(volume, segmentation, "Segment_1", engine="interpolate")
-    assert job.argv[:3] == [sys.executable, "-m", "SAMFewShotLib"] and os.path.isdir(job.folder)
-    assert logic.waitForJob(job, timeoutSeconds=300) == 0, job.runner.error_message()
-    result = logic.finishPropagation(job)
-    assert not os.path.exists(job.folder)
-    assert result.labels.shape == ball.shape and result.labels.dtype == np.uint8
-    for index in (16, 20, 24):
-        assert np.array_equal(result.labels[index], drawn[index])
-    assert result.labels[17:24].reshape(7, -1).any(axis=1).all() and not result.labels[:16].any()
-    assert result.segmentName == "ball" and result.report["engine"] == "interpolate"
-    dice, slices = module.summarizeReport(result.report)
-    assert slices and all(0 < c <= 1 for _, c in slices)
-
-
-def test_logic_reports_bad_input_as_value_error(module, tmp_path):
-    image_path, ball, drawn = _ball_case(tmp_path)
-    logic = _logic_on_files(module, image_path, drawn)
-    segmentation = _FakeNode("Segmentation", {"Segment_1": _FakeSegment("ball")})
-    job = logic.startPropagation(_FakeNode("ball"), segmentation, "Segment_1", engine="fewshot")  # exits 2: not built yet
-    assert logic.waitForJob(job, timeoutSeconds=300) == 2
-    with pytest.raises(ValueError, match="samfewshot: error"):
-        logic.finishPropagation(job)
-    assert not os.path.exists(job.folder)
-    empty = _logic_on_files(module, image_path, np.zeros_like(drawn))
-    with pytest.raises(ValueError, match="'ball' is empty"):
-        empty.startPropagation(_FakeNode("ball"), segmentation, "Segment_1")
-    with pytest.raises(ValueError, match="Engine must be one of"):
-        logic.startPropagation(_FakeNode("ball"), segmentation, "Segment_1", engine="magic")
-    assert not list(tmp_path.glob("SAMFewShot-*")), "a failed start left its temporary folder"
-
-
-def test_logic_cancel_kills_the_child_and_removes_its_files(module, tmp_path):
-    image_path, ball, drawn = _ball_case(tmp_path)
-    logic = _logic_on_files(module, image_path, drawn)
-    segmentation = _FakeNode("Segmentation", {"Segment_1": _FakeSegment("ball")})
-    job = logic.startPropagation(_FakeNode("ball"), segmentation, "Segment_1", engine="register:elastix")
-    assert job.running
-    logic.cancelJob(job)
-    assert not job.running and job.runner.cancelled and not os.path.exists(job.folder)
-    with pytest.raises(RuntimeError):
-        logic.finishPropagation(job)
-
-
-def test_logic_suggestion_and_checkpoint_list(module, tmp_path, monkeypatch):
-    image_path, ball, drawn = _ball_case(tmp_path)
-    logic = _logic_on_files(module, image_path, drawn)
-    job = logic.startSuggestion(_FakeNode("ball"), 3, axis="axial")
-    logic.waitForJob(job, timeoutSeconds=300)
-    suggestion = logic.finishSuggestion(job)
-    assert suggestion["numpy_axis"] == 0 and len(suggestion["slices"]) == 3
-    assert all(0 <= s < ball.shape[0] for s in suggestion["slices"])
-    monkeypatch.setenv("SAMFEWSHOT_HOME", str(tmp_path / "home"))
-    assert logic.listCheckpoints() == []
-    with pytest.raises(ValueError, match="does not exist"):
-        logic.importCheckpoint(str(tmp_path / "missing.pth"))
+def test_the_logic_installs_the_requirement_lists_of_slicer_support():
+    """The package lists live in slicer_support.requirements (kept in sync with pyproject.toml by
+    Testing/slicer_support/test_slicer_requirements.py); the module does not keep copies."""
+    source = (PACKAGE_DIR / "python_packages.py").read_text()
+    for name in ("PYTHON_REQUIREMENTS", "SAM_PYTHON_REQUIREMENTS", "DIST_PYTHON_REQUIREMENTS",
+                 "TORCH_VERSION_REQUIREMENT", "TORCHVISION_VERSION_REQUIREMENT"):
+        assert f"requirements.{name}" in source
+    for path in module_files():
+        assert '"itk-elastix' not in path.read_text(), f"{path.name} keeps its own copy of the requirements"

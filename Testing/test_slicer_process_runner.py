@@ -20,9 +20,10 @@ import pytest
 
 from phantoms import ellipsoid, render
 from SAMFewShotLib.slicer_support import process_runner
-from SAMFewShotLib.slicer_support.commands import present_checkpoints, propagate_command, weights_list_command
+from SAMFewShotLib.slicer_support.commands import propagate_command
 from SAMFewShotLib.slicer_support.process_runner import ProcessRunner
 from SAMFewShotLib.slicer_support.progress_lines import read_report
+from SAMFewShotLib.slicer_support.weights_commands import present_checkpoints, weights_list_command
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
 
@@ -145,6 +146,35 @@ def test_child_env_cwd_and_mixed_output(tmp_path):
     assert list(runner.stdout_lines) == ["plain text line", f"é {tmp_path} 1"]
     assert list(runner.stderr_lines) == ["warning: something", "last words"]
     assert runner.error_message() == "last words"
+
+
+def test_take_stdout_lines_returns_each_non_progress_line_once(tmp_path):
+    """The batch's per-case lines reach the module while the child runs, each exactly once."""
+    go = tmp_path / "go"
+    script = textwrap.dedent(
+        f"""
+        import json, os, time
+        print(json.dumps({{"case": "a", "status": "done"}}), flush=True)
+        print(json.dumps({{"stage": "batch", "done": 1, "total": 2}}), flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+        print(json.dumps({{"case": "b", "status": "failed"}}), flush=True)
+        """
+    )
+    runner = ProcessRunner()
+    runner.start([sys.executable, "-c", script])
+    taken, deadline = [], time.monotonic() + TIMEOUT
+    while not taken:
+        assert runner.running and time.monotonic() < deadline
+        runner.poll()
+        taken += runner.take_stdout_lines()
+        time.sleep(0.02)
+    assert [json.loads(line)["case"] for line in taken] == ["a"]
+    go.touch()
+    run_to_end(runner)
+    assert [json.loads(line)["case"] for line in runner.take_stdout_lines()] == ["b"]
+    assert runner.take_stdout_lines() == []
+    assert runner.tracker.latest().done == 1 and len(runner.stdout_lines) == 2
 
 
 # Cancelling ---------------------------------------------------------------------------------------

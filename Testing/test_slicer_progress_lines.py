@@ -12,6 +12,8 @@ from SAMFewShotLib.slicer_support.progress_lines import (
     ProgressEvent,
     ProgressTracker,
     format_elapsed,
+    json_object_line,
+    parse_json_output,
     parse_progress_line,
     read_report,
 )
@@ -137,3 +139,22 @@ def test_read_report_rejects_missing_and_corrupt_files(tmp_path, content, messag
 def test_read_report_rejects_a_folder(tmp_path):
     with pytest.raises(ValueError, match="not a file"):
         read_report(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [(' {"case": "a", "n": [1]} ', {"case": "a", "n": [1]}), ("[1, 2]", None), ("{not json}", None), ("plain", None),
+     ("", None), (None, None), ("{" * 5000 + "}" * 5000, None)],
+)  # fmt: skip
+def test_json_object_line(line, expected):
+    assert json_object_line(line) == expected
+
+
+def test_parse_json_output():
+    assert parse_json_output('{"name": "abdomen"}', "atlas info") == {"name": "abdomen"}
+    given = {"checkpoints": []}
+    assert parse_json_output(given, "weights list") is given
+    with pytest.raises(ValueError, match="The atlas info is not JSON"):
+        parse_json_output("abdomen (CT)", "atlas info")
+    with pytest.raises(ValueError, match="The weights list must be a JSON object, not list"):
+        parse_json_output("[1]", "weights list")

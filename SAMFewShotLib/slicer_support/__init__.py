@@ -2,14 +2,24 @@
 
 The Slicer module stays a thin layer; what it needs that does not touch Slicer lives here:
 
-- :mod:`.commands`: the ``samfewshot`` argv lists the module runs (``propagate``, ``suggest``,
-  ``weights list``) and the tooltip saying why an engine cannot run yet.
+- :mod:`.commands`: the ``samfewshot propagate`` and ``suggest`` argv lists and what an engine
+  still needs (PyTorch, a checkpoint) before it can run; :func:`~.commands.base_command`.
+- :mod:`.weights_commands`: ``weights list | import | verify`` argv lists and their output
+  (checkpoint rows with licence and status).
+- :mod:`.atlas_commands`: ``atlas info | apply | create`` argv lists and the bundle description.
+- :mod:`.batch_commands`: the ``batch`` argv list, model kinds, scheduler addresses.
+- :mod:`.batch_cases`: the batch's per-case JSON lines and the status table built from them.
 - :mod:`.progress_lines`: parsing the child's JSON progress lines, the per-stage tracker and its
   status text, and reading the ``--report`` JSON.
+- :mod:`.report_summary`: expected Dice and per-slice confidence of a propagation report.
 - :mod:`.process_runner`: the child process, its reader threads and queue, polled from a
   ``qt.QTimer``; cancel kills the whole process tree.
+- :mod:`.requirements`: the Python packages installed on first use (in sync with
+  pyproject.toml) and what is missing.
 - :mod:`.coordinates`: RAS (Slicer) <-> LPS (files), and Slicer's (k, j, i) array + IJKToRAS
   matrix <-> :class:`~SAMFewShotLib.volume.Volume`.
 
-Nothing in this package imports slicer, qt or vtk.
+Nothing in this package imports slicer, qt or vtk; the numpy/SimpleITK-backed parts of
+SAMFewShotLib it reuses (atlas bundle labels, batch scheduler rule) are imported inside the
+functions that need them, so the module's GUI can be built before the first-use installation.
 """

@@ -8,12 +8,12 @@ the file system.
 
 This module is deliberately light (no numpy, no engine imports) so the Slicer module can import
 it when its GUI is built; ``Testing/test_slicer_commands.py`` checks that the engine table below
-matches :mod:`SAMFewShotLib.engines`.
+matches :mod:`SAMFewShotLib.engines`. The ``weights``, ``atlas`` and ``batch`` command lines are in
+:mod:`.weights_commands`, :mod:`.atlas_commands` and :mod:`.batch_commands`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Mapping, Sequence, Union
 
@@ -24,17 +24,19 @@ EmptySlices = Union[str, Sequence[int], Mapping[int, Sequence[int]], None]
 MODULE = "SAMFewShotLib"
 #: Engines that need no weights (the part before ``:`` of an engine name).
 WEIGHTLESS_ENGINES = ("auto", "interpolate", "register")
-#: Engines that need PyTorch and a SAM checkpoint.
-SAM_ENGINES = ("sam",)
-#: Engines of the design that this version does not have.
-PLANNED_ENGINES = ("fewshot", "meta")
+#: Engines that need PyTorch and a SAM checkpoint (``--checkpoint``): SAM-MPA refinement, the
+#: few-shot mask decoder and the meta-learned adapters (which also take ``--init``).
+WEIGHTED_ENGINES = ("sam", "fewshot", "meta")
+#: Engines with SAM post-refinement rounds (``--refine``).
+REFINING_ENGINES = ("sam",)
+#: Engines that start from a meta-learned initialisation file (``--init``, optional).
+INIT_ENGINES = ("meta",)
 #: ``--axis`` choices of ``propagate`` (``suggest`` has no ``auto``).
 AXES = ("auto", "axial", "coronal", "sagittal")
 
 #: Tooltip texts of :func:`engine_requirements`.
 NEEDS_TORCH = "needs PyTorch (install from the Extension Manager: PyTorch)"
 NEEDS_CHECKPOINT = "needs a SAM checkpoint: import one under Model"
-NOT_AVAILABLE = "not available in this version"
 
 
 def engine_family(engine: str) -> str:
@@ -46,13 +48,14 @@ def engine_family(engine: str) -> str:
 
 def _check_engine(engine: str) -> str:
     family = engine_family(engine)
-    if family not in WEIGHTLESS_ENGINES + SAM_ENGINES + PLANNED_ENGINES:
-        known = ", ".join(WEIGHTLESS_ENGINES + SAM_ENGINES + PLANNED_ENGINES)
+    if family not in WEIGHTLESS_ENGINES + WEIGHTED_ENGINES:
+        known = ", ".join(WEIGHTLESS_ENGINES + WEIGHTED_ENGINES)
         raise ValueError(f"Engine must be one of {known} (optionally with ':option'), not {engine!r}")
     return family
 
 
-def _base(python_executable: PathLike, *command: str) -> list[str]:
+def base_command(python_executable: PathLike, *command: str) -> list[str]:
+    """``[python, "-m", "SAMFewShotLib", *command]``; ValueError for an empty executable."""
     python = os.fspath(python_executable)
     if not python:
         raise ValueError("The Python executable must be a path, not an empty string")
@@ -106,6 +109,7 @@ def propagate_command(
     refine: int | None = None,
     axis: str = "auto",
     empty_slices: EmptySlices = None,
+    init: PathLike | None = None,
 ) -> list[str]:
     """argv of ``samfewshot propagate`` with JSON progress on stdout and a JSON report.
 
@@ -115,11 +119,15 @@ def propagate_command(
         output_path: where the propagated labels go (``.nii.gz``, ``.nrrd``, ``.seg.nrrd``, ...).
         report_path: the ``--report`` JSON (read it with
             :func:`~SAMFewShotLib.slicer_support.progress_lines.read_report`).
-        engine: ``auto``, ``interpolate``, ``register[:tvl1|dis|elastix]``, ``sam[:interpolate]``.
-        checkpoint, refine: SAM options (checkpoint name or path, post-refinement rounds); added
-            only for the ``sam`` engine and ignored otherwise (the CLI rejects them there).
+        engine: ``auto``, ``interpolate``, ``register[:tvl1|dis|elastix]``, ``sam[:interpolate]``,
+            ``fewshot`` or ``meta``.
+        checkpoint: SAM checkpoint name or path; added for the weighted engines
+            (:data:`WEIGHTED_ENGINES`) only (the CLI rejects it for the others).
+        refine: SAM post-refinement rounds; added for ``sam`` only.
         axis: ``auto``, ``axial``, ``coronal`` or ``sagittal`` (the annotated axis).
         empty_slices: see :func:`empty_slices_spec`.
+        init: meta-learned initialisation file of the ``meta`` engine (None: its default);
+            ignored for the other engines.
 
     Raises:
         ValueError: an unknown engine family or axis, or a negative ``refine``.
@@ -127,7 +135,7 @@ def propagate_command(
     family = _check_engine(engine)
     if axis not in AXES:
         raise ValueError(f"Axis must be one of {', '.join(AXES)}, not {axis!r}")
-    argv = _base(
+    argv = base_command(
         python_executable,
         "propagate",
         os.fspath(image_path),
@@ -146,13 +154,14 @@ def propagate_command(
     spec = empty_slices_spec(empty_slices)
     if spec is not None:
         argv += ["--empty-slices", spec]
-    if family in SAM_ENGINES:
-        if checkpoint:
-            argv += ["--checkpoint", os.fspath(checkpoint)]
-        if refine is not None:
-            if isinstance(refine, bool) or int(refine) != refine or refine < 0:
-                raise ValueError(f"Refinement rounds must be an integer >= 0, not {refine!r}")
-            argv += ["--refine", str(int(refine))]
+    if family in WEIGHTED_ENGINES and checkpoint:
+        argv += ["--checkpoint", os.fspath(checkpoint)]
+    if family in REFINING_ENGINES and refine is not None:
+        if isinstance(refine, bool) or int(refine) != refine or refine < 0:
+            raise ValueError(f"Refinement rounds must be an integer >= 0, not {refine!r}")
+        argv += ["--refine", str(int(refine))]
+    if family in INIT_ENGINES and init is not None and os.fspath(init):
+        argv += ["--init", os.fspath(init)]
     return argv
 
 
@@ -180,7 +189,7 @@ def suggest_command(
         raise ValueError(f"k must be an integer >= 1, not {k!r}")
     if axis not in AXES[1:]:
         raise ValueError(f"Axis must be one of {', '.join(AXES[1:])}, not {axis!r}")
-    argv = _base(python_executable, "suggest", os.fspath(image_path), "--k", str(int(k)), "--axis", axis)
+    argv = base_command(python_executable, "suggest", os.fspath(image_path), "--k", str(int(k)), "--axis", axis)
     if slice_range is not None:
         if isinstance(slice_range, str):
             text = slice_range.strip()
@@ -197,45 +206,14 @@ def suggest_command(
     return argv + ["--progress", "json"]
 
 
-def weights_list_command(python_executable: PathLike) -> list[str]:
-    """argv of ``samfewshot weights list --json`` (stdout: one JSON object; see
-    :func:`present_checkpoints`). Progress is off so stdout holds only the JSON."""
-    return _base(python_executable, "weights", "list", "--json", "--progress", "none")
-
-
-def present_checkpoints(weights_list_json: str | Mapping) -> list[str]:
-    """Names of the usable checkpoints in the output of :func:`weights_list_command`.
-
-    A checkpoint is usable when its status starts with ``present`` and reports no hash mismatch
-    (the engine refuses a file whose hash changed). Raises ValueError for output that is not
-    that JSON object.
-    """
-    payload = weights_list_json
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"The weights list is not JSON ({error})") from None
-    rows = payload.get("checkpoints") if isinstance(payload, Mapping) else None
-    if not isinstance(rows, list):
-        raise ValueError("The weights list has no 'checkpoints' list")
-    return [
-        str(row["name"])
-        for row in rows
-        if isinstance(row, Mapping)
-        and "name" in row
-        and str(row.get("status", "")).startswith("present")
-        and "mismatch" not in str(row.get("status", ""))
-    ]
-
-
 def engine_requirements(engine: str, torch_available: bool, checkpoints_present: Sequence[str]) -> str | None:
     """What ``engine`` still needs before it can run, as tooltip text; None when it is usable.
 
     Args:
         engine: an engine name as the module offers it (``auto``, ``register:dis``, ``sam``, ...).
         torch_available: whether ``import torch`` works in Slicer's Python.
-        checkpoints_present: usable checkpoint names (:func:`present_checkpoints`).
+        checkpoints_present: usable checkpoint names
+            (:func:`~.weights_commands.present_checkpoints`).
 
     Returns:
         None, or e.g. ``"needs PyTorch (install from the Extension Manager: PyTorch)"``; several
@@ -245,8 +223,6 @@ def engine_requirements(engine: str, torch_available: bool, checkpoints_present:
         ValueError: an engine name this version does not know at all.
     """
     family = _check_engine(engine)
-    if family in PLANNED_ENGINES:
-        return NOT_AVAILABLE
     if family in WEIGHTLESS_ENGINES:
         return None
     needs = []

@@ -88,6 +88,7 @@ class ProcessRunner:
         self._exit_seen: float | None = None
         self.stderr_lines: collections.deque[str] = collections.deque(maxlen=self._max_lines)
         self.stdout_lines: collections.deque[str] = collections.deque(maxlen=self._max_lines)
+        self._unread_stdout: list[str] = []
 
     # Starting --------------------------------------------------------------------------------
     def start(
@@ -169,11 +170,19 @@ class ProcessRunner:
                 event = parse_progress_line(line)
                 if event is None:
                     self.stdout_lines.append(line)
+                    self._unread_stdout.append(line)
                 else:
                     self.tracker.update(event)
                     events.append(event)
         self._check_finished()
         return events
+
+    def take_stdout_lines(self) -> list[str]:
+        """The stdout lines that are not progress events received by :meth:`poll` since the last
+        call, oldest first (every one of them, unlike the bounded :attr:`stdout_lines`): how the
+        batch's per-case lines reach the Slicer module while the child runs."""
+        lines, self._unread_stdout = self._unread_stdout, []
+        return lines
 
     def _check_finished(self) -> None:
         if self._finished or self._process is None or self._process.poll() is None:

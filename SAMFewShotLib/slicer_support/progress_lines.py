@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,9 @@ def _count(value) -> int | None:
     return int(value) if value >= 0 else None
 
 
-def parse_progress_line(line: str) -> ProgressEvent | None:
-    """The event of one stdout line, or None when the line is not a progress line.
-
-    Never raises: non-JSON text, JSON that is not an object, a missing or non-string ``stage``,
-    and ``done``/``total`` that are not non-negative integers all give None.
-    """
+def json_object_line(line: str) -> dict | None:
+    """The JSON object one stdout line holds, or None (not a string, not ``{...}``, not valid
+    JSON, or JSON that is not an object). Never raises."""
     if not isinstance(line, str):
         return None
     text = line.strip()
@@ -63,7 +60,35 @@ def parse_progress_line(line: str) -> ProgressEvent | None:
         payload = json.loads(text)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(payload, dict):
+    return payload if isinstance(payload, dict) else None
+
+
+def parse_json_output(output: str | Mapping, what: str) -> Mapping:
+    """The JSON object a child printed (``weights list --json``, ``atlas info --json``), or the
+    already parsed object as is.
+
+    Raises:
+        ValueError: ``"The <what> is not JSON (...)"`` or ``"The <what> must be a JSON object, not list"``.
+    """
+    payload = output
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"The {what} is not JSON ({error})") from None
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"The {what} must be a JSON object, not {type(payload).__name__}")
+    return payload
+
+
+def parse_progress_line(line: str) -> ProgressEvent | None:
+    """The event of one stdout line, or None when the line is not a progress line.
+
+    Never raises: non-JSON text, JSON that is not an object, a missing or non-string ``stage``,
+    and ``done``/``total`` that are not non-negative integers all give None.
+    """
+    payload = json_object_line(line)
+    if payload is None:
         return None
     stage, done, total = payload.get("stage"), _count(payload.get("done")), _count(payload.get("total"))
     if not isinstance(stage, str) or done is None or total is None:

@@ -1,0 +1,381 @@
+"""Training an RRL-MedSAM bundle from one labelled atlas and unlabelled images.
+
+Two stages (the paper's dual-stage knowledge distillation):
+
+1. *Distillation* (only with a teacher checkpoint): the general lightweight encoder learns SAM's
+   image embeddings by MSE (:mod:`.distillation`), ``distill_iterations`` steps of one slice.
+   Without a teacher this stage is skipped and the encoders start from random weights.
+2. *Joint registration-segmentation*: each iteration takes the atlas and one unlabelled image
+   (drawn with a seeded generator), registers the atlas onto it and segments it with both
+   branches (:class:`.model.RRLMedSAM`), and minimises::
+
+       lambda1 * smoothness(flow) + lambda2 * NCC(warped atlas, target)
+         + lambda3 * ramp * Dice(warped atlas labels, medical segmentation (detached))
+         + seg(general logits, warped atlas labels (detached))
+         + seg(medical logits, warped atlas labels (detached))
+         [+ seg(both branches on the atlas image, true atlas labels)]   (atlas_supervision)
+
+   seg = soft Dice + cross-entropy; ramp = min(1, iteration / dice_warmup) keeps the
+   registration from following an untrained segmentation. After every optimiser step the two
+   encoders exchange weights by mutual EMA (:mod:`.ema`, Eq. 2-3, alpha 0.99).
+
+All losses are computed on the working grid (size / 2). A checkpoint (model, optimisers,
+counters, generator states, settings, data digest) is written atomically to the work folder every
+``checkpoint_every`` iterations, at the end, and when cancelled; ``resume=True`` continues that
+run exactly (same iteration count, optimiser state and random draws), also to a larger
+``iterations``. The bundle is written only when training completes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ...progress import Cancelled, CancelToken, Progress, no_progress
+from ...sam.preprocess import looks_like_ct
+from ...volume import LabelVolume, Volume
+from ...volume_io import PathLike
+from ..normalisation import default_normalisation
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .data import TrainingData, prepare_training_data
+from .ema import DEFAULT_ALPHA, mutual_ema_
+from .losses import dice_loss, ncc_loss, segmentation_loss, smoothness_loss
+from .model import RRLConfig, RRLMedSAM
+from .network_file import NETWORK_MEMBER, save_network
+from .spatial_transformer import warp
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 128
+DEFAULT_ITERATIONS = 1000
+STAGE_DISTILL = "RRL-MedSAM distillation"
+STAGE_TRAIN = "RRL-MedSAM training"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of a run (recorded in the bundle's parameters and in checkpoints).
+
+    Attributes:
+        lambda_smooth, lambda_ncc, lambda_dice: the paper's lambda1..3 (registration losses).
+        dice_warmup: iterations over which lambda_dice ramps up from 0.
+        learning_rate: Adam learning rate of the joint stage.
+        ema_alpha: mutual-EMA coefficient (Eq. 2-3).
+        ncc_window: local NCC window (working-grid voxels, odd).
+        atlas_supervision: also segment the atlas image against its true labels.
+        distill_iterations, distill_slices, distill_learning_rate: stage 1 (with a teacher).
+        checkpoint_every: iterations between checkpoints.
+        seed: seeds the network initialisation and the target / slice draws.
+    """
+
+    lambda_smooth: float = 1.0
+    lambda_ncc: float = 1.0
+    lambda_dice: float = 1.0
+    dice_warmup: int = 100
+    learning_rate: float = 1e-3
+    ema_alpha: float = DEFAULT_ALPHA
+    ncc_window: int = 9
+    atlas_supervision: bool = True
+    distill_iterations: int = 200
+    distill_slices: int = 8
+    distill_learning_rate: float = 1e-3
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, not {self.checkpoint_every}")
+        if self.distill_iterations < 0 or self.distill_slices < 1 or self.dice_warmup < 0:
+            raise ValueError(
+                "distill_iterations and dice_warmup must be >= 0 and distill_slices >= 1, not "
+                f"{self.distill_iterations}, {self.dice_warmup}, {self.distill_slices}"
+            )
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``; ValueError otherwise."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("Device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+        return torch.device("cuda")
+    raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
+
+
+def jrs_losses(model: RRLMedSAM, data: TrainingData, target: torch.Tensor, settings: TrainSettings, iteration: int) -> dict:
+    """The joint stage's losses for one (atlas, target) pair; ``"total"`` is the one to minimise."""
+    out = model(data.atlas, target, segment_moving=settings.atlas_supervision)
+    warped = warp(out.moving, out.flow)
+    warped_labels = warp(data.atlas_onehot, out.flow)
+    medical_target = torch.softmax(out.medical_logits[:1], dim=1)
+    losses = {
+        "smooth": smoothness_loss(out.flow),
+        "ncc": ncc_loss(out.fixed, warped, settings.ncc_window),
+        "dice": dice_loss(warped_labels, medical_target.detach()),
+    }
+    pseudo = warped_labels.detach()
+    losses["seg_general"] = segmentation_loss(out.general_logits[:1], pseudo)
+    losses["seg_medical"] = segmentation_loss(out.medical_logits[:1], pseudo)
+    if settings.atlas_supervision:
+        losses["seg_general"] = losses["seg_general"] + segmentation_loss(out.general_logits[1:], data.atlas_onehot)
+        losses["seg_medical"] = losses["seg_medical"] + segmentation_loss(out.medical_logits[1:], data.atlas_onehot)
+    ramp = min(1.0, iteration / settings.dice_warmup) if settings.dice_warmup else 1.0
+    losses["total"] = (
+        settings.lambda_smooth * losses["smooth"]
+        + settings.lambda_ncc * losses["ncc"]
+        + settings.lambda_dice * ramp * losses["dice"]
+        + losses["seg_general"]
+        + losses["seg_medical"]
+    )
+    return losses
+
+
+class Trainer:
+    """The training state of one run: model, optimisers, counters, generator; see the module docstring.
+
+    Args:
+        data: the prepared inputs (on any device; moved to ``device``).
+        config: the network's configuration.
+        settings: hyper-parameters.
+        device: torch device.
+        teacher: (Sam, sha256) for stage 1, or None.
+        cache_dir: where teacher embeddings are cached (None: memory only).
+    """
+
+    def __init__(
+        self,
+        data: TrainingData,
+        config: RRLConfig,
+        settings: TrainSettings,
+        device: torch.device,
+        teacher=None,
+        cache_dir: Path | None = None,
+    ):
+        self.settings = settings
+        self.config = config
+        self.device = device
+        self.data = data.to(device)
+        self.data_digest = data.digest()
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, the caller's RNG untouched
+            torch.manual_seed(settings.seed)
+            self.model = RRLMedSAM(config).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
+        self.distill_optimizer = torch.optim.Adam(
+            self.model.general_encoder.parameters(), lr=settings.distill_learning_rate
+        )
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.teacher = teacher
+        self.cache_dir = cache_dir
+        self.distill_total = settings.distill_iterations if teacher is not None else 0
+        self.distill_iteration = 0
+        self.iteration = 0
+        self.seconds = 0.0
+        self.last_losses: dict[str, float] = {}
+
+    # Checkpoints ---------------------------------------------------------------------------------
+    def identity(self) -> dict:
+        """What must match for a checkpoint to be resumed: settings, network, data, teacher."""
+        return {
+            "settings": asdict(self.settings),
+            "config": self.config.to_dict(),
+            "data": self.data_digest,
+            "teacher": self.teacher[1] if self.teacher is not None else None,
+        }
+
+    def state(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "identity": self.identity(),
+            "iteration": self.iteration,
+            "distill_iteration": self.distill_iteration,
+            "seconds": self.seconds,
+            "last_losses": dict(self.last_losses),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "distill_optimizer": self.distill_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state(self, state: dict, source: Path) -> None:
+        """Continue from a :meth:`state`; ValueError when it belongs to another run."""
+        if state.get("version") != CHECKPOINT_VERSION or state.get("identity") != self.identity():
+            raise ValueError(
+                f"{source}: the checkpoint belongs to another run (other inputs, size, teacher or settings); "
+                "use another --work-dir or train without --resume"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.distill_optimizer.load_state_dict(state["distill_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.iteration = int(state["iteration"])
+        self.distill_iteration = int(state["distill_iteration"])
+        self.seconds = float(state["seconds"])
+        self.last_losses = dict(state["last_losses"])
+
+    # Stages ---------------------------------------------------------------------------------------
+    def distill(self, progress: Progress, cancel: CancelToken | None, save) -> None:
+        """Stage 1 up to ``distill_total`` steps; then the medical encoder starts as a copy."""
+        if self.distill_iteration >= self.distill_total:
+            return
+        from ...sam.embedding_cache import EmbeddingCache
+        from .distillation import distillation_loss, prepare_distillation
+
+        sam, digest = self.teacher
+        cache = EmbeddingCache(self.cache_dir) if self.cache_dir is not None else EmbeddingCache.memory_only()
+        dataset = prepare_distillation(
+            sam, digest, self.data.cubes, self.settings.distill_slices, cache, progress=progress, cancel=cancel
+        )
+        encoder = self.model.general_encoder
+        encoder.train()
+        while self.distill_iteration < self.distill_total:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            index = int(torch.randint(len(dataset), (1,), generator=self.generator))
+            loss = distillation_loss(encoder, sam, dataset, [index])
+            self.distill_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.distill_optimizer.step()
+            self.distill_iteration += 1
+            self.last_losses = {"distill_mse": float(loss.detach())}
+            if self.distill_iteration == self.distill_total:
+                self.model.medical_encoder.load_state_dict(encoder.state_dict())
+            progress(STAGE_DISTILL, self.distill_iteration, self.distill_total)
+            if self.distill_iteration % self.settings.checkpoint_every == 0:
+                save()
+
+    def train(self, iterations: int, progress: Progress, cancel: CancelToken | None, save) -> None:
+        """The joint stage up to ``iterations`` (counted over the whole run)."""
+        self.model.train()
+        progress(STAGE_TRAIN, min(self.iteration, iterations), iterations)
+        while self.iteration < iterations:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            start = time.perf_counter()
+            index = int(torch.randint(len(self.data.targets), (1,), generator=self.generator))
+            losses = jrs_losses(self.model, self.data, self.data.targets[index], self.settings, self.iteration)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            self.optimizer.step()
+            mutual_ema_(self.model.general_encoder, self.model.medical_encoder, self.settings.ema_alpha)
+            self.iteration += 1
+            self.seconds += time.perf_counter() - start
+            self.last_losses = {k: float(v.detach()) for k, v in losses.items()}
+            progress(STAGE_TRAIN, self.iteration, iterations)
+            if self.iteration % self.settings.checkpoint_every == 0:
+                save()
+
+
+def _teacher(checkpoint: str | None, device: torch.device, progress: Progress, cancel: CancelToken | None):
+    """(Sam on ``device`` in eval mode, its sha256) or None."""
+    if checkpoint is None:
+        return None
+    from ...sam.model_loading import load_sam
+
+    sam, loaded = load_sam(checkpoint, progress=progress, cancel=cancel)
+    return sam.to(device).eval(), loaded.sha256
+
+
+def train_rrl_bundle(
+    atlas_image: Volume,
+    atlas_labels: LabelVolume,
+    unlabeled: Sequence[Volume],
+    output: PathLike,
+    *,
+    name: str | None = None,
+    size: int = DEFAULT_SIZE,
+    iterations: int = DEFAULT_ITERATIONS,
+    teacher_checkpoint: str | None = None,
+    resume: bool = False,
+    work_dir: PathLike | None = None,
+    device: str = "auto",
+    settings: TrainSettings | None = None,
+    config: RRLConfig | None = None,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """Train RRL-MedSAM on one atlas and unlabelled images; write an ``rrl_medsam`` bundle.
+
+    Args:
+        atlas_image, atlas_labels: the labelled atlas (one grid); every label value present is a class.
+        unlabeled: images of the same modality and body region (any grids).
+        output: the bundle (``.zip`` or folder), written atomically at the end.
+        name: bundle name (default: the output's name without extensions).
+        size: cube edge the volumes are resampled to (multiple of 32; the paper uses 128).
+        iterations: joint-stage iterations (over the whole run when resuming).
+        teacher_checkpoint: SAM checkpoint path or registry name for stage 1 (None: no stage 1).
+        resume: continue from the work folder's checkpoint (ValueError when absent or of another run).
+        work_dir: folder for checkpoints and cached teacher embeddings (default ``<output>.work``).
+        device: "auto", "cpu" or "cuda".
+        settings: hyper-parameters (default :class:`TrainSettings`()).
+        config: network layout; ``size``, ``n_classes`` and ``embed_dim`` are set from the data
+            and the teacher.
+        progress: called with (stage, done, total) for reading the teacher, encoding its slices,
+            distillation and training iterations.
+        cancel: polled between iterations; on cancel a checkpoint is written and ``Cancelled`` raised.
+
+    Returns:
+        The bundle's path. Its parameters hold the network configuration, the class -> label
+        value table, the settings, iterations, seconds per iteration and the last losses.
+    """
+    from ..bundle import write_bundle
+
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, not {iterations!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 32 or size % 32:
+        raise ValueError(f"size must be a multiple of 32 (32, 64, 96, 128, ...), not {size!r}")
+    settings = settings or TrainSettings()
+    output = Path(output).expanduser()
+    work = Path(work_dir).expanduser() if work_dir is not None else output.with_name(output.name + ".work")
+    checkpoint_path = work / CHECKPOINT_NAME
+    if resume and not checkpoint_path.is_file():
+        raise ValueError(f"{checkpoint_path}: no checkpoint to resume from (train without --resume first)")
+    torch_device = resolve_device(device)
+    modality = "CT" if looks_like_ct(atlas_image) else "MR"
+    normalisation = default_normalisation(modality)
+    data = prepare_training_data(atlas_image, atlas_labels, unlabeled, size, normalisation)
+    teacher = _teacher(teacher_checkpoint, torch_device, progress, cancel)
+    embed_dim = int(teacher[0].prompt_encoder.embed_dim) if teacher is not None else RRLConfig.embed_dim
+    config = replace(config or RRLConfig(), size=size, n_classes=len(data.label_values) + 1, embed_dim=embed_dim)
+    work.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(data, config, settings, torch_device, teacher, work / "embeddings")
+    if resume:
+        trainer.load_state(load_checkpoint(checkpoint_path), checkpoint_path)
+        logger.info("Resuming at iteration %d (distillation %d)", trainer.iteration, trainer.distill_iteration)
+
+    def save() -> None:
+        save_checkpoint(checkpoint_path, trainer.state())
+
+    try:
+        trainer.distill(progress, cancel, save)
+        trainer.train(iterations, progress, cancel, save)
+    except Cancelled:
+        save()
+        raise
+    save()
+    network = work / NETWORK_MEMBER
+    save_network(network, trainer.model, data.label_values)
+    parameters = {
+        "network": config.to_dict(),
+        "label_values": data.label_values,
+        "iterations": trainer.iteration,
+        "distill_iterations": trainer.distill_iteration,
+        "teacher_sha256": teacher[1] if teacher is not None else None,
+        "seconds_per_iteration": trainer.seconds / max(trainer.iteration, 1),
+        "device": torch_device.type,
+        "settings": asdict(settings),
+        "last_losses": trainer.last_losses,
+    }
+    bundle_name = name or output.name.split(".")[0] or "rrl_medsam"
+    return write_bundle(
+        output, name=bundle_name, atlases=[(atlas_image, atlas_labels)], modality=modality,
+        normalisation=normalisation, engine="rrl_medsam", parameters=parameters, weights={NETWORK_MEMBER: network},
+    )
