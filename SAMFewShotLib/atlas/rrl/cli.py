@@ -13,7 +13,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``ATLAS_IMAGE ATLAS_LABELS UNLABELED_DIR -o BUNDLE [--name] [--size] [--iterations]
     [--teacher] [--work-dir] [--resume] [--device] [--progress]`` to ``parser``."""
     from ...progress import add_progress_argument
-    from .training import DEFAULT_ITERATIONS, DEFAULT_SIZE
+    from .defaults import DEFAULT_ITERATIONS, DEFAULT_SIZE
 
     parser.add_argument("atlas_image", metavar="ATLAS_IMAGE", help="the labelled atlas image")
     parser.add_argument("atlas_labels", metavar="ATLAS_LABELS", help="its label map (.nii.gz, .nrrd, .seg.nrrd)")

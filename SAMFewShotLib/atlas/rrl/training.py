@@ -15,8 +15,12 @@ Two stages (the paper's dual-stage knowledge distillation):
          + seg(medical logits, warped atlas labels (detached))
          [+ seg(both branches on the atlas image, true atlas labels)]   (atlas_supervision)
 
-   seg = soft Dice + cross-entropy; ramp = min(1, iteration / dice_warmup) keeps the
-   registration from following an untrained segmentation. After every optimiser step the two
+   seg = soft Dice + cross-entropy; ramp = clip(iteration / dice_warmup - 1, 0, 1) (0 for the
+   first dice_warmup iterations, then linear up to 1 over as many) keeps the registration from
+   following an untrained segmentation: measured on the abdominal CT with known deformations
+   (64^3 cube, 300 iterations, 5 targets), the Dice term ramped in over the first 100
+   iterations made the learnt flow *lower* the organ Dice against the zero flow (0.770 ->
+   0.746) while NCC improved; without it the flow raised it (0.770 -> 0.780). After every optimiser step the two
    encoders exchange weights by mutual EMA (:mod:`.ema`, Eq. 2-3, alpha 0.99).
 
 All losses are computed on the working grid (size / 2). A checkpoint (model, optimisers,
@@ -43,6 +47,7 @@ from ...volume_io import PathLike
 from ..normalisation import default_normalisation
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .data import TrainingData, prepare_training_data
+from .defaults import DEFAULT_ITERATIONS, DEFAULT_SIZE
 from .ema import DEFAULT_ALPHA, mutual_ema_
 from .losses import dice_loss, ncc_loss, segmentation_loss, smoothness_loss
 from .model import RRLConfig, RRLMedSAM
@@ -51,8 +56,6 @@ from .spatial_transformer import warp
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SIZE = 128
-DEFAULT_ITERATIONS = 1000
 STAGE_DISTILL = "RRL-MedSAM distillation"
 STAGE_TRAIN = "RRL-MedSAM training"
 CHECKPOINT_VERSION = 1
@@ -64,7 +67,8 @@ class TrainSettings:
 
     Attributes:
         lambda_smooth, lambda_ncc, lambda_dice: the paper's lambda1..3 (registration losses).
-        dice_warmup: iterations over which lambda_dice ramps up from 0.
+        dice_warmup: iterations without the registration Dice term; it then ramps up linearly
+            over as many iterations.
         learning_rate: Adam learning rate of the joint stage.
         ema_alpha: mutual-EMA coefficient (Eq. 2-3).
         ncc_window: local NCC window (working-grid voxels, odd).
@@ -77,7 +81,7 @@ class TrainSettings:
     lambda_smooth: float = 1.0
     lambda_ncc: float = 1.0
     lambda_dice: float = 1.0
-    dice_warmup: int = 100
+    dice_warmup: int = 300
     learning_rate: float = 1e-3
     ema_alpha: float = DEFAULT_ALPHA
     ncc_window: int = 9
@@ -128,7 +132,7 @@ def jrs_losses(model: RRLMedSAM, data: TrainingData, target: torch.Tensor, setti
     if settings.atlas_supervision:
         losses["seg_general"] = losses["seg_general"] + segmentation_loss(out.general_logits[1:], data.atlas_onehot)
         losses["seg_medical"] = losses["seg_medical"] + segmentation_loss(out.medical_logits[1:], data.atlas_onehot)
-    ramp = min(1.0, iteration / settings.dice_warmup) if settings.dice_warmup else 1.0
+    ramp = min(1.0, max(0.0, iteration / settings.dice_warmup - 1.0)) if settings.dice_warmup else 1.0
     losses["total"] = (
         settings.lambda_smooth * losses["smooth"]
         + settings.lambda_ncc * losses["ncc"]
@@ -326,7 +330,7 @@ def train_rrl_bundle(
         The bundle's path. Its parameters hold the network configuration, the class -> label
         value table, the settings, iterations, seconds per iteration and the last losses.
     """
-    from ..bundle import write_bundle
+    from ..bundle import _check_output, write_bundle
 
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, not {iterations!r}")
@@ -334,6 +338,7 @@ def train_rrl_bundle(
         raise ValueError(f"size must be a multiple of 32 (32, 64, 96, 128, ...), not {size!r}")
     settings = settings or TrainSettings()
     output = Path(output).expanduser()
+    _check_output(output)  # before hours of training, not only when the bundle is written
     work = Path(work_dir).expanduser() if work_dir is not None else output.with_name(output.name + ".work")
     checkpoint_path = work / CHECKPOINT_NAME
     if resume and not checkpoint_path.is_file():

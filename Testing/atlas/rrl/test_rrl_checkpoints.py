@@ -111,3 +111,15 @@ def test_empty_atlas_labels_and_no_unlabelled_images_are_refused(tmp_path):
         train_rrl_bundle(image, labels.with_array(labels.array * 0), unlabeled, tmp_path / "x.zip", size=32, iterations=1)
     with pytest.raises(ValueError, match="at least one unlabelled"):
         train_rrl_bundle(image, labels, [], tmp_path / "x.zip", size=32, iterations=1)
+
+
+def test_an_unusable_output_is_refused_before_training(tmp_path):
+    image, labels, unlabeled = _inputs()
+    folder = tmp_path / "occupied"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a bundle")
+    calls = []
+    with pytest.raises(ValueError, match="not empty"):
+        train_rrl_bundle(image, labels, unlabeled, folder, size=32, iterations=1,
+                         progress=lambda *args: calls.append(args))
+    assert calls == [] and not (tmp_path / "occupied.work").exists()

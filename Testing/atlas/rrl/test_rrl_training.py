@@ -53,13 +53,17 @@ def test_training_improves_dice_over_the_untrained_network_and_the_identity_warp
     bundle = load_bundle(trained["bundle"])
     untrained = _untrained_bundle(trained, tmp_path)
     atlas_labels = trained["atlas"][1].array
-    scores = {"trained": [], "untrained": [], "identity": []}
+    scores = {"trained": [], "registration": [], "untrained": [], "identity": []}
     for image, reference in trained["cases"]:  # 3 unlabelled training images + 1 held out
         scores["trained"].append(_mean_dice(apply_rrl(bundle, image).array, reference.array))
+        registered = apply_rrl(bundle, image, output="registration")
+        assert registered.volume.same_grid(image)
+        scores["registration"].append(_mean_dice(registered.array, reference.array))
         scores["untrained"].append(_mean_dice(apply_rrl(untrained, image).array, reference.array))
         scores["identity"].append(_mean_dice(atlas_labels, reference.array))
     mean = {k: float(np.mean(v)) for k, v in scores.items()}
     assert mean["trained"] > mean["identity"] + 0.05, mean
+    assert mean["registration"] > mean["identity"] + 0.05, mean
     assert mean["trained"] > mean["untrained"] + 0.3, mean
     assert scores["trained"][-1] > scores["identity"][-1], scores  # the held-out image too
 
@@ -113,8 +117,10 @@ def test_apply_returns_labels_on_the_image_grid_with_the_bundle_segments(trained
     assert bundle.parameters["iterations"] == ITERATIONS and bundle.parameters["seconds_per_iteration"] > 0
 
 
-def test_apply_refuses_a_registration_bundle(tmp_path):
+def test_apply_refuses_a_registration_bundle_and_unknown_outputs(trained, tmp_path):
     image, labels = phantom()
     bundle = load_bundle(write_bundle(tmp_path / "b", name="reg", atlases=[(image, labels)]))
     with pytest.raises(ValueError, match="rrl_medsam"):
         apply_rrl(bundle, image)
+    with pytest.raises(ValueError, match="output must be one of"):
+        apply_rrl(load_bundle(trained["bundle"]), image, output="fusion")
