@@ -35,6 +35,7 @@ from .cli_common import (
     EXIT_FAILURE,
     EXIT_OK,
     UserError,
+    check_output_and_report,
     check_outputs_differ,
     check_report_path,
     write_json_atomic,
@@ -82,10 +83,7 @@ def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> in
                 f"{args.engine!r} needs no weights and runs on the CPU"
             )
     check_writable(args.output, "labels")
-    check_report_path(args.report)
-    check_outputs_differ(args.output, [args.image, args.annotation])
-    if args.report:
-        check_outputs_differ(args.report, [args.image, args.annotation, args.output])
+    check_output_and_report(args.output, args.report, [args.image, args.annotation])
     image = read_volume(args.image)
     labels = read_labels(args.annotation)
     image.require_same_grid(labels.volume, "annotation")

@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from .cli_common import EXIT_OK, UserError, check_outputs_differ, check_report_path, write_json_atomic
+from .cli_common import EXIT_OK, UserError, check_output_and_report, check_outputs_differ, write_json_atomic
 from .progress import add_progress_argument
 
 
@@ -151,10 +151,7 @@ def cmd_atlas_apply(args: argparse.Namespace, progress, cancel) -> int:
     start = time.perf_counter()
     check_refine(args.refine, args.checkpoint)
     check_writable(args.output, "labels")
-    check_report_path(args.report)
-    check_outputs_differ(args.output, [args.image, args.bundle])
-    if args.report:
-        check_outputs_differ(args.report, [args.image, args.bundle, args.output])
+    check_output_and_report(args.output, args.report, [args.image, args.bundle])
     bundle = load_bundle(args.bundle)
     image = read_volume(args.image)
     result = apply_bundle(

@@ -69,3 +69,12 @@ def check_outputs_differ(output: str, inputs: Sequence[str]) -> None:
     for given in inputs:
         if same_file(output, given):
             raise UserError(f"Output path {output} is the input {given}: choose another output")
+
+
+def check_output_and_report(output: str, report: str | None, inputs: Sequence[str]) -> None:
+    """UserError for a report path that cannot be written, or an output or report that is one of
+    the ``inputs`` (or a report that is the output)."""
+    check_report_path(report)
+    check_outputs_differ(output, inputs)
+    if report:
+        check_outputs_differ(report, [*inputs, output])

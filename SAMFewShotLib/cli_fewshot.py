@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .cli_common import EXIT_OK, UserError, check_outputs_differ, check_report_path, write_json_atomic
+from .cli_common import EXIT_OK, UserError, check_output_and_report, write_json_atomic
 from .progress import add_progress_argument
 
 
@@ -76,10 +76,7 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def _check_paths(args: argparse.Namespace, inputs: list[str]) -> None:
     """UserError for a report path that cannot be written, or an output/report that is an input."""
-    check_report_path(args.report)
-    check_outputs_differ(args.output, inputs)
-    if args.report:
-        check_outputs_differ(args.report, [*inputs, args.output])
+    check_output_and_report(args.output, args.report, inputs)
 
 
 def _check_head_output(path: str) -> None:

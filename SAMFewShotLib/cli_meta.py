@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from .cli_common import EXIT_OK, UserError, check_outputs_differ, check_report_path, write_json_atomic
+from .cli_common import EXIT_OK, UserError, check_output_and_report, write_json_atomic
 from .progress import add_progress_argument
 
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -93,10 +93,7 @@ def cmd_meta_train(args: argparse.Namespace, progress, cancel) -> int:
         iterations=args.iterations, shots=args.shots, queries=args.queries, meta_lr=args.meta_lr, seed=args.seed
     )
     _check_output(args.output)
-    check_report_path(args.report)
-    check_outputs_differ(args.output, [args.checkpoint])
-    if args.report:
-        check_outputs_differ(args.report, [args.output, args.checkpoint])
+    check_output_and_report(args.output, args.report, [args.checkpoint])
     cases = find_labeled_cases(args.labeled_dir)
     volumes = read_cases(cases, progress=progress, cancel=cancel)
     tasks, notes = tasks_from_volumes(volumes, axis=AXES[args.axis], labels=labels, window=args.window)
