@@ -27,7 +27,7 @@ from ..cli_common import UserError
 from ..progress import Cancelled, CancelToken
 from .case_task import CaseResult, CaseTask, one_line
 from .inputs import Case
-from .runner import POLL_SECONDS, RETRIES, available_cores, limit_threads
+from .runner import POLL_SECONDS, RETRIES, available_cores, limit_threads, worker_context
 
 _LOCAL = re.compile(r"^local:(\d+)$")
 _ADDRESS = re.compile(r"^(tcp|tls)://[^\s/:]+:\d+$")
@@ -42,8 +42,11 @@ def check_scheduler(scheduler: str) -> None:
 
 
 @contextmanager
-def connect(scheduler: str, *, gpu: bool = False):
-    """A dask Client on ``scheduler``; for ``local:N`` a LocalCluster it closes on exit.
+def connect(scheduler: str, *, gpu: bool = False, preload: Sequence[str] = ()):
+    """A dask Client on ``scheduler``; for ``local:N`` a LocalCluster it closes on exit, whose
+    workers (on Linux) are forked from a fork server that has imported ``preload`` once, as
+    the local pool's are (:func:`~.runner.worker_context`); a worker restarted after a loss
+    is spawned afresh.
 
     Yields:
         (client, threads): the client and the threads per case (None: leave the workers' own).
@@ -64,7 +67,16 @@ def connect(scheduler: str, *, gpu: bool = False):
             yield client, None
         return
     workers = int(match.group(1))
-    with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+    settings = {"distributed.scheduler.allowed-failures": RETRIES}
+    forkserver = worker_context().get_start_method() == "forkserver"
+    if forkserver:
+        settings["distributed.worker.multiprocessing-method"] = "forkserver"
+    with dask.config.set(settings):
+        if forkserver:
+            from distributed.utils import get_mp_context
+
+            get_mp_context()  # dask sets its fork server preload once; ours (with distributed) replaces it
+            worker_context(("distributed", *preload))
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -144,5 +156,5 @@ def run_dask(
     cases: Sequence[Case], task: CaseTask, *, scheduler: str, gpu: bool = False, cancel: CancelToken | None = None
 ) -> Iterator[CaseResult]:
     """:func:`run_on_client` on the client of :func:`connect` (``local:N`` or an address)."""
-    with connect(scheduler, gpu=gpu) as (client, threads):
+    with connect(scheduler, gpu=gpu, preload=task.model.preload) as (client, threads):
         yield from run_on_client(client, cases, task, threads=threads, gpu=gpu, cancel=cancel)
