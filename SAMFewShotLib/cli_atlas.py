@@ -71,6 +71,9 @@ def add_atlas_parser(subparsers) -> None:
     p.add_argument("--refine", default=None, choices=("sam",), help="refine the result slice by slice with SAM")
     p.add_argument("--checkpoint", default=None, help="SAM checkpoint path or name (with --refine sam)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--rrl-output", default=None, choices=("segmentation", "registration"),
+                   help="RRL-MedSAM bundles: the segmentation decoder's labels or the atlas labels warped by the "
+                        "predicted displacement (default: the bundle's choice)")
     p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds per stage, details")
     add_progress_argument(p)
     p.set_defaults(func=cmd_atlas_apply)
@@ -156,7 +159,7 @@ def cmd_atlas_apply(args: argparse.Namespace, progress, cancel) -> int:
     image = read_volume(args.image)
     result = apply_bundle(
         bundle, image, fusion=args.fusion, refine=args.refine, checkpoint=args.checkpoint, device=args.device,
-        progress=progress, cancel=cancel,
+        rrl_output=args.rrl_output, progress=progress, cancel=cancel,
     )
     write_labels(result.labels, args.output)
     seconds = dict(result.seconds, wall=time.perf_counter() - start)

@@ -99,7 +99,8 @@ def _check_head_output(path: str) -> None:
 def cmd_fewshot_train(args: argparse.Namespace, progress, cancel) -> int:
     from .annotation import SparseAnnotation, axis_from_name, parse_empty_slices
     from .bench import parse_labels
-    from .fewshot.apply import peak_rss_mib, train_head
+    from .fewshot.apply import train_head
+    from .memory import peak_rss_mib
     from .fewshot.fit import check_labels
     from .fewshot.head import save_head
     from .fewshot.training import TrainingConfig

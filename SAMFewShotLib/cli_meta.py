@@ -82,7 +82,7 @@ def cmd_meta_train(args: argparse.Namespace, progress, cancel) -> int:
     from .meta.init_file import MetaInit, save_init
     from .meta.labeled_dir import find_labeled_cases
     from .meta.load import load_meta_model
-    from .meta.memory import peak_gpu_mb, peak_rss_mb
+    from .memory import peak_gpu_mib, peak_rss_mib
     from .meta.meta_learning import MetaTrainingSettings, meta_train
     from .meta.tasks import read_cases, tasks_from_volumes
 
@@ -109,7 +109,7 @@ def cmd_meta_train(args: argparse.Namespace, progress, cancel) -> int:
         "settings": vars(settings).copy(),
         "query_loss_first": result.query_losses[0] if result.query_losses else None,
         "query_loss_last": result.query_losses[-1] if result.query_losses else None,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mib": peak_rss_mib(),
     }
     save_init(
         MetaInit(
@@ -126,7 +126,7 @@ def cmd_meta_train(args: argparse.Namespace, progress, cancel) -> int:
         args.output,
     )
     if args.report:
-        gpu = peak_gpu_mb()
+        gpu = peak_gpu_mib()
         write_json_atomic(
             args.report,
             dict(
@@ -137,7 +137,7 @@ def cmd_meta_train(args: argparse.Namespace, progress, cancel) -> int:
                 query_losses=result.query_losses,
                 support_losses=result.support_losses,
                 online_steps=config.steps,
-                **({"peak_gpu_mb": round(gpu, 1)} if gpu is not None else {}),
+                **({"peak_gpu_mib": gpu} if gpu is not None else {}),
             ),
         )
     print(

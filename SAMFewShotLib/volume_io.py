@@ -109,7 +109,7 @@ def check_writable(path: PathLike, kind: Literal["labels", "volume"] = "labels")
 
 
 # Reading ----------------------------------------------------------------------------------------
-def _first_line(error: BaseException) -> str:
+def itk_error_line(error: BaseException) -> str:
     """The most informative single line of an exception message (SimpleITK's are multi-line)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:
@@ -123,7 +123,7 @@ def _dicom_series_files(folder: Path) -> list[str]:
     try:
         series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as error:
-        raise ValueError(f"{folder}: cannot scan the folder for DICOM files ({_first_line(error)})") from None
+        raise ValueError(f"{folder}: cannot scan the folder for DICOM files ({itk_error_line(error)})") from None
     if not series_ids:
         raise ValueError(f"{folder}: the folder holds no DICOM series (give an image file or a DICOM folder)")
     series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
@@ -139,7 +139,7 @@ def _dicom_series_files(folder: Path) -> list[str]:
     return list(series[chosen])
 
 
-def _check_image_shape(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
+def check_image_shape(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
     text = "x".join(str(s) for s in size)
     if dimension < 3:
         raise ValueError(f"{path}: is a {dimension}D image of size {text}, not a 3D volume")
@@ -162,23 +162,23 @@ def _read_sitk(path: Path) -> sitk.Image:
         try:
             image = reader.Execute()
         except RuntimeError as error:
-            raise ValueError(f"{path}: cannot read the DICOM series ({_first_line(error)})") from None
-        _check_image_shape(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+            raise ValueError(f"{path}: cannot read the DICOM series ({itk_error_line(error)})") from None
+        check_image_shape(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
         return image
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
-        raise ValueError(f"{path}: is not an image file SimpleITK can read ({_first_line(error)})") from None
-    _check_image_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+        raise ValueError(f"{path}: is not an image file SimpleITK can read ({itk_error_line(error)})") from None
+    check_image_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
     try:
         return reader.Execute()
     except RuntimeError as error:
-        raise ValueError(f"{path}: cannot read the image ({_first_line(error)})") from None
+        raise ValueError(f"{path}: cannot read the image ({itk_error_line(error)})") from None
 
 
-def _check_finite(path: Path, array: np.ndarray) -> None:
+def check_finite(path: Path, array: np.ndarray) -> None:
     if not np.issubdtype(array.dtype, np.floating):
         if np.issubdtype(array.dtype, np.complexfloating):
             raise ValueError(f"{path}: has complex voxels ({array.dtype}); only real-valued volumes are supported")
@@ -211,7 +211,7 @@ def read_volume(path: PathLike) -> Volume:
         raise ValueError(f"{path}: no such file or folder")
     image = _read_sitk(path)
     volume = Volume.from_sitk(image)
-    _check_finite(path, volume.array)
+    check_finite(path, volume.array)
     _check_finite_nifti(path)
     return volume
 
@@ -229,7 +229,7 @@ def _check_finite_nifti(path: Path) -> None:
     image = nibabel.load(str(path))
     if not np.issubdtype(image.get_data_dtype(), np.floating):
         return
-    _check_finite(path, np.asanyarray(image.dataobj))
+    check_finite(path, np.asanyarray(image.dataobj))
 
 
 def _as_label_array(path: Path, array: np.ndarray) -> np.ndarray:
@@ -239,7 +239,7 @@ def _as_label_array(path: Path, array: np.ndarray) -> np.ndarray:
     converted to the smallest unsigned dtype holding their largest value (``label_dtype``).
     """
     if np.issubdtype(array.dtype, np.floating):
-        _check_finite(path, array)
+        check_finite(path, array)
         fractional = array != np.round(array)
         if fractional.any():
             example = float(array[fractional].flat[0])
@@ -343,7 +343,7 @@ def _read_seg_nrrd(path: Path) -> LabelVolume:
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd and slicerio raise several types
-        raise ValueError(f"{path}: cannot read the segmentation ({_first_line(error)})") from None
+        raise ValueError(f"{path}: cannot read the segmentation ({itk_error_line(error)})") from None
     voxels = segmentation.get("voxels")
     if voxels is None or voxels.ndim not in (3, 4):
         shape = None if voxels is None else voxels.shape
@@ -362,7 +362,7 @@ def _read_seg_nrrd(path: Path) -> LabelVolume:
         segments = tuple(_segment_from_info(info, info.get("labelValue", 1)) for info in segments_info)
     array = np.ascontiguousarray(np.transpose(_as_label_array(path, flat), (2, 1, 0)))
     volume = Volume(array=array, spacing=spacing, origin=origin, direction=direction)
-    _check_image_shape(path, 3, tuple(array.shape[::-1]), 1)
+    check_image_shape(path, 3, tuple(array.shape[::-1]), 1)
     return LabelVolume(volume, segments)
 
 
@@ -423,7 +423,7 @@ def _flatten_layers(
 
 
 # Writing ----------------------------------------------------------------------------------------
-def _atomic_write(out: Path, ext: str, write) -> None:
+def atomic_write(out: Path, ext: str, write) -> None:
     """Call ``write(temp_path)`` for a temporary file next to ``out``, then move it into place."""
     temp = out.with_name(f".{out.name[: -len(ext)]}-{uuid.uuid4().hex[:12]}.tmp{ext}")
     try:
@@ -442,9 +442,9 @@ def _write_sitk(image: sitk.Image, out: Path, ext: str) -> None:
         try:
             sitk.WriteImage(image, str(temp), True)
         except RuntimeError as error:
-            raise OSError(f"{out}: cannot write the image ({_first_line(error)})") from None
+            raise OSError(f"{out}: cannot write the image ({itk_error_line(error)})") from None
 
-    _atomic_write(out, ext, write)
+    atomic_write(out, ext, write)
 
 
 def write_volume(volume: Volume, path: PathLike) -> None:
@@ -523,4 +523,4 @@ def write_labels(labels: LabelVolume, path: PathLike) -> None:
     def write(temp: Path) -> None:
         slicerio.write_segmentation(str(temp), segmentation)
 
-    _atomic_write(out, ext, write)  # type: ignore[arg-type]
+    atomic_write(out, ext, write)  # type: ignore[arg-type]

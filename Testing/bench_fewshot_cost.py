@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from phantoms import ellipsoid, render  # noqa: E402
 from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
-from SAMFewShotLib.fewshot.apply import peak_rss_mib  # noqa: E402
+from SAMFewShotLib.memory import peak_rss_mib  # noqa: E402
 from SAMFewShotLib.fewshot.fit import fit_head  # noqa: E402
 from SAMFewShotLib.fewshot.inference import predict_slices  # noqa: E402
 from SAMFewShotLib.fewshot.training import TrainingConfig, default_iterations  # noqa: E402

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from phantoms import ellipsoid, render  # noqa: E402
 from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402
-from SAMFewShotLib.meta.memory import peak_gpu_mb, peak_rss_mb  # noqa: E402
+from SAMFewShotLib.memory import peak_gpu_mib, peak_rss_mib  # noqa: E402
 from SAMFewShotLib.meta.network import SSMSam  # noqa: E402
 from SAMFewShotLib.meta.online import PatchCache, SupportSet, adapt  # noqa: E402
 from SAMFewShotLib.meta.predict import predict_structure  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
         now = time.perf_counter()
         if done > 0:
             times.append(now - last[0])
-            print(f"  step {done}/{total}: {times[-1]:.1f} s, peak RSS so far {peak_rss_mb():.0f} MB", flush=True)
+            print(f"  step {done}/{total}: {times[-1]:.1f} s, peak RSS so far {peak_rss_mib():.0f} MiB", flush=True)
         last[0] = now
 
     result = adapt(network, SupportSet(supports, [], volume, 0, prep, config.max_shift), network_rates(network, config),
@@ -90,8 +90,8 @@ def main() -> None:
     slices = predicted.encoder_passes - 1
     seconds = (time.perf_counter() - start) / max(slices, 1)
     print(f"prediction: {seconds:.1f} s per slice ({slices} slices, adapted encoder without gradients + decoder)")
-    gpu = peak_gpu_mb()
-    print(f"peak RSS {peak_rss_mb():.0f} MB" + (f", peak GPU memory {gpu:.0f} MB" if gpu is not None else ""))
+    gpu = peak_gpu_mib()
+    print(f"peak RSS {peak_rss_mib():.0f} MiB" + (f", peak GPU memory {gpu:.0f} MiB" if gpu is not None else ""))
 
 
 def network_rates(network: SSMSam, config: MetaConfig) -> torch.Tensor:

@@ -86,6 +86,7 @@ def apply_bundle(
     refine: str | None = None,
     checkpoint: str | None = None,
     device: str = "auto",
+    rrl_output: str | None = None,
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> AtlasResult:
@@ -98,6 +99,8 @@ def apply_bundle(
         refine: None, or "sam" to refine the result slice by slice with SAM.
         checkpoint: SAM checkpoint (path or name), for ``refine="sam"``.
         device: "auto", "cpu" or "cuda" (the network and SAM).
+        rrl_output: for ``rrl_medsam`` bundles, "segmentation" or "registration" (the warped atlas
+            labels); None: the bundle's own choice. Refused for registration bundles.
         progress: ``progress(stage, done, total)`` per atlas, registration step, slice.
         cancel: polled between units of work.
 
@@ -105,12 +108,15 @@ def apply_bundle(
         :class:`AtlasResult`: labels on ``image``'s grid with the bundle's segments.
 
     Raises:
-        ValueError: unknown fusion or refinement, a refinement/checkpoint mismatch, bad device.
+        ValueError: unknown fusion or refinement, a refinement/checkpoint mismatch, bad device,
+            ``rrl_output`` given for a bundle that is not ``rrl_medsam``.
     """
     check_method(fusion)
     check_refine(refine, checkpoint)
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
+    if rrl_output is not None and bundle.engine != "rrl_medsam":
+        raise ValueError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, not a {bundle.engine} bundle")
     total = time.perf_counter()
     seconds: dict[str, float] = {}
     details: dict = {}
@@ -119,7 +125,8 @@ def apply_bundle(
         from .rrl.apply import apply_rrl
 
         start = time.perf_counter()
-        labels = apply_rrl(bundle, image, device=device, progress=progress, cancel=cancel)
+        labels = apply_rrl(bundle, image, device=device, output=rrl_output, progress=progress, cancel=cancel)
+        details["rrl_output"] = rrl_output or bundle.parameters.get("output", "segmentation")
         seconds["network"] = time.perf_counter() - start
     else:
         details["fusion"] = fusion

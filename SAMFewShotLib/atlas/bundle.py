@@ -141,7 +141,7 @@ def _replace_folder(built: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_output(out: Path) -> None:
+def check_bundle_output(out: Path) -> None:
     """ValueError unless a bundle can be written at ``out`` (zip file or folder)."""
     if not out.parent.is_dir():
         raise ValueError(f"{out}: the output folder {out.parent} does not exist")
@@ -208,7 +208,7 @@ def write_bundle(
         json.dumps(parameters or {})
     except TypeError as error:
         raise ValueError(f"Engine parameters must be JSON-serialisable: {error}") from None
-    _check_output(out)
+    check_bundle_output(out)
 
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as temp:
         built = Path(temp) / "bundle"

@@ -82,7 +82,7 @@ def connect(scheduler: str, *, gpu: bool = False, preload: Sequence[str] = ()):
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # no fixed port: several batches may run at once
             resources={"GPU": 1} if gpu else None,
             silence_logs=logging.ERROR,  # a worker slow to close is killed with a warning: not the user's concern
         )

@@ -208,17 +208,17 @@ def read_case_image(case: Case) -> Volume:
 
     if not case.series_files:
         return read_volume(case.path)
-    from ..volume_io import _check_finite, _check_image_shape, _first_line
+    from ..volume_io import check_finite, check_image_shape, itk_error_line
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(case.series_files))
     try:
         image = reader.Execute()
     except RuntimeError as error:
-        raise ValueError(f"{case.path}: cannot read the DICOM series of case {case.case_id} ({_first_line(error)})") from None
-    _check_image_shape(Path(case.path), image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+        raise ValueError(f"{case.path}: cannot read the DICOM series of case {case.case_id} ({itk_error_line(error)})") from None
+    check_image_shape(Path(case.path), image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
     volume = Volume.from_sitk(image)
-    _check_finite(Path(case.path), volume.array)
+    check_finite(Path(case.path), volume.array)
     return volume
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..volume import LabelVolume, Volume
-from ..volume_io import DEFAULT_COLORS, _atomic_write
+from ..volume_io import DEFAULT_COLORS, atomic_write
 
 #: Opacity of the label colours over the image.
 OVERLAY_ALPHA = 0.45
@@ -93,5 +93,5 @@ def write_montage(image: Volume, labels: LabelVolume, path: str | Path, *, heigh
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     picture = montage(image, labels, height=height)
-    _atomic_write(out, ".png", lambda temp: picture.save(temp, format="PNG"))
+    atomic_write(out, ".png", lambda temp: picture.save(temp, format="PNG"))
     return out

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..volume_io import _atomic_write
+from ..volume_io import atomic_write
 from .case_task import CaseResult
 
 CSV_COLUMNS = (
@@ -104,7 +104,7 @@ def write_report(
     writer.writeheader()
     writer.writerows(csv_rows(results, flags, resolved))
     csv_path, html_path = folder / "qc.csv", folder / "qc.html"
-    _atomic_write(csv_path, ".csv", lambda temp: Path(temp).write_text(buffer.getvalue()))
+    atomic_write(csv_path, ".csv", lambda temp: Path(temp).write_text(buffer.getvalue()))
     page = _html(results, flags, resolved)
-    _atomic_write(html_path, ".html", lambda temp: Path(temp).write_text(page))
+    atomic_write(html_path, ".html", lambda temp: Path(temp).write_text(page))
     return csv_path, html_path

@@ -76,7 +76,8 @@ class FewShotEngine:
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> Prediction:
-        from ..fewshot.apply import load_base_model, peak_rss_mib
+        from ..fewshot.apply import load_base_model
+        from ..memory import peak_rss_mib
         from ..fewshot.extent import propagate_labels
         from ..fewshot.fit import fit_head
         from ..fewshot.predictor import SlicePredictor

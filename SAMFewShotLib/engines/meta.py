@@ -92,7 +92,7 @@ class MetaEngine:
         cancel: CancelToken | None = None,
     ) -> Prediction:
         from ..meta.load import PLAIN_INIT, load_meta_model
-        from ..meta.memory import peak_gpu_mb, peak_rss_mb
+        from ..memory import peak_gpu_mib, peak_rss_mib
         from ..meta.online import PatchCache, SupportSet, adapt
         from ..meta.predict import predict_structure
         from ..meta.slices import prepare
@@ -155,13 +155,13 @@ class MetaEngine:
             )
 
         prediction = per_label_prediction(self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer)
-        gpu = peak_gpu_mb()
+        gpu = peak_gpu_mib()
         prediction.counters.update(
             totals,
             online_steps_per_label=steps,
             online_seconds=timer.seconds.get("online adaptation", 0.0),
-            peak_rss_mb=round(peak_rss_mb(), 1),
-            **({"peak_gpu_mb": round(gpu, 1)} if gpu is not None else {}),
+            peak_rss_mib=peak_rss_mib(),
+            **({"peak_gpu_mib": gpu} if gpu is not None else {}),
             init=meta.init,
             model=meta.loaded.name,
             model_type=meta.loaded.model_type,

@@ -8,7 +8,6 @@ a voxel takes the label with the highest probability where that probability exce
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -16,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..annotation import SparseAnnotation
+from ..memory import peak_rss_mib
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume, label_dtype
 from .fit import FitResult, fit_head
@@ -25,17 +25,6 @@ from .training import TrainingConfig
 
 #: Progress stage of loading the base model.
 LOAD_STAGE = "fewshot: load model"
-
-
-def peak_rss_mib() -> float | None:
-    """Peak resident memory of this process so far, in MiB (``ru_maxrss``); None where the
-    ``resource`` module is missing (Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return round(peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0, 1)
 
 
 def load_base_model(

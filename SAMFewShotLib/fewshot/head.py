@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import uuid
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from ..sam.model_loading import _first_line
 from ..sam.preprocess import Preprocessing
+from ..torch_files import first_sentence, read_versioned_file, save_torch_file
 from ..volume import Segment
 from .decoder import FewShotMaskDecoder
 
@@ -106,7 +103,7 @@ class FewShotHead:
         try:
             decoder.load_state_dict(self.decoder_state, strict=True)
         except RuntimeError as error:
-            raise ValueError(f"The head's decoder does not fit this SAM: {_first_line(error)}") from None
+            raise ValueError(f"The head's decoder does not fit this SAM: {first_sentence(error)}") from None
         return decoder.eval()
 
     def manifest(self) -> dict:
@@ -155,32 +152,18 @@ def save_head(head: FewShotHead, path: PathLike) -> Path:
         "decoder": {k: v.detach().cpu() for k, v in head.decoder_state.items()},
         "targets": {str(value): tokens.detach().cpu().float() for value, tokens in head.targets.items()},
     }
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return target
+    return save_torch_file(target, payload)
 
 
 def load_head(path: PathLike) -> FewShotHead:
     """Read a head file; one-line ValueError for a missing, corrupt or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Few-shot head file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile):
-        raise ValueError(f"{path} is not a readable few-shot head file (truncated or corrupt?)") from None
-    if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a few-shot head file (samfewshot fewshot train writes them)")
-    if payload.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path} is a version {payload.get('version')!r} head; this samfewshot reads version {FORMAT_VERSION}")
+    payload = read_versioned_file(
+        path, kind=FORMAT, version=FORMAT_VERSION, what="few-shot head file", made_by="samfewshot fewshot train"
+    )
     try:
         return _head_from(payload)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is a damaged few-shot head file ({_first_line(error)})") from None
+        raise ValueError(f"{path} is a damaged few-shot head file ({first_sentence(error)})") from None
 
 
 def _head_from(payload: Mapping) -> FewShotHead:

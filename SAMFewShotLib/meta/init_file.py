@@ -17,13 +17,12 @@ features, so an init is refused (one line) for any other checkpoint, with both n
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..torch_files import read_versioned_file, save_torch_file
 from .config import MetaConfig
 
 FORMAT = "samfewshot-meta-init"
@@ -91,30 +90,14 @@ def save_init(init: MetaInit, path: str | os.PathLike) -> Path:
         "learning_rates": init.learning_rates.detach().to("cpu", torch.float32).contiguous(),
         "training": init.training,
     }
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, temp)
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    return target
+    return save_torch_file(target, payload)
 
 
 def load_init(path: str | os.PathLike) -> MetaInit:
     """Read an init file; ValueError (one line) for a missing, corrupt or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Meta init file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"Meta init {path} is not a readable init file (corrupt or truncated?): {first[:160]}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"Meta init {path} is not a samfewshot meta init (made by `samfewshot meta-train`)")
-    if payload.get("version") != VERSION:
-        raise ValueError(f"Meta init {path} has format version {payload.get('version')!r}; this samfewshot reads {VERSION}")
+    payload = read_versioned_file(
+        path, kind=FORMAT, version=VERSION, what="meta init file", made_by="samfewshot meta-train"
+    )
     try:
         base = payload["base"]
         init = MetaInit(

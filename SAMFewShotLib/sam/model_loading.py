@@ -58,6 +58,7 @@ import torch
 from torch import nn
 
 from ..progress import CancelToken, no_progress
+from ..torch_files import first_sentence
 from .checkpoints import MODEL_TYPES
 
 CUSTOM = "custom"
@@ -206,21 +207,13 @@ def _torch_load(path: Path) -> Any:
                 "state dict; refusing to unpickle code from a weights file (re-save it with "
                 "torch.save(model.state_dict(), path))"
             ) from None
-        raise ValueError(f"Checkpoint {path} is not a readable torch checkpoint ({_first_line(error)})") from None
+        raise ValueError(f"Checkpoint {path} is not a readable torch checkpoint ({first_sentence(error)})") from None
     except KeyError:  # torch's legacy reader on bytes that are no pickle protocol it knows
         raise ValueError(f"Checkpoint {path} is not a torch checkpoint file (unrecognised content)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(
-            f"Checkpoint {path} cannot be read as a torch checkpoint (truncated or corrupt?): {_first_line(error)}"
+            f"Checkpoint {path} cannot be read as a torch checkpoint (truncated or corrupt?): {first_sentence(error)}"
         ) from None
-
-
-def _first_line(error: BaseException) -> str:
-    """The first sentence of an error message, on one line."""
-    text = str(error).strip()
-    if not text:
-        return type(error).__name__
-    return text.splitlines()[0].split(". ")[0].rstrip(".")[:200]
 
 
 def _state_dict_from(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -556,7 +549,7 @@ def _tiny_vit_class() -> type:
     except ImportError as error:
         raise ValueError(
             "This is a MobileSAM (vit_t, TinyViT) checkpoint; loading it needs the packages mobilesam-mirror "
-            f"and timm (pip install 'samfewshot[sam]'): {_first_line(error)}"
+            f"and timm (pip install 'samfewshot[sam]'): {first_sentence(error)}"
         ) from None
     return TinyViT
 

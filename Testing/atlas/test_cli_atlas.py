@@ -133,6 +133,14 @@ def test_apply_option_errors_exit_2(files, capsys, tmp_path, extra, message):
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+def test_rrl_output_on_a_registration_bundle_exits_2(files, capsys, tmp_path):
+    create(files, capsys, tmp_path / "reg.zip")
+    code, _, err = run(["atlas", "apply", files / "target.nrrd", tmp_path / "reg.zip", "-o", tmp_path / "o.nii.gz",
+                        "--rrl-output", "registration"], capsys)
+    assert code == 2 and "needs an rrl_medsam bundle, not a registration bundle" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
 def test_create_errors_exit_2(files, capsys, tmp_path):
     (tmp_path / "labels.json").write_text(json.dumps([{"value": 1, "name": "liver", "color": [1, 0, 0]}]))
     code, _, err = run(["atlas", "create", files / "atlas.nii.gz", files / "atlas.seg.nrrd", "-o", tmp_path / "b.zip",

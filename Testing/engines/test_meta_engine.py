@@ -69,7 +69,7 @@ def test_the_report_counts_steps_time_and_memory_and_names_the_plain_init(plain_
     counters = plain_run.counters
     assert counters["online_steps"] == 16 and counters["online_steps_per_label"] == 16
     assert counters["support_pairs"] == 3 and counters["online_encoder_passes"] == 16 * 3
-    assert counters["online_seconds"] > 0 and counters["peak_rss_mb"] > 100
+    assert counters["online_seconds"] > 0 and counters["peak_rss_mib"] > 100
     assert counters["init"].startswith("plain")
     losses = plain_run.details[1]["online_losses"]
     assert len(losses) == 16 and plain_run.details[1]["online_final_loss"] < losses[0]
@@ -104,7 +104,7 @@ def test_bad_options_are_refused(case, options, message):
 def test_a_corrupt_init_is_refused_before_any_work(case, tmp_path):
     bad = tmp_path / "init.pt"
     bad.write_bytes(b"not an init")
-    with pytest.raises(ValueError, match="not a readable init") as error:
+    with pytest.raises(ValueError, match="not a readable meta init file") as error:
         MetaEngine(case[3], init=str(bad))
     assert "\n" not in str(error.value)
 
@@ -149,11 +149,11 @@ def test_cli_propagates_with_a_meta_learned_init_and_reports_its_cost(cli_case):
     payload = json.loads(report.read_text())
     counters = payload["counters"]
     assert counters["init"] == init and counters["online_steps"] == 2
-    assert counters["online_seconds"] > 0 and counters["peak_rss_mb"] > 100
+    assert counters["online_seconds"] > 0 and counters["peak_rss_mib"] > 100
     assert payload["seconds"]["online adaptation"] > 0
 
 
-@pytest.mark.parametrize("extra, match", [(["--refine", "1"], "--refine is for the sam engine"), (["--init", "BAD"], "not a readable init")])
+@pytest.mark.parametrize("extra, match", [(["--refine", "1"], "--refine is for the sam engine"), (["--init", "BAD"], "not a readable meta init file")])
 def test_cli_bad_meta_options_exit_2_with_one_line(cli_case, capsys, extra, match):
     folder, checkpoint, _, image, annotation, _ = cli_case
     if "BAD" in extra:

@@ -41,7 +41,7 @@ def test_meta_train_writes_an_init_and_a_cost_report(labeled_dir, tmp_path, caps
     assert init.config.steps == 2 and init.learning_rates.shape[0] == 2
     assert init.base_name == "small" and init.training["tasks"] == ["case20:3", "case21:3"]
     payload = json.loads(report.read_text())
-    assert payload["iterations"] == 2 and payload["seconds"] > 0 and payload["peak_rss_mb"] > 100
+    assert payload["iterations"] == 2 and payload["seconds"] > 0 and payload["peak_rss_mib"] > 100
     assert len(payload["query_losses"]) == 2 and payload["online_steps"] == 2
     assert "Meta-learned init written" in capsys.readouterr().out
 

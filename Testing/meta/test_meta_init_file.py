@@ -84,7 +84,7 @@ def test_an_init_for_another_architecture_is_refused(made):
 
 @pytest.mark.parametrize(
     "content, match",
-    [(b"", "not a readable init"), (b"garbage" * 50, "not a readable init"), (None, "not a samfewshot meta init")],
+    [(b"", "not a readable meta init file"), (b"garbage" * 50, "not a readable meta init file"), (None, "is not a meta init file")],
 )
 def test_corrupt_and_foreign_files_are_refused(made, tmp_path, content, match):
     _, checkpoint, _, path = made
@@ -100,7 +100,7 @@ def test_a_truncated_init_is_refused(made, tmp_path):
     _, _, _, path = made
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    one_line_error(lambda: load_init(bad), "not a readable init")
+    one_line_error(lambda: load_init(bad), "not a readable meta init file")
 
 
 def test_a_missing_init_is_refused(tmp_path):
@@ -109,7 +109,7 @@ def test_a_missing_init_is_refused(tmp_path):
 
 def test_a_checkpoint_is_not_an_init(made):
     _, checkpoint, _, _ = made
-    one_line_error(lambda: load_init(checkpoint), "not a samfewshot meta init")
+    one_line_error(lambda: load_init(checkpoint), "is not a meta init file")
 
 
 def test_inconsistent_rates_are_refused(made):

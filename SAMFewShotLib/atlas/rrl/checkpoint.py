@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from ...volume_io import _atomic_write
+from ...torch_files import read_torch_file, save_torch_file
 
 #: File name of the checkpoint in the work folder.
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -18,17 +16,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save(state)`` to a temporary file in ``path``'s folder, then rename over ``path``."""
-    _atomic_write(Path(path), ".pt", lambda temp: torch.save(state, temp))
-
-
-def read_torch_file(path: Path, what: str):
-    """``torch.load(path, map_location="cpu", weights_only=True)``; a one-line ValueError naming
-    ``path`` and ``what`` it should be when the file cannot be read."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure is a bad file
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"{path}: is not a readable {what} ({type(error).__name__}: {message})") from None
+    save_torch_file(path, state)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import read_torch_file, save_checkpoint
+from ...torch_files import read_torch_file
+from .checkpoint import save_checkpoint
 from .model import RRLConfig, RRLMedSAM
 
 NETWORK_MEMBER = "network.pt"

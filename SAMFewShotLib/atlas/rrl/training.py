@@ -330,7 +330,7 @@ def train_rrl_bundle(
         The bundle's path. Its parameters hold the network configuration, the class -> label
         value table, the settings, iterations, seconds per iteration and the last losses.
     """
-    from ..bundle import _check_output, write_bundle
+    from ..bundle import check_bundle_output, write_bundle
 
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, not {iterations!r}")
@@ -338,7 +338,7 @@ def train_rrl_bundle(
         raise ValueError(f"size must be a multiple of 32 (32, 64, 96, 128, ...), not {size!r}")
     settings = settings or TrainSettings()
     output = Path(output).expanduser()
-    _check_output(output)  # before hours of training, not only when the bundle is written
+    check_bundle_output(output)  # before hours of training, not only when the bundle is written
     work = Path(work_dir).expanduser() if work_dir is not None else output.with_name(output.name + ".work")
     checkpoint_path = work / CHECKPOINT_NAME
     if resume and not checkpoint_path.is_file():

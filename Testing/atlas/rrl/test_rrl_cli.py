@@ -7,7 +7,7 @@ from rrl_synthetic import phantom, targets
 
 from SAMFewShotLib.atlas.bundle import load_bundle
 from SAMFewShotLib.cli import main
-from SAMFewShotLib.volume_io import write_labels, write_volume
+from SAMFewShotLib.volume_io import read_labels, read_volume, write_labels, write_volume
 
 
 @pytest.fixture
@@ -40,6 +40,15 @@ def test_train_writes_a_bundle_with_json_progress(inputs, capsys):
     # resume to more iterations
     assert main(_args(inputs, "--progress", "none", "--resume", "--iterations", "3")) == 0
     assert load_bundle(inputs / "out.zip").parameters["iterations"] == 3
+    # apply, both outputs: labels on the target's own grid, the report says which output ran
+    target = next((inputs / "unlabelled").glob("case0.nrrd"))
+    for output in ("segmentation", "registration"):
+        result, report = inputs / f"{output}.nii.gz", inputs / f"{output}.json"
+        argv = ["atlas", "apply", str(target), str(inputs / "out.zip"), "-o", str(result), "--rrl-output", output,
+                "--report", str(report), "--progress", "none"]
+        assert main(argv) == 0
+        assert read_labels(result).volume.same_grid(read_volume(target))
+        assert json.loads(report.read_text())["details"]["rrl_output"] == output
 
 
 @pytest.mark.parametrize(
