@@ -105,10 +105,13 @@ class HeadModel(CaseModel):
     preload: tuple[str, ...] = ("torch", "segment_anything")
 
     def segment(self, image: Volume) -> LabelVolume:
+        """The head on ``image``; the head and SAM are loaded once per worker process."""
         from ..fewshot import apply_head, load_head
+        from ..fewshot.apply import load_base_model
 
         head = cached((self.kind, self.digest), lambda: load_head(self.path))
-        return apply_head(head, image, checkpoint=self.checkpoint, device=self.device)
+        base = cached(("sam", f"{self.checkpoint}|{self.device}"), lambda: load_base_model(self.checkpoint, device=self.device))
+        return apply_head(head, image, checkpoint=self.checkpoint, device=self.device, base=base)
 
 
 @dataclass(frozen=True)

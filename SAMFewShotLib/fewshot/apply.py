@@ -105,6 +105,7 @@ def run_head(
     slices: Sequence[int] | None = None,
     axis: int | None = None,
     batch_size: int | None = None,
+    base=None,
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> HeadPrediction:
@@ -121,10 +122,12 @@ def run_head(
     outside = [z for z in chosen if not 0 <= z < n_slices]
     if outside or not chosen:
         raise ValueError(f"Slices to predict must lie in 0..{n_slices - 1} along axis {axis}, not {outside or 'none'}")
-    _, known_digest = resolve_checkpoint(checkpoint)
-    if known_digest is not None:  # a registry or imported checkpoint: refuse before loading it
-        check_base_model(head, known_digest, str(checkpoint))
-    sam, loaded = load_base_model(checkpoint, model_type=model_type, device=device, progress=progress, cancel=cancel)
+    if base is None:
+        _, known_digest = resolve_checkpoint(checkpoint)
+        if known_digest is not None:  # a registry or imported checkpoint: refuse before loading it
+            check_base_model(head, known_digest, str(checkpoint))
+        base = load_base_model(checkpoint, model_type=model_type, device=device, progress=progress, cancel=cancel)
+    sam, loaded = base
     check_base_model(head, loaded.sha256, str(checkpoint))
     seconds = {"load model": time.perf_counter() - start}
     predictor = SlicePredictor(
@@ -158,6 +161,7 @@ def apply_head(
     cancel: CancelToken | None = None,
     slices: Sequence[int] | None = None,
     model_type: str | None = None,
+    base=None,
 ) -> LabelVolume:
     """The head's labels on every slice of ``image`` along the head's axis (or ``slices``).
 
@@ -170,8 +174,10 @@ def apply_head(
         cache: the embedding cache (None: the default one, memory + disk under the SAMFewShot home).
         slices: slice indices to predict (None: all); the others stay 0.
         model_type: architecture override for the loader.
+        base: ``(sam, loaded)`` from :func:`load_base_model` for ``checkpoint``, to apply several
+            heads or images without loading SAM each time (None: load it here).
     """
     return run_head(
         head, image, checkpoint=checkpoint, model_type=model_type, device=device, cache=cache, slices=slices,
-        progress=progress, cancel=cancel,
+        base=base, progress=progress, cancel=cancel,
     ).labels

@@ -16,7 +16,7 @@ from SAMFewShotLib.batch.models import load_model
 from SAMFewShotLib.batch.pipeline import run_batch
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
-from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
+from SAMFewShotLib.volume_io import read_labels, read_volume, write_labels, write_volume
 
 SHAPE = (24, 40, 40)
 
@@ -94,7 +94,7 @@ def test_an_atlas_bundle_segments_every_case_through_the_command_line(tmp_path, 
     assert code == 0 and [line["status"] for line in lines] == ["skipped", "skipped"]
 
 
-def test_a_few_shot_head_segments_every_case(tmp_path, capsys):
+def test_a_few_shot_head_segments_every_case(tmp_path, capsys, monkeypatch):
     torch = pytest.importorskip("torch")
     from tiny_sam import save_tiny_checkpoint
 
@@ -124,3 +124,17 @@ def test_a_few_shot_head_segments_every_case(tmp_path, capsys):
     np.testing.assert_allclose(second.volume.spacing, (0.7, 0.8, 2.0), rtol=1e-6)
     np.testing.assert_allclose(second.volume.origin, (1.0, 2.0, 0.0), atol=1e-6)
     assert [s.name for s in second.segments] == ["organ"]
+
+    # in one worker process SAM is loaded once for all cases, and the results do not change
+    from SAMFewShotLib.batch import models
+    from SAMFewShotLib.fewshot import apply as fewshot_apply
+
+    loads = []
+    real_load = fewshot_apply.load_base_model
+    monkeypatch.setattr(fewshot_apply, "load_base_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(models, "_LOADED", {})
+    model = models.HeadModel(path=str(tmp_path / "organ.sfs"), checkpoint=str(checkpoint), digest="d", device="cpu")
+    cases = [read_volume(tmp_path / "in" / f"c{n}.nii.gz") for n in (0, 1)]
+    results = [model.segment(case) for case in cases]
+    assert len(loads) == 1
+    np.testing.assert_array_equal(results[1].array, second.array)
