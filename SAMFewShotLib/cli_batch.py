@@ -73,6 +73,8 @@ def cmd_batch(args, progress, cancel) -> int:
 
 def add_batch_parser(subparsers) -> None:
     """Register ``samfewshot batch`` on ``subparsers`` (the top-level subparsers action)."""
+    from .atlas.fusion import FUSION_METHODS
+
     p = subparsers.add_parser(
         "batch",
         help="apply an atlas bundle, a few-shot head or an annotated reference to many volumes",
@@ -96,7 +98,7 @@ def add_batch_parser(subparsers) -> None:
     p.add_argument("--checkpoint", default=None, help="SAM weights: required for .sfs heads; with a bundle: SAM refinement")
     p.add_argument("--model-type", default=None, help="SAM architecture override (reference with a SAM engine)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="cuda: one GPU per case (dask resource GPU=1)")
-    p.add_argument("--fusion", default=None, choices=("majority", "staple", "local"), help="atlas bundles: label fusion")
+    p.add_argument("--fusion", default=None, choices=FUSION_METHODS, help="atlas bundles: label fusion")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument(
         "--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",

@@ -20,7 +20,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -109,7 +109,7 @@ def check_writable(path: PathLike, kind: Literal["labels", "volume"] = "labels")
 
 
 # Reading ----------------------------------------------------------------------------------------
-def itk_error_line(error: BaseException) -> str:
+def _first_line(error: BaseException) -> str:
     """The most informative single line of an exception message (SimpleITK's are multi-line)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:
@@ -123,7 +123,7 @@ def _dicom_series_files(folder: Path) -> list[str]:
     try:
         series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as error:
-        raise ValueError(f"{folder}: cannot scan the folder for DICOM files ({itk_error_line(error)})") from None
+        raise ValueError(f"{folder}: cannot scan the folder for DICOM files ({_first_line(error)})") from None
     if not series_ids:
         raise ValueError(f"{folder}: the folder holds no DICOM series (give an image file or a DICOM folder)")
     series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
@@ -139,7 +139,7 @@ def _dicom_series_files(folder: Path) -> list[str]:
     return list(series[chosen])
 
 
-def check_image_shape(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
+def _check_image_shape(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
     text = "x".join(str(s) for s in size)
     if dimension < 3:
         raise ValueError(f"{path}: is a {dimension}D image of size {text}, not a 3D volume")
@@ -153,32 +153,33 @@ def check_image_shape(path: Path, dimension: int, size: tuple[int, ...], compone
         raise ValueError(f"{path}: is a single slice of size {text} (x,y,z), not a 3D volume")
 
 
-def _read_sitk(path: Path) -> sitk.Image:
-    """Read a file or a DICOM folder with SimpleITK after checking its header."""
+def _read_sitk(path: Path, series_files: Sequence[str] = ()) -> sitk.Image:
+    """Read a file or a DICOM folder (``series_files`` when given, else its largest series) with
+    SimpleITK after checking its header."""
     if path.is_dir():
-        files = _dicom_series_files(path)
+        files = list(series_files) or _dicom_series_files(path)
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(files)
         try:
             image = reader.Execute()
         except RuntimeError as error:
-            raise ValueError(f"{path}: cannot read the DICOM series ({itk_error_line(error)})") from None
-        check_image_shape(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+            raise ValueError(f"{path}: cannot read the DICOM series ({_first_line(error)})") from None
+        _check_image_shape(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
         return image
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
-        raise ValueError(f"{path}: is not an image file SimpleITK can read ({itk_error_line(error)})") from None
-    check_image_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+        raise ValueError(f"{path}: is not an image file SimpleITK can read ({_first_line(error)})") from None
+    _check_image_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
     try:
         return reader.Execute()
     except RuntimeError as error:
-        raise ValueError(f"{path}: cannot read the image ({itk_error_line(error)})") from None
+        raise ValueError(f"{path}: cannot read the image ({_first_line(error)})") from None
 
 
-def check_finite(path: Path, array: np.ndarray) -> None:
+def _check_finite(path: Path, array: np.ndarray) -> None:
     if not np.issubdtype(array.dtype, np.floating):
         if np.issubdtype(array.dtype, np.complexfloating):
             raise ValueError(f"{path}: has complex voxels ({array.dtype}); only real-valued volumes are supported")
@@ -189,13 +190,15 @@ def check_finite(path: Path, array: np.ndarray) -> None:
         raise ValueError(f"{path}: has {n_nan + n_inf} non-finite voxels ({n_nan} NaN, {n_inf} inf)")
 
 
-def read_volume(path: PathLike) -> Volume:
+def read_volume(path: PathLike, *, series_files: Sequence[str] = ()) -> Volume:
     """Read a 3D scalar image from a file or a DICOM series folder.
 
     Args:
         path: a SimpleITK-readable file (.nii, .nii.gz, .nrrd, .mha, .mhd, a DICOM file, ...)
             or a folder holding a DICOM series. When a folder holds several series, the one with
             the most files is read and the choice is logged (warning).
+        series_files: for a folder, the files of the one series to read, in slice order
+            (``sitk.ImageSeriesReader.GetGDCMSeriesFileNames``); empty: choose as above.
 
     Returns:
         The volume: array (z, y, x) with the dtype as read; spacing (x, y, z) in mm; origin in
@@ -209,9 +212,9 @@ def read_volume(path: PathLike) -> Volume:
     path = Path(path).expanduser()
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
-    image = _read_sitk(path)
+    image = _read_sitk(path, series_files)
     volume = Volume.from_sitk(image)
-    check_finite(path, volume.array)
+    _check_finite(path, volume.array)
     _check_finite_nifti(path)
     return volume
 
@@ -229,7 +232,7 @@ def _check_finite_nifti(path: Path) -> None:
     image = nibabel.load(str(path))
     if not np.issubdtype(image.get_data_dtype(), np.floating):
         return
-    check_finite(path, np.asanyarray(image.dataobj))
+    _check_finite(path, np.asanyarray(image.dataobj))
 
 
 def _as_label_array(path: Path, array: np.ndarray) -> np.ndarray:
@@ -239,7 +242,7 @@ def _as_label_array(path: Path, array: np.ndarray) -> np.ndarray:
     converted to the smallest unsigned dtype holding their largest value (``label_dtype``).
     """
     if np.issubdtype(array.dtype, np.floating):
-        check_finite(path, array)
+        _check_finite(path, array)
         fractional = array != np.round(array)
         if fractional.any():
             example = float(array[fractional].flat[0])
@@ -343,7 +346,7 @@ def _read_seg_nrrd(path: Path) -> LabelVolume:
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd and slicerio raise several types
-        raise ValueError(f"{path}: cannot read the segmentation ({itk_error_line(error)})") from None
+        raise ValueError(f"{path}: cannot read the segmentation ({_first_line(error)})") from None
     voxels = segmentation.get("voxels")
     if voxels is None or voxels.ndim not in (3, 4):
         shape = None if voxels is None else voxels.shape
@@ -362,7 +365,7 @@ def _read_seg_nrrd(path: Path) -> LabelVolume:
         segments = tuple(_segment_from_info(info, info.get("labelValue", 1)) for info in segments_info)
     array = np.ascontiguousarray(np.transpose(_as_label_array(path, flat), (2, 1, 0)))
     volume = Volume(array=array, spacing=spacing, origin=origin, direction=direction)
-    check_image_shape(path, 3, tuple(array.shape[::-1]), 1)
+    _check_image_shape(path, 3, tuple(array.shape[::-1]), 1)
     return LabelVolume(volume, segments)
 
 
@@ -442,7 +445,7 @@ def _write_sitk(image: sitk.Image, out: Path, ext: str) -> None:
         try:
             sitk.WriteImage(image, str(temp), True)
         except RuntimeError as error:
-            raise OSError(f"{out}: cannot write the image ({itk_error_line(error)})") from None
+            raise OSError(f"{out}: cannot write the image ({_first_line(error)})") from None
 
     atomic_write(out, ext, write)
 

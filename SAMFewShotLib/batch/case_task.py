@@ -98,11 +98,12 @@ class CaseTask:
             self._log_failure(case, error)
             return CaseResult(case.case_id, "failed", time.perf_counter() - start, error=one_line(error))
 
-    def finished(self, case: Case) -> CaseResult | None:
+    def finished(self, case: Case, signature: list[dict] | None = None) -> CaseResult | None:
         """The case's result when it need not be computed: "skipped" when an earlier run did it
-        (and not ``force``), "done" when an earlier attempt of this run did; else None."""
+        (and not ``force``), "done" when an earlier attempt of this run did; else None.
+        ``signature``: the case's :func:`~.inputs.input_signature` when already taken."""
         start = time.perf_counter()
-        signature = input_signature(case)
+        signature = input_signature(case) if signature is None else signature
         record = completed_record(self.out_dir, case.case_id, signature, self.model.digest, self.formats)
         if record is None or (self.force and record.get("run_id") != self.run_id):
             return None
@@ -110,11 +111,11 @@ class CaseTask:
         return self._result(case, status, time.perf_counter() - start, record)
 
     def _run(self, case: Case, start: float) -> CaseResult:
-        done = self.finished(case)
+        signature = input_signature(case)  # before reading: a later change of the inputs is not recorded as done
+        done = self.finished(case, signature)
         if done is not None:
             return done
         out_dir = Path(self.out_dir)
-        signature = input_signature(case)
         image = read_case_image(case)
         labels = self.model.segment(image)
         image.require_same_grid(labels.volume, f"label map the model returned for case {case.case_id}")

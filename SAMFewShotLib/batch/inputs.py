@@ -195,8 +195,8 @@ def _unique_ids(ids: list[str], paths: list[Path]) -> list[str]:
 
 
 def read_case_image(case: Case) -> Volume:
-    """The case's image: :func:`~SAMFewShotLib.volume_io.read_volume` for a file; the case's
-    own series (its files, in slice order) for a DICOM case, even when its folder holds several.
+    """The case's image: :func:`~SAMFewShotLib.volume_io.read_volume` of its file, or of its
+    own DICOM series (its files, in slice order) even when its folder holds several.
 
     Returns:
         The volume: array (z, y, x), spacing (x, y, z) in mm, LPS origin and direction.
@@ -206,20 +206,7 @@ def read_case_image(case: Case) -> Volume:
     """
     from ..volume_io import read_volume
 
-    if not case.series_files:
-        return read_volume(case.path)
-    from ..volume_io import check_finite, check_image_shape, itk_error_line
-
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(list(case.series_files))
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise ValueError(f"{case.path}: cannot read the DICOM series of case {case.case_id} ({itk_error_line(error)})") from None
-    check_image_shape(Path(case.path), image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
-    volume = Volume.from_sitk(image)
-    check_finite(Path(case.path), volume.array)
-    return volume
+    return read_volume(case.path, series_files=case.series_files)
 
 
 def input_signature(case: Case) -> list[dict]:
