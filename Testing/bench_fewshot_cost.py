@@ -37,7 +37,9 @@ from SAMFewShotLib.fewshot.inference import predict_slices  # noqa: E402
 from SAMFewShotLib.fewshot.training import TrainingConfig, default_iterations  # noqa: E402
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache, EmbeddingKey, SliceEmbedding, volume_digest  # noqa: E402
 from SAMFewShotLib.sam.encoder import PRECISIONS, encode_slices  # noqa: E402
-from SAMFewShotLib.sam.model_loading import LoadedModel, build_sam, official_architecture  # noqa: E402
+from SAMFewShotLib.sam.architecture import official_architecture  # noqa: E402
+from SAMFewShotLib.sam.model_building import build_sam  # noqa: E402
+from SAMFewShotLib.sam.model_loading import LoadedModel  # noqa: E402
 from SAMFewShotLib.sam.preprocess import Preprocessing  # noqa: E402
 from SAMFewShotLib.volume import LabelVolume, Volume  # noqa: E402
 

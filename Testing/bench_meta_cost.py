@@ -31,7 +31,8 @@ from SAMFewShotLib.meta.network import SSMSam  # noqa: E402
 from SAMFewShotLib.meta.online import PatchCache, SupportSet, adapt  # noqa: E402
 from SAMFewShotLib.meta.predict import predict_structure  # noqa: E402
 from SAMFewShotLib.meta.slices import prepare  # noqa: E402
-from SAMFewShotLib.sam.model_loading import build_sam, official_architecture  # noqa: E402
+from SAMFewShotLib.sam.architecture import official_architecture  # noqa: E402
+from SAMFewShotLib.sam.model_building import build_sam  # noqa: E402
 from SAMFewShotLib.sam.preprocess import Preprocessing  # noqa: E402
 from SAMFewShotLib.volume import Volume  # noqa: E402
 

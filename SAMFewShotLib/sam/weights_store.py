@@ -9,7 +9,7 @@ file: name, file, sha256, size, model type, family, source (registry entry or ``
 how it was verified, when and from where it was imported.
 
 Nothing here touches the network except :func:`download_checkpoint`, which the user calls
-explicitly (``samfewshot weights download NAME``). Imports copy (never move) the source,
+explicitly (``samfewshot weights download NAME``); the HTTP transfer itself is in :mod:`.download`. Imports copy (never move) the source,
 atomically; the source is only ever read. Every user error is a one-line ValueError.
 Needs no torch, except to check that a user import is a SAM checkpoint at all.
 """
@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import http.client
 import json
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..files import file_digests, fsync_file, sha256_file, write_stream_atomic, write_text_atomic  # noqa: F401 - sha256_file: callers of this module use it
 from ..progress import CancelToken, no_progress
 from .checkpoints import (
     MODEL_TYPES,
@@ -39,6 +37,7 @@ from .checkpoints import (
     get_checkpoint,
     match_digest,
 )
+from .download import DownloadError, fetch_resumable  # noqa: F401 - DownloadError is part of this API
 
 ENV_HOME = "SAMFEWSHOT_HOME"
 RECORDS_FILE = "records.json"
@@ -49,10 +48,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 Progress = Callable[[str, int, int], None]
-
-
-class DownloadError(ValueError):
-    """A download that could not finish (network, HTTP status, interruption): one line."""
 
 
 @dataclass(frozen=True)
@@ -157,13 +152,7 @@ def _save_records(records: dict[str, WeightRecord], home) -> None:
     path = _records_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"version": 1, "checkpoints": [asdict(r) for r in sorted(records.values(), key=lambda r: r.name)]}
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _put_record(record: WeightRecord, home) -> None:
@@ -197,64 +186,27 @@ def _now() -> str:
 # Hashing and copying
 
 
-def file_digests(
-    path: str | os.PathLike,
-    *,
-    md5: bool = False,
-    progress: Progress = no_progress,
-    cancel: CancelToken | None = None,
-    stage: str = "hash",
-) -> tuple[str, str | None]:
-    """SHA-256 (and MD5 if asked) of a file as lower-case hex; progress in bytes, cancel between chunks."""
-    path = Path(path)
-    total = path.stat().st_size
-    sha = hashlib.sha256()
-    md = hashlib.md5(usedforsecurity=False) if md5 else None
-    done = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            sha.update(chunk)
-            if md is not None:
-                md.update(chunk)
-            done += len(chunk)
-            progress(stage, done, total)
-    if total == 0:
-        progress(stage, 0, 0)
-    return sha.hexdigest(), md.hexdigest() if md is not None else None
-
-
-def sha256_file(path: str | os.PathLike, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:
-    """SHA-256 of a file as lower-case hex."""
-    return file_digests(path, progress=progress, cancel=cancel)[0]
-
-
 def _copy_atomic(source: Path, target: Path, sha256: str, progress: Progress, cancel: CancelToken | None) -> None:
     """Copy ``source`` to ``target`` through a temporary file and an atomic rename, only if the
     bytes copied have this SHA-256 (else ValueError, target untouched). The source is only read."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    sha = hashlib.sha256()
     total = source.stat().st_size
-    done = 0
-    try:
-        with source.open("rb") as src, temp.open("wb") as dst:
+
+    def copy(destination) -> None:
+        sha = hashlib.sha256()
+        done = 0
+        with source.open("rb") as src:
             while chunk := src.read(_CHUNK):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                dst.write(chunk)
+                destination.write(chunk)
                 sha.update(chunk)
                 done += len(chunk)
                 progress("copy", done, total)
-            dst.flush()
-            os.fsync(dst.fileno())
         if sha.hexdigest() != sha256:
             raise ValueError(f"File {source} changed while it was being imported; nothing imported")
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
+
+    write_stream_atomic(target, copy)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -373,7 +325,7 @@ def import_checkpoint(
 def inspect_model_type(path: Path, model_type: str | None):
     """Check that ``path`` is a SAM checkpoint (and of ``model_type``); returns its architecture."""
     try:
-        from .model_loading import inspect_checkpoint
+        from .architecture import inspect_checkpoint
     except ImportError as error:
         raise ValueError(f"Checking a SAM checkpoint needs the sam extra (torch, segment-anything): {error}") from None
     return inspect_checkpoint(path, model_type=model_type)
@@ -624,7 +576,7 @@ def download_checkpoint(
         return ImportResult(record, target, ("already present; nothing downloaded",))
     part = _part_path(entry, home)
     part.parent.mkdir(parents=True, exist_ok=True)
-    _fetch(entry, part, progress=progress, cancel=cancel, chunk_size=chunk_size, timeout=timeout)
+    fetch_resumable(entry, part, progress=progress, cancel=cancel, chunk_size=chunk_size, timeout=timeout)
     use_md5 = entry.sha256 is None and entry.md5 is not None
     sha, md5 = file_digests(part, md5=use_md5, progress=progress, cancel=cancel, stage="verify")
     match = match_digest(entry, sha, md5)
@@ -635,73 +587,8 @@ def download_checkpoint(
     notes = []
     if match is None:
         notes.append(f"{entry.name} has no reference hash: sha256 {sha} recorded on first use")
+    fsync_file(part)
     os.replace(part, target)
     record = _registry_record(entry, sha, size, match, origin=entry.url)
     _put_record(record, home)
     return ImportResult(record, target, tuple(notes))
-
-
-def _fetch(entry: Checkpoint, part: Path, *, progress: Progress, cancel, chunk_size: int, timeout: float) -> None:
-    expected = entry.size
-    offset = part.stat().st_size if part.exists() else 0
-    if expected is not None and offset > expected:
-        part.unlink()
-        offset = 0
-    if expected is not None and offset == expected:
-        return
-    headers = {"User-Agent": "samfewshot", "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(entry.url, headers=headers)
-    host = urllib.parse.urlsplit(entry.url).netloc
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and offset:
-            return  # the partial file already holds everything the server has: verification decides
-        raise DownloadError(
-            f"Download of {entry.name} from {entry.url} failed: HTTP {error.code} {error.reason}"
-        ) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise DownloadError(f"Cannot download {entry.name}: {host} not reachable ({reason})") from None
-    with response:
-        status = getattr(response, "status", 200)
-        if offset and status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {offset}-"):
-                raise DownloadError(
-                    f"Download of {entry.name}: server answered range {content_range!r} to a resume from byte {offset}"
-                )
-        elif offset:
-            offset = 0  # the server ignored the Range header: start again
-        length = response.headers.get("Content-Length", "")
-        end = offset + int(length) if length.isdigit() else None  # bytes the file should hold after this response
-        total = expected or end or 0
-        done = offset
-        step = max(chunk_size, total // 200)  # at most ~200 progress reports
-        reported = done
-        with part.open("ab" if offset else "wb") as out:
-            while True:
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                try:
-                    chunk = response.read(chunk_size)
-                except (OSError, ValueError, http.client.HTTPException) as error:  # reset, timeout, IncompleteRead
-                    raise DownloadError(_interrupted(entry, done, total, error)) from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                if done - reported >= step or done == total:
-                    progress("download", done, total or done)
-                    reported = done
-    if (end is not None and done < end) or (expected is not None and done < expected):
-        raise DownloadError(_interrupted(entry, done, total, "connection closed early"))
-
-
-def _interrupted(entry: Checkpoint, done: int, total: int, reason) -> str:
-    return (
-        f"Download of {entry.name} interrupted after {done} of {total or '?'} bytes ({reason}); "
-        f"run `samfewshot weights download {entry.name}` again to resume"
-    )

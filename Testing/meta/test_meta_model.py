@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from SAMFewShotLib.meta.model import AdaptedViT, stage_blocks
-from SAMFewShotLib.sam.model_loading import build_sam, load_sam, official_architecture
+from SAMFewShotLib.sam.architecture import official_architecture
+from SAMFewShotLib.sam.model_building import build_sam
+from SAMFewShotLib.sam.model_loading import load_sam
 
 
 @pytest.fixture(scope="module")
