@@ -336,7 +336,7 @@ def test_logic_suggestion(module, tmp_path):
 
 def test_weights_list_import_and_verify_run_as_jobs(module, tmp_path, monkeypatch):
     """The Model row's three commands run as child processes and are read like the others."""
-    from tiny_sam import save_tiny_checkpoint
+    from Testing.tiny_sam import save_tiny_checkpoint
 
     monkeypatch.setenv("SAMFEWSHOT_HOME", str(tmp_path / "home"))
     logic = module.SAMFewShotLogic()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phantoms import ellipsoid, render
+from Testing.phantoms import ellipsoid, render
 from SAMFewShotLib.slicer_support import process_runner
 from SAMFewShotLib.slicer_support.commands import propagate_command
 from SAMFewShotLib.slicer_support.process_runner import ProcessRunner

@@ -10,11 +10,11 @@ import threading
 
 import dask
 import pytest
-from batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
 from SAMFewShotLib.batch.case_task import CaseTask
 from SAMFewShotLib.batch.dask_runner import check_scheduler, run_dask, run_on_client
 from SAMFewShotLib.batch.inputs import expand_inputs
+from Testing.batch.batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
 distributed = pytest.importorskip("distributed")
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
-import tiny_sam
-from sam_weights_helpers import encoder_output, same_weights, save_tiny
 from SAMFewShotLib.sam import architecture as sa
 from SAMFewShotLib.sam import model_loading as ml
+from Testing import tiny_sam
+from Testing.sam.sam_weights_helpers import encoder_output, same_weights, save_tiny
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,15 @@ recognised from its keys and loaded through the same loader as SAM's ViTs."""
 from __future__ import annotations
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
-from sam_weights_helpers import encoder_output, same_weights
 from SAMFewShotLib.sam import architecture as sa
 from SAMFewShotLib.sam import model_building as mb
 from SAMFewShotLib.sam import model_loading as ml
+from Testing.sam.sam_weights_helpers import encoder_output, same_weights
 
 pytestmark = pytest.mark.skipif(
     not mb.tiny_vit_available(),

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cli_parsing import PYTHON, parse
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.weights_commands import (
     CheckpointRow,
     command_message,

@@ -1,6 +1,9 @@
 """The lightweight encoder: SAM-compatible embeddings, size bound, 3D feature pyramid."""
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from SAMFewShotLib.atlas.rrl.lightweight_encoder import VIT_B_ENCODER_PARAMETERS, LightweightEncoder, parameter_count

@@ -12,7 +12,7 @@ Measures:
 
 Usage::
 
-    .venv/bin/python Testing/bench_rrl.py [--threads N] [--size 128] [--classes 8] [--repeats 3]
+    .venv/bin/python benchmarks/bench_rrl.py [--threads N] [--size 128] [--classes 8] [--repeats 3]
                                           [--skip-distillation] [--json OUT]
 """
 
