@@ -9,7 +9,7 @@ import pytest
 import tiny_sam
 from atlas_phantom import FAST, LIVER_TERMINOLOGY, phantom
 
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
 
 

@@ -10,7 +10,7 @@ import psutil
 import pytest
 from batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
-from SAMFewShotLib import cli
+import SAMFewShotLib.cli.main as cli
 from SAMFewShotLib.batch import models
 
 CASE_KEYS = {"case", "status", "seconds", "output", "error"}

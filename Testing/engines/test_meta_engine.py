@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "meta"))
 import meta_cases  # noqa: E402
 
 from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
-from SAMFewShotLib.cli import main  # noqa: E402
+from SAMFewShotLib.cli.main import main  # noqa: E402
 from SAMFewShotLib.engines import make_engine  # noqa: E402
 from SAMFewShotLib.engines.meta import MetaEngine  # noqa: E402
 from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402

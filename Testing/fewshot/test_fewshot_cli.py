@@ -11,7 +11,7 @@ import pytest
 import tiny_sam
 from fewshot_cases import DRAWN, SHAPE, THREADS, TINY_GLOBAL_ATTENTION
 
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.fewshot import load_head
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
 

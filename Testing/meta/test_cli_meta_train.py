@@ -9,7 +9,7 @@ import meta_cases
 import numpy as np
 import pytest
 
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.meta.init_file import load_init
 from SAMFewShotLib.volume import LabelVolume
 from SAMFewShotLib.volume_io import write_labels, write_volume

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sam_weights_helpers import LocalServer, forbid_remote_connections, save_tiny
-from SAMFewShotLib.cli_weights import add_weights_parser
+from SAMFewShotLib.cli.weights import add_weights_parser
 from SAMFewShotLib.progress import CancelToken, no_progress
 from SAMFewShotLib.sam import checkpoints
 

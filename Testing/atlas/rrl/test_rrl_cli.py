@@ -6,7 +6,7 @@ import pytest
 from rrl_synthetic import phantom, targets
 
 from SAMFewShotLib.atlas.bundle import load_bundle
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.volume_io import read_labels, read_volume, write_labels, write_volume
 
 
