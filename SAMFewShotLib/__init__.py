@@ -7,4 +7,4 @@ from .annotation import SparseAnnotation
 from .volume import LabelVolume, Segment, Volume
 
 __all__ = ["LabelVolume", "Segment", "SparseAnnotation", "Volume"]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it from here)

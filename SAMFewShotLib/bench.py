@@ -245,35 +245,3 @@ def run_bench(
             progress("bench", done, total)
     return result
 
-
-def parse_labels(text: str, reference: LabelVolume) -> dict[int, str]:
-    """``--labels "5=liver,1,3=kidney_left"`` -> {5: "liver", 1: <name from reference>, ...}."""
-    labels: dict[int, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        value_text, _, name = part.partition("=")
-        try:
-            value = int(value_text)
-        except ValueError:
-            raise ValueError(f"Labels must be integers (optionally VALUE=NAME), not {part!r}") from None
-        segment = reference.segment(value)
-        labels[value] = name.strip() or (segment.name if segment.name else f"label {value}")
-    if not labels:
-        raise ValueError(f"No label given in {text!r}")
-    return labels
-
-
-def parse_ints(text: str, what: str) -> list[int]:
-    """``"1,3,5"`` -> [1, 3, 5]; ValueError naming ``what`` and the bad value."""
-    values = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        try:
-            value = int(part)
-        except ValueError:
-            raise ValueError(f"{what} must be positive integers, not {part!r}") from None
-        if value < 1:
-            raise ValueError(f"{what} must be positive integers, not {value}")
-        values.append(value)
-    if not values:
-        raise ValueError(f"No {what} given in {text!r}")
-    return values
-

@@ -84,19 +84,6 @@ def pooled_embeddings(embeddings: np.ndarray, grid: int = 4) -> np.ndarray:
     return pooled.reshape(n, -1)
 
 
-def parse_range(text: str | None, n_slices: int) -> range:
-    """``"z0:z1"`` (inclusive, as slice numbers) -> range(z0, z1 + 1); None -> every slice."""
-    if text is None:
-        return range(n_slices)
-    try:
-        first, last = (int(part) for part in text.split(":"))
-    except ValueError:
-        raise ValueError(f"--range must be FIRST:LAST slice numbers, not {text!r}") from None
-    if not 0 <= first <= last < n_slices:
-        raise ValueError(f"--range {text} is outside the volume's slices 0..{n_slices - 1}")
-    return range(first, last + 1)
-
-
 def sam_slice_embeddings(
     volume,
     axis: int,

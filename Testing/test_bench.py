@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from SAMFewShotLib.bench import BenchRecord, BenchResult, parse_ints, parse_labels, run_bench
+from SAMFewShotLib.bench import BenchRecord, BenchResult, run_bench
+from SAMFewShotLib.cli.arguments import parse_ints, parse_labels
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 
 SHAPE = (20, 24, 26)  # (z, y, x)

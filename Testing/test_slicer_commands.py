@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from SAMFewShotLib import engines
-from SAMFewShotLib.cli import build_parser
+from SAMFewShotLib.cli.main import build_parser
 from SAMFewShotLib.slicer_support import commands
 from SAMFewShotLib.slicer_support.commands import (
     NEEDS_CHECKPOINT,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from SAMFewShotLib.cli import build_parser
+from SAMFewShotLib.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_FILE = ROOT / "SAMFewShot" / "SAMFewShot.py"

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from SAMFewShotLib.cli.arguments import parse_range
 from SAMFewShotLib.suggest import (
     intensity_features,
-    parse_range,
     pooled_embeddings,
     select_support_slices,
     suggest_slices,
@@ -88,7 +88,7 @@ def _image(tmp_path):
 def test_cli_suggests_slices_and_writes_json(tmp_path, capsys):
     import json
 
-    from SAMFewShotLib.cli import main
+    from SAMFewShotLib.cli.main import main
 
     out = tmp_path / "suggestion.json"
     assert main(["suggest", str(_image(tmp_path)), "--k", "3", "--json", str(out)]) == 0
@@ -99,7 +99,7 @@ def test_cli_suggests_slices_and_writes_json(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [(["--k", "19"], "19"), (["--range", "5:40"], "5:40")])
 def test_cli_refuses_bad_k_and_range(tmp_path, capsys, args, message):
-    from SAMFewShotLib.cli import main
+    from SAMFewShotLib.cli.main import main
 
     assert main(["suggest", str(_image(tmp_path)), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()

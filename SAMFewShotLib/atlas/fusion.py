@@ -29,8 +29,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..volume import LabelVolume, Volume, label_dtype
+from .fusion_methods import FUSION_METHODS
 
-FUSION_METHODS = ("majority", "staple", "local")
 #: Local weighted voting: neighbourhood (Gaussian sigma, mm), gain, and the floor of the local
 #: mean squared difference (in units of the target's squared robust spread).
 LOCAL_SIGMA_MM = 6.0

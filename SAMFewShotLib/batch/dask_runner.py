@@ -23,7 +23,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-from ..cli_common import UserError
+from ..errors import InputError
 from ..progress import Cancelled, CancelToken
 from .case_task import CaseResult, CaseTask, one_line
 from .inputs import Case
@@ -38,7 +38,7 @@ def check_scheduler(scheduler: str) -> None:
     match = _LOCAL.match(scheduler)
     if (match and int(match.group(1)) >= 1) or _ADDRESS.match(scheduler):
         return
-    raise UserError(f"--scheduler must be local:N (N >= 1) or tcp://HOST:PORT, not {scheduler!r}")
+    raise InputError(f"--scheduler must be local:N (N >= 1) or tcp://HOST:PORT, not {scheduler!r}")
 
 
 @contextmanager
@@ -56,13 +56,13 @@ def connect(scheduler: str, *, gpu: bool = False, preload: Sequence[str] = ()):
         import dask
         from distributed import Client, LocalCluster
     except ImportError:
-        raise UserError("--scheduler needs dask.distributed: pip install 'samfewshot[dist]'") from None
+        raise InputError("--scheduler needs dask.distributed: pip install 'samfewshot[dist]'") from None
     match = _LOCAL.match(scheduler)
     if match is None:
         try:
             client = Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as error:
-            raise UserError(f"--scheduler {scheduler}: cannot connect ({one_line(error)})") from None
+            raise InputError(f"--scheduler {scheduler}: cannot connect ({one_line(error)})") from None
         with client:
             yield client, None
         return
@@ -117,7 +117,7 @@ def run_on_client(
     from distributed import as_completed
 
     if gpu and not any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values()):
-        raise UserError("--device cuda: no worker of the scheduler declares a GPU (start them with --resources GPU=1)")
+        raise InputError("--device cuda: no worker of the scheduler declares a GPU (start them with --resources GPU=1)")
     run = uuid.uuid4().hex[:8]
     futures = {
         client.submit(

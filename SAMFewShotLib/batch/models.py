@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..cli_common import UserError
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume
 
@@ -184,11 +184,11 @@ def load_model(
     """
     path = Path(model).expanduser()
     if not path.exists():
-        raise UserError(f"--model {model}: no such file or folder")
+        raise InputError(f"--model {model}: no such file or folder")
     if path.is_file() and path.name.lower().endswith(".sfs"):
         _refuse(model, annotation=annotation, engine=engine, fusion=fusion)
         if checkpoint is None:
-            raise UserError(f"--model {model} is a few-shot head: give the SAM weights it was trained on with --checkpoint")
+            raise InputError(f"--model {model} is a few-shot head: give the SAM weights it was trained on with --checkpoint")
         from ..fewshot import load_head
 
         load_head(path)
@@ -204,12 +204,12 @@ def load_model(
         return BundleModel(str(path.resolve()), digest_of([path], options), fusion or "majority", refine, checkpoint,
                            device, preload=preload)
     if annotation is None:
-        raise UserError(
+        raise InputError(
             f"--model {model} is not an atlas bundle (.zip or folder with manifest.json) nor a few-shot head (.sfs); "
             "as a reference image it needs --annotation"
         )
     if fusion is not None:
-        raise UserError("--fusion is for atlas bundles")
+        raise InputError("--fusion is for atlas bundles")
     options = dict(checkpoint=checkpoint, model_type=model_type, device=device)
     return _reference_model(path, Path(annotation).expanduser(), engine or "auto", out_dir, options, registration,
                             progress, cancel)
@@ -218,7 +218,7 @@ def load_model(
 def _refuse(model: str, **given) -> None:
     used = [f"--{name}" for name, value in given.items() if value is not None]
     if used:
-        raise UserError(f"{', '.join(used)} cannot be used with --model {model} (only with a reference image)")
+        raise InputError(f"{', '.join(used)} cannot be used with --model {model} (only with a reference image)")
 
 
 def _reference_model(
@@ -232,10 +232,10 @@ def _reference_model(
     from ..volume_io import read_labels, read_volume, write_labels
 
     if not annotation_path.exists():
-        raise UserError(f"--annotation {annotation_path}: no such file or folder")
+        raise InputError(f"--annotation {annotation_path}: no such file or folder")
     weighted = engine.partition(":")[0] in WEIGHTED_ENGINES
     if not weighted and (options["checkpoint"] is not None or options["model_type"] is not None):
-        raise UserError(f"--checkpoint and --model-type are for the SAM engines, not --engine {engine}")
+        raise InputError(f"--checkpoint and --model-type are for the SAM engines, not --engine {engine}")
     engine_options = {k: v for k, v in options.items() if v is not None} if weighted else {}
     check_parameters(registration)
     propagation = {"kind": "reference", "engine": engine, **engine_options}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..cli_common import UserError
+from ..errors import InputError
 from ..progress import Cancelled, CancelToken, Progress, no_progress
 from .case_task import CaseResult, CaseTask
 from .inputs import Case
@@ -33,13 +33,13 @@ class BatchSummary:
 
 
 def check_outputs_are_not_inputs(cases: Sequence[Case], out_dir: Path, formats: tuple[str, ...]) -> None:
-    """UserError when a case's output file would be one of the input files (inputs are never
+    """InputError when a case's output file would be one of the input files (inputs are never
     overwritten)."""
     inputs = {str(Path(f).resolve()) for case in cases for f in case.input_files()}
     for case in cases:
         for path in output_paths(out_dir, case.case_id, formats):
             if str(path.resolve()) in inputs:
-                raise UserError(f"Output {path} of case {case.case_id} would overwrite an input: choose another -o folder")
+                raise InputError(f"Output {path} of case {case.case_id} would overwrite an input: choose another -o folder")
 
 
 def run_batch(
@@ -75,7 +75,7 @@ def run_batch(
     """
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"-o {folder}: is a file, not a folder")
+        raise InputError(f"-o {folder}: is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     check_outputs_are_not_inputs(cases, folder, formats)
     task = CaseTask(model, str(folder.resolve()), tuple(formats), force, uuid.uuid4().hex)

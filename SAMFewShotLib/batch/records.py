@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..cli_common import write_json_atomic
+from ..files import write_json_atomic
 
 #: Bumped when the record layout changes (older records are then not trusted).
 RECORD_VERSION = 1

@@ -5,27 +5,16 @@
 (SAM-MPA refinement), ``fewshot`` (mask decoder fine-tuned on the annotated slices' embeddings,
 Xie et al.) and ``meta`` (adapters and self-sampling prompts adapted online, SSM-SAM). A suffix
 chooses the slice registration of ``register`` and ``auto``: ``register:dis``, ``auto:elastix``
-(default TV-L1 optical flow, see propagation/slice_registration.py).
+(default TV-L1 optical flow, see propagation/slice_registration.py). The names live in
+catalog.py (no heavy imports); the SAM-based engines' shared options in options.py.
 """
 
 from __future__ import annotations
 
-from ..propagation.slice_registration import DEFAULT_REGISTRAR, REGISTRARS
 from .base import Engine
+from .catalog import ENGINE_NAMES, WEIGHTED_ENGINES, parse_engine
 
-ENGINE_NAMES = (
-    "auto",
-    "interpolate",
-    "register",
-    "register:dis",
-    "register:elastix",
-    "sam",
-    "sam:interpolate",
-    "fewshot",
-    "meta",
-)
-#: Engines that use model weights (and so the --checkpoint, --device, --model-type options).
-WEIGHTED_ENGINES = ("sam", "fewshot", "meta")
+__all__ = ["ENGINE_NAMES", "WEIGHTED_ENGINES", "Engine", "make_engine"]
 
 
 def make_engine(spec: str, **options) -> Engine:
@@ -34,29 +23,27 @@ def make_engine(spec: str, **options) -> Engine:
     ``options`` go to the engines that use weights (``sam``: checkpoint, refine, model_type,
     device, window, cache, batch_size); ``sam:interpolate`` refines Fill-between-slices instead
     of the registration."""
-    name, _, option = spec.partition(":")
-    if name == "sam" and option in ("", "register", "interpolate"):
+    engine = parse_engine(spec)
+    if engine.family == "sam":
         from .sam import SamEngine
 
-        return SamEngine(options.pop("checkpoint", None), coarse=option or "register", **options)
-    if name == "fewshot" and not option:
+        return SamEngine(options.pop("checkpoint", None), coarse=engine.coarse, **options)
+    if engine.family == "fewshot":
         from .fewshot import FewShotEngine
 
         return FewShotEngine(options.pop("checkpoint", None), **options)
-    if name == "meta" and not option:
+    if engine.family == "meta":
         from .meta import MetaEngine
 
         return MetaEngine(options.pop("checkpoint", None), **options)
     if options:
         raise ValueError(f"Engine {spec!r} takes no options ({', '.join(options)})")
-    if name == "interpolate" and not option:
+    if engine.family == "interpolate":
         from .interpolate import InterpolateEngine
 
         return InterpolateEngine()
-    if name in ("register", "auto") and (not option or option in REGISTRARS):
-        from .auto import AutoEngine
-        from .register import RegisterEngine
+    from .auto import AutoEngine
+    from .register import RegisterEngine
 
-        engine_class = RegisterEngine if name == "register" else AutoEngine
-        return engine_class(backend=option or DEFAULT_REGISTRAR)
-    raise ValueError(f"Engine must be one of {', '.join(ENGINE_NAMES)}, not {spec!r}")
+    engine_class = RegisterEngine if engine.family == "register" else AutoEngine
+    return engine_class(backend=engine.registrar)

@@ -52,19 +52,16 @@ class FewShotEngine:
         config=None,
         decode_batch_size: int | None = None,
     ) -> None:
-        if not checkpoint:
-            raise ValueError("The fewshot engine needs --checkpoint PATH or NAME (see: samfewshot weights list)")
         if refine is not None:
             raise ValueError(f"--refine is for the sam engine, not fewshot (got --refine {refine})")
         if init is not None:
             raise ValueError(f"--init is for the meta engine, not fewshot (got --init {init})")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-        from ..sam.weights_store import resolve_checkpoint
+        from .options import SamOptions
 
-        resolve_checkpoint(checkpoint)  # a missing file or unknown name fails now, before any work
+        self.options = SamOptions(
+            "fewshot", checkpoint, model_type=model_type, device=device, window=window, cache=cache,
+            batch_size=batch_size,
+        )
         self.checkpoint, self.model_type, self.device, self.window = checkpoint, model_type, device, window
         self.cache, self.batch_size, self.config, self.decode_batch_size = cache, batch_size, config, decode_batch_size
 

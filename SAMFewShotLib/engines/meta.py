@@ -65,18 +65,15 @@ class MetaEngine:
     ) -> None:
         if refine is not None:
             raise ValueError(f"--refine is for the sam engine; the meta engine adapts online instead (not {refine!r})")
-        if not checkpoint:
-            raise ValueError("The meta engine needs --checkpoint PATH or NAME (see: samfewshot weights list)")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if steps is not None and steps < 1:
             raise ValueError(f"Online steps must be >= 1, not {steps}")
         from ..meta.init_file import load_init
-        from ..sam.weights_store import resolve_checkpoint
+        from .options import SamOptions
 
-        resolve_checkpoint(checkpoint)  # a missing file or unknown name fails now, before any work
+        self.options = SamOptions(
+            "meta", checkpoint, model_type=model_type, device=device, window=window, cache=cache,
+            batch_size=batch_size,
+        )
         if init is not None:
             load_init(init)  # a missing or corrupt init too
         self.checkpoint, self.init, self.model_type, self.device = checkpoint, init, model_type, device

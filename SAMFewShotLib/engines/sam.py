@@ -61,18 +61,16 @@ class SamEngine:
         cache=None,
         batch_size: int = 1,
     ) -> None:
-        if not checkpoint:
-            raise ValueError("The sam engine needs --checkpoint PATH or NAME (see: samfewshot weights list)")
         if coarse not in COARSE_ENGINES:
             raise ValueError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
         refine = 1 if refine is None else refine
         if refine < 0:
             raise ValueError(f"--refine must be 0 or more, not {refine}")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
-        from ..sam.weights_store import resolve_checkpoint
+        from .options import SamOptions
 
-        resolve_checkpoint(checkpoint)  # a missing file or unknown name fails now, before any work
+        self.options = SamOptions(
+            "sam", checkpoint, model_type=model_type, device=device, window=window, cache=cache, batch_size=batch_size
+        )
         self.checkpoint, self.coarse, self.refine = checkpoint, coarse, refine
         self.model_type, self.device, self.window = model_type, device, window
         self.cache, self.batch_size = cache, batch_size

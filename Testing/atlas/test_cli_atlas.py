@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
 from Testing import tiny_sam
 from Testing.atlas.atlas_phantom import FAST, LIVER_TERMINOLOGY, phantom

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from SAMFewShotLib import cli
+import SAMFewShotLib.cli.main as cli
 from SAMFewShotLib.batch.inputs import expand_inputs
 from SAMFewShotLib.batch.models import load_model
 from SAMFewShotLib.batch.pipeline import run_batch

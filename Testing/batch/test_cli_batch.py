@@ -9,7 +9,7 @@ import threading
 import psutil
 import pytest
 
-from SAMFewShotLib import cli
+import SAMFewShotLib.cli.main as cli
 from SAMFewShotLib.batch import models
 from Testing.batch.batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 

@@ -128,7 +128,7 @@ def test_cancel_stops_it_during_training(case, first_run):
 
 
 def test_propagate_runs_it_from_the_command_line(case, first_run, tmp_path, monkeypatch, capsys):
-    from SAMFewShotLib.cli import main
+    from SAMFewShotLib.cli.main import main
     from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
 
     image, annotation, _, checkpoint, folder = case

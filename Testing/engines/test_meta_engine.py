@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 import torch
 
 from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
-from SAMFewShotLib.cli import main  # noqa: E402
+from SAMFewShotLib.cli.main import main  # noqa: E402
 from SAMFewShotLib.engines import make_engine  # noqa: E402
 from SAMFewShotLib.engines.meta import MetaEngine  # noqa: E402
 from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.fewshot import load_head
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
 from Testing import tiny_sam

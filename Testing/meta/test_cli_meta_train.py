@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 import numpy as np
 
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.meta.init_file import load_init
 from SAMFewShotLib.volume import LabelVolume
 from SAMFewShotLib.volume_io import write_labels, write_volume

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("torch")  # the helpers build tiny SAM checkpoints
 
-from SAMFewShotLib.cli_weights import add_weights_parser
+from SAMFewShotLib.cli.weights import add_weights_parser
 from SAMFewShotLib.progress import CancelToken, no_progress
 from SAMFewShotLib.sam import checkpoints
 from Testing.sam.sam_weights_helpers import LocalServer, forbid_remote_connections, save_tiny

@@ -129,7 +129,7 @@ def test_a_second_structure_encodes_only_the_slices_not_encoded_yet(case, tmp_pa
 
 
 def test_suggest_on_sam_embeddings(case, capsys):
-    from SAMFewShotLib.cli import main
+    from SAMFewShotLib.cli.main import main
     from SAMFewShotLib.volume_io import write_volume
 
     image, _, checkpoint, _, folder = case

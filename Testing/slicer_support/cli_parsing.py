@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from SAMFewShotLib.cli import build_parser
+from SAMFewShotLib.cli.main import build_parser
 
 PYTHON = "/opt/Slicer 5.8/bin/PythonSlicer"  # a space in the path: argv needs no quoting
 

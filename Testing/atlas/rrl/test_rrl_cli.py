@@ -9,7 +9,7 @@ from Testing.atlas.rrl.rrl_synthetic import phantom, targets
 pytest.importorskip("torch")
 
 from SAMFewShotLib.atlas.bundle import load_bundle
-from SAMFewShotLib.cli import main
+from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.volume_io import read_labels, read_volume, write_labels, write_volume
 
 

@@ -8,7 +8,7 @@
     samfewshot atlas train ATLAS_IMAGE ATLAS_LABELS UNLABELED_DIR -o BUNDLE [...]   (RRL-MedSAM)
 
 BUNDLE: a ``.zip`` file or a folder (see :mod:`SAMFewShotLib.atlas.bundle`). Bad input exits 2
-with one line (``cli.main`` turns the ValueErrors raised here into that); outputs are written
+with one line (``cli/main.py`` turns the ValueErrors raised here into that); outputs are written
 atomically, only on success.
 """
 
@@ -19,15 +19,22 @@ import json
 import time
 from pathlib import Path
 
-from .cli_common import EXIT_OK, UserError, check_output_and_report, check_outputs_differ, write_json_atomic
-from .progress import add_progress_argument
+from ..atlas.fusion_methods import FUSION_METHODS
+from ..errors import InputError
+from ..files import write_json_atomic
+from ..progress import CancelToken, Progress
+from .arguments import (
+    add_checkpoint_argument,
+    add_device_argument,
+    add_progress_argument,
+    add_report_argument,
+)
+from .exit_codes import EXIT_OK
+from .outputs import check_output_and_report, check_outputs_differ
 
 
 def add_atlas_parser(subparsers) -> None:
     """Register ``samfewshot atlas create|info|apply|train`` on ``subparsers`` (the top-level subparsers action)."""
-    from .atlas.fusion import FUSION_METHODS
-    from .atlas.rrl.cli import add_train_arguments, cmd_atlas_train
-
     parser = subparsers.add_parser(
         "atlas",
         help="one-shot atlas segmentation: create, inspect, apply or train an atlas bundle",
@@ -69,12 +76,12 @@ def add_atlas_parser(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="output labels: .seg.nrrd (names, colours kept), .nii.gz, ...")
     p.add_argument("--fusion", default="majority", choices=FUSION_METHODS, help="multi-atlas fusion (default majority)")
     p.add_argument("--refine", default=None, choices=("sam",), help="refine the result slice by slice with SAM")
-    p.add_argument("--checkpoint", default=None, help="SAM checkpoint path or name (with --refine sam)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_checkpoint_argument(p, help="SAM checkpoint path or name (with --refine sam)")
+    add_device_argument(p)
     p.add_argument("--rrl-output", default=None, choices=("segmentation", "registration"),
                    help="RRL-MedSAM bundles: the segmentation decoder's labels or the atlas labels warped by the "
                         "predicted displacement (default: the bundle's choice)")
-    p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds per stage, details")
+    add_report_argument(p, help="write a JSON report: seconds per stage, details")
     add_progress_argument(p)
     p.set_defaults(func=cmd_atlas_apply)
 
@@ -86,17 +93,17 @@ def add_atlas_parser(subparsers) -> None:
 def _read_json_file(path: str, what: str):
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(f"{what} file {path} does not exist")
+        raise InputError(f"{what} file {path} does not exist")
     try:
         return json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{what} file {path} is not valid JSON ({error})") from None
+        raise InputError(f"{what} file {path} is not valid JSON ({error})") from None
 
 
 def cmd_atlas_create(args: argparse.Namespace, progress, cancel) -> int:
-    from .atlas.bundle import labels_from_json, write_bundle
-    from .atlas.registration import check_parameters
-    from .volume_io import read_labels, read_volume
+    from ..atlas.bundle import labels_from_json, write_bundle
+    from ..atlas.registration import check_parameters
+    from ..volume_io import read_labels, read_volume
 
     pairs = [(args.atlas_image, args.atlas_labels), *(tuple(pair) for pair in args.atlas)]
     check_outputs_differ(args.output, [path for pair in pairs for path in pair])
@@ -111,7 +118,7 @@ def cmd_atlas_create(args: argparse.Namespace, progress, cancel) -> int:
         if labels is not None:
             missing = sorted(set(atlas_labels.label_values()) - {label.value for label in labels})
             if missing:
-                raise UserError(f"{labels_path}: label values {missing} are not in --labels-json")
+                raise InputError(f"{labels_path}: label values {missing} are not in --labels-json")
         atlases.append((image, atlas_labels))
         progress("read atlases", i + 1, len(pairs))
     name = args.name or Path(args.output).name.removesuffix(".zip")
@@ -139,7 +146,7 @@ def _summary(info: dict) -> str:
 
 
 def cmd_atlas_info(args: argparse.Namespace, progress, cancel) -> int:
-    from .atlas.bundle import load_bundle
+    from ..atlas.bundle import load_bundle
 
     info = load_bundle(args.bundle).info()
     print(json.dumps(info) if args.json else _summary(info))
@@ -147,9 +154,9 @@ def cmd_atlas_info(args: argparse.Namespace, progress, cancel) -> int:
 
 
 def cmd_atlas_apply(args: argparse.Namespace, progress, cancel) -> int:
-    from .atlas.apply import apply_bundle, check_refine
-    from .atlas.bundle import load_bundle
-    from .volume_io import check_writable, read_volume, write_labels
+    from ..atlas.apply import apply_bundle, check_refine
+    from ..atlas.bundle import load_bundle
+    from ..volume_io import check_writable, read_volume, write_labels
 
     start = time.perf_counter()
     check_refine(args.refine, args.checkpoint)
@@ -179,4 +186,69 @@ def cmd_atlas_apply(args: argparse.Namespace, progress, cancel) -> int:
                 "details": result.details,
             },
         )
+    return EXIT_OK
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``ATLAS_IMAGE ATLAS_LABELS UNLABELED_DIR -o BUNDLE [--name] [--size] [--iterations]
+    [--teacher] [--work-dir] [--resume] [--device] [--progress]`` to ``parser``."""
+    from ..atlas.rrl.defaults import DEFAULT_ITERATIONS, DEFAULT_SIZE
+
+    parser.add_argument("atlas_image", metavar="ATLAS_IMAGE", help="the labelled atlas image")
+    parser.add_argument("atlas_labels", metavar="ATLAS_LABELS", help="its label map (.nii.gz, .nrrd, .seg.nrrd)")
+    parser.add_argument(
+        "unlabeled_dir", metavar="UNLABELED_DIR",
+        help="folder of unlabelled images of the same modality and body region (one file or DICOM folder each)",
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle to write (.zip or a folder)")
+    parser.add_argument("--name", default=None, help="bundle name (default: the output's stem)")
+    parser.add_argument(
+        "--size", type=int, default=DEFAULT_SIZE,
+        help=f"cube edge in voxels the volumes are resampled to (default {DEFAULT_SIZE}, as in the paper)",
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=DEFAULT_ITERATIONS,
+        help=f"training iterations of the joint registration-segmentation stage (default {DEFAULT_ITERATIONS})",
+    )
+    parser.add_argument(
+        "--teacher", default=None, metavar="CHECKPOINT",
+        help="SAM checkpoint (path or registry name) to distil the lightweight encoder from (stage 1); "
+        "without it the encoder is trained only by the medical branch",
+    )
+    parser.add_argument(
+        "--work-dir", default=None, metavar="DIR",
+        help="folder for checkpoints (default: <BUNDLE>.work next to the output)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue from the checkpoint in --work-dir (written every 50 iterations, at the end and on cancel)",
+    )
+    add_device_argument(parser, help="torch device")
+    add_progress_argument(parser)
+
+
+def cmd_atlas_train(args: argparse.Namespace, progress: Progress, cancel: CancelToken) -> int:
+    """Run ``samfewshot atlas train``; returns the exit code (InputError/ValueError for bad input)."""
+    from ..atlas.rrl.data import read_unlabeled_folder
+    from ..atlas.rrl.training import train_rrl_bundle
+    from ..volume_io import read_labels, read_volume
+
+    if args.size < 32 or args.size % 32:
+        raise InputError(f"--size must be a multiple of 32 (32, 64, 96, 128, ...), not {args.size}")
+    if args.iterations < 1:
+        raise InputError(f"--iterations must be >= 1, not {args.iterations}")
+    output = Path(args.output).expanduser()
+    check_outputs_differ(str(output), [args.atlas_image, args.atlas_labels, args.unlabeled_dir])
+    if not output.parent.is_dir():
+        raise InputError(f"Output folder {output.parent} does not exist")
+    image = read_volume(args.atlas_image)
+    labels = read_labels(args.atlas_labels)
+    image.require_same_grid(labels.volume, "atlas label")
+    unlabeled = read_unlabeled_folder(args.unlabeled_dir, args.size, progress=progress, cancel=cancel)
+    path = train_rrl_bundle(
+        image, labels, unlabeled, output, name=args.name, size=args.size, iterations=args.iterations,
+        teacher_checkpoint=args.teacher, resume=args.resume, work_dir=args.work_dir, device=args.device,
+        progress=progress, cancel=cancel,
+    )
+    print(f"Wrote {path}")
     return EXIT_OK

@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli_common import EXIT_CANCELLED, EXIT_OK, UserError
-from .progress import Cancelled, add_progress_argument
-
-#: Exit code when at least one case failed.
-EXIT_CASES_FAILED = 3
+from ..atlas.fusion_methods import FUSION_METHODS
+from ..errors import InputError
+from ..progress import Cancelled
+from .arguments import add_progress_argument, add_sam_model_arguments
+from .exit_codes import EXIT_CANCELLED, EXIT_CASES_FAILED, EXIT_OK
 FORMATS = {"seg.nrrd": ("seg.nrrd",), "nii.gz": ("nii.gz",), "both": ("seg.nrrd", "nii.gz")}
 
 
@@ -38,17 +38,17 @@ def _printer(kind: str):
 
 
 def cmd_batch(args, progress, cancel) -> int:
-    from .batch.dask_runner import check_scheduler
-    from .batch.inputs import expand_inputs
-    from .batch.models import load_model
-    from .batch.pipeline import run_batch
+    from ..batch.dask_runner import check_scheduler
+    from ..batch.inputs import expand_inputs
+    from ..batch.models import load_model
+    from ..batch.pipeline import run_batch
 
     if args.scheduler is not None:
         check_scheduler(args.scheduler)
         if args.workers is not None:
-            raise UserError("--workers sets the local process pool; with --scheduler local:N give N instead")
+            raise InputError("--workers sets the local process pool; with --scheduler local:N give N instead")
     if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, not {args.workers}")
+        raise InputError(f"--workers must be at least 1, not {args.workers}")
     cases = expand_inputs(args.inputs, exclude=[args.output])
     model = load_model(
         args.model, out_dir=args.output, annotation=args.annotation, engine=args.engine, checkpoint=args.checkpoint,
@@ -73,8 +73,6 @@ def cmd_batch(args, progress, cancel) -> int:
 
 def add_batch_parser(subparsers) -> None:
     """Register ``samfewshot batch`` on ``subparsers`` (the top-level subparsers action)."""
-    from .atlas.fusion import FUSION_METHODS
-
     p = subparsers.add_parser(
         "batch",
         help="apply an atlas bundle, a few-shot head or an annotated reference to many volumes",
@@ -95,9 +93,12 @@ def add_batch_parser(subparsers) -> None:
         help="engine propagating the reference's annotation once before registration to each case "
         "(default auto; none: the annotation is already complete)",
     )
-    p.add_argument("--checkpoint", default=None, help="SAM weights: required for .sfs heads; with a bundle: SAM refinement")
-    p.add_argument("--model-type", default=None, help="SAM architecture override (reference with a SAM engine)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="cuda: one GPU per case (dask resource GPU=1)")
+    add_sam_model_arguments(
+        p,
+        checkpoint_help="SAM weights: required for .sfs heads; with a bundle: SAM refinement",
+        model_type_help="SAM architecture override (reference with a SAM engine)",
+        device_help="cuda: one GPU per case (dask resource GPU=1)",
+    )
     p.add_argument("--fusion", default=None, choices=FUSION_METHODS, help="atlas bundles: label fusion")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument(

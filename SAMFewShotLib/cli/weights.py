@@ -8,7 +8,7 @@
 The cache folder is ``$SAMFEWSHOT_HOME/weights`` or the user cache folder (see
 :mod:`SAMFewShotLib.sam.weights_store`). ``download`` is the only command that uses the
 network, and only for the registry entry named: typing it is the consent. Bad input exits 2
-with one line (``cli.main`` turns the ValueErrors raised here into that).
+with one line (``cli/main.py`` turns the ValueErrors raised here into that).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import argparse
 import json
 import sys
 
-from .cli_common import EXIT_OK
-from .progress import add_progress_argument
-
+from .arguments import add_model_type_argument, add_progress_argument
+from .exit_codes import EXIT_OK
 
 
 def add_weights_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,9 +42,7 @@ def add_weights_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="name to record it under (default: registry name if recognised, else the file name)",
     )
-    p.add_argument(
-        "--model-type", default=None, metavar="TYPE", help="vit_b, vit_l, vit_h or vit_t: checked against the weights"
-    )
+    add_model_type_argument(p, help="vit_b, vit_l, vit_h or vit_t: checked against the weights")
     add_progress_argument(p)
     p.set_defaults(func=cmd_weights_import)
 
@@ -69,7 +66,7 @@ def _megabytes(size: int | None) -> str:
 
 
 def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
-    from .sam.weights_store import list_weights, weights_dir
+    from ..sam.weights_store import list_weights, weights_dir
 
     rows = list_weights()
     if args.json:
@@ -102,7 +99,7 @@ def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
 
 
 def cmd_weights_import(args: argparse.Namespace, progress, cancel) -> int:
-    from .sam.weights_store import import_checkpoint
+    from ..sam.weights_store import import_checkpoint
 
     result = import_checkpoint(args.path, name=args.name, model_type=args.model_type, progress=progress, cancel=cancel)
     r = result.record
@@ -120,7 +117,7 @@ def cmd_weights_import(args: argparse.Namespace, progress, cancel) -> int:
 
 
 def cmd_weights_verify(args: argparse.Namespace, progress, cancel) -> int:
-    from .sam.weights_store import verify_weights, weights_dir
+    from ..sam.weights_store import verify_weights, weights_dir
 
     results = verify_weights(args.name, progress=progress, cancel=cancel)
     if not results:
@@ -135,8 +132,8 @@ def cmd_weights_verify(args: argparse.Namespace, progress, cancel) -> int:
 
 
 def cmd_weights_download(args: argparse.Namespace, progress, cancel) -> int:
-    from .sam.checkpoints import get_checkpoint
-    from .sam.weights_store import download_checkpoint
+    from ..sam.checkpoints import get_checkpoint
+    from ..sam.weights_store import download_checkpoint
 
     entry = get_checkpoint(args.name)
     print(

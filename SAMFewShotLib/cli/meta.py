@@ -19,15 +19,23 @@ import os
 import time
 from pathlib import Path
 
-from .cli_common import EXIT_OK, UserError, check_output_and_report, write_json_atomic
-from .progress import add_progress_argument
-
-AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+from ..errors import InputError
+from ..files import write_json_atomic
+from .arguments import (
+    AXES,
+    add_axis_argument,
+    add_progress_argument,
+    add_report_argument,
+    add_sam_model_arguments,
+    parse_label_values,
+)
+from .exit_codes import EXIT_OK
+from .outputs import check_output_and_report
 
 
 def add_meta_parser(subparsers) -> None:
     """Register ``samfewshot meta-train`` on ``subparsers`` (the top-level subparsers action)."""
-    from .meta.config import MetaConfig, MetaTrainingSettings
+    from ..meta.config import MetaConfig, MetaTrainingSettings
 
     config, settings = MetaConfig(), MetaTrainingSettings()
     p = subparsers.add_parser(
@@ -38,10 +46,11 @@ def add_meta_parser(subparsers) -> None:
     )
     p.add_argument("labeled_dir", metavar="LABELED_DIR", help="images/ + labels/, or NAME_image.EXT + NAME_labels.EXT")
     p.add_argument("-o", "--output", required=True, metavar="INIT.pt", help="the init file to write")
-    p.add_argument("--checkpoint", required=True, help="SAM checkpoint path or name (the init belongs to it)")
-    p.add_argument("--model-type", default=None, help="SAM architecture override: vit_b, vit_l, vit_h")
+    add_sam_model_arguments(
+        p, checkpoint_required=True, checkpoint_help="SAM checkpoint path or name (the init belongs to it)"
+    )
     p.add_argument("--labels", default=None, help="label values to train on, comma-separated (default: all)")
-    p.add_argument("--axis", default="axial", choices=tuple(AXES), help="slice axis (numpy z, y, x order)")
+    add_axis_argument(p, auto=False, help="slice axis (numpy z, y, x order)")
     p.add_argument("--window", default="auto", help="intensity window: auto, percentile or a CT preset")
     p.add_argument("--iterations", type=int, default=settings.iterations, help="outer iterations (episodes)")
     p.add_argument("--steps", type=int, default=config.steps, help="online steps S per episode (and per use)")
@@ -50,44 +59,31 @@ def add_meta_parser(subparsers) -> None:
     p.add_argument("--meta-lr", type=float, default=settings.meta_lr, help="outer Adam step size (cosine-annealed)")
     p.add_argument("--learning-rate", type=float, default=config.learning_rate, help="initial online step size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds, iterations, losses, memory")
+    add_report_argument(p, help="write a JSON report: seconds, iterations, losses, memory")
     add_progress_argument(p)
     p.set_defaults(func=cmd_meta_train)
 
 
-def _labels(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"--labels must be comma-separated integers, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise UserError(f"--labels must list label values >= 1, not {text!r}")
-    return values
-
-
 def _check_output(path: str) -> None:
-    """UserError unless the init file can be written at ``path`` (a file in a writable folder)."""
+    """InputError unless the init file can be written at ``path`` (a file in a writable folder)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
         problem = "is a folder" if target.is_dir() else f"needs a writable folder {folder}"
-        raise UserError(f"Output {path} {problem}")
+        raise InputError(f"Output {path} {problem}")
 
 
 def cmd_meta_train(args: argparse.Namespace, progress, cancel) -> int:
-    from .meta.config import MetaConfig
-    from .meta.init_file import MetaInit, save_init
-    from .meta.labeled_dir import find_labeled_cases
-    from .meta.load import load_meta_model
-    from .memory import peak_gpu_mib, peak_rss_mib
-    from .meta.meta_learning import MetaTrainingSettings, meta_train
-    from .meta.tasks import read_cases, tasks_from_volumes
+    from ..memory import peak_gpu_mib, peak_rss_mib
+    from ..meta.config import MetaConfig
+    from ..meta.init_file import MetaInit, save_init
+    from ..meta.labeled_dir import find_labeled_cases
+    from ..meta.load import load_meta_model
+    from ..meta.meta_learning import MetaTrainingSettings, meta_train
+    from ..meta.tasks import read_cases, tasks_from_volumes
 
     start = time.perf_counter()
-    labels = _labels(args.labels)
+    labels = parse_label_values(args.labels)
     config = MetaConfig(steps=args.steps, learning_rate=args.learning_rate, seed=args.seed)
     settings = MetaTrainingSettings(
         iterations=args.iterations, shots=args.shots, queries=args.queries, meta_lr=args.meta_lr, seed=args.seed

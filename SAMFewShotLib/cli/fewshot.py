@@ -11,7 +11,7 @@
 ``train`` writes the head (decoder state, target embeddings, label names/colours, the base
 checkpoint's sha256, the preprocessing); ``apply`` refuses a checkpoint other than the head's
 base model. Reports: seconds per stage, training iterations, encoder calls, cache hits, peak
-memory. Bad input exits 2 with one line (``cli.main`` turns ValueErrors into that).
+memory. Bad input exits 2 with one line (``cli/main.py`` turns ValueErrors into that).
 """
 
 from __future__ import annotations
@@ -23,8 +23,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .cli_common import EXIT_OK, UserError, check_output_and_report, write_json_atomic
-from .progress import add_progress_argument
+from ..errors import InputError
+from ..files import write_json_atomic
+from .arguments import (
+    add_annotation_arguments,
+    add_progress_argument,
+    add_report_argument,
+    add_sam_model_arguments,
+    parse_labels,
+    parse_range,
+)
+from .exit_codes import EXIT_OK
+from .outputs import check_output_and_report
 
 
 def add_fewshot_parser(subparsers) -> None:
@@ -42,9 +52,7 @@ def add_fewshot_parser(subparsers) -> None:
     p.add_argument("annotation", help="label image on the image grid, or .seg.nrrd")
     p.add_argument("-o", "--output", required=True, help="the head file to write (.sfs)")
     p.add_argument("--labels", default=None, help='labels to train, optionally renamed: "1,3=spleen" (default: all)')
-    p.add_argument("--axis", default="auto", choices=("auto", "axial", "coronal", "sagittal"))
-    p.add_argument("--empty-slices", default=None, metavar="SPEC",
-                   help='slices declared free of a structure: "12,40" or "5:12,40;1:3" (per label)')
+    add_annotation_arguments(p)
     p.add_argument("--window", default="auto", help="intensity window: auto, percentile or a CT preset name")
     p.add_argument("--iterations", type=int, default=None, help="training iterations (default: 50-100 by shots)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
@@ -67,21 +75,21 @@ def add_fewshot_parser(subparsers) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="base SAM checkpoint path or name (see samfewshot weights list)")
-    p.add_argument("--model-type", default=None, help="SAM architecture override: vit_b, vit_l, vit_h, vit_t")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--report", default=None, metavar="PATH", help="write a JSON report: seconds, counters")
+    add_sam_model_arguments(
+        p, checkpoint_required=True, checkpoint_help="base SAM checkpoint path or name (see samfewshot weights list)"
+    )
+    add_report_argument(p, help="write a JSON report: seconds, counters")
     add_progress_argument(p)
 
 
 def _check_paths(args: argparse.Namespace, inputs: list[str]) -> None:
-    """UserError for a report path that cannot be written, or an output/report that is an input."""
+    """InputError for a report path that cannot be written, or an output/report that is an input."""
     check_output_and_report(args.output, args.report, inputs)
 
 
 def _check_head_output(path: str) -> None:
-    """UserError unless a head file can be written at ``path``."""
-    from .fewshot.head import SUFFIX
+    """InputError unless a head file can be written at ``path``."""
+    from ..fewshot.head import SUFFIX
 
     target = Path(path)
     folder = target.parent
@@ -93,18 +101,17 @@ def _check_head_output(path: str) -> None:
     )
     for found, message in problems:
         if found:
-            raise UserError(message)
+            raise InputError(message)
 
 
 def cmd_fewshot_train(args: argparse.Namespace, progress, cancel) -> int:
-    from .annotation import SparseAnnotation, axis_from_name, parse_empty_slices
-    from .bench import parse_labels
-    from .fewshot.apply import train_head
-    from .memory import peak_rss_mib
-    from .fewshot.fit import check_labels
-    from .fewshot.head import save_head
-    from .fewshot.training import TrainingConfig
-    from .volume_io import read_labels, read_volume
+    from ..annotation import SparseAnnotation, axis_from_name, parse_empty_slices
+    from ..fewshot.apply import train_head
+    from ..fewshot.fit import check_labels
+    from ..fewshot.head import save_head
+    from ..fewshot.training import TrainingConfig
+    from ..memory import peak_rss_mib
+    from ..volume_io import read_labels, read_volume
 
     start = time.perf_counter()
     _check_head_output(args.output)
@@ -152,10 +159,9 @@ def cmd_fewshot_train(args: argparse.Namespace, progress, cancel) -> int:
 
 
 def cmd_fewshot_apply(args: argparse.Namespace, progress, cancel) -> int:
-    from .fewshot.apply import run_head
-    from .fewshot.head import load_head
-    from .suggest import parse_range
-    from .volume_io import check_writable, read_volume, write_labels
+    from ..fewshot.apply import run_head
+    from ..fewshot.head import load_head
+    from ..volume_io import check_writable, read_volume, write_labels
 
     start = time.perf_counter()
     check_writable(args.output, "labels")
@@ -184,7 +190,7 @@ def cmd_fewshot_apply(args: argparse.Namespace, progress, cancel) -> int:
 
 
 def cmd_fewshot_info(args: argparse.Namespace, progress, cancel) -> int:
-    from .fewshot.head import load_head
+    from ..fewshot.head import load_head
 
     head = load_head(args.head)
     manifest = head.manifest()

@@ -1,0 +1,117 @@
+"""``samfewshot propagate IMAGE ANNOTATION -o OUT [--engine ENGINE] ...``: a sparse slice
+annotation to a full 3D segmentation with one engine."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..engines.catalog import needs_weights
+from ..errors import InputError
+from ..files import write_json_atomic
+from ..progress import CancelToken
+from .arguments import (
+    add_annotation_arguments,
+    add_checkpoint_argument,
+    add_device_argument,
+    add_model_type_argument,
+    add_progress_argument,
+    add_report_argument,
+    axis_or_auto,
+)
+from .exit_codes import EXIT_OK
+from .outputs import check_output_and_report
+
+
+def add_propagate_parser(subparsers) -> None:
+    """Register ``samfewshot propagate`` on ``subparsers`` (the top-level subparsers action)."""
+    p = subparsers.add_parser("propagate", help="propagate a sparse slice annotation to the whole volume")
+    p.add_argument("image", help="image: NIfTI, NRRD, MHA, ... file or a DICOM series folder")
+    p.add_argument("annotation", help="label image on the image grid, or .seg.nrrd")
+    p.add_argument("-o", "--output", required=True, help="output labels: .nii.gz, .nrrd, .mha or .seg.nrrd")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        metavar="ENGINE",
+        help="auto, interpolate or register; a suffix picks the slice registration of register and auto "
+        "(register:tvl1, auto:elastix, ...); sam, fewshot, meta need weights (default: auto)",
+    )
+    add_annotation_arguments(p)
+    add_checkpoint_argument(p, help="SAM checkpoint path or name (SAM engines only)")
+    add_model_type_argument(p)
+    p.add_argument("--refine", type=int, default=None, help="SAM post-refinement rounds (default 1)")
+    add_device_argument(p, help="SAM engines only")
+    p.add_argument(
+        "--init", default=None, metavar="PATH", help="meta engine: meta-learned initialisation (samfewshot meta-train)"
+    )
+    add_report_argument(p)
+    add_progress_argument(p)
+    p.set_defaults(func=cmd_propagate)
+
+
+def _engine(args: argparse.Namespace):
+    from ..engines import make_engine
+
+    if needs_weights(args.engine):
+        options = dict(checkpoint=args.checkpoint, model_type=args.model_type, device=args.device)
+        if args.refine is not None:
+            options["refine"] = args.refine
+        if args.init is not None:
+            options["init"] = args.init
+        return make_engine(args.engine, **options)
+    engine = make_engine(args.engine)
+    if (
+        args.checkpoint is not None
+        or args.device != "auto"
+        or args.refine is not None
+        or args.model_type
+        or args.init is not None
+    ):
+        raise InputError(
+            f"--checkpoint, --device, --refine, --model-type and --init are for the SAM engines; engine "
+            f"{args.engine!r} needs no weights and runs on the CPU"
+        )
+    return engine
+
+
+def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
+    from ..annotation import SparseAnnotation, parse_empty_slices
+    from ..volume_io import check_writable, read_labels, read_volume, write_labels
+
+    start = time.perf_counter()
+    engine = _engine(args)
+    check_writable(args.output, "labels")
+    check_output_and_report(args.output, args.report, [args.image, args.annotation])
+    image = read_volume(args.image)
+    labels = read_labels(args.annotation)
+    image.require_same_grid(labels.volume, "annotation")
+    empty = parse_empty_slices(args.empty_slices, labels.label_values()) if args.empty_slices else None
+    annotation = SparseAnnotation.from_labels(
+        labels, axis=axis_or_auto(args.axis, image.direction), empty_slices=empty
+    )
+    read_seconds = time.perf_counter() - start
+    prediction = engine.propagate(image, annotation, progress=progress, cancel=cancel)
+    write_start = time.perf_counter()
+    write_labels(prediction.labels, args.output)
+    seconds = dict(prediction.seconds, read=read_seconds, write=time.perf_counter() - write_start)
+    seconds["total"] = time.perf_counter() - start
+    if args.report:
+        write_json_atomic(
+            args.report,
+            {
+                "engine": args.engine,
+                "image": args.image,
+                "annotation": args.annotation,
+                "output": args.output,
+                "axis": int(annotation.axis),
+                "annotated_slices": {v: annotation.annotated_slices(v) for v in annotation.label_values},
+                "labels": {s.value: s.display_name() for s in prediction.labels.segments}
+                or {v: f"Segment_{v}" for v in annotation.label_values},
+                "seconds": seconds,
+                "counters": prediction.counters,
+                "expected_dice": prediction.expected_dice,
+                "slice_confidence": prediction.slice_confidence,
+                "details": prediction.details,
+            },
+        )
+    return EXIT_OK

@@ -1,0 +1,105 @@
+"""The engine catalogue (engines/catalog.py) and the SAM engines' shared options (engines/options.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from SAMFewShotLib.engines import make_engine
+from SAMFewShotLib.engines.catalog import (
+    ENGINE_NAMES,
+    REGISTRAR_NAMES,
+    WEIGHTED_ENGINES,
+    WEIGHTLESS_ENGINES,
+    EngineSpec,
+    needs_weights,
+    parse_engine,
+)
+from SAMFewShotLib.engines.options import SamOptions
+from SAMFewShotLib.propagation.slice_registration import REGISTRARS
+
+
+def test_every_listed_name_parses_into_a_known_family():
+    families = {parse_engine(name).family for name in ENGINE_NAMES}
+    assert families == set(WEIGHTLESS_ENGINES) | set(WEIGHTED_ENGINES)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("register", EngineSpec("register", "")),
+        ("auto:elastix", EngineSpec("auto", "elastix")),
+        ("sam:interpolate", EngineSpec("sam", "interpolate")),
+        ("fewshot", EngineSpec("fewshot", "")),
+    ],
+)
+def test_parse_engine_splits_family_and_option(spec, expected):
+    assert parse_engine(spec) == expected
+
+
+def test_defaults_are_filled_in():
+    assert parse_engine("auto").registrar == "tvl1"
+    assert parse_engine("register:dis").registrar == "dis"
+    assert parse_engine("sam").coarse == "register"
+    assert parse_engine("interpolate").registrar is None
+
+
+@pytest.mark.parametrize("spec", ["", "sam:tvl1", "interpolate:dis", "register:nope", "fewshot:x", "unet"])
+def test_unknown_names_are_refused_with_the_list(spec):
+    with pytest.raises(ValueError, match="Engine must be one of auto, interpolate"):
+        parse_engine(spec)
+
+
+def test_weights_are_needed_by_the_sam_engines_only():
+    assert [needs_weights(name) for name in ("sam:interpolate", "fewshot", "meta", "auto:dis", "interpolate")] == [
+        True, True, True, False, False
+    ]
+
+
+def test_registrar_names_are_the_registrars():
+    assert REGISTRAR_NAMES == tuple(REGISTRARS)
+
+
+@pytest.mark.parametrize("spec, backend", [("register", "tvl1"), ("register:dis", "dis"), ("auto:elastix", "elastix")])
+def test_make_engine_uses_the_parsed_registrar(spec, backend):
+    engine = make_engine(spec)
+    register = engine.register if spec.startswith("auto") else engine
+    assert register.backend == backend
+
+
+def test_weightless_engines_refuse_options():
+    with pytest.raises(ValueError, match="takes no options"):
+        make_engine("interpolate", device="cpu")
+
+
+def test_the_catalogue_imports_neither_torch_nor_itk():
+    code = "import sys, SAMFewShotLib.engines.catalog; print(sorted({'torch', 'itk'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_sam_options_are_frozen(tmp_path):
+    checkpoint = tmp_path / "sam.pth"
+    checkpoint.write_bytes(b"weights")
+    options = SamOptions("sam", str(checkpoint), device="cpu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.device = "cuda"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"checkpoint": None}, "The meta engine needs --checkpoint"),
+        ({"device": "tpu"}, "tpu"),
+        ({"batch_size": 0}, "batch_size must be >= 1, not 0"),
+        ({"checkpoint": "/nonexistent/sam.pth"}, "sam.pth"),
+    ],
+)
+def test_sam_options_refuse_bad_values(tmp_path, fields, message):
+    checkpoint = tmp_path / "sam.pth"
+    checkpoint.write_bytes(b"weights")
+    with pytest.raises(ValueError, match=message):
+        SamOptions(**{"engine": "meta", "checkpoint": str(checkpoint), **fields})
