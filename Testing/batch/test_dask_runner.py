@@ -8,8 +8,9 @@ import os
 import signal
 import threading
 
-import dask
 import pytest
+
+dask = pytest.importorskip("dask")
 
 from SAMFewShotLib.batch.case_task import CaseTask
 from SAMFewShotLib.batch.dask_runner import check_scheduler, run_dask, run_on_client
