@@ -10,14 +10,15 @@ import threading
 
 import pytest
 
-dask = pytest.importorskip("dask")
+pytest.importorskip("distributed")
+
+import dask
+import distributed
 
 from SAMFewShotLib.batch.case_task import CaseTask
 from SAMFewShotLib.batch.dask_runner import check_scheduler, run_dask, run_on_client
 from SAMFewShotLib.batch.inputs import expand_inputs
 from Testing.batch.batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
-
-distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
