@@ -1,6 +1,7 @@
 """The SAM architecture of a checkpoint, inferred from its weights' shapes, and the safe reader
 of checkpoint files. Nothing here builds a model (:mod:`.model_building`) or finds a file by
 name (:mod:`.weights_store`).
+
 One reader for every checkpoint, the official ones and the tiny random models of the tests:
 
 - SAM ViT image encoders (``vit_b``/``vit_l``/``vit_h``, MedSAM, and narrower test models):
