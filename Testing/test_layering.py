@@ -22,16 +22,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domain", ("atlas.", "fewshot.", "meta.", "sfr.")),
     ("engines", ("engines.",)),
     ("batch", ("batch.", "bench", "demo", "demo_data", "suggest")),
-    ("cli", ("cli", "cli.", "cli_", "__main__", "atlas.rrl.cli", "slicer_support.")),
+    ("cli", ("cli", "cli.", "__main__", "slicer_support.")),
 )
 
 #: (importer, imported) pairs allowed for now, each with the reason it goes away.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("batch.models", "cli_common"): "removed by the cli package move (batch takes InputError from errors.py)",
-    ("batch.pipeline", "cli_common"): "removed by the cli package move (batch takes InputError from errors.py)",
-    ("batch.dask_runner", "cli_common"): "removed by the cli package move (batch takes InputError from errors.py)",
-    ("batch.records", "cli_common"): "removed by the cli package move (write_json_atomic comes from files.py)",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:
