@@ -426,8 +426,10 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         self.logic.scene.removePreview(preview)
         self.assertEqual(self.logic.scene.sceneNodeIds(), nodesBefore)
 
+        slicer.util.selectModule("SegmentEditor")  # the test's own setup: the user edits this segmentation
         editor = editor_bridge.segmentEditorWidget()
-        editor.setSegmentationNode(segmentation)  # the test's own setup: the user edits this segmentation
+        editor.setSegmentationNode(segmentation)
+        editor.setSourceVolumeNode(volume)
         editorNode = editor.mrmlSegmentEditorNode()
         editorNode.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments)
         preview, parts = self.logic.propagation.createPreview(result)

@@ -122,6 +122,7 @@ CHECKED_APIS = {
     "qt.QProgressBar": "PythonQt QtGui QProgressBar (setRange, value); Qt QProgressBar",
     "qt.QMenu": "PythonQt QtGui QMenu(parent), addAction(text) -> QAction with triggered(); qt.QMenu(..., button) in Slicer scripted code found by code search; QPushButton.setMenu(QMenu*)",
     # Self-test
+    "slicer.util.selectModule": SLICER_UTIL_NOTE + " (def selectModule(module): sets the current module)",
     "slicer.util.addVolumeFromArray": SLICER_UTIL_NOTE + " (def addVolumeFromArray(narray, ijkToRAS=None, name=None, nodeClassName=None))",
     "slicer.util.confirmYesNoDisplay": SLICER_UTIL_NOTE + " (def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs) -> bool)",
     # Slicer modules imported by name
@@ -173,6 +174,7 @@ CONFIRMED_OBJECT_METHODS = {
     "setupOptionsFrame": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (overridden effect methods: setupOptionsFrame, createCursor, setMRMLDefaults, updateGUIFromMRML, updateMRMLFromGUI)",
     "SetMaskMode": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (SetMaskMode(int)); mrmlSegmentEditorNode().SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments) in scripts",
     "mrmlSegmentEditorNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE vtkMRMLSegmentEditorNode* mrmlSegmentEditorNode())",
+    "setSourceVolumeNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (setSourceVolumeNode(vtkMRMLNode*), Slicer 5.2+)",
     "setMenu": "Qt QPushButton::setMenu(QMenu*): the button shows the menu",
 }
 

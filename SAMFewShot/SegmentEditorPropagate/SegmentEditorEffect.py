@@ -51,7 +51,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def __init__(self, scriptedEffect):
         scriptedEffect.name = editor_bridge.PROPAGATE_EFFECT_NAME  # not translated: modules find effects by name
-        scriptedEffect.title = "Propagate"
+        if hasattr(scriptedEffect, "title"):  # Slicer 5.8+ shows a translatable title
+            scriptedEffect.title = "Propagate"
         AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
         self.jobs = ChildJobs()
         self.scene = SceneExchange()
@@ -190,6 +191,8 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
     def inputs(self):
         """(source volume, segmentation node, selected segment ID) of the editor."""
         parameterSetNode = self.scriptedEffect.parameterSetNode()
+        if parameterSetNode is None:
+            return None, None, None
         getSourceVolume = getattr(parameterSetNode, "GetSourceVolumeNode", None) or parameterSetNode.GetMasterVolumeNode
         return getSourceVolume(), parameterSetNode.GetSegmentationNode(), parameterSetNode.GetSelectedSegmentID()
 
