@@ -208,6 +208,18 @@ def test_every_requirement_is_installed_in_the_test_environment(module):
     logic = module.SAMFewShotLogic()
     assert logic.packages.missingPythonRequirements(sam=True, dist=True) == []
     assert len(logic.packages.pythonRequirements(sam=True, dist=True)) > len(logic.packages.pythonRequirements())
+    assert logic.packages.torchProblem() is None and logic.packages.samReady()
+
+
+def test_an_old_torch_is_refused_and_sam_readiness_is_remembered_until_refreshed(module, monkeypatch):
+    packages = module.SAMFewShotLogic().packages
+    assert packages.samReady()
+    monkeypatch.setattr(type(packages), "torchVersion", staticmethod(lambda: "2.0.1"))
+    assert packages.samReady()  # remembered
+    assert not packages.samReady(refresh=True)
+    assert "2.0.1" in packages.torchProblem()
+    with pytest.raises(RuntimeError, match="PyTorch 2.0.1 is installed"):
+        packages.installPythonRequirements(sam=True)
 
 
 def test_check_inputs_names_the_bad_value(module):

@@ -69,12 +69,14 @@ class PackagesPanel(ModulePanel):
     def updateStatus(self) -> None:
         """Say what is missing; the SAM row follows whether the SAM engines can run."""
         packages = self.logic.packages
+        packages.samReady(refresh=True)  # also picks up a torch installed with the PyTorch module meanwhile
         missing = packages.missingPythonRequirements(sam=False)
         samMissing = [r for r in packages.missingPythonRequirements(sam=True) if r not in missing]
         torchProblem = packages.torchProblem()
         lines = ["Engines without weights, atlas, batch: " + ("ready." if not missing else "missing " + ", ".join(missing) + ".")]
         samNeeds = list(samMissing) + ([torchProblem] if torchProblem else [])
-        lines.append("SAM engines (sam, fewshot, meta): " + ("ready." if not samNeeds else "missing " + "; ".join(samNeeds) + "."))
+        samText = "ready." if not samNeeds else "missing " + "; ".join(samNeeds) + "."
+        lines.append("SAM engines (sam, fewshot, meta): " + samText)
         self.ui.dependenciesStatusLabel.text = "\n".join(lines)
 
     def onInstallDependencies(self) -> None:

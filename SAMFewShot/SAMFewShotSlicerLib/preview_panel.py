@@ -56,7 +56,7 @@ class PreviewPanel(ModulePanel):
             f"slices filled, propagated voxels outlined, {len(self.lowSlices)} low-confidence slice(s) in orange. "
             "Accept writes it into the segment (Segment Editor masking applies), Reject removes it.")
         self.ui.expectedDiceLabel.text = (f"Expected Dice: {expectedDice:.3f}" if expectedDice is not None
-                                     else "Expected Dice: not estimated by this engine (use auto).")
+                                          else "Expected Dice: not estimated by this engine (use auto).")
         for index, confidence in slices:
             flag = "  LOW" if index in self.lowSlices else ""
             self.ui.sliceConfidenceList.addItem(
@@ -70,10 +70,11 @@ class PreviewPanel(ModulePanel):
         preview, parts = self.logic.propagation.createPreview(result, self.ui.confidenceThresholdSpinBox.value)
         if oldPreview is not None:
             self.logic.scene.removePreview(oldPreview)
+        self.showSummary(result, parts)  # first: the buttons follow the parameter node's change
         parameterNode.previewSegmentation = preview
-        self.showSummary(result, parts)
         self.ui.previewCollapsibleButton.collapsed = False
-        self.ui.statusLabel.text = f"Done in {progress_lines.format_elapsed(result.seconds)}: review the preview, then Accept or Reject."
+        elapsed = progress_lines.format_elapsed(result.seconds)
+        self.ui.statusLabel.text = f"Done in {elapsed}: review the preview, then Accept or Reject."
 
     def onConfidenceSliceSelected(self, row) -> None:
         if not 0 <= row < len(self.previewSlices):
@@ -86,8 +87,9 @@ class PreviewPanel(ModulePanel):
             self.currentLowSlice = slice_views.next_slice(self.lowSlices, self.currentLowSlice)
             if self.currentLowSlice is not None:
                 view = editor_bridge.jumpToSlice(self.volume(), self.previewAxis, self.currentLowSlice)
-                self.ui.statusLabel.text = (f"Low-confidence slice {editor_bridge.sliceText(self.volume(), self.previewAxis, self.currentLowSlice)}"
-                                            f" shown in the {view} view: correct it in the Segment Editor, then Propagate again.")
+                where = editor_bridge.sliceText(self.volume(), self.previewAxis, self.currentLowSlice)
+                self.ui.statusLabel.text = (f"Low-confidence slice {where} shown in the {view} view: "
+                                            "correct it in the Segment Editor, then Propagate again.")
 
     # Handlers: preview -------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ class PythonPackages:
     """What is missing and how it is installed (``logic.packages``; never opens dialogs: the
     PyTorch extension's own confirmation is asked for only when ``askTorchConfirmation``)."""
 
+    def __init__(self) -> None:
+        self._samReady = None  # samReady's remembered answer
+
     @staticmethod
     def torchAvailable() -> bool:
         """Whether PyTorch is installed in Slicer's Python. Cheap (called on every GUI update):
@@ -46,9 +49,12 @@ class PythonPackages:
         """Why torch cannot run the SAM engines (missing or too old), or None."""
         return first_use.torch_version_problem(self.torchVersion())
 
-    def samReady(self) -> bool:
-        """Whether the SAM engines' packages are there and torch is recent enough."""
-        return self.torchProblem() is None and not self.missingPythonRequirements(sam=True)
+    def samReady(self, refresh: bool = False) -> bool:
+        """Whether the SAM engines' packages are there and torch is recent enough; remembered
+        (the GUI asks on every refresh) until ``refresh`` or an installation."""
+        if refresh or self._samReady is None:
+            self._samReady = self.torchProblem() is None and not self.missingPythonRequirements(sam=True)
+        return self._samReady
 
     @staticmethod
     def pythonRequirements(sam: bool = False, dist: bool = False) -> list:
@@ -68,6 +74,7 @@ class PythonPackages:
             RuntimeError: the PyTorch extension is missing, torch is older than the SAM engines
                 need, a pinned package is too old, or pip failed (the message says what to do offline).
         """
+        self._samReady = None  # asked again after the installation
         if sam and not self.torchAvailable():
             self.installTorch(askConfirmation=askTorchConfirmation)
         if sam:

@@ -262,7 +262,8 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
     def showResult(self, result) -> None:
         """Replace the preview by ``result``'s drawn / propagated / low-confidence parts."""
         oldPreview = self.previewNode
-        self.previewNode, parts = self.propagation.createPreview(result, self.scriptedEffect.doubleParameter("ConfidenceThreshold"))
+        threshold = self.scriptedEffect.doubleParameter("ConfidenceThreshold")
+        self.previewNode, parts = self.propagation.createPreview(result, threshold)
         self.scene.removePreview(oldPreview)
         self.result, self.lowSlices, self.currentLowSlice = result, list(parts.low_slices), None
         self.lowConfidenceList.clear()
@@ -309,7 +310,8 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
 
     def jumpTo(self, index: int) -> None:
         view = editor_bridge.jumpToSlice(self.result.volumeNode, self.result.axis, index)
-        self.statusLabel.text = f"Slice {editor_bridge.sliceText(self.result.volumeNode, self.result.axis, index)} shown in the {view} view."
+        where = editor_bridge.sliceText(self.result.volumeNode, self.result.axis, index)
+        self.statusLabel.text = f"Slice {where} shown in the {view} view."
 
     def onNextLowConfidence(self):
         with slicer.util.tryWithErrorDisplay("Could not show the next low-confidence slice."):

@@ -152,7 +152,8 @@ def slices_to_encode(first_drawn: int, last_drawn: int, slice_count: int) -> int
     return min(slice_count - 1, last_drawn + margin) - max(0, first_drawn - margin) + 1
 
 
-def cpu_seconds_estimate(model_type: str, slice_count: int, table: Mapping[str, float] = ENCODER_CPU_SECONDS_PER_SLICE) -> float | None:
+def cpu_seconds_estimate(model_type: str, slice_count: int,
+                         table: Mapping[str, float] = ENCODER_CPU_SECONDS_PER_SLICE) -> float | None:
     """Encoder seconds for ``slice_count`` slices on the CPU (None for an unmeasured model type)."""
     per_slice = table.get(model_type)
     if not per_slice:
