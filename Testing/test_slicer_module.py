@@ -867,3 +867,80 @@ def test_one_confirmation_before_installing():
     source = (PACKAGE_DIR / "packages_panel.py").read_text()
     assert source.count("confirmOkCancelDisplay(") == 1 and "askTorchConfirmation=False" in source
     assert "askTorchConfirmation: bool = False" in (PACKAGE_DIR / "python_packages.py").read_text()
+
+
+def _class_members(node: ast.ClassDef) -> set:
+    """Methods, properties and self.<attribute> assignments of a class (and ModulePanel's for panels)."""
+    members = {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
+    members |= {t.attr for n in ast.walk(node) if isinstance(n, ast.Assign) for t in n.targets
+                for t in (t.elts if isinstance(t, ast.Tuple) else [t])
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    members |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    return members
+
+
+def test_panels_call_only_members_that_exist():
+    """self.widget.<x>, self.widget.<panel>.<y>, self.logic.<part>.<z> in the panels name real
+    members (what a Slicer run would otherwise find out with an AttributeError)."""
+    classes = package_classes()
+    widget = module_class("SAMFewShotWidget")
+    widget_members = _class_members(widget) | {"ui", "logic", "layout", "parent", "resourcePath"}
+    panels = {t.attr: v.func.id for n in ast.walk(widget) if isinstance(n, ast.Assign)
+              for t, v in [(n.targets[0], n.value)] if isinstance(t, ast.Attribute) and isinstance(v, ast.Call)
+              and isinstance(v.func, ast.Name) and v.func.id.endswith("Panel")}
+    logic = module_class("SAMFewShotLogic")
+    init = next(f for f in logic.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    parts = {t.attr: v.func.id for n in ast.walk(init) if isinstance(n, ast.Assign)
+             for t, v in [(n.targets[0], n.value)] if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)}
+    base = _class_members(classes["ModulePanel"])
+    checked = 0
+    for name, node in list(classes.items()) + [("SAMFewShotWidget", widget)]:
+        for n in ast.walk(node):
+            if not isinstance(n, ast.Attribute) or not isinstance(n.value, ast.Attribute):
+                continue
+            owner = n.value
+            if isinstance(owner.value, ast.Name) and owner.value.id == "self" and owner.attr == "widget":
+                assert n.attr in widget_members, f"{name}: self.widget.{n.attr} does not exist"
+                checked += 1
+            elif isinstance(owner.value, ast.Attribute) and owner.value.attr == "widget" and owner.attr in panels:
+                members = _class_members(classes[panels[owner.attr]]) | base
+                assert n.attr in members, f"{name}: self.widget.{owner.attr}.{n.attr} does not exist"
+                checked += 1
+            elif isinstance(owner.value, ast.Attribute) and owner.value.attr == "logic" and owner.attr in parts:
+                members = _class_members(classes[parts[owner.attr]])
+                assert n.attr in members, f"{name}: self.logic.{owner.attr}.{n.attr} does not exist"
+                checked += 1
+            elif isinstance(owner.value, ast.Name) and owner.value.id == "self" and owner.attr == "logic":
+                assert n.attr in set(parts) | {"getParameterNode", "segmentEditorSelection"}, f"{name}: self.logic.{n.attr}"
+                checked += 1
+    assert checked > 60
+
+
+def test_the_effect_calls_only_members_of_its_logic_parts():
+    classes = package_classes()
+    effect = effect_class()
+    parts = {"jobs": "ChildJobs", "scene": "SceneExchange", "packages": "PythonPackages", "propagation": "PropagationLogic"}
+    for n in ast.walk(effect):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and isinstance(n.value.value, ast.Name) \
+                and n.value.value.id == "self" and n.value.attr in parts:
+            assert n.attr in _class_members(classes[parts[n.value.attr]]), f"self.{n.value.attr}.{n.attr} does not exist"
+
+
+def test_editor_bridge_functions_exist_and_bind():
+    bridge = parse_file(PACKAGE_DIR / "editor_bridge.py")
+    functions = {f.name: f for f in bridge.body if isinstance(f, ast.FunctionDef)}
+    constants = {t.id for n in bridge.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    used = 0
+    for path, tree in all_trees().items():
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "editor_bridge":
+                assert n.attr in set(functions) | constants, f"{path.name}: editor_bridge.{n.attr} does not exist"
+                used += 1
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name) \
+                    and n.func.value.id == "editor_bridge":
+                args = functions[n.func.attr].args
+                names = [a.arg for a in args.args]
+                assert len(n.args) + len(n.keywords) <= len(names), f"{path.name}: editor_bridge.{n.func.attr} arguments"
+                assert len(n.args) + len(n.keywords) >= len(names) - len(args.defaults), f"{path.name}: {n.func.attr} arguments"
+                assert all(k.arg in names for k in n.keywords)
+    assert used >= 10
