@@ -51,8 +51,6 @@ LIGHTER_ENGINES = ("register:dis", "auto")
 #: at least MIN_MARGIN_SLICES on each side).
 MARGIN_FRACTION = 0.25
 MIN_MARGIN_SLICES = 3
-#: Devices the module offers (``--device``).
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def installed_size_mb(requirement: str) -> float | None:
@@ -171,13 +169,6 @@ def cpu_warning(model_type: str, slice_count: int, threshold_seconds: float = 60
     return (f"On the CPU, the {model_type} image encoder needs about {minutes:.0f} min for the {slice_count} slices to "
             f"encode (about {seconds / slice_count:.1f} s per slice). A GPU or a lighter engine "
             f"({' or '.join(LIGHTER_ENGINES)}, seconds, no weights) is much faster. Run {model_type} anyway?")
-
-
-def device_argument(device: str) -> str:
-    """The ``--device`` value for a device choice of the module (auto, cpu, cuda, mps)."""
-    if device not in DEVICES:
-        raise ValueError(f"Device must be one of {', '.join(DEVICES)}, not {device!r}")
-    return device
 
 
 def needs_of(missing: Iterable[str]) -> list:

@@ -1,5 +1,5 @@
 """Tests of slicer_support/first_use.py: the one install confirmation with sizes, the torch
-version check, the device choice and the CPU time estimate before a SAM run.
+version check and the CPU time estimate before a SAM run.
 
 The encoder times in first_use.ENCODER_CPU_SECONDS_PER_SLICE were measured with
 Testing/slicer_support/encoder_cpu_timing.py (random-weight SAM image encoders, 1024 x 1024,
@@ -73,9 +73,3 @@ def test_cpu_warning_only_when_slow_and_offers_a_lighter_engine():
     assert slow and "register:dis" in slow and f"{table['vit_b']:.1f} s per slice" in slow
     assert first_use.cpu_warning("custom", 1000) is None  # unmeasured: no made-up figure
     assert first_use.cpu_seconds_estimate("vit_t", 10) == pytest.approx(10 * table["vit_t"])
-
-
-def test_device_choices():
-    assert first_use.DEVICES == ("auto", "cpu", "cuda", "mps")
-    with pytest.raises(ValueError, match="Device must be one of"):
-        first_use.device_argument("tpu")
