@@ -7,7 +7,7 @@ Paths are passed as given (``str()`` of a :class:`pathlib.Path` is fine); nothin
 the file system.
 
 This module is deliberately light (no numpy, no engine imports) so the Slicer module can import
-it when its GUI is built; ``Testing/test_slicer_commands.py`` checks that the engine table below
+it when its GUI is built; ``Testing/slicer_support/test_slicer_commands.py`` checks that the engine table below
 matches :mod:`SAMFewShotLib.engines`. The ``weights``, ``atlas`` and ``batch`` command lines are in
 :mod:`.weights_commands`, :mod:`.atlas_commands` and :mod:`.batch_commands`.
 """

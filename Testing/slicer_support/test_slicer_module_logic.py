@@ -18,7 +18,7 @@ import pytest
 
 from SAMFewShotLib.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE_FILE = ROOT / "SAMFewShot" / "SAMFewShot.py"
 TIMEOUT = 300
 

@@ -2,7 +2,7 @@
 package), which run without Slicer.
 
 3D Slicer cannot run here, so the module is checked statically (AST, .ui XML, CMake lists);
-Testing/test_slicer_module_logic.py imports it with stand-in ``slicer``/``qt``/``vtk`` modules and
+Testing/slicer_support/test_slicer_module_logic.py imports it with stand-in ``slicer``/``qt``/``vtk`` modules and
 runs its logic against the real ``samfewshot`` child process.
 
 The Slicer / Qt / CTK / VTK API the module calls is pinned in :data:`CHECKED_APIS`: each entry names
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = ROOT / "SAMFewShot"
 MODULE_FILE = MODULE_DIR / "SAMFewShot.py"
 #: The module's own package of panels and logic parts (Slicer loads every .py file beside
