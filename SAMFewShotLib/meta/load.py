@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from .config import MetaConfig
 from .init_file import MetaInit, load_init
@@ -52,9 +53,9 @@ class MetaModel:
 def torch_device(name: str) -> torch.device:
     """"auto" (CUDA when available), "cpu" or "cuda"; ValueError for others or a missing GPU."""
     if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"Device must be auto, cpu or cuda, not {name!r}")
+        raise InputError(f"Device must be auto, cpu or cuda, not {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+        raise InputError("--device cuda was asked for but torch sees no CUDA device")
     use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if use_cuda else "cpu")
 
@@ -62,7 +63,7 @@ def torch_device(name: str) -> torch.device:
 def resized_rates(rates: torch.Tensor, steps: int) -> torch.Tensor:
     """(S, T) step sizes for ``steps`` steps: the first ``steps`` rows, the last row repeated."""
     if steps < 1:
-        raise ValueError(f"Online steps must be >= 1, not {steps}")
+        raise InputError(f"Online steps must be >= 1, not {steps}")
     if steps <= rates.shape[0]:
         return rates[:steps].clone()
     return torch.cat([rates, rates[-1:].expand(steps - rates.shape[0], -1)]).clone()
@@ -102,7 +103,7 @@ def load_meta_model(
     names = list(network.trainable())
     if meta_init is not None:
         if meta_init.names != names:
-            raise ValueError(f"Meta init {init} does not fit this SSM-SAM network (its tensors differ)")
+            raise InputError(f"Meta init {init} does not fit this SSM-SAM network (its tensors differ)")
         network.load_trainable_state(meta_init.state, source=f"Meta init {init}")
         rates = meta_init.learning_rates.float()
     else:
@@ -110,7 +111,7 @@ def load_meta_model(
     if steps is not None:
         rates = resized_rates(rates, steps)
     if not all(math.isfinite(v) and v >= 0 for v in rates.flatten().tolist()):
-        raise ValueError("The online step sizes must be finite and non-negative")
+        raise InputError("The online step sizes must be finite and non-negative")
     return MetaModel(
         network=network,
         start=network.trainable_state(),
