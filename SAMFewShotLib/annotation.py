@@ -16,6 +16,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from .errors import InputError
 from .volume import LabelVolume
 
 #: Numpy axis of each name for an image whose direction is (close to) the identity.
@@ -34,7 +35,7 @@ def axis_from_name(name: str, direction: Iterable[float]) -> int:
         direction: the 9 row-major direction cosines (columns = index axes x, y, z in LPS).
     """
     if name not in AXIS_NAMES:
-        raise ValueError(f"Axis must be one of auto, {', '.join(AXIS_NAMES)}, not {name!r}")
+        raise InputError(f"Axis must be one of auto, {', '.join(AXIS_NAMES)}, not {name!r}")
     matrix = np.abs(np.asarray(tuple(direction), dtype=float).reshape(3, 3))
     # Slices of an axial stack are stacked along S (LPS row 2), coronal along P (row 1),
     # sagittal along L (row 0). Find the index axis (column) most aligned with that direction.
@@ -65,7 +66,7 @@ def detect_axis(array: np.ndarray) -> int:
     on slices of different axes.
     """
     if not array.any():
-        raise ValueError("The annotation is empty: it holds no labelled voxel")
+        raise InputError("The annotation is empty: it holds no labelled voxel")
     planar, counts = [], []
     for axis in range(3):
         score = min(_in_plane_fraction(array == value, axis) for value in np.unique(array[array != 0]))
@@ -74,7 +75,7 @@ def detect_axis(array: np.ndarray) -> int:
         counts.append(int(np.count_nonzero(array.any(axis=other))))
     candidates = [a for a in range(3) if planar[a] >= PLANARITY_THRESHOLD]
     if not candidates:
-        raise ValueError(
+        raise InputError(
             "The annotation mixes slices of different axes (no axis has planar drawings: in-plane "
             f"fractions z={planar[0]:.2f}, y={planar[1]:.2f}, x={planar[2]:.2f}); draw on one axis or pass --axis"
         )
@@ -104,7 +105,7 @@ def _parse_int(text: str, what: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise ValueError(f"Empty-slice {what} must be an integer, not {text.strip()!r}") from None
+        raise InputError(f"Empty-slice {what} must be an integer, not {text.strip()!r}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,27 +131,27 @@ class SparseAnnotation:
     ) -> "SparseAnnotation":
         """Build from a label map; detects the axis unless given (numpy axis 0, 1 or 2)."""
         if not labels.array.any():
-            raise ValueError("The annotation is empty: it holds no labelled voxel")
+            raise InputError("The annotation is empty: it holds no labelled voxel")
         if axis is None:
             axis = detect_axis(labels.array)
         if axis not in (0, 1, 2):
-            raise ValueError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis}")
+            raise InputError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis}")
         present = set(labels.label_values())
         n_slices = labels.array.shape[axis]
         empty: dict[int, tuple[int, ...]] = {}
         for value, slices in (empty_slices or {}).items():
             if value not in present:
-                raise ValueError(f"Empty slices given for label {value}, which the annotation does not hold")
+                raise InputError(f"Empty slices given for label {value}, which the annotation does not hold")
             slices = tuple(sorted({int(s) for s in slices}))
             bad = [s for s in slices if not 0 <= s < n_slices]
             if bad:
-                raise ValueError(f"Empty slice {bad[0]} of label {value} is outside 0..{n_slices - 1}")
+                raise InputError(f"Empty slice {bad[0]} of label {value} is outside 0..{n_slices - 1}")
             empty[value] = slices
         annotation = cls(labels=labels, axis=axis, empty_slices=empty)
         for value, slices in empty.items():
             drawn = set(annotation.drawn_slices(value)) & set(slices)
             if drawn:
-                raise ValueError(f"Slice {min(drawn)} is declared empty for label {value} but holds it")
+                raise InputError(f"Slice {min(drawn)} is declared empty for label {value} but holds it")
         return annotation
 
     # Canonical orientation -------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 
 from .annotation import SparseAnnotation
 from .engines import make_engine
+from .errors import InputError
 from .metrics import evaluate
 from .progress import CancelToken, Progress, no_progress
 from .volume import LabelVolume, Volume
@@ -33,12 +34,12 @@ def slice_positions(first: int, last: int, k: int) -> list[int]:
         ValueError: k < 1, or k larger than the number of slices ``last - first + 1``.
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a positive integer, not {k!r}")
+        raise InputError(f"k must be a positive integer, not {k!r}")
     if last < first:
         raise ValueError(f"Extent {first}..{last} is empty")
     n = last - first + 1
     if k > n:
-        raise ValueError(f"k = {k} exceeds the structure's extent: slices {first}..{last} ({n} slices)")
+        raise InputError(f"k = {k} exceeds the structure's extent: slices {first}..{last} ({n} slices)")
     span = last - first
     return sorted(math.floor(first + Fraction(span * (2 * i + 1), 2 * int(k)) + Fraction(1, 2)) for i in range(int(k)))
 
@@ -53,7 +54,7 @@ def annotation_slices(reference: LabelVolume, k: int, axis: int = 0) -> dict[int
         raise ValueError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis}")
     values = reference.label_values()
     if not values:
-        raise ValueError("The reference is empty: it holds no labelled voxel")
+        raise InputError("The reference is empty: it holds no labelled voxel")
     other = tuple(a for a in range(3) if a != axis)
     result = {}
     for value in values:
@@ -62,7 +63,7 @@ def annotation_slices(reference: LabelVolume, k: int, axis: int = 0) -> dict[int
             result[value] = slice_positions(int(present[0]), int(present[-1]), k)
         except ValueError as error:
             name = reference.segment(value).display_name()
-            raise ValueError(f"Label {value} ({name}): {error}") from None
+            raise InputError(f"Label {value} ({name}): {error}") from None
     return result
 
 
@@ -203,7 +204,7 @@ def run_bench(
     present = set(reference.label_values())
     missing = [value for value in labels if value not in present]
     if missing:
-        raise ValueError(f"Label {missing[0]} is not in the reference (it holds {sorted(present)})")
+        raise InputError(f"Label {missing[0]} is not in the reference (it holds {sorted(present)})")
     built = {name: make_engine(name) for name in engines}
     cases = []
     for value, name in labels.items():
@@ -212,7 +213,7 @@ def run_bench(
             try:
                 annotation = simulate_annotation(single, k, axis=axis)
             except ValueError as error:
-                raise ValueError(f"{name} (label {value}): {error}") from None
+                raise InputError(f"{name} (label {value}): {error}") from None
             cases.append((value, name, k, annotation))
     result = BenchResult()
     total = len(cases) * len(built)

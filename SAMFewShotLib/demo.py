@@ -18,6 +18,7 @@ import numpy as np
 
 from .bench import simulate_annotation
 from .demo_data import DemoCase, load_demo_case
+from .errors import InputError
 from .metrics import evaluate
 from .progress import CancelToken, Progress, no_progress
 from .volume_io import PathLike, same_file, write_labels, write_volume
@@ -136,7 +137,7 @@ def _check_outputs(paths: Iterable[Path], inputs: Iterable[Path]) -> None:
     for path in paths:
         for source in inputs:
             if same_file(path, source):
-                raise ValueError(f"{path}: is an input of the demo ({source}); choose another output folder")
+                raise InputError(f"{path}: is an input of the demo ({source}); choose another output folder")
 
 
 def run_demo(
@@ -174,11 +175,11 @@ def run_demo(
 
     engines = list(dict.fromkeys(engines))
     if not engines:
-        raise ValueError("Give at least one engine")
+        raise InputError("Give at least one engine")
     built = {name: make_engine(name) for name in engines}  # unknown names fail before any work
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: is a file, not a folder")
+        raise InputError(f"{out}: is a file, not a folder")
     case = case if case is not None else load_demo_case()
     annotation = simulate_annotation(case.reference, k, case.axis)
     files = {

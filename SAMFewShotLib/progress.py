@@ -12,6 +12,8 @@ import sys
 import threading
 from typing import Callable, Protocol, TextIO
 
+from .errors import InputError
+
 
 class Progress(Protocol):
     def __call__(self, stage: str, done: int, total: int) -> None: ...
@@ -90,7 +92,7 @@ def make_progress(kind: str) -> Callable[[str, int, int], None]:
         return JsonLinesProgress()
     if kind == "none":
         return no_progress
-    raise ValueError(f"Progress must be one of bar, json, none, not {kind!r}")
+    raise InputError(f"Progress must be one of bar, json, none, not {kind!r}")
 
 
 def add_progress_argument(parser) -> None:

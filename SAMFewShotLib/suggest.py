@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .errors import InputError
+
 #: Refinement rounds at most.
 MAX_REFINEMENT_ROUNDS = 50
 
@@ -41,7 +43,7 @@ def select_support_slices(features: np.ndarray, k: int) -> list[int]:
     """
     n = len(features)
     if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and the {n} candidate slices, not {k}")
+        raise InputError(f"k must be between 1 and the {n} candidate slices, not {k}")
     unit = _unit_rows(features)
     distance = 1.0 - unit @ unit.T
     centres = [int(np.argmax((unit @ unit.T).mean(axis=1)))]

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .errors import InputError
 from .files import write_atomic
 
 
@@ -41,11 +42,11 @@ def read_torch_file(path: str | os.PathLike, what: str):
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{what} not found: {path}")
+        raise InputError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"{path} is not a readable {what} (corrupt or truncated?): {first_sentence(error)}") from None
+        raise InputError(f"{path} is not a readable {what} (corrupt or truncated?): {first_sentence(error)}") from None
 
 
 def read_versioned_file(path: str | os.PathLike, *, kind: str, version: int, what: str, made_by: str) -> Mapping:
@@ -61,7 +62,7 @@ def read_versioned_file(path: str | os.PathLike, *, kind: str, version: int, wha
     """
     payload = read_torch_file(path, what)
     if not isinstance(payload, Mapping) or payload.get("format") != kind:
-        raise ValueError(f"{path} is not a {what} ({made_by} writes them)")
+        raise InputError(f"{path} is not a {what} ({made_by} writes them)")
     if payload.get("version") != version:
-        raise ValueError(f"{path} is a version {payload.get('version')!r} {what}; this samfewshot reads version {version}")
+        raise InputError(f"{path} is a version {payload.get('version')!r} {what}; this samfewshot reads version {version}")
     return payload

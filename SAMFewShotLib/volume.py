@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import SimpleITK as sitk
 
+from .errors import InputError
+
 #: Absolute tolerance (mm, or unitless for direction cosines) when comparing two grids.
 GRID_TOLERANCE = 1e-4
 
@@ -48,7 +50,7 @@ class Volume:
                 f"Geometry must be 3D: spacing {self.spacing}, origin {self.origin}, direction {self.direction}"
             )
         if min(self.spacing) <= 0:
-            raise ValueError(f"Spacing must be positive, not {self.spacing}")
+            raise InputError(f"Spacing must be positive, not {self.spacing}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -84,7 +86,7 @@ class Volume:
         """ValueError naming both grids unless ``other`` (the ``what``: "annotation",
         "reference", ...) lies on this volume's grid."""
         if not self.same_grid(other):
-            raise ValueError(f"The {what} grid ({other.grid_text()}) differs from the image grid ({self.grid_text()})")
+            raise InputError(f"The {what} grid ({other.grid_text()}) differs from the image grid ({self.grid_text()})")
 
     def grid_text(self) -> str:
         """A one-line description of the grid, for error messages."""
@@ -107,9 +109,9 @@ class Volume:
     def from_sitk(cls, image: sitk.Image) -> "Volume":
         """The volume of a 3D scalar SimpleITK image."""
         if image.GetDimension() != 3:
-            raise ValueError(f"Expected a 3D image, not {image.GetDimension()}D of size {image.GetSize()}")
+            raise InputError(f"Expected a 3D image, not {image.GetDimension()}D of size {image.GetSize()}")
         if image.GetNumberOfComponentsPerPixel() != 1:
-            raise ValueError(
+            raise InputError(
                 f"Expected a scalar image, not {image.GetNumberOfComponentsPerPixel()} components per voxel"
             )
         return cls(
@@ -183,4 +185,4 @@ def label_dtype(max_value: int) -> np.dtype:
     for dtype in (np.uint8, np.uint16, np.uint32):
         if max_value <= np.iinfo(dtype).max:
             return np.dtype(dtype)
-    raise ValueError(f"Label value {max_value} is too large")
+    raise InputError(f"Label value {max_value} is too large")

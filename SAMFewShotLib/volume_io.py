@@ -24,6 +24,7 @@ from typing import Literal, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from .errors import InputError
 from .files import PathLike, write_atomic
 from .volume import LabelVolume, Segment, Volume, label_dtype
 
@@ -91,18 +92,18 @@ def check_writable(path: PathLike, kind: Literal["labels", "volume"] = "labels")
     out = Path(path).expanduser()
     if _extension(out, choices) is None or (kind == "volume" and _is_seg_nrrd(out)):
         what = "a label map" if kind == "labels" else "an image"
-        raise ValueError(f"{out}: unknown output extension for {what}; use one of {', '.join(choices)}")
+        raise InputError(f"{out}: unknown output extension for {what}; use one of {', '.join(choices)}")
     folder = out.parent
     if not folder.exists():
-        raise ValueError(f"{out}: the output folder {folder} does not exist")
+        raise InputError(f"{out}: the output folder {folder} does not exist")
     if not folder.is_dir():
-        raise ValueError(f"{out}: {folder} is not a folder")
+        raise InputError(f"{out}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{out}: the output folder {folder} is not writable")
+        raise InputError(f"{out}: the output folder {folder} is not writable")
     if out.is_dir():
-        raise ValueError(f"{out}: is a folder, not a file name")
+        raise InputError(f"{out}: is a folder, not a file name")
     if out.exists() and not os.access(out, os.W_OK):
-        raise ValueError(f"{out}: the existing file is not writable")
+        raise InputError(f"{out}: the existing file is not writable")
     return out
 
 
@@ -121,9 +122,9 @@ def _dicom_series_files(folder: Path) -> list[str]:
     try:
         series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as error:
-        raise ValueError(f"{folder}: cannot scan the folder for DICOM files ({_first_line(error)})") from None
+        raise InputError(f"{folder}: cannot scan the folder for DICOM files ({_first_line(error)})") from None
     if not series_ids:
-        raise ValueError(f"{folder}: the folder holds no DICOM series (give an image file or a DICOM folder)")
+        raise InputError(f"{folder}: the folder holds no DICOM series (give an image file or a DICOM folder)")
     series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     chosen = max(series_ids, key=lambda sid: (len(series[sid]), sid))
     if len(series_ids) > 1:
@@ -140,15 +141,15 @@ def _dicom_series_files(folder: Path) -> list[str]:
 def _check_image_shape(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
     text = "x".join(str(s) for s in size)
     if dimension < 3:
-        raise ValueError(f"{path}: is a {dimension}D image of size {text}, not a 3D volume")
+        raise InputError(f"{path}: is a {dimension}D image of size {text}, not a 3D volume")
     if dimension > 3:
-        raise ValueError(f"{path}: is a {dimension}D image of size {text}; only 3D volumes are supported")
+        raise InputError(f"{path}: is a {dimension}D image of size {text}; only 3D volumes are supported")
     if components != 1:
-        raise ValueError(
+        raise InputError(
             f"{path}: has {components} components per voxel (colour or vector image); only scalar volumes are supported"
         )
     if min(size) < 2:
-        raise ValueError(f"{path}: is a single slice of size {text} (x,y,z), not a 3D volume")
+        raise InputError(f"{path}: is a single slice of size {text} (x,y,z), not a 3D volume")
 
 
 def _read_sitk(path: Path, series_files: Sequence[str] = ()) -> sitk.Image:
@@ -161,7 +162,7 @@ def _read_sitk(path: Path, series_files: Sequence[str] = ()) -> sitk.Image:
         try:
             image = reader.Execute()
         except RuntimeError as error:
-            raise ValueError(f"{path}: cannot read the DICOM series ({_first_line(error)})") from None
+            raise InputError(f"{path}: cannot read the DICOM series ({_first_line(error)})") from None
         _check_image_shape(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
         return image
     reader = sitk.ImageFileReader()
@@ -169,23 +170,23 @@ def _read_sitk(path: Path, series_files: Sequence[str] = ()) -> sitk.Image:
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
-        raise ValueError(f"{path}: is not an image file SimpleITK can read ({_first_line(error)})") from None
+        raise InputError(f"{path}: is not an image file SimpleITK can read ({_first_line(error)})") from None
     _check_image_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
     try:
         return reader.Execute()
     except RuntimeError as error:
-        raise ValueError(f"{path}: cannot read the image ({_first_line(error)})") from None
+        raise InputError(f"{path}: cannot read the image ({_first_line(error)})") from None
 
 
 def _check_finite(path: Path, array: np.ndarray) -> None:
     if not np.issubdtype(array.dtype, np.floating):
         if np.issubdtype(array.dtype, np.complexfloating):
-            raise ValueError(f"{path}: has complex voxels ({array.dtype}); only real-valued volumes are supported")
+            raise InputError(f"{path}: has complex voxels ({array.dtype}); only real-valued volumes are supported")
         return
     n_nan = int(np.count_nonzero(np.isnan(array)))
     n_inf = int(np.count_nonzero(np.isinf(array)))
     if n_nan or n_inf:
-        raise ValueError(f"{path}: has {n_nan + n_inf} non-finite voxels ({n_nan} NaN, {n_inf} inf)")
+        raise InputError(f"{path}: has {n_nan + n_inf} non-finite voxels ({n_nan} NaN, {n_inf} inf)")
 
 
 def read_volume(path: PathLike, *, series_files: Sequence[str] = ()) -> Volume:
@@ -209,7 +210,7 @@ def read_volume(path: PathLike, *, series_files: Sequence[str] = ()) -> Volume:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise ValueError(f"{path}: no such file or folder")
+        raise InputError(f"{path}: no such file or folder")
     image = _read_sitk(path, series_files)
     volume = Volume.from_sitk(image)
     _check_finite(path, volume.array)
@@ -244,19 +245,19 @@ def _as_label_array(path: Path, array: np.ndarray) -> np.ndarray:
         fractional = array != np.round(array)
         if fractional.any():
             example = float(array[fractional].flat[0])
-            raise ValueError(
+            raise InputError(
                 f"{path}: is not a label map: {int(fractional.sum())} voxels hold non-integer values "
                 f"such as {example:g}"
             )
     elif not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{path}: is not a label map: voxel type {array.dtype} is not an integer type")
+        raise InputError(f"{path}: is not a label map: voxel type {array.dtype} is not an integer type")
     if np.issubdtype(array.dtype, np.unsignedinteger):
         return array
     if array.size == 0:
         return array.astype(np.uint8)
     low = array.min()
     if low < 0:
-        raise ValueError(
+        raise InputError(
             f"{path}: is not a label map: {int(np.count_nonzero(array < 0))} voxels hold negative values "
             f"(smallest {low:g})"
         )
@@ -264,7 +265,7 @@ def _as_label_array(path: Path, array: np.ndarray) -> np.ndarray:
     try:
         dtype = label_dtype(high)
     except ValueError:
-        raise ValueError(f"{path}: label value {high} is too large (more than 32 bits)") from None
+        raise InputError(f"{path}: label value {high} is too large (more than 32 bits)") from None
     return array.astype(dtype)
 
 
@@ -291,7 +292,7 @@ def read_labels(path: PathLike) -> LabelVolume:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise ValueError(f"{path}: no such file or folder")
+        raise InputError(f"{path}: no such file or folder")
     if path.is_file() and (_is_seg_nrrd(path) or _has_segment_fields(path)):
         return _read_seg_nrrd(path)
     volume = read_volume(path)
@@ -325,7 +326,7 @@ def geometry_from_ijk_to_lps(
     axes = matrix[:3, :3]
     spacing = np.linalg.norm(axes, axis=0)
     if np.any(spacing == 0) or not np.all(np.isfinite(axes)):
-        raise ValueError(f"Degenerate voxel-to-LPS matrix {matrix[:3].tolist()}")
+        raise InputError(f"Degenerate voxel-to-LPS matrix {matrix[:3].tolist()}")
     direction = axes / spacing
     return tuple(spacing), tuple(matrix[:3, 3]), tuple(direction.ravel())  # type: ignore[return-value]
 
@@ -344,15 +345,15 @@ def _read_seg_nrrd(path: Path) -> LabelVolume:
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd and slicerio raise several types
-        raise ValueError(f"{path}: cannot read the segmentation ({_first_line(error)})") from None
+        raise InputError(f"{path}: cannot read the segmentation ({_first_line(error)})") from None
     voxels = segmentation.get("voxels")
     if voxels is None or voxels.ndim not in (3, 4):
         shape = None if voxels is None else voxels.shape
-        raise ValueError(f"{path}: segmentation voxels must be 3D or 4D (layers), not of shape {shape}")
+        raise InputError(f"{path}: segmentation voxels must be 3D or 4D (layers), not of shape {shape}")
     try:
         spacing, origin, direction = geometry_from_ijk_to_lps(segmentation["ijkToLPS"])
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise InputError(f"{path}: {error}") from None
     segments_info = list(segmentation.get("segments", []))
 
     # pynrrd's default (Fortran) index order gives voxels[(layer,) i, j, k]; numpy wants (z, y, x).
@@ -402,7 +403,7 @@ def _flatten_layers(
             for info in segments_info
             if voxels[(info.get("layer", 0),) + index] == info.get("labelValue", 1)
         ]
-        raise ValueError(
+        raise InputError(
             f"{path}: segments overlap in {int(overlap.sum())} voxels (e.g. {', '.join(map(repr, names))} at "
             f"voxel {index}); overlapping segments are not supported, make them exclusive in Slicer first"
         )

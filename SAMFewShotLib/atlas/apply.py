@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume
 from .bundle import AtlasBundle
@@ -41,11 +42,11 @@ def check_refine(refine: str | None, checkpoint: str | None) -> None:
     """ValueError for an unknown refinement, SAM refinement without a checkpoint, or a
     checkpoint given without SAM refinement."""
     if refine is not None and refine not in REFINEMENTS:
-        raise ValueError(f"Refinement must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
+        raise InputError(f"Refinement must be one of {', '.join(REFINEMENTS)}, not {refine!r}")
     if refine == "sam" and not checkpoint:
-        raise ValueError("--refine sam needs --checkpoint PATH or NAME (see: samfewshot weights list)")
+        raise InputError("--refine sam needs --checkpoint PATH or NAME (see: samfewshot weights list)")
     if refine is None and checkpoint:
-        raise ValueError("--checkpoint is only used with --refine sam")
+        raise InputError("--checkpoint is only used with --refine sam")
 
 
 def _register_all(
@@ -57,7 +58,7 @@ def _register_all(
     try:
         parameters = check_parameters(bundle.parameters)
     except ValueError as error:
-        raise ValueError(f"{bundle.path}: {error}") from None
+        raise InputError(f"{bundle.path}: {error}") from None
     registrations = []
     for index in range(bundle.n_atlases):
         if cancel is not None:
@@ -114,9 +115,9 @@ def apply_bundle(
     check_method(fusion)
     check_refine(refine, checkpoint)
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
+        raise InputError(f"Device must be auto, cpu or cuda, not {device!r}")
     if rrl_output is not None and bundle.engine != "rrl_medsam":
-        raise ValueError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, not a {bundle.engine} bundle")
+        raise InputError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, not a {bundle.engine} bundle")
     total = time.perf_counter()
     seconds: dict[str, float] = {}
     details: dict = {}

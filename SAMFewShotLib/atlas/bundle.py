@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..errors import InputError
 from ..files import sha256_file, write_atomic
 from ..volume import LabelVolume, Segment, Volume
 from ..volume_io import DEFAULT_COLORS, PathLike, read_labels, read_volume, write_labels, write_volume
@@ -56,18 +57,18 @@ class AtlasLabel:
 
     def __post_init__(self) -> None:
         if isinstance(self.value, bool) or not isinstance(self.value, int) or self.value <= 0:
-            raise ValueError(f"Label value must be a positive integer, not {self.value!r}")
+            raise InputError(f"Label value must be a positive integer, not {self.value!r}")
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Label {self.value}: name must be a non-empty string, not {self.name!r}")
+            raise InputError(f"Label {self.value}: name must be a non-empty string, not {self.name!r}")
         try:
             color = tuple(float(c) for c in self.color)
         except (TypeError, ValueError):
-            raise ValueError(f"Label {self.value}: colour must be 3 numbers in [0, 1], not {self.color!r}") from None
+            raise InputError(f"Label {self.value}: colour must be 3 numbers in [0, 1], not {self.color!r}") from None
         if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
-            raise ValueError(f"Label {self.value}: colour must be 3 numbers in [0, 1], not {self.color!r}")
+            raise InputError(f"Label {self.value}: colour must be 3 numbers in [0, 1], not {self.color!r}")
         object.__setattr__(self, "color", color)
         if self.terminology is not None and not isinstance(self.terminology, str):
-            raise ValueError(f"Label {self.value}: terminology must be a string or null, not {self.terminology!r}")
+            raise InputError(f"Label {self.value}: terminology must be a string or null, not {self.terminology!r}")
 
     def to_segment(self) -> Segment:
         """The :class:`Segment` of this label (name, colour, terminology kept)."""
@@ -80,18 +81,18 @@ class AtlasLabel:
     def from_json(cls, entry) -> "AtlasLabel":
         """The label of a manifest / --labels-json entry ``{"value", "name", "color", "terminology"}``."""
         if not isinstance(entry, dict) or not {"value", "name", "color"} <= set(entry):
-            raise ValueError(f"A label must be an object with value, name and color, not {entry!r}")
+            raise InputError(f"A label must be an object with value, name and color, not {entry!r}")
         return cls(entry["value"], entry["name"], entry["color"], entry.get("terminology"))
 
 
 def labels_from_json(entries) -> tuple[AtlasLabel, ...]:
     """Labels of a JSON list of label objects; ValueError for a bad entry or a repeated value."""
     if not isinstance(entries, list):
-        raise ValueError(f"Labels must be a JSON list of label objects, not {type(entries).__name__}")
+        raise InputError(f"Labels must be a JSON list of label objects, not {type(entries).__name__}")
     labels = tuple(AtlasLabel.from_json(entry) for entry in entries)
     values = [label.value for label in labels]
     if len(set(values)) != len(values):
-        raise ValueError(f"Label values must be unique, not {values}")
+        raise InputError(f"Label values must be unique, not {values}")
     return labels
 
 
@@ -143,16 +144,16 @@ def _replace_folder(built: Path, out: Path) -> None:
 def check_bundle_output(out: Path) -> None:
     """ValueError unless a bundle can be written at ``out`` (zip file or folder)."""
     if not out.parent.is_dir():
-        raise ValueError(f"{out}: the output folder {out.parent} does not exist")
+        raise InputError(f"{out}: the output folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{out}: the output folder {out.parent} is not writable")
+        raise InputError(f"{out}: the output folder {out.parent} is not writable")
     if out.suffix.lower() == ".zip":
         if out.is_dir():
-            raise ValueError(f"{out}: is a folder, not a zip file name")
+            raise InputError(f"{out}: is a folder, not a zip file name")
     elif out.is_file():
-        raise ValueError(f"{out}: is a file; a folder bundle needs a folder name (or end the name with .zip)")
+        raise InputError(f"{out}: is a file; a folder bundle needs a folder name (or end the name with .zip)")
     elif out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise ValueError(f"{out}: is a folder that is not empty and holds no atlas bundle; choose another output")
+        raise InputError(f"{out}: is a folder that is not empty and holds no atlas bundle; choose another output")
 
 
 def write_bundle(
@@ -189,7 +190,7 @@ def write_bundle(
     """
     out = Path(output).expanduser()
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"The atlas name must be a non-empty string, not {name!r}")
+        raise InputError(f"The atlas name must be a non-empty string, not {name!r}")
     if engine not in ENGINES:
         raise ValueError(f"The engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if not atlases:
@@ -206,7 +207,7 @@ def write_bundle(
     try:
         json.dumps(parameters or {})
     except TypeError as error:
-        raise ValueError(f"Engine parameters must be JSON-serialisable: {error}") from None
+        raise InputError(f"Engine parameters must be JSON-serialisable: {error}") from None
     check_bundle_output(out)
 
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as temp:
@@ -317,7 +318,7 @@ class AtlasBundle:
                 _verify(self.path, f"weights/{member}", path, entry["sha256"])
                 return path
         known = ", ".join(e["member"] for e in self.manifest["weights"]) or "none"
-        raise ValueError(f"{self.path}: the bundle holds no weights member {member!r} (it holds: {known})")
+        raise InputError(f"{self.path}: the bundle holds no weights member {member!r} (it holds: {known})")
 
     def info(self) -> dict:
         """What ``samfewshot atlas info --json`` prints."""
@@ -336,10 +337,10 @@ class AtlasBundle:
 
 def _verify(bundle: Path, member: str, path: Path, expected: str) -> None:
     if not path.is_file():
-        raise ValueError(f"{bundle}: not a valid atlas bundle: missing member {member}")
+        raise InputError(f"{bundle}: not a valid atlas bundle: missing member {member}")
     actual = _sha256(path)
     if actual != expected:
-        raise ValueError(
+        raise InputError(
             f"{bundle}: member {member} is corrupt: its sha256 {actual[:16]}... differs from the manifest's "
             f"{str(expected)[:16]}..."
         )
@@ -347,18 +348,18 @@ def _verify(bundle: Path, member: str, path: Path, expected: str) -> None:
 
 def _require(bundle: Path, manifest: dict, key: str, kind: type) -> None:
     if key not in manifest:
-        raise ValueError(f"{bundle}: not a valid atlas bundle: manifest.json has no {key!r}")
+        raise InputError(f"{bundle}: not a valid atlas bundle: manifest.json has no {key!r}")
     if not isinstance(manifest[key], kind):
-        raise ValueError(f"{bundle}: manifest.json {key!r} must be a {kind.__name__}, not {manifest[key]!r}")
+        raise InputError(f"{bundle}: manifest.json {key!r} must be a {kind.__name__}, not {manifest[key]!r}")
 
 
 def _check_manifest(bundle: Path, manifest) -> dict:
     """The manifest when its fields are present and well formed; one-line ValueError otherwise."""
     if not isinstance(manifest, dict):
-        raise ValueError(f"{bundle}: manifest.json must hold a JSON object, not {type(manifest).__name__}")
+        raise InputError(f"{bundle}: manifest.json must hold a JSON object, not {type(manifest).__name__}")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{bundle}: bundle format version {version!r} is not supported (this samfewshot reads version "
             f"{FORMAT_VERSION})"
         )
@@ -366,27 +367,27 @@ def _check_manifest(bundle: Path, manifest) -> dict:
                       ("parameters", dict), ("normalisation", dict), ("weights", list), ("sha256", dict)):
         _require(bundle, manifest, key, kind)
     if manifest["engine"] not in ENGINES:
-        raise ValueError(f"{bundle}: engine must be one of {', '.join(ENGINES)}, not {manifest['engine']!r}")
+        raise InputError(f"{bundle}: engine must be one of {', '.join(ENGINES)}, not {manifest['engine']!r}")
     try:
         labels_from_json(manifest["labels"])
         check_normalisation(manifest["normalisation"])
     except ValueError as error:
-        raise ValueError(f"{bundle}: manifest.json: {error}") from None
+        raise InputError(f"{bundle}: manifest.json: {error}") from None
     if not manifest["atlases"]:
-        raise ValueError(f"{bundle}: not a valid atlas bundle: it lists no atlas")
+        raise InputError(f"{bundle}: not a valid atlas bundle: it lists no atlas")
     for entry in manifest["atlases"]:
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("image", "labels")):
-            raise ValueError(f"{bundle}: manifest.json atlas entries need 'image' and 'labels' members, not {entry!r}")
+            raise InputError(f"{bundle}: manifest.json atlas entries need 'image' and 'labels' members, not {entry!r}")
         for member in (entry["image"], entry["labels"]):
             if member not in manifest["sha256"]:
-                raise ValueError(f"{bundle}: manifest.json gives no sha256 for member {member}")
+                raise InputError(f"{bundle}: manifest.json gives no sha256 for member {member}")
     for entry in manifest["weights"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise ValueError(f"{bundle}: manifest.json weights entries need 'member' and 'sha256', not {entry!r}")
+            raise InputError(f"{bundle}: manifest.json weights entries need 'member' and 'sha256', not {entry!r}")
         try:
             _check_member_name(entry.get("member"))
         except ValueError as error:
-            raise ValueError(f"{bundle}: manifest.json: {error}") from None
+            raise InputError(f"{bundle}: manifest.json: {error}") from None
     return manifest
 
 
@@ -397,7 +398,7 @@ def _members(manifest: dict) -> dict[str, str]:
     for member in members:
         parts = Path(member).parts
         if Path(member).is_absolute() or ".." in parts or not parts:
-            raise ValueError(f"Bundle member names must be relative paths inside the bundle, not {member!r}")
+            raise InputError(f"Bundle member names must be relative paths inside the bundle, not {member!r}")
     return members
 
 
@@ -405,23 +406,23 @@ def _parse_manifest(bundle: Path, text: bytes) -> dict:
     try:
         return _check_manifest(bundle, json.loads(text))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{bundle}: manifest.json is not valid JSON ({error})") from None
+        raise InputError(f"{bundle}: manifest.json is not valid JSON ({error})") from None
 
 
 def _load_zip(path: Path) -> AtlasBundle:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
-        raise ValueError(f"{path}: is not an atlas bundle (not a readable zip file: {error})") from None
+        raise InputError(f"{path}: is not an atlas bundle (not a readable zip file: {error})") from None
     with archive:
         names = set(archive.namelist())
         if MANIFEST not in names:
-            raise ValueError(f"{path}: not a valid atlas bundle: missing member {MANIFEST}")
+            raise InputError(f"{path}: not a valid atlas bundle: missing member {MANIFEST}")
         manifest = _parse_manifest(path, archive.read(MANIFEST))
         try:
             members = _members(manifest)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise InputError(f"{path}: {error}") from None
         root = Path(tempfile.mkdtemp(prefix="samfewshot-atlas-"))
         _EXTRACTIONS.add(str(root))
         bundle = AtlasBundle(path, manifest, root)
@@ -437,14 +438,14 @@ def _extract(path: Path, archive: zipfile.ZipFile, names: set[str], members: dic
     """Extract and verify every listed member of a zip bundle into ``root``."""
     for member, expected in members.items():
         if member not in names:
-            raise ValueError(f"{path}: not a valid atlas bundle: missing member {member}")
+            raise InputError(f"{path}: not a valid atlas bundle: missing member {member}")
         target = root / member
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with archive.open(member) as source, target.open("wb") as handle:
                 shutil.copyfileobj(source, handle)
         except (zipfile.BadZipFile, OSError) as error:
-            raise ValueError(f"{path}: member {member} cannot be read ({error})") from None
+            raise InputError(f"{path}: member {member} cannot be read ({error})") from None
         _verify(path, member, target, expected)
 
 
@@ -460,17 +461,17 @@ def load_bundle(path: PathLike) -> AtlasBundle:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise ValueError(f"{path}: no such atlas bundle (zip file or folder)")
+        raise InputError(f"{path}: no such atlas bundle (zip file or folder)")
     if path.is_file():
         return _load_zip(path)
     manifest_file = path / MANIFEST
     if not manifest_file.is_file():
-        raise ValueError(f"{path}: not a valid atlas bundle: missing member {MANIFEST}")
+        raise InputError(f"{path}: not a valid atlas bundle: missing member {MANIFEST}")
     manifest = _parse_manifest(path, manifest_file.read_bytes())
     try:
         members = _members(manifest)
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise InputError(f"{path}: {error}") from None
     for member, expected in members.items():
         _verify(path, member, path / member, expected)
     return AtlasBundle(path, manifest, path)

@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..errors import InputError
 from ..volume import LabelVolume, Volume, label_dtype
 from .fusion_methods import FUSION_METHODS
 
@@ -41,7 +42,7 @@ LOCAL_EPS = 1e-3
 def check_method(method: str) -> str:
     """``method`` when it is a fusion method; ValueError naming it otherwise."""
     if method not in FUSION_METHODS:
-        raise ValueError(f"Fusion must be one of {', '.join(FUSION_METHODS)}, not {method!r}")
+        raise InputError(f"Fusion must be one of {', '.join(FUSION_METHODS)}, not {method!r}")
     return method
 
 

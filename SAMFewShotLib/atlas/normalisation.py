@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 METHODS = ("none", "clip", "percentile", "zscore")
 #: Default per modality: CT soft-tissue-to-bone range in HU, MR robust percentiles.
 DEFAULTS = {
@@ -34,20 +36,20 @@ def default_normalisation(modality: str) -> dict:
 def check_normalisation(normalisation: dict) -> dict:
     """The normalisation as a clean dict; ValueError naming the bad entry."""
     if not isinstance(normalisation, dict):
-        raise ValueError(f"Normalisation must be a dict with a 'method', not {normalisation!r}")
+        raise InputError(f"Normalisation must be a dict with a 'method', not {normalisation!r}")
     method = normalisation.get("method")
     if method not in METHODS:
-        raise ValueError(f"Normalisation method must be one of {', '.join(METHODS)}, not {method!r}")
+        raise InputError(f"Normalisation method must be one of {', '.join(METHODS)}, not {method!r}")
     clean = {"method": method}
     if method in ("clip", "percentile"):
         try:
             low, high = float(normalisation["low"]), float(normalisation["high"])
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"Normalisation {method!r} needs numbers 'low' and 'high', not {normalisation!r}") from None
+            raise InputError(f"Normalisation {method!r} needs numbers 'low' and 'high', not {normalisation!r}") from None
         if not low < high:
-            raise ValueError(f"Normalisation 'low' must be below 'high', not {low} >= {high}")
+            raise InputError(f"Normalisation 'low' must be below 'high', not {low} >= {high}")
         if method == "percentile" and not (0.0 <= low and high <= 100.0):
-            raise ValueError(f"Percentiles must lie in [0, 100], not {low}, {high}")
+            raise InputError(f"Percentiles must lie in [0, 100], not {low}, {high}")
         clean.update(low=low, high=high)
     return clean
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume, label_dtype
 
@@ -61,20 +62,20 @@ def check_parameters(parameters: dict | None) -> dict:
     settings = dict(DEFAULT_PARAMETERS)
     for key, value in (parameters or {}).items():
         if key not in DEFAULT_PARAMETERS:
-            raise ValueError(f"Unknown registration parameter {key!r} (known: {', '.join(DEFAULT_PARAMETERS)})")
+            raise InputError(f"Unknown registration parameter {key!r} (known: {', '.join(DEFAULT_PARAMETERS)})")
         settings[key] = value
     for key in ("affine_resolutions", "bspline_resolutions", "affine_iterations", "bspline_iterations",
                 "spatial_samples"):
         if isinstance(settings[key], bool) or not isinstance(settings[key], int) or settings[key] < 1:
-            raise ValueError(f"Registration parameter {key} must be a positive integer, not {settings[key]!r}")
+            raise InputError(f"Registration parameter {key} must be a positive integer, not {settings[key]!r}")
     for key in ("grid_spacing_mm", "bending_weight"):
         if not isinstance(settings[key], (int, float)) or settings[key] < 0 or (key == "grid_spacing_mm" and not settings[key] > 0):
-            raise ValueError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
+            raise InputError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
     if settings["metric"] not in METRICS:
-        raise ValueError(f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}")
+        raise InputError(f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}")
     threads = settings["threads"]
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"Registration parameter threads must be a positive integer or None, not {threads!r}")
+        raise InputError(f"Registration parameter threads must be a positive integer or None, not {threads!r}")
     return settings
 
 

@@ -34,7 +34,7 @@ _ADDRESS = re.compile(r"^(tcp|tls)://[^\s/:]+:\d+$")
 
 
 def check_scheduler(scheduler: str) -> None:
-    """ValueError unless ``scheduler`` is ``local:N`` (N >= 1) or ``tcp://HOST:PORT``."""
+    """InputError unless ``scheduler`` is ``local:N`` (N >= 1) or ``tcp://HOST:PORT``."""
     match = _LOCAL.match(scheduler)
     if (match and int(match.group(1)) >= 1) or _ADDRESS.match(scheduler):
         return
@@ -110,7 +110,7 @@ def run_on_client(
     Args:
         client: a connected ``distributed.Client``.
         threads: library threads per case (see :func:`~.runner.limit_threads`); None: unchanged.
-        gpu: ask for ``resources={"GPU": 1}`` per task (ValueError when no worker declares one).
+        gpu: ask for ``resources={"GPU": 1}`` per task (InputError when no worker declares one).
         cancel: polled every :data:`~.runner.POLL_SECONDS`; when cancelled, the tasks are
             cancelled and :class:`~SAMFewShotLib.progress.Cancelled` is raised.
     """

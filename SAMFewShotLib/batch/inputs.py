@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import SimpleITK as sitk
 
+from ..errors import InputError
 from ..volume import Volume
 
 #: Extensions of image files taken from folders (compound ones first); ``.seg.nrrd`` files are
@@ -74,7 +75,7 @@ def expand_inputs(inputs: Sequence[str], *, exclude: Iterable[str] = ()) -> list
         One :class:`Case` per image file and per DICOM series, each file or series once.
 
     Raises:
-        ValueError: an input that matches nothing, or no case found at all.
+        InputError: an input that matches nothing, or no case found at all.
     """
     excluded = [Path(p).expanduser().resolve() for p in exclude]
     found: list[tuple[Path, str | None, tuple[str, ...]]] = []
@@ -87,7 +88,7 @@ def expand_inputs(inputs: Sequence[str], *, exclude: Iterable[str] = ()) -> list
                     seen.add(key)
                     found.append(item)
     if not found:
-        raise ValueError(f"No image found in the inputs {' '.join(inputs)} (files, folders, globs or DICOM folders)")
+        raise InputError(f"No image found in the inputs {' '.join(inputs)} (files, folders, globs or DICOM folders)")
     ids = _unique_ids([_base_id(path, label) for path, label, _ in found], [path for path, _, _ in found])
     return [Case(case_id, str(path), files) for case_id, (path, _, files) in zip(ids, found)]
 
@@ -100,8 +101,8 @@ def _matches(given: str) -> list[Path]:
         matches = sorted(glob.glob(os.path.expanduser(given), recursive=True))
         if matches:
             return [Path(m) for m in matches]
-        raise ValueError(f"{given}: no file or folder matches this pattern")
-    raise ValueError(f"{given}: no such file or folder")
+        raise InputError(f"{given}: no file or folder matches this pattern")
+    raise InputError(f"{given}: no such file or folder")
 
 
 def _is_excluded(path: Path, excluded: list[Path]) -> bool:
@@ -202,7 +203,7 @@ def read_case_image(case: Case) -> Volume:
         The volume: array (z, y, x), spacing (x, y, z) in mm, LPS origin and direction.
 
     Raises:
-        ValueError: one line naming the path (unreadable, not 3D, non-finite voxels, ...).
+        InputError: one line naming the path (unreadable, not 3D, non-finite voxels, ...).
     """
     from ..volume_io import read_volume
 

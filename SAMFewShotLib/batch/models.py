@@ -180,7 +180,7 @@ def load_model(
             None: its defaults).
 
     Raises:
-        ValueError: one line: missing or unreadable model, options that do not fit the model.
+        InputError: one line: missing or unreadable model, options that do not fit the model.
     """
     path = Path(model).expanduser()
     if not path.exists():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import InputError
 from ..files import write_json_atomic
 
 #: Bumped when the record layout changes (older records are then not trusted).
@@ -25,7 +26,7 @@ def output_paths(out_dir: str | Path, case_id: str, formats: tuple[str, ...]) ->
     """The label-map files of a case, one per format (``seg.nrrd``, ``nii.gz``), in ``out_dir``."""
     unknown = [f for f in formats if f not in FORMAT_SUFFIXES]
     if unknown or not formats:
-        raise ValueError(f"Formats must be among {', '.join(FORMAT_SUFFIXES)}, not {formats!r}")
+        raise InputError(f"Formats must be among {', '.join(FORMAT_SUFFIXES)}, not {formats!r}")
     return [Path(out_dir) / f"{case_id}{FORMAT_SUFFIXES[f]}" for f in formats]
 
 

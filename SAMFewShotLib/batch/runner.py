@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Iterator, Sequence
 
+from ..errors import InputError
 from ..progress import Cancelled, CancelToken
 from .case_task import CaseResult
 from .inputs import Case
@@ -108,7 +109,7 @@ def run_local(
             :class:`~SAMFewShotLib.progress.Cancelled` is raised.
     """
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers!r}")
+        raise InputError(f"workers must be at least 1, not {workers!r}")
     context = worker_context(preload)
     threads = max(1, available_cores() // workers)
     queue: deque[Case] = deque(cases)

@@ -8,7 +8,7 @@
     samfewshot atlas train ATLAS_IMAGE ATLAS_LABELS UNLABELED_DIR -o BUNDLE [...]   (RRL-MedSAM)
 
 BUNDLE: a ``.zip`` file or a folder (see :mod:`SAMFewShotLib.atlas.bundle`). Bad input exits 2
-with one line (``cli/main.py`` turns the ValueErrors raised here into that); outputs are written
+with one line (``cli/main.py`` turns the InputErrors raised here into that); outputs are written
 atomically, only on success.
 """
 
@@ -228,7 +228,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_atlas_train(args: argparse.Namespace, progress: Progress, cancel: CancelToken) -> int:
-    """Run ``samfewshot atlas train``; returns the exit code (InputError/ValueError for bad input)."""
+    """Run ``samfewshot atlas train``; returns the exit code (InputError for bad input)."""
     from ..atlas.rrl.data import read_unlabeled_folder
     from ..atlas.rrl.training import train_rrl_bundle
     from ..volume_io import read_labels, read_volume

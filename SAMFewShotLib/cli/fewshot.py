@@ -11,7 +11,7 @@
 ``train`` writes the head (decoder state, target embeddings, label names/colours, the base
 checkpoint's sha256, the preprocessing); ``apply`` refuses a checkpoint other than the head's
 base model. Reports: seconds per stage, training iterations, encoder calls, cache hits, peak
-memory. Bad input exits 2 with one line (``cli/main.py`` turns ValueErrors into that).
+memory. Bad input exits 2 with one line (``cli/main.py`` turns InputErrors into that).
 """
 
 from __future__ import annotations

@@ -12,9 +12,13 @@
     samfewshot atlas create|info|apply|train ...
     samfewshot batch INPUTS... --model MODEL -o DIR ...
 
-Exit codes: 0 success; 2 bad input (one line on stderr naming the problem, nothing written,
-inputs untouched); 130 cancelled (Ctrl-C or SIGTERM); 1 an unexpected failure (a bug: traceback);
-3 (batch only) at least one case failed.
+    samfewshot --debug COMMAND ...   (an internal error prints its traceback)
+
+Exit codes: 0 success; 2 bad input: an :class:`~SAMFewShotLib.errors.InputError` or an
+``OSError`` (one line on stderr naming the problem, nothing written, inputs untouched); 130
+cancelled (Ctrl-C or SIGTERM); 1 an internal error (a bug): one line on stderr, the traceback on
+stderr under ``--debug`` and, when the command has ``--report PATH``, in that report (key
+``traceback``); 3 (batch only) at least one case failed.
 Results are written only after the whole computation succeeded, atomically.
 """
 
@@ -24,8 +28,10 @@ import argparse
 import os
 import signal
 import sys
+import traceback
 from typing import Sequence
 
+from ..errors import InputError
 from ..progress import Cancelled, CancelToken, make_progress
 from .atlas import add_atlas_parser
 from .batch import add_batch_parser
@@ -52,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="samfewshot",
         description="Few annotated slices or one atlas in, a full 3D segmentation out.",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="on an internal error (exit 1) print the traceback on stderr"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     add_propagate_parser(sub)
     add_bench_parser(sub)
@@ -63,6 +72,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_atlas_parser(sub)
     add_batch_parser(sub)
     return parser
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _internal_error(args: argparse.Namespace, error: Exception) -> int:
+    """Report an unexpected exception (a bug): one line on stderr, the traceback on stderr under
+    ``--debug`` and in the ``--report`` JSON when the command has one; returns exit code 1."""
+    trace = traceback.format_exc()
+    if args.debug:
+        print(trace, end="", file=sys.stderr)
+    report = getattr(args, "report", None)
+    if report:
+        from ..files import write_json_atomic
+
+        try:
+            write_json_atomic(report, {
+                "command": args.command, "error": f"{type(error).__name__}: {one_line(error)}", "traceback": trace,
+            })
+        except OSError:  # the report folder vanished: the line on stderr still says what happened
+            pass
+    hint = "" if args.debug else " (run with --debug for the traceback)"
+    print(f"samfewshot: internal error: {type(error).__name__}: {one_line(error)}{hint}", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
@@ -78,17 +114,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = make_progress(args.progress)
     try:
         return args.func(args, progress, cancel)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"samfewshot: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except BrokenPipeError:  # stdout closed by the reader (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE
+    except (InputError, OSError) as error:
+        print(f"samfewshot: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
         cancel.cancel()
         print("samfewshot: cancelled, nothing written", file=sys.stderr)
         return EXIT_CANCELLED
+    except Exception as error:  # a bug: exit 1, the traceback under --debug and in the report
+        return _internal_error(args, error)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:

@@ -8,7 +8,7 @@
 The cache folder is ``$SAMFEWSHOT_HOME/weights`` or the user cache folder (see
 :mod:`SAMFewShotLib.sam.weights_store`). ``download`` is the only command that uses the
 network, and only for the registry entry named: typing it is the consent. Bad input exits 2
-with one line (``cli/main.py`` turns the ValueErrors raised here into that).
+with one line (``cli/main.py`` turns the InputErrors raised here into that).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 
+from ..errors import InputError
 from .arguments import add_model_type_argument, add_progress_argument
 from .exit_codes import EXIT_OK
 
@@ -127,7 +128,7 @@ def cmd_weights_verify(args: argparse.Namespace, progress, cancel) -> int:
         print(f"{'ok' if r.ok else 'FAILED':<6}  {r.name}  {r.message}  ({r.path})")
     failed = [r.name for r in results if not r.ok]
     if failed:
-        raise ValueError(f"{len(failed)} of {len(results)} checkpoints failed verification: {', '.join(failed)}")
+        raise InputError(f"{len(failed)} of {len(results)} checkpoints failed verification: {', '.join(failed)}")
     return EXIT_OK
 
 

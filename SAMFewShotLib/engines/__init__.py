@@ -11,6 +11,7 @@ catalog.py (no heavy imports); the SAM-based engines' shared options in options.
 
 from __future__ import annotations
 
+from ..errors import InputError
 from .base import Engine
 from .catalog import ENGINE_NAMES, WEIGHTED_ENGINES, parse_engine
 
@@ -18,7 +19,7 @@ __all__ = ["ENGINE_NAMES", "WEIGHTED_ENGINES", "Engine", "make_engine"]
 
 
 def make_engine(spec: str, **options) -> Engine:
-    """The engine named ``spec`` (see the module docstring); ValueError for unknown names.
+    """The engine named ``spec`` (see the module docstring); InputError for unknown names.
 
     ``options`` go to the engines that use weights (``sam``: checkpoint, refine, model_type,
     device, window, cache, batch_size); ``sam:interpolate`` refines Fill-between-slices instead
@@ -37,7 +38,7 @@ def make_engine(spec: str, **options) -> Engine:
 
         return MetaEngine(options.pop("checkpoint", None), **options)
     if options:
-        raise ValueError(f"Engine {spec!r} takes no options ({', '.join(options)})")
+        raise InputError(f"Engine {spec!r} takes no options ({', '.join(options)})")
     if engine.family == "interpolate":
         from .interpolate import InterpolateEngine
 

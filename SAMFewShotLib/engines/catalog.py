@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..atlas.fusion_methods import FUSION_METHODS
+from ..errors import InputError
 from ..propagation.slice_registration import DEFAULT_REGISTRAR, REGISTRARS
 
 #: Engines that need no weights and run on the CPU.
@@ -95,11 +96,11 @@ def _valid(family: str, option: str) -> bool:
 
 
 def parse_engine(spec: str) -> EngineSpec:
-    """``"register:dis"`` -> EngineSpec("register", "dis"); ValueError naming the known engines
+    """``"register:dis"`` -> EngineSpec("register", "dis"); InputError naming the known engines
     for anything else."""
     family, _, option = spec.partition(":")
     if not _valid(family, option):
-        raise ValueError(f"Engine must be one of {', '.join(ENGINE_NAMES)}, not {spec!r}")
+        raise InputError(f"Engine must be one of {', '.join(ENGINE_NAMES)}, not {spec!r}")
     return EngineSpec(family, option)
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from ..annotation import SparseAnnotation
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from .base import Prediction, Timer, check_same_grid, per_label_prediction
@@ -53,9 +54,9 @@ class FewShotEngine:
         decode_batch_size: int | None = None,
     ) -> None:
         if refine is not None:
-            raise ValueError(f"--refine is for the sam engine, not fewshot (got --refine {refine})")
+            raise InputError(f"--refine is for the sam engine, not fewshot (got --refine {refine})")
         if init is not None:
-            raise ValueError(f"--init is for the meta engine, not fewshot (got --init {init})")
+            raise InputError(f"--init is for the meta engine, not fewshot (got --init {init})")
         from .options import SamOptions
 
         self.options = SamOptions(

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from ..annotation import SparseAnnotation
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
@@ -64,9 +65,9 @@ class MetaEngine:
         config=None,
     ) -> None:
         if refine is not None:
-            raise ValueError(f"--refine is for the sam engine; the meta engine adapts online instead (not {refine!r})")
+            raise InputError(f"--refine is for the sam engine; the meta engine adapts online instead (not {refine!r})")
         if steps is not None and steps < 1:
-            raise ValueError(f"Online steps must be >= 1, not {steps}")
+            raise InputError(f"Online steps must be >= 1, not {steps}")
         from ..meta.init_file import load_init
         from .options import SamOptions
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError
 from .catalog import DEVICES
 
 
@@ -36,13 +37,13 @@ class SamOptions:
 
     def __post_init__(self) -> None:
         if not self.checkpoint:
-            raise ValueError(
+            raise InputError(
                 f"The {self.engine} engine needs --checkpoint PATH or NAME (see: samfewshot weights list)"
             )
         if self.device not in DEVICES:
-            raise ValueError(f"Device must be auto, cpu or cuda, not {self.device!r}")
+            raise InputError(f"Device must be auto, cpu or cuda, not {self.device!r}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, not {self.batch_size}")
+            raise InputError(f"batch_size must be >= 1, not {self.batch_size}")
         from ..sam.weights_store import resolve_checkpoint
 
         resolve_checkpoint(self.checkpoint)  # a missing file or unknown name fails now, before any work

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..annotation import SparseAnnotation
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from ..sam.device import torch_device
@@ -62,10 +63,10 @@ class SamEngine:
         batch_size: int = 1,
     ) -> None:
         if coarse not in COARSE_ENGINES:
-            raise ValueError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
+            raise InputError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
         refine = 1 if refine is None else refine
         if refine < 0:
-            raise ValueError(f"--refine must be 0 or more, not {refine}")
+            raise InputError(f"--refine must be 0 or more, not {refine}")
         from .options import SamOptions
 
         self.options = SamOptions(

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..annotation import SparseAnnotation
+from ..errors import InputError
 from ..memory import peak_rss_mib
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume, label_dtype
@@ -121,7 +122,7 @@ def run_head(
     chosen = list(range(n_slices)) if slices is None else sorted({int(z) for z in slices})
     outside = [z for z in chosen if not 0 <= z < n_slices]
     if outside or not chosen:
-        raise ValueError(f"Slices to predict must lie in 0..{n_slices - 1} along axis {axis}, not {outside or 'none'}")
+        raise InputError(f"Slices to predict must lie in 0..{n_slices - 1} along axis {axis}, not {outside or 'none'}")
     if base is None:
         _, known_digest = resolve_checkpoint(checkpoint)
         if known_digest is not None:  # a registry or imported checkpoint: refuse before loading it

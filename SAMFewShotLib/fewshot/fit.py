@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 
 from ..annotation import SparseAnnotation
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..sam.encoder import EncodeStats, encode_slices
 from ..sam.embedding_cache import EmbeddingCache
@@ -65,9 +66,9 @@ def check_labels(annotation: SparseAnnotation, labels: Sequence[int] | None, sou
     chosen = list(dict.fromkeys(int(v) for v in labels))
     for value in chosen:
         if value not in present:
-            raise ValueError(f"Label {value} is not in {source} (it holds {', '.join(map(str, present))})")
+            raise InputError(f"Label {value} is not in {source} (it holds {', '.join(map(str, present))})")
     if not chosen:
-        raise ValueError("No label chosen to train")
+        raise InputError("No label chosen to train")
     return chosen
 
 

@@ -24,6 +24,7 @@ from typing import Mapping
 
 import torch
 
+from ..errors import InputError
 from ..sam.preprocess import Preprocessing
 from ..torch_files import first_sentence, read_versioned_file, save_torch_file
 from ..volume import Segment
@@ -103,7 +104,7 @@ class FewShotHead:
         try:
             decoder.load_state_dict(self.decoder_state, strict=True)
         except RuntimeError as error:
-            raise ValueError(f"The head's decoder does not fit this SAM: {first_sentence(error)}") from None
+            raise InputError(f"The head's decoder does not fit this SAM: {first_sentence(error)}") from None
         return decoder.eval()
 
     def manifest(self) -> dict:
@@ -136,7 +137,7 @@ def check_base_model(head: FewShotHead, sha256: str, checkpoint: str, source: st
     """ValueError (one line) unless ``sha256`` is the head's base checkpoint digest."""
     if sha256 != head.base_model.sha256:
         base = head.base_model
-        raise ValueError(
+        raise InputError(
             f"{source} was trained on base model {base.name or '?'} ({base.model_type or '?'}, sha256 "
             f"{base.sha256[:12]}...), not on {checkpoint} (sha256 {sha256[:12]}...): pass that checkpoint"
         )
@@ -163,7 +164,7 @@ def load_head(path: PathLike) -> FewShotHead:
     try:
         return _head_from(payload)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is a damaged few-shot head file ({first_sentence(error)})") from None
+        raise InputError(f"{path} is a damaged few-shot head file ({first_sentence(error)})") from None
 
 
 def _head_from(payload: Mapping) -> FewShotHead:

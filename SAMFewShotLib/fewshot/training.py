@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..sam.encoder import _autocast, torch_threads
 from .decoder import FewShotMaskDecoder
@@ -81,17 +82,17 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.iterations is not None and self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, not {self.iterations}")
+            raise InputError(f"iterations must be >= 0, not {self.iterations}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, not {self.learning_rate}")
+            raise InputError(f"learning_rate must be > 0, not {self.learning_rate}")
         if self.eval_every < 1 or self.patience < 1:
-            raise ValueError(f"eval_every and patience must be >= 1, not {self.eval_every} and {self.patience}")
+            raise InputError(f"eval_every and patience must be >= 1, not {self.eval_every} and {self.patience}")
         if not 0.0 <= self.shift_probability <= 1.0:
-            raise ValueError(f"shift_probability must be in [0, 1], not {self.shift_probability}")
+            raise InputError(f"shift_probability must be in [0, 1], not {self.shift_probability}")
         if self.noise < 0:
-            raise ValueError(f"noise must be >= 0, not {self.noise}")
+            raise InputError(f"noise must be >= 0, not {self.noise}")
 
 
 @dataclass(frozen=True, eq=False)

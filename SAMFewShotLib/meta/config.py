@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class MetaConfig:
@@ -45,13 +47,13 @@ class MetaConfig:
         for name in ("adapter_rank", "global_queries", "heads", "key_pool", "steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"MetaConfig.{name} must be an integer >= 1, not {value!r}")
+                raise InputError(f"MetaConfig.{name} must be an integer >= 1, not {value!r}")
         for name in ("mask_sigma", "learning_rate"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"MetaConfig.{name} must be a positive number, not {value!r}")
+                raise InputError(f"MetaConfig.{name} must be a positive number, not {value!r}")
         if not 0 <= self.max_shift < 0.5:
-            raise ValueError(f"MetaConfig.max_shift must be in [0, 0.5), not {self.max_shift!r}")
+            raise InputError(f"MetaConfig.max_shift must be in [0, 0.5), not {self.max_shift!r}")
 
     def attention_heads(self, width: int) -> int:
         """Heads for attention over ``width`` channels projected to ``width // 2``: at most
@@ -71,7 +73,7 @@ class MetaConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown meta config field {unknown[0]!r}")
+            raise InputError(f"Unknown meta config field {unknown[0]!r}")
         return cls(**values)
 
 
@@ -102,9 +104,9 @@ class MetaTrainingSettings:
     def __post_init__(self) -> None:
         for name in ("iterations", "shots", "queries"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)!r}")
+                raise InputError(f"{name} must be >= 1, not {getattr(self, name)!r}")
         for name in ("meta_lr", "rate_lr"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+                raise InputError(f"{name} must be positive, not {getattr(self, name)!r}")
         if not 0 <= self.msl_fraction <= 1:
-            raise ValueError(f"msl_fraction must be in [0, 1], not {self.msl_fraction!r}")
+            raise InputError(f"msl_fraction must be in [0, 1], not {self.msl_fraction!r}")

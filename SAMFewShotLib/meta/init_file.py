@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
 from ..torch_files import read_versioned_file, save_torch_file
 from .config import MetaConfig
 
@@ -66,7 +67,7 @@ class MetaInit:
         theirs = f"{self.base_name} (sha256 {self.base_sha256[:12]}..., {self.architecture})"
         ours = f"{checkpoint} (sha256 {sha256[:12]}..., {architecture})"
         kind = "another architecture" if architecture != self.architecture else "another checkpoint of the same architecture"
-        raise ValueError(
+        raise InputError(
             f"{source} was meta-trained for base model {theirs}, not for {ours}: {kind}; "
             "meta-train an init for this checkpoint or use its own"
         )
@@ -112,7 +113,7 @@ def load_init(path: str | os.PathLike) -> MetaInit:
             training=dict(payload.get("training") or {}),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as error:
-        raise ValueError(f"Meta init {path} is incomplete or inconsistent ({error})") from None
+        raise InputError(f"Meta init {path} is incomplete or inconsistent ({error})") from None
     if not all(isinstance(v, torch.Tensor) for v in init.state.values()):
-        raise ValueError(f"Meta init {path} holds a state entry that is not a tensor")
+        raise InputError(f"Meta init {path} holds a state entry that is not a tensor")
     return init

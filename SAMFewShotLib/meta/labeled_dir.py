@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
+
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 LABEL_SUFFIXES = (".seg.nrrd",) + IMAGE_SUFFIXES
 LAYOUT = "images/ + labels/ with the same file names, or NAME_image.EXT + NAME_labels.EXT pairs"
@@ -46,7 +48,7 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
         if split is None:
             continue
         if split[0] in found:
-            raise ValueError(f"Two files for case {split[0]!r} in {folder}: {found[split[0]].name} and {path.name}")
+            raise InputError(f"Two files for case {split[0]!r} in {folder}: {found[split[0]].name} and {path.name}")
         found[split[0]] = path
     return found
 
@@ -55,12 +57,12 @@ def find_labeled_cases(folder: str | os.PathLike) -> list[LabeledCase]:
     """The labelled volumes of ``folder`` (see the module docstring), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"LABELED_DIR {folder} is not a folder ({LAYOUT})")
+        raise InputError(f"LABELED_DIR {folder} is not a folder ({LAYOUT})")
     images_dir, labels_dir = folder / "images", folder / "labels"
     if images_dir.is_dir() or labels_dir.is_dir():
         for needed in (images_dir, labels_dir):
             if not needed.is_dir():
-                raise ValueError(f"LABELED_DIR {folder} has no {needed.name}/ folder ({LAYOUT})")
+                raise InputError(f"LABELED_DIR {folder} has no {needed.name}/ folder ({LAYOUT})")
         images, labels = _files(images_dir, IMAGE_SUFFIXES), _files(labels_dir, LABEL_SUFFIXES)
     else:
         pairs = {}
@@ -72,9 +74,9 @@ def find_labeled_cases(folder: str | os.PathLike) -> list[LabeledCase]:
             }
         images, labels = pairs["image"], pairs["labels"]
     for name in sorted(set(images) - set(labels)):
-        raise ValueError(f"Image {images[name]} has no labels file in {folder} ({LAYOUT})")
+        raise InputError(f"Image {images[name]} has no labels file in {folder} ({LAYOUT})")
     for name in sorted(set(labels) - set(images)):
-        raise ValueError(f"Labels {labels[name]} have no image in {folder} ({LAYOUT})")
+        raise InputError(f"Labels {labels[name]} have no image in {folder} ({LAYOUT})")
     if not images:
-        raise ValueError(f"LABELED_DIR {folder} holds no labelled volume ({LAYOUT})")
+        raise InputError(f"LABELED_DIR {folder} holds no labelled volume ({LAYOUT})")
     return [LabeledCase(name, images[name], labels[name]) for name in sorted(images)]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..sam.device import torch_device
 from .config import MetaConfig
@@ -53,7 +54,7 @@ class MetaModel:
 def resized_rates(rates: torch.Tensor, steps: int) -> torch.Tensor:
     """(S, T) step sizes for ``steps`` steps: the first ``steps`` rows, the last row repeated."""
     if steps < 1:
-        raise ValueError(f"Online steps must be >= 1, not {steps}")
+        raise InputError(f"Online steps must be >= 1, not {steps}")
     if steps <= rates.shape[0]:
         return rates[:steps].clone()
     return torch.cat([rates, rates[-1:].expand(steps - rates.shape[0], -1)]).clone()
@@ -93,7 +94,7 @@ def load_meta_model(
     names = list(network.trainable())
     if meta_init is not None:
         if meta_init.names != names:
-            raise ValueError(f"Meta init {init} does not fit this SSM-SAM network (its tensors differ)")
+            raise InputError(f"Meta init {init} does not fit this SSM-SAM network (its tensors differ)")
         network.load_trainable_state(meta_init.state, source=f"Meta init {init}")
         rates = meta_init.learning_rates.float()
     else:
@@ -101,7 +102,7 @@ def load_meta_model(
     if steps is not None:
         rates = resized_rates(rates, steps)
     if not all(math.isfinite(v) and v >= 0 for v in rates.flatten().tolist()):
-        raise ValueError("The online step sizes must be finite and non-negative")
+        raise InputError("The online step sizes must be finite and non-negative")
     return MetaModel(
         network=network,
         start=network.trainable_state(),

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..sam.preprocess import Preprocessing
 from ..volume import LabelVolume, Volume
@@ -83,9 +84,9 @@ def tasks_from_volumes(
             tasks.append(task)
     for value in labels or ():
         if value not in seen:
-            raise ValueError(f"Label {value} is in none of the labelled volumes (labels found: {sorted(seen)})")
+            raise InputError(f"Label {value} is in none of the labelled volumes (labels found: {sorted(seen)})")
     if not tasks:
-        raise ValueError(
+        raise InputError(
             f"No meta-training task: every structure spans fewer than {min_slices} slices or the labels are empty"
         )
     return tasks, notes
@@ -104,7 +105,7 @@ def read_cases(
         image = read_volume(case.image)
         labels = read_labels(case.labels)
         if not labels.array.any():
-            raise ValueError(f"Labels {case.labels} hold no labelled voxel")
+            raise InputError(f"Labels {case.labels} hold no labelled voxel")
         out.append((case.name, image, labels))
         progress("meta-train: read volumes", i + 1, len(cases))
     return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...errors import InputError
 from ...progress import CancelToken, Progress, no_progress
 from ...volume import LabelVolume, Volume, label_dtype
 from .cube import cube_tensor, labels_from_cube, labels_to_cube, one_hot
@@ -58,10 +59,10 @@ def apply_rrl(
             bad ``device``.
     """
     if bundle.engine != "rrl_medsam":
-        raise ValueError(f"{bundle.path}: engine is {bundle.engine!r}, not 'rrl_medsam'")
+        raise InputError(f"{bundle.path}: engine is {bundle.engine!r}, not 'rrl_medsam'")
     output = output or bundle.parameters.get("output", "segmentation")
     if output not in OUTPUTS:
-        raise ValueError(f"RRL-MedSAM output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        raise InputError(f"RRL-MedSAM output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     torch_device = resolve_device(device)
     progress(STAGE, 0, 3)
     model, values = load_network(bundle.weights_path(NETWORK_MEMBER))

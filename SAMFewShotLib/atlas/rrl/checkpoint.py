@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import InputError
 from ...torch_files import read_torch_file, save_torch_file
 
 #: File name of the checkpoint in the work folder.
@@ -23,8 +24,8 @@ def load_checkpoint(path: Path) -> dict:
     """The state saved by :func:`save_checkpoint`; ValueError (one line) when unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no checkpoint to resume from (train without --resume first)")
+        raise InputError(f"{path}: no checkpoint to resume from (train without --resume first)")
     state = read_torch_file(path, "RRL-MedSAM checkpoint")
     if not isinstance(state, dict) or "iteration" not in state:
-        raise ValueError(f"{path}: is not an RRL-MedSAM checkpoint")
+        raise InputError(f"{path}: is not an RRL-MedSAM checkpoint")
     return state

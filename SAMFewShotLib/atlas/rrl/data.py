@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch.nn import functional as F
 
+from ...errors import InputError
 from ...progress import CancelToken, Progress, no_progress
 from ...volume import LabelVolume, Volume
 from ...volume_io import PathLike, read_volume
@@ -64,14 +65,14 @@ def prepare_training_data(
     atlas_image.require_same_grid(atlas_labels.volume, "atlas label")
     values = atlas_labels.label_values()
     if not values:
-        raise ValueError("The atlas label map holds no label (every voxel is 0)")
+        raise InputError("The atlas label map holds no label (every voxel is 0)")
     if not unlabeled:
-        raise ValueError("Training needs at least one unlabelled image")
+        raise InputError("Training needs at least one unlabelled image")
     atlas, atlas_cube = cube_tensor(atlas_image, size, normalisation)
     cube_labels = labels_to_cube(atlas_labels, size)
     missing = [v for v in values if not (cube_labels.array == v).any()]
     if missing:
-        raise ValueError(f"Atlas labels {missing} vanish at {size}^3 (structures too small for the cube); use a larger --size")
+        raise InputError(f"Atlas labels {missing} vanish at {size}^3 (structures too small for the cube); use a larger --size")
     onehot = F.avg_pool3d(one_hot(cube_labels.array, values), 2)
     targets, cubes = [], [atlas_cube.with_array(atlas[0, 0].numpy())]
     for volume in unlabeled:
@@ -95,7 +96,7 @@ def read_unlabeled_folder(
     """
     path = Path(folder).expanduser()
     if not path.is_dir():
-        raise ValueError(f"{path}: the unlabelled images folder does not exist or is not a folder")
+        raise InputError(f"{path}: the unlabelled images folder does not exist or is not a folder")
     entries = []
     for entry in sorted(path.iterdir()):
         if entry.name.startswith("."):
@@ -105,7 +106,7 @@ def read_unlabeled_folder(
         else:
             logger.info("Skipping %s: not an image file", entry)
     if not entries:
-        raise ValueError(f"{path}: holds no image ({', '.join(IMAGE_SUFFIXES)} files or DICOM folders)")
+        raise InputError(f"{path}: holds no image ({', '.join(IMAGE_SUFFIXES)} files or DICOM folders)")
     volumes = []
     progress(STAGE_READ, 0, len(entries))
     for done, entry in enumerate(entries, start=1):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...errors import InputError
 from ...torch_files import read_torch_file
 from .checkpoint import save_checkpoint
 from .model import RRLConfig, RRLMedSAM
@@ -37,17 +38,17 @@ def load_network(path: Path) -> tuple[RRLMedSAM, list[int]]:
     """The network (CPU, eval mode) and its label values; ValueError (one line) for a bad file."""
     data = read_torch_file(path, "RRL-MedSAM network")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path}: is not an RRL-MedSAM network file")
+        raise InputError(f"{path}: is not an RRL-MedSAM network file")
     if data.get("version") != VERSION:
-        raise ValueError(f"{path}: RRL-MedSAM network version {data.get('version')!r} is not supported (expected {VERSION})")
+        raise InputError(f"{path}: RRL-MedSAM network version {data.get('version')!r} is not supported (expected {VERSION})")
     config = RRLConfig.from_dict(data["config"])
     model = RRLMedSAM(config)
     try:
         model.load_state_dict(data["state_dict"])
     except RuntimeError as error:
         first = str(error).splitlines()[0]
-        raise ValueError(f"{path}: the weights do not fit the recorded network ({first})") from None
+        raise InputError(f"{path}: the weights do not fit the recorded network ({first})") from None
     values = [int(v) for v in data["label_values"]]
     if len(values) + 1 != config.n_classes:
-        raise ValueError(f"{path}: {len(values)} label values for {config.n_classes} classes")
+        raise InputError(f"{path}: {len(values)} label values for {config.n_classes} classes")
     return model.eval(), values

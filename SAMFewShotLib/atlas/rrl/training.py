@@ -40,6 +40,7 @@ from typing import Sequence
 
 import torch
 
+from ...errors import InputError
 from ...progress import Cancelled, CancelToken, Progress, no_progress
 from ...sam.preprocess import looks_like_ct
 from ...volume import LabelVolume, Volume
@@ -110,9 +111,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cpu")
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("Device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+            raise InputError("Device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
         return torch.device("cuda")
-    raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
+    raise InputError(f"Device must be auto, cpu or cuda, not {device!r}")
 
 
 def jrs_losses(model: RRLMedSAM, data: TrainingData, target: torch.Tensor, settings: TrainSettings, iteration: int) -> dict:
@@ -212,7 +213,7 @@ class Trainer:
     def load_state(self, state: dict, source: Path) -> None:
         """Continue from a :meth:`state`; ValueError when it belongs to another run."""
         if state.get("version") != CHECKPOINT_VERSION or state.get("identity") != self.identity():
-            raise ValueError(
+            raise InputError(
                 f"{source}: the checkpoint belongs to another run (other inputs, size, teacher or settings); "
                 "use another --work-dir or train without --resume"
             )
@@ -333,16 +334,16 @@ def train_rrl_bundle(
     from ..bundle import check_bundle_output, write_bundle
 
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer, not {iterations!r}")
+        raise InputError(f"iterations must be a positive integer, not {iterations!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 32 or size % 32:
-        raise ValueError(f"size must be a multiple of 32 (32, 64, 96, 128, ...), not {size!r}")
+        raise InputError(f"size must be a multiple of 32 (32, 64, 96, 128, ...), not {size!r}")
     settings = settings or TrainSettings()
     output = Path(output).expanduser()
     check_bundle_output(output)  # before hours of training, not only when the bundle is written
     work = Path(work_dir).expanduser() if work_dir is not None else output.with_name(output.name + ".work")
     checkpoint_path = work / CHECKPOINT_NAME
     if resume and not checkpoint_path.is_file():
-        raise ValueError(f"{checkpoint_path}: no checkpoint to resume from (train without --resume first)")
+        raise InputError(f"{checkpoint_path}: no checkpoint to resume from (train without --resume first)")
     torch_device = resolve_device(device)
     modality = "CT" if looks_like_ct(atlas_image) else "MR"
     normalisation = default_normalisation(modality)
