@@ -10,16 +10,15 @@ SegmentEditorPropagate/, and the pure helpers in ``SAMFewShotLib.slicer_support`
 without Slicer.
 """
 
+import importlib
 import os
 import sys
-import importlib
 from typing import Annotated, Optional
 
 import numpy as np
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -33,8 +32,11 @@ from slicer.util import VTKObservationMixin
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # Slicer adds it; scripts and tests may not
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
+# lib_folder first: importing it puts SAMFewShotLib on sys.path.
 from SAMFewShotSlicerLib.lib_folder import MODULE_FOLDER, SAMFEWSHOTLIB_PARENT_FOLDER  # noqa: E402, F401
-from SAMFewShotLib.slicer_support import atlas_commands  # noqa: E402
+
+# isort: split
+
 from SAMFewShotSlicerLib import editor_bridge  # noqa: E402
 from SAMFewShotSlicerLib.atlas_logic import AtlasLogic  # noqa: E402
 from SAMFewShotSlicerLib.atlas_panel import AtlasPanel  # noqa: E402
@@ -50,6 +52,8 @@ from SAMFewShotSlicerLib.python_packages import PythonPackages  # noqa: E402
 from SAMFewShotSlicerLib.scene_exchange import SceneExchange  # noqa: E402
 from SAMFewShotSlicerLib.weights_logic import WeightsLogic  # noqa: E402
 from SAMFewShotSlicerLib.weights_panel import WeightsPanel  # noqa: E402
+
+from SAMFewShotLib.slicer_support import atlas_commands  # noqa: E402
 
 #: The Segment Editor effect this module registers (loaded by path: Slicer loads every .py file
 #: beside this one as a module, so the effect lives in a subfolder).

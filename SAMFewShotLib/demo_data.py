@@ -13,9 +13,9 @@ as :class:`~SAMFewShotLib.volume.Volume` documents.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk

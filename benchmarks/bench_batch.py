@@ -79,7 +79,7 @@ class CpuMeter:
                     pass
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self._thread.start()
         return self
 

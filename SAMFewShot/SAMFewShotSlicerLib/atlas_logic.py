@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-
 import slicer
+
 from SAMFewShotLib.slicer_support import atlas_commands, progress_lines
 
 #: Attributes of an atlas preview segmentation node.

@@ -9,7 +9,6 @@ one Segment Editor undo step; Reject removes the preview and leaves the scene as
 """
 
 import qt
-
 import slicer
 
 from . import editor_bridge

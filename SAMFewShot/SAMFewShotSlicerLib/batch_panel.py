@@ -8,8 +8,8 @@ cases finish; Load results loads the finished cases' ``.seg.nrrd`` files.
 """
 
 import qt
-
 import slicer
+
 from SAMFewShotLib.slicer_support import batch_cases, commands
 
 from .engine_choices import engineFamily

@@ -9,9 +9,9 @@
   and :func:`sliceText` names it by Slicer's slice offset in mm.
 """
 
+import slicer
 import vtk
 
-import slicer
 from SAMFewShotLib.slicer_support import slice_views
 
 #: Name the Propagate effect is registered under (SegmentEditorPropagate/SegmentEditorEffect.py).

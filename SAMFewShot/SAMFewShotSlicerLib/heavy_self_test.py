@@ -6,7 +6,6 @@ import os
 import time
 
 import numpy as np
-
 import slicer
 
 

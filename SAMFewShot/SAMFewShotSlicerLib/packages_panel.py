@@ -7,6 +7,7 @@ Propagate effect call it before a job. The PyTorch extension is then told not to
 """
 
 import slicer
+
 from SAMFewShotLib.slicer_support import first_use
 
 from .module_panel import ModulePanel

@@ -6,6 +6,7 @@ its masking, as one Undo step; Reject removes it.
 """
 
 import slicer
+
 from SAMFewShotLib.slicer_support import progress_lines, slice_views
 from SAMFewShotLib.slicer_support.report_summary import summarize_report
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-
 import slicer
+
 from SAMFewShotLib.slicer_support import commands, preview_parts, progress_lines
 
 #: Attributes of a preview segmentation node: where its result is written.

@@ -7,8 +7,8 @@ The same propagation runs inside the Segment Editor as the Propagate effect
 """
 
 import qt
-
 import slicer
+
 from SAMFewShotLib.slicer_support import commands
 from SAMFewShotLib.slicer_support.selection import consistent_segment_id
 

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 
 import slicer
+
 from SAMFewShotLib.slicer_support import first_use, requirements
 
 

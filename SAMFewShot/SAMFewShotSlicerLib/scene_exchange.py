@@ -13,10 +13,8 @@ segmentation, an accepted segment).
 import contextlib
 
 import numpy as np
-import vtk
-
 import slicer
-
+import vtk
 
 #: exportNode properties: the child's copy of the volume is written uncompressed.
 UNCOMPRESSED = {"useCompression": 0}

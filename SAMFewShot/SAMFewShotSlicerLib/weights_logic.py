@@ -7,7 +7,11 @@ output parsing are in ``SAMFewShotLib.slicer_support.weights_commands``.
 import os
 
 from SAMFewShotLib.slicer_support.weights_commands import (
-    command_message, parse_weights_list, weights_download_command, weights_import_command, weights_list_command,
+    command_message,
+    parse_weights_list,
+    weights_download_command,
+    weights_import_command,
+    weights_list_command,
     weights_verify_command,
 )
 

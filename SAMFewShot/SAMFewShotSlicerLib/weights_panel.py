@@ -13,7 +13,6 @@ import logging
 import os
 
 import qt
-
 import slicer
 
 from .module_panel import ModulePanel

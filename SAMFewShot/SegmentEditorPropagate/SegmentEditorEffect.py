@@ -21,7 +21,6 @@ import os
 import sys
 
 import qt
-
 import slicer
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
@@ -36,6 +35,7 @@ from SAMFewShotSlicerLib.packages_panel import ensurePythonRequirements  # noqa:
 from SAMFewShotSlicerLib.propagation_logic import PropagationLogic  # noqa: E402
 from SAMFewShotSlicerLib.python_packages import PythonPackages  # noqa: E402
 from SAMFewShotSlicerLib.scene_exchange import SceneExchange  # noqa: E402
+
 from SAMFewShotLib.slicer_support import commands, preview_parts, progress_lines, slice_views  # noqa: E402
 
 #: Engines the effect offers: those that need no checkpoint (the module panel has the SAM ones).

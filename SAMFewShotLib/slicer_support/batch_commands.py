@@ -15,8 +15,8 @@ MODEL is an atlas bundle (``.zip`` or a folder with ``manifest.json``), a few-sh
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .commands import WEIGHTED_ENGINES, PathLike, base_command, engine_family
 

@@ -9,7 +9,7 @@ Sizes and encoder times below are measurements, with where they come from; they 
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .requirements import TORCH_VERSION_REQUIREMENT, requirement_name
 

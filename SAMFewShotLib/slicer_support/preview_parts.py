@@ -13,8 +13,8 @@ Their union is the result Apply writes. Arrays are (k, j, i) = (z, y, x), numpy 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -30,7 +30,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import IO, Callable
 
 from .progress_lines import ProgressEvent, ProgressTracker, parse_progress_line
 
@@ -38,7 +39,7 @@ _STDOUT, _STDERR = "stdout", "stderr"
 _IS_WINDOWS = sys.platform == "win32"
 
 
-def _read_lines(stream: IO[str], name: str, lines: "queue.Queue[tuple[str, str | None]]") -> None:
+def _read_lines(stream: IO[str], name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
     """Reader thread: every line of ``stream`` (without its newline), then ``None`` at EOF."""
     try:
         for line in stream:

@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.atlas_commands import (
     FUSION_METHODS,
     AtlasInfo,
@@ -17,6 +16,7 @@ from SAMFewShotLib.slicer_support.atlas_commands import (
     atlas_info_command,
     parse_atlas_info,
 )
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 
 LIVER_TERMINOLOGY = (
     "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.batch_commands import batch_command, check_scheduler, model_kind
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from Testing.phantoms import ellipsoid, render
 from SAMFewShotLib.slicer_support import process_runner
 from SAMFewShotLib.slicer_support.commands import propagate_command
 from SAMFewShotLib.slicer_support.process_runner import ProcessRunner
@@ -26,6 +25,7 @@ from SAMFewShotLib.slicer_support.progress_lines import read_report
 from SAMFewShotLib.slicer_support.weights_commands import present_checkpoints, weights_list_command
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
+from Testing.phantoms import ellipsoid, render
 
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="probes pids with os.kill(pid, 0) and /proc")
 TIMEOUT = 60

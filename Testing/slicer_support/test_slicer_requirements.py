@@ -4,10 +4,10 @@ pyproject.toml, and what is missing is told correctly (against this environment'
 from __future__ import annotations
 
 import importlib.metadata
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from SAMFewShotLib.slicer_support import requirements
 from SAMFewShotLib.slicer_support.requirements import (

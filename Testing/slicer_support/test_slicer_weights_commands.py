@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.weights_commands import (
     CheckpointRow,
     command_message,
@@ -17,6 +16,7 @@ from SAMFewShotLib.slicer_support.weights_commands import (
     weights_list_command,
     weights_verify_command,
 )
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 
 LIST = {
     "weights_dir": "/cache/weights",

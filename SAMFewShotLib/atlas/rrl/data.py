@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.nn import functional as F
@@ -50,7 +50,7 @@ class TrainingData:
             digest.update(tensor.numpy().tobytes())
         return digest.hexdigest()
 
-    def to(self, device: torch.device) -> "TrainingData":
+    def to(self, device: torch.device) -> TrainingData:
         return TrainingData(
             self.atlas.to(device), self.atlas_onehot.to(device), [t.to(device) for t in self.targets],
             self.label_values, self.cubes,

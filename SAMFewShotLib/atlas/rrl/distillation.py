@@ -11,8 +11,8 @@ teacher see the same input: the slice preprocessed exactly as ``SamPredictor`` d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -15,7 +15,7 @@ so this one is our own design within the issue's 5 % bound.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -10,7 +10,7 @@ working grid. Convolutions: 3x3x3 + LeakyReLU(0.2), no normalisation (VoxelMorph
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ registration learn several times faster than from the learnt features alone.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
