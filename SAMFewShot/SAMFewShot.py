@@ -410,7 +410,9 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
             between = slice(drawnSlices[0], drawnSlices[-1] + 1)
             self.assertGreater(self.dice(labels[between], ball[between]), 0.85, engine)
             self.assertTrue(np.array_equal(self.logic.scene.segmentMask(volume, segmentation, segmentId), drawnBefore))
-            self.delayDisplay(f"{engine}: Dice between the drawn slices {self.dice(labels[between], ball[between]):.3f}")
+            self.delayDisplay(
+                f"{engine}: Dice between the drawn slices {self.dice(labels[between], ball[between]):.3f}"
+            )
 
     def test_PreviewApplyWithMaskingAndUndo(self):
         """The preview holds drawn / propagated / low-confidence parts; Reject leaves the scene as

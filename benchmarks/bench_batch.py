@@ -119,7 +119,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2, help="pool workers and dask workers")
     parser.add_argument("--displacement", type=float, default=10.0, help="largest deformation, mm")
-    parser.add_argument("--iterations", type=int, default=None, help="affine and B-spline iterations (default: register_atlas's)")
+    parser.add_argument("--iterations", type=int, default=None, help=(
+        "affine and B-spline iterations (default: register_atlas's)"
+    ))
     parser.add_argument("--modes", default="loop,serial,pool,dask")
     parser.add_argument("--repeat", type=int, default=1, help="runs of every mode, interleaved")
     parser.add_argument("--json", default=None)

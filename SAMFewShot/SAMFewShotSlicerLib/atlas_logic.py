@@ -163,7 +163,9 @@ class AtlasLogic:
             segmentationNode.CreateDefaultDisplayNodes()
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         elif segmentationNode.GetParentTransformNode() is not None:
-            raise ValueError(f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first")
+            raise ValueError(
+                f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first"
+            )
         source, target = previewNode.GetSegmentation(), segmentationNode.GetSegmentation()
         with self.scene.temporarySceneNodes():
             for index in range(source.GetNumberOfSegments()):

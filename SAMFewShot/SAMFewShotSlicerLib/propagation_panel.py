@@ -222,7 +222,9 @@ class PropagationPanel(ModulePanel):
                     sam=engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES):
                 return
             if not confirmSamRunOnCpu(self.logic, self.widget.weightsPanel.rows, parameterNode):
-                self.ui.statusLabel.text = f"Engine set to {parameterNode.engine} (seconds, no weights): click Propagate."
+                self.ui.statusLabel.text = (
+                    f"Engine set to {parameterNode.engine} (seconds, no weights): click Propagate."
+                )
                 return
             job = self.logic.propagation.start(
                 parameterNode.inputVolume, parameterNode.segmentationNode, parameterNode.segmentId,
@@ -247,7 +249,9 @@ class PropagationPanel(ModulePanel):
             self.ui.suggestedSlicesList.addItem(editor_bridge.sliceText(volume, self.suggestion["numpy_axis"], index))
         if self.suggestion["slices"]:
             self.ui.suggestedSlicesList.setCurrentRow(0)  # shows the first one in its slice view
-        self.ui.statusLabel.text = f"Draw the structure on these {len(self.suggestion['slices'])} slices (click one to show it)."
+        self.ui.statusLabel.text = (
+            f"Draw the structure on these {len(self.suggestion['slices'])} slices (click one to show it)."
+        )
 
     def onCancel(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not cancel.", waitCursor=True):

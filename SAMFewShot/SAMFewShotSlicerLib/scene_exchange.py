@@ -33,7 +33,8 @@ class SceneExchange:
             raise ValueError(f"Volume '{volumeNode.GetName()}' has no voxels")
         if volumeNode.GetParentTransformNode() is not None:
             raise ValueError(
-                f"Volume '{volumeNode.GetName()}' is under the transform '{volumeNode.GetParentTransformNode().GetName()}': "
+                f"Volume '{volumeNode.GetName()}' is under the transform "
+                f"'{volumeNode.GetParentTransformNode().GetName()}': "
                 "harden the transform first (Data module)"
             )
         if segmentationNode is None and segmentId is None:
@@ -126,7 +127,9 @@ class SceneExchange:
         from SAMFewShotLib.volume_io import write_labels
 
         if tuple(labels.shape) != geometry.shape:
-            raise RuntimeError(f"Label array shape {labels.shape} differs from the image shape {geometry.shape} (k, j, i)")
+            raise RuntimeError(
+                f"Label array shape {labels.shape} differs from the image shape {geometry.shape} (k, j, i)"
+            )
         write_labels(LabelVolume(geometry.with_array(np.ascontiguousarray(labels)), tuple(segments)), path)
 
     def exportSegmentationLabels(self, volumeNode, segmentationNode, path: str) -> None:

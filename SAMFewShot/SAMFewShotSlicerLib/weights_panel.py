@@ -95,7 +95,9 @@ class WeightsPanel(ModulePanel):
         if job.kind == "weights list":
             try:
                 self.rows = self.logic.weights.finishList(job)
-                self.ui.modelComboBox.toolTip = "SAM checkpoint used by the sam, fewshot and meta engines and by atlas refinement."
+                self.ui.modelComboBox.toolTip = (
+                    "SAM checkpoint used by the sam, fewshot and meta engines and by atlas refinement."
+                )
                 self.ui.statusLabel.text = f"{len(self.checkpoints)} usable SAM checkpoint(s)."
             except (RuntimeError, ValueError) as error:
                 # Not fatal: the weightless engines still work; say why the list is empty.

@@ -97,7 +97,9 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
         self.engineComboBox = qt.QComboBox()
         for engine in EFFECT_ENGINES:
             self.engineComboBox.addItem(engine, engine)
-        self.engineComboBox.setToolTip("How the drawn slices are propagated (auto: picked per structure by validation).")
+        self.engineComboBox.setToolTip(
+            "How the drawn slices are propagated (auto: picked per structure by validation)."
+        )
         self.scriptedEffect.addLabeledOptionsWidget("Engine:", self.engineComboBox)
 
         self.thresholdSpinBox = qt.QDoubleSpinBox()

@@ -71,7 +71,9 @@ def check_parameters(parameters: dict | None) -> dict:
         if not isinstance(settings[key], (int, float)) or settings[key] < 0 or (key == "grid_spacing_mm" and not settings[key] > 0):
             raise ValueError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
     if settings["metric"] not in METRICS:
-        raise ValueError(f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}")
+        raise ValueError(
+            f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}"
+        )
     threads = settings["threads"]
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"Registration parameter threads must be a positive integer or None, not {threads!r}")

@@ -97,7 +97,9 @@ def batch_command(
         raise ValueError(f"Batch inputs must be one or more non-empty paths, not {list(inputs)!r}")
     model_text, output_text = os.fspath(model), os.fspath(output_dir)
     if not str(model_text).strip():
-        raise ValueError("The batch model path must not be empty: choose an atlas bundle, a few-shot head or a reference")
+        raise ValueError(
+            "The batch model path must not be empty: choose an atlas bundle, a few-shot head or a reference"
+        )
     if not str(output_text).strip():
         raise ValueError("The batch output folder must not be empty")
     if output_format not in OUTPUT_FORMATS:

@@ -45,88 +45,222 @@ SLICER_UTIL_NOTE = SLICER_UTIL + " (current version read in the jamesobutler/Sli
 #: ``()`` in a chain stands for a call (``slicer.util.getModuleWidget().editor``).
 CHECKED_APIS = {
     # slicer.ScriptedLoadableModule (the scripted-module template's base classes)
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (resourcePath, setup, cleanup)",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (getParameterNode via GetSingletonNode)",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (unittest.TestCase with delayDisplay)",
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py"
+    ),
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (resourcePath, setup, cleanup)"
+    ),
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (getParameterNode via GetSingletonNode)"
+    ),
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (unittest.TestCase with delayDisplay)"
+    ),
     # slicer.parameterNodeWrapper
-    "slicer.parameterNodeWrapper.parameterNodeWrapper": "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/wrapper.py (connectGui, disconnectGui, SlicerParameterName)",
-    "slicer.parameterNodeWrapper.WithinRange": "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QSpinBox connector: guiConnectors.py)",
-    "slicer.parameterNodeWrapper.Choice": "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QComboBoxToStringableConnector requires Choice: guiConnectors.py)",
+    "slicer.parameterNodeWrapper.parameterNodeWrapper": (
+        "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/wrapper.py (connectGui, disconnectGui, "
+        "SlicerParameterName)"
+    ),
+    "slicer.parameterNodeWrapper.WithinRange": (
+        "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QSpinBox connector: guiConnectors.py)"
+    ),
+    "slicer.parameterNodeWrapper.Choice": (
+        "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QComboBoxToStringableConnector requires "
+        "Choice: guiConnectors.py)"
+    ),
     # MRML classes used as parameter types
-    "slicer.vtkMRMLScalarVolumeNode": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (from slicer import vtkMRMLScalarVolumeNode); qMRMLNodeComboBoxToNodeConnector in parameterNodeWrapper/guiConnectors.py",
-    "slicer.vtkMRMLSegmentationNode": "Slicer/Slicer Base/Python/slicer/util.py (slicer.vtkMRMLSegmentationNode in arrayFromSegmentBinaryLabelmap)",
+    "slicer.vtkMRMLScalarVolumeNode": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (from slicer import "
+        "vtkMRMLScalarVolumeNode); qMRMLNodeComboBoxToNodeConnector in parameterNodeWrapper/guiConnectors.py"
+    ),
+    "slicer.vtkMRMLSegmentationNode": (
+        "Slicer/Slicer Base/Python/slicer/util.py (slicer.vtkMRMLSegmentationNode in arrayFromSegmentBinaryLabelmap)"
+    ),
     # slicer.util
-    "slicer.util.VTKObservationMixin": SLICER_UTIL_NOTE + " (class VTKObservationMixin: addObserver/removeObserver/removeObservers)",
+    "slicer.util.VTKObservationMixin": SLICER_UTIL_NOTE + (
+        " (class VTKObservationMixin: addObserver/removeObserver/removeObservers)"
+    ),
     "slicer.util.loadUI": SLICER_UTIL_NOTE,
     "slicer.util.childWidgetVariables": SLICER_UTIL_NOTE,
     "slicer.util.tryWithErrorDisplay": SLICER_UTIL_NOTE + " (contextmanager: message, show, waitCursor; re-raises)",
     "slicer.util.confirmOkCancelDisplay": SLICER_UTIL_NOTE + " (returns True in testing mode)",
-    "slicer.util.pip_install": SLICER_UTIL_NOTE + " (list of arguments; wraps slicer.packaging.pip_install: Base/Python/slicer/packaging/installer.py)",
+    "slicer.util.pip_install": SLICER_UTIL_NOTE + (
+        " (list of arguments; wraps slicer.packaging.pip_install: Base/Python/slicer/packaging/installer.py)"
+    ),
     "slicer.util.startupEnvironment": SLICER_UTIL_NOTE,
     "slicer.util.exportNode": SLICER_UTIL_NOTE + " (does not modify the node's storage node, unlike saveNode)",
     "slicer.util.arrayFromVolume": SLICER_UTIL_NOTE,
     "slicer.util.arrayFromVolumeModified": SLICER_UTIL_NOTE,
-    "slicer.util.arrayFromSegmentBinaryLabelmap": SLICER_UTIL_NOTE + " (segmentationNode, segmentId, referenceVolumeNode; uses ExportSegmentsToLabelmapNode)",
-    "slicer.util.updateSegmentBinaryLabelmapFromArray": SLICER_UTIL_NOTE + " (narray, segmentationNode, segmentId, referenceVolumeNode; uses ImportLabelmapToSegmentationNode)",
-    "slicer.util.loadSegmentation": SLICER_UTIL_NOTE + " (def loadSegmentation(filename, returnNode=False): returns the loaded node; returnNode is deprecated)",
+    "slicer.util.arrayFromSegmentBinaryLabelmap": SLICER_UTIL_NOTE + (
+        " (segmentationNode, segmentId, referenceVolumeNode; uses ExportSegmentsToLabelmapNode)"
+    ),
+    "slicer.util.updateSegmentBinaryLabelmapFromArray": SLICER_UTIL_NOTE + (
+        " (narray, segmentationNode, segmentId, referenceVolumeNode; uses ImportLabelmapToSegmentationNode)"
+    ),
+    "slicer.util.loadSegmentation": SLICER_UTIL_NOTE + (
+        " (def loadSegmentation(filename, returnNode=False): returns the loaded node; returnNode is deprecated)"
+    ),
     "slicer.util.getModuleWidget().editor": SLICER_UTIL_NOTE + " (getModuleWidget) + Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py (SegmentEditorWidget.editor = qMRMLSegmentEditorWidget)",
     "slicer.util.mainWindow": SLICER_UTIL_NOTE,
     "slicer.util.NodeModify": SLICER_UTIL_NOTE + " (context manager: StartModify/EndModify)",
     # slicer.app / slicer.mrmlScene
-    "slicer.app.layoutManager": SLICER_UTIL_NOTE + " (slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode() in setSliceViewerLayers)",
+    "slicer.app.layoutManager": SLICER_UTIL_NOTE + (
+        " (slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode() in setSliceViewerLayers)"
+    ),
     "slicer.app.processEvents": SLICER_UTIL_NOTE + " (delayDisplay, logProcessOutput)",
     "slicer.app.temporaryPath": SLICER_UTIL_NOTE + " (tempDirectory)",
     "slicer.mrmlScene": SLICER_UTIL_NOTE + " (getNodes: GetNumberOfNodes, GetNthNode)",
     "slicer.mrmlScene.AddNewNodeByClass": SLICER_UTIL_NOTE + " (addVolumeFromArray, arrayFromSegmentBinaryLabelmap)",
     "slicer.mrmlScene.RemoveNode": SLICER_UTIL_NOTE + " (arrayFromSegmentBinaryLabelmap)",
     "slicer.mrmlScene.GetNodeByID": SLICER_UTIL_NOTE + " (setSliceViewerLayers)",
-    "slicer.mrmlScene.GetFirstNodeByClass": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (initializeParameterNode)",
-    "slicer.mrmlScene.GetSingletonNode": "Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py (singleton tag 'SegmentEditor', vtkMRMLSegmentEditorNode)",
-    "slicer.mrmlScene.StartCloseEvent": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (addObserver on scene close)",
+    "slicer.mrmlScene.GetFirstNodeByClass": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (initializeParameterNode)"
+    ),
+    "slicer.mrmlScene.GetSingletonNode": (
+        "Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py (singleton tag 'SegmentEditor', "
+        "vtkMRMLSegmentEditorNode)"
+    ),
+    "slicer.mrmlScene.StartCloseEvent": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (addObserver on scene close)"
+    ),
     "slicer.mrmlScene.EndCloseEvent": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py",
-    "slicer.mrmlScene.Clear": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (TemplateKeyTest.setUp)",
+    "slicer.mrmlScene.Clear": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (TemplateKeyTest.setUp)"
+    ),
     # qt (PythonQt)
-    "qt.QTimer": "lassoan/SlicerMONAIAuto3DSeg MONAIAuto3DSeg/MONAIAuto3DSeg.py (qt.QTimer); Slicer util.py _startAsyncProcessHandling",
+    "qt.QTimer": (
+        "lassoan/SlicerMONAIAuto3DSeg MONAIAuto3DSeg/MONAIAuto3DSeg.py (qt.QTimer); Slicer util.py "
+        "_startAsyncProcessHandling"
+    ),
     "qt.QTimer.singleShot": SLICER_UTIL_NOTE + " (_startAsyncProcessHandling, delayDisplay); MONAIAuto3DSeg.py",
-    "qt.QFileDialog.getOpenFileName": "Slicer/Slicer Modules/Scripted/ExtensionWizard/ExtensionWizard.py (static qt.QFileDialog.getExistingDirectory returns a str in PythonQt); Qt QFileDialog::getOpenFileName",
-    "qt.Qt.ToolTipRole": "QComboBox.setItemData(index, text, qt.Qt.ToolTipRole) in a Slicer segment editor effect (code search); Qt::ToolTipRole",
-    "qt.Qt.DecorationRole": "Qt::DecorationRole (item icon or QColor swatch); qMRMLSegmentsModel uses Qt::DecorationRole for segment colours (Slicer/Slicer Modules/Loadable/Segmentations/Widgets)",
-    "qt.QColor": "PythonQt QtGui QColor(r, g, b) (Slicer scripted modules, e.g. qt.QColor in Slicer/Slicer Modules/Scripted/SegmentEditor effects)",
-    "qt.QListWidgetItem": "PythonQt QtGui QListWidgetItem (setText, setData(qt.Qt.UserRole, ...) in Slicer scripted-module code found by code search); QListWidget.addItem(QListWidgetItem*)",
-    "qt.QTableWidgetItem": "PythonQt QtGui QTableWidgetItem(text) with setToolTip, QTableWidget.setItem(row, column, item) (Slicer scripted-module code found by code search)",
+    "qt.QFileDialog.getOpenFileName": (
+        "Slicer/Slicer Modules/Scripted/ExtensionWizard/ExtensionWizard.py (static qt.QFileDialog.getExistingDirectory "
+        "returns a str in PythonQt); Qt QFileDialog::getOpenFileName"
+    ),
+    "qt.Qt.ToolTipRole": (
+        "QComboBox.setItemData(index, text, qt.Qt.ToolTipRole) in a Slicer segment editor effect (code search); "
+        "Qt::ToolTipRole"
+    ),
+    "qt.Qt.DecorationRole": (
+        "Qt::DecorationRole (item icon or QColor swatch); qMRMLSegmentsModel uses Qt::DecorationRole for segment "
+        "colours (Slicer/Slicer Modules/Loadable/Segmentations/Widgets)"
+    ),
+    "qt.QColor": (
+        "PythonQt QtGui QColor(r, g, b) (Slicer scripted modules, e.g. qt.QColor in Slicer/Slicer "
+        "Modules/Scripted/SegmentEditor effects)"
+    ),
+    "qt.QListWidgetItem": (
+        "PythonQt QtGui QListWidgetItem (setText, setData(qt.Qt.UserRole, ...) in Slicer scripted-module code found by "
+        "code search); QListWidget.addItem(QListWidgetItem*)"
+    ),
+    "qt.QTableWidgetItem": (
+        "PythonQt QtGui QTableWidgetItem(text) with setToolTip, QTableWidget.setItem(row, column, item) (Slicer "
+        "scripted-module code found by code search)"
+    ),
     # vtk
-    "vtk.vtkCommand.ModifiedEvent": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (parameter node observer); parameterNodeWrapper/wrapper.py",
-    "vtk.vtkMatrix4x4": SLICER_UTIL_NOTE + " (arrayFromTransformMatrix: vtkMatrix4x4; GetIJKToRASMatrix in itkImageFromVolume)",
-    "vtk.reference": "VTK 9 Python output-argument wrapper: segment.GetTag(tagName, vtk.reference('')) in SlicerHeart and other Slicer extensions (code search); vtk.mutable is its deprecated name",
+    "vtk.vtkCommand.ModifiedEvent": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (parameter node observer); "
+        "parameterNodeWrapper/wrapper.py"
+    ),
+    "vtk.vtkMatrix4x4": SLICER_UTIL_NOTE + (
+        " (arrayFromTransformMatrix: vtkMatrix4x4; GetIJKToRASMatrix in itkImageFromVolume)"
+    ),
+    "vtk.reference": (
+        "VTK 9 Python output-argument wrapper: segment.GetTag(tagName, vtk.reference('')) in SlicerHeart and other "
+        "Slicer extensions (code search); vtk.mutable is its deprecated name"
+    ),
     # The Segment Editor effect and its registration
-    "SegmentEditorEffects.AbstractScriptedSegmentEditorEffect": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorEffect.py (class AbstractScriptedSegmentEditorEffect: __init__(scriptedEffect), register(), cleanup())",
-    "slicer.app.connect": "lassoan/SlicerSegmentEditorExtraEffects SegmentEditorLocalThreshold/SegmentEditorLocalThreshold.py (slicer.app.connect(\"startupCompleted()\", self.registerEditorEffect))",
-    "qSlicerSegmentationsEditorEffectsPythonQt.qSlicerSegmentEditorScriptedEffect": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorEffect.py docstring (effects.qSlicerSegmentEditorScriptedEffect(None); setPythonSource; self().register()); SegmentEditorFillBetweenSlicesEffect.py clone()",
-    "vtkSegmentationCorePython.vtkSegmentation.SegmentModified": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)",
-    "vtkSegmentationCorePython.vtkSegmentation.SourceRepresentationModified": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)",
-    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (onApply: modifySegmentByLabelmap(..., ModificationModeSet))",
-    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractLabelEffect / Paint effect (ModificationModeAdd); scripted effects call modifySelectedSegmentByLabelmap(..., ModificationModeAdd)",
-    "slicer.vtkOrientedImageData": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewSegmentLabelmap = slicer.vtkOrientedImageData())",
-    "slicer.util.mainWindow().cursor": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (createCursor returns slicer.util.mainWindow().cursor)",
-    "slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (GetMaskMode() != slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere)",
-    "slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments": "Slicer/Slicer Libs/MRML/Core/vtkMRMLSegmentationNode.h (enum: EditAllowedOutsideAllSegments); qMRMLSegmentEditorWidget.cxx mask mode combo",
+    "SegmentEditorEffects.AbstractScriptedSegmentEditorEffect": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorEffect.py (class AbstractScriptedSegmentEditorEffect: __init__(scriptedEffect), "
+        "register(), cleanup())"
+    ),
+    "slicer.app.connect": (
+        "lassoan/SlicerSegmentEditorExtraEffects SegmentEditorLocalThreshold/SegmentEditorLocalThreshold.py "
+        "(slicer.app.connect(\"startupCompleted()\", self.registerEditorEffect))"
+    ),
+    "qSlicerSegmentationsEditorEffectsPythonQt.qSlicerSegmentEditorScriptedEffect": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorEffect.py docstring (effects.qSlicerSegmentEditorScriptedEffect(None); "
+        "setPythonSource; self().register()); SegmentEditorFillBetweenSlicesEffect.py clone()"
+    ),
+    "vtkSegmentationCorePython.vtkSegmentation.SegmentModified": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)"
+    ),
+    "vtkSegmentationCorePython.vtkSegmentation.SourceRepresentationModified": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)"
+    ),
+    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (onApply: modifySegmentByLabelmap(..., "
+        "ModificationModeSet))"
+    ),
+    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractLabelEffect / Paint "
+        "effect (ModificationModeAdd); scripted effects call modifySelectedSegmentByLabelmap(..., ModificationModeAdd)"
+    ),
+    "slicer.vtkOrientedImageData": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewSegmentLabelmap = slicer.vtkOrientedImageData())"
+    ),
+    "slicer.util.mainWindow().cursor": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (createCursor returns slicer.util.mainWindow().cursor)"
+    ),
+    "slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (GetMaskMode() != "
+        "slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere)"
+    ),
+    "slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments": (
+        "Slicer/Slicer Libs/MRML/Core/vtkMRMLSegmentationNode.h (enum: EditAllowedOutsideAllSegments); "
+        "qMRMLSegmentEditorWidget.cxx mask mode combo"
+    ),
     # Qt widgets built by the effect (PythonQt QtGui; the same calls as Slicer's own effects)
-    "qt.QPushButton": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QPushButton(text), objectName, setToolTip)",
-    "qt.QHBoxLayout": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QHBoxLayout, addWidget; addOptionsWidget(layout))",
-    "qt.QLabel": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QLabel(text))",
-    "qt.QIcon": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/SegmentEditorFillBetweenSlicesEffect.py (icon(): qt.QIcon(iconPath) or qt.QIcon())",
-    "qt.QComboBox": "PythonQt QtGui QComboBox (addItem(text, data), findData, itemData, currentIndex): Slicer effects such as SegmentEditorLogicalEffect build combo boxes with qt.QComboBox()",
-    "qt.QDoubleSpinBox": "PythonQt QtGui QDoubleSpinBox (setRange, setSingleStep, value, valueChanged(double)); Qt QDoubleSpinBox",
+    "qt.QPushButton": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QPushButton(text), objectName, setToolTip)"
+    ),
+    "qt.QHBoxLayout": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QHBoxLayout, addWidget; addOptionsWidget(layout))"
+    ),
+    "qt.QLabel": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QLabel(text))"
+    ),
+    "qt.QIcon": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "SegmentEditorFillBetweenSlicesEffect.py (icon(): qt.QIcon(iconPath) or qt.QIcon())"
+    ),
+    "qt.QComboBox": (
+        "PythonQt QtGui QComboBox (addItem(text, data), findData, itemData, currentIndex): Slicer effects such as "
+        "SegmentEditorLogicalEffect build combo boxes with qt.QComboBox()"
+    ),
+    "qt.QDoubleSpinBox": (
+        "PythonQt QtGui QDoubleSpinBox (setRange, setSingleStep, value, valueChanged(double)); Qt QDoubleSpinBox"
+    ),
     "qt.QListWidget": "PythonQt QtGui QListWidget (addItem(text), clear, currentRowChanged(int)); Qt QListWidget",
     "qt.QProgressBar": "PythonQt QtGui QProgressBar (setRange, value); Qt QProgressBar",
-    "qt.QMenu": "PythonQt QtGui QMenu(parent), addAction(text) -> QAction with triggered(); qt.QMenu(..., button) in Slicer scripted code found by code search; QPushButton.setMenu(QMenu*)",
+    "qt.QMenu": (
+        "PythonQt QtGui QMenu(parent), addAction(text) -> QAction with triggered(); qt.QMenu(..., button) in Slicer "
+        "scripted code found by code search; QPushButton.setMenu(QMenu*)"
+    ),
     # Self-test
     "slicer.util.selectModule": SLICER_UTIL_NOTE + " (def selectModule(module): sets the current module)",
-    "slicer.util.addVolumeFromArray": SLICER_UTIL_NOTE + " (def addVolumeFromArray(narray, ijkToRAS=None, name=None, nodeClassName=None))",
-    "slicer.util.confirmYesNoDisplay": SLICER_UTIL_NOTE + " (def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs) -> bool)",
+    "slicer.util.addVolumeFromArray": SLICER_UTIL_NOTE + (
+        " (def addVolumeFromArray(narray, ijkToRAS=None, name=None, nodeClassName=None))"
+    ),
+    "slicer.util.confirmYesNoDisplay": SLICER_UTIL_NOTE + (
+        " (def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs) -> bool)"
+    ),
     # Slicer modules imported by name
-    "SampleData.downloadSample": "Slicer/Slicer Modules/Scripted/SampleData/SampleData.py (def downloadSample(sampleName))",
+    "SampleData.downloadSample": (
+        "Slicer/Slicer Modules/Scripted/SampleData/SampleData.py (def downloadSample(sampleName))"
+    ),
     "PyTorchUtils.PyTorchUtilsLogic": "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py",
 }
 
@@ -134,47 +268,124 @@ CHECKED_APIS = {
 #: source. test_confirmed_object_methods_are_used keeps this list from going stale.
 CONFIRMED_OBJECT_METHODS = {
     "torchInstalled": "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py (@staticmethod torchInstalled)",
-    "installTorch": "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py (installTorch(askConfirmation, forceComputationBackend, torchVersionRequirement, torchvisionVersionRequirement) -> torch or None)",
+    "installTorch": (
+        "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py (installTorch(askConfirmation, forceComputationBackend, "
+        "torchVersionRequirement, torchvisionVersionRequirement) -> torch or None)"
+    ),
     "saveStateForUndo": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (public slot)",
-    "setSegmentationNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE slot)",
+    "setSegmentationNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE slot)"
+    ),
     "segmentationNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE)",
-    "GetSourceVolumeNode": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (GetMasterVolumeNode: deprecated alias)",
+    "GetSourceVolumeNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (GetMasterVolumeNode: deprecated "
+        "alias)"
+    ),
     "GetSegmentationNode": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h",
-    "GetSelectedSegmentID": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (vtkGetStringMacro)",
+    "GetSelectedSegmentID": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (vtkGetStringMacro)"
+    ),
     "currentSegmentID": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentSelectorWidget.h",
     "setCurrentSegmentID": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentSelectorWidget.h",
     "setCurrentNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentSelectorWidget.h",
-    "JumpSliceByOffsetting": "Slicer/Slicer Libs/MRML/Core/vtkMRMLSliceNode.h (JumpSliceByOffsetting(double r, double a, double s))",
-    "GetSingletonTag": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (SetSingletonTag on parameter nodes); vtkMRMLNode",
-    "onReload": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (ScriptedLoadableModuleWidget.onReload -> slicer.util.reloadScriptedModule)",
-    "checkedNodes": "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (Q_INVOKABLE QList<vtkMRMLNode*> checkedNodes() const)",
-    "checkedNodesChanged()": "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (signal checkedNodesChanged())",
+    "JumpSliceByOffsetting": (
+        "Slicer/Slicer Libs/MRML/Core/vtkMRMLSliceNode.h (JumpSliceByOffsetting(double r, double a, double s))"
+    ),
+    "GetSingletonTag": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (SetSingletonTag on parameter nodes); vtkMRMLNode"
+    ),
+    "onReload": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (ScriptedLoadableModuleWidget.onReload -> "
+        "slicer.util.reloadScriptedModule)"
+    ),
+    "checkedNodes": (
+        "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (Q_INVOKABLE QList<vtkMRMLNode*> checkedNodes() "
+        "const)"
+    ),
+    "checkedNodesChanged()": (
+        "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (signal checkedNodesChanged())"
+    ),
     "currentPath": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (Q_PROPERTY QString currentPath)",
-    "currentPathChanged(QString)": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (signal currentPathChanged(const QString&))",
+    "currentPathChanged(QString)": (
+        "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (signal currentPathChanged(const QString&))"
+    ),
     "addCurrentPathToHistory": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (public slot)",
-    "GetSegmentIdBySegmentName": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (std::string GetSegmentIdBySegmentName(std::string name), case-insensitive)",
-    "AddEmptySegment": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (AddEmptySegment(segmentId, segmentName, color) -> segment ID)",
-    "GetTerminologyEntryTagName": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (static: \"TerminologyEntry\"); segment.SetTag(segment.GetTerminologyEntryTagName(), ...) in SlicerTotalSegmentator",
+    "GetSegmentIdBySegmentName": (
+        "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (std::string GetSegmentIdBySegmentName(std::string "
+        "name), case-insensitive)"
+    ),
+    "AddEmptySegment": (
+        "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (AddEmptySegment(segmentId, segmentName, color) -> "
+        "segment ID)"
+    ),
+    "GetTerminologyEntryTagName": (
+        "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (static: \"TerminologyEntry\"); "
+        "segment.SetTag(segment.GetTerminologyEntryTagName(), ...) in SlicerTotalSegmentator"
+    ),
     "SetTag": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (SetTag(std::string tag, std::string value))",
     "GetTag": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (bool GetTag(std::string tag, std::string& value))",
     "setHorizontalHeaderLabels": "Qt QTableWidget::setHorizontalHeaderLabels(const QStringList&)",
     "undo": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (public slot undo())",
-    "effectByName": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE qSlicerSegmentEditorAbstractEffect* effectByName(QString name))",
+    "effectByName": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE "
+        "qSlicerSegmentEditorAbstractEffect* effectByName(QString name))"
+    ),
     "modifySegmentByLabelmap": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractEffect.h (Q_INVOKABLE modifySegmentByLabelmap(segmentationNode, segmentID, modifierLabelmap, modificationMode, bypassMasking=false): applies the editor's mask and overwrite mode)",
-    "parameterSetNode": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractEffect.h (Q_INVOKABLE vtkMRMLSegmentEditorNode* parameterSetNode())",
-    "GetBinaryLabelmapRepresentation": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewNode.GetBinaryLabelmapRepresentation(segmentID, labelmap))",
+    "parameterSetNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractEffect.h (Q_INVOKABLE "
+        "vtkMRMLSegmentEditorNode* parameterSetNode())"
+    ),
+    "GetBinaryLabelmapRepresentation": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewNode.GetBinaryLabelmapRepresentation(segmentID, "
+        "labelmap))"
+    ),
     "IsEmpty": "Slicer/Slicer Libs/vtkSegmentationCore/vtkOrientedImageData.cxx (bool vtkOrientedImageData::IsEmpty())",
-    "SetSegmentOpacity2DFill": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h (SetSegmentOpacity2DFill(std::string segmentID, double opacity))",
-    "SetSegmentOpacity2DOutline": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h (SetSegmentOpacity2DOutline(segmentID, opacity))",
-    "addLabeledOptionsWidget": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addLabeledOptionsWidget(label, widget))",
-    "addOptionsWidget": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addOptionsWidget(layout or widget))",
-    "setParameterDefault": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (setMRMLDefaults)",
-    "doubleParameter": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorEffect.py docstring (parameter, integerParameter, doubleParameter, setParameter)",
-    "setPythonSource": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/SegmentEditorFillBetweenSlicesEffect.py (clone: setPythonSource(__file__))",
-    "setupOptionsFrame": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (overridden effect methods: setupOptionsFrame, createCursor, setMRMLDefaults, updateGUIFromMRML, updateMRMLFromGUI)",
-    "SetMaskMode": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (SetMaskMode(int)); mrmlSegmentEditorNode().SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments) in scripts",
-    "mrmlSegmentEditorNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE vtkMRMLSegmentEditorNode* mrmlSegmentEditorNode())",
-    "setSourceVolumeNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (setSourceVolumeNode(vtkMRMLNode*), Slicer 5.2+)",
+    "SetSegmentOpacity2DFill": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h "
+        "(SetSegmentOpacity2DFill(std::string segmentID, double opacity))"
+    ),
+    "SetSegmentOpacity2DOutline": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h "
+        "(SetSegmentOpacity2DOutline(segmentID, opacity))"
+    ),
+    "addLabeledOptionsWidget": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addLabeledOptionsWidget(label, widget))"
+    ),
+    "addOptionsWidget": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addOptionsWidget(layout or widget))"
+    ),
+    "setParameterDefault": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (setMRMLDefaults)"
+    ),
+    "doubleParameter": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorEffect.py docstring (parameter, integerParameter, doubleParameter, setParameter)"
+    ),
+    "setPythonSource": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "SegmentEditorFillBetweenSlicesEffect.py (clone: setPythonSource(__file__))"
+    ),
+    "setupOptionsFrame": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (overridden effect methods: setupOptionsFrame, "
+        "createCursor, setMRMLDefaults, updateGUIFromMRML, updateMRMLFromGUI)"
+    ),
+    "SetMaskMode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (SetMaskMode(int)); "
+        "mrmlSegmentEditorNode().SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments) in scripts"
+    ),
+    "mrmlSegmentEditorNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE "
+        "vtkMRMLSegmentEditorNode* mrmlSegmentEditorNode())"
+    ),
+    "setSourceVolumeNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h "
+        "(setSourceVolumeNode(vtkMRMLNode*), Slicer 5.2+)"
+    ),
     "setMenu": "Qt QPushButton::setMenu(QMenu*): the button shows the menu",
 }
 
@@ -725,7 +936,9 @@ def test_module_calls_match_slicer_support_signatures():
                 checked += 1
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
-                assert hasattr(modules[node.value.id], node.attr), f"{path.name}: {node.value.id}.{node.attr} does not exist"
+                assert hasattr(modules[node.value.id], node.attr), (
+                    f"{path.name}: {node.value.id}.{node.attr} does not exist"
+                )
     assert checked >= 15
 
 
@@ -940,7 +1153,9 @@ def test_editor_bridge_functions_exist_and_bind():
                     and n.func.value.id == "editor_bridge":
                 args = functions[n.func.attr].args
                 names = [a.arg for a in args.args]
-                assert len(n.args) + len(n.keywords) <= len(names), f"{path.name}: editor_bridge.{n.func.attr} arguments"
+                assert len(n.args) + len(n.keywords) <= len(names), (
+                    f"{path.name}: editor_bridge.{n.func.attr} arguments"
+                )
                 assert len(n.args) + len(n.keywords) >= len(names) - len(args.defaults), f"{path.name}: {n.func.attr} arguments"
                 assert all(k.arg in names for k in n.keywords)
     assert used >= 10

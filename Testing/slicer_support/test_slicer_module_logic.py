@@ -249,7 +249,10 @@ def test_segmentation_labels_keep_names_colours_terminology_and_grid(module, tmp
     second = np.zeros_like(drawn)
     second[20, 20:30, 20:30] = 1
     logic = _logic_on_files(module, image_path, {"Segment_1": ball.astype(np.uint8), "Segment_2": second})
-    terminology = "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^"
+    terminology = (
+        "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical "
+        "Structure~SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^"
+    )
     segmentation = _FakeNode("S", {"Segment_1": _FakeSegment("ball", (1.0, 0.0, 0.0), terminology), "Segment_2": _FakeSegment("box")})
     out = tmp_path / "labels.seg.nrrd"
     logic.scene.exportSegmentationLabels(_FakeNode("CT"), segmentation, str(out))

@@ -79,7 +79,9 @@ def test_usable_rows_and_present_checkpoints():
 def test_tooltip_shows_architecture_size_licence_and_status():
     rows = parse_weights_list(LIST)
     assert rows[0].tooltip() == "sam_vit_b: vit_b sam, 375.0 MB, licence Apache-2.0 (present, verified)"
-    assert rows[2].tooltip() == "medsam_vit_b: licence unknown (present, no reference hash (sha256 recorded on first use))"
+    assert rows[2].tooltip() == (
+        "medsam_vit_b: licence unknown (present, no reference hash (sha256 recorded on first use))"
+    )
 
 
 @pytest.mark.parametrize("text, message", [("Weights cache: /x", "not JSON"), ('{"weights_dir": "/x"}', "'checkpoints'"), ("[1]", "JSON object")])
