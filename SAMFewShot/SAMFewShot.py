@@ -403,7 +403,9 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         volume, segmentation, segmentId, ball, drawnSlices = self.drawnBall()
         drawnBefore = self.logic.scene.segmentMask(volume, segmentation, segmentId)
         for engine in ("interpolate", "register"):
-            result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine=engine, timeoutSeconds=600)
+            result = self.logic.propagation.propagate(
+                volume, segmentation, segmentId, engine=engine, timeoutSeconds=600
+            )
             labels = result.labels.astype(bool)
             for index in drawnSlices:
                 self.assertTrue(np.array_equal(labels[index], ball[index]), f"{engine}: slice {index} changed")
@@ -423,7 +425,9 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         blocker[27] = 1  # a whole slice of another segment, between the drawn ones
         slicer.util.updateSegmentBinaryLabelmapFromArray(blocker, segmentation, other, volume)
         drawn = self.logic.scene.segmentMask(volume, segmentation, segmentId)
-        result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine="interpolate", timeoutSeconds=600)
+        result = self.logic.propagation.propagate(
+            volume, segmentation, segmentId, engine="interpolate", timeoutSeconds=600
+        )
 
         nodesBefore = self.logic.scene.sceneNodeIds()
         preview, parts = self.logic.propagation.createPreview(result)

@@ -159,7 +159,9 @@ class AtlasLogic:
         """
         volume = self.previewVolume(previewNode)
         if segmentationNode is None:
-            segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume.GetName()} atlas")
+            segmentationNode = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", f"{volume.GetName()} atlas"
+            )
             segmentationNode.CreateDefaultDisplayNodes()
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         elif segmentationNode.GetParentTransformNode() is not None:

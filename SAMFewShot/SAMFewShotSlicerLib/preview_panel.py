@@ -103,7 +103,9 @@ class PreviewPanel(ModulePanel):
             if preview is None:
                 raise ValueError("There is no preview to accept")
             _volume, segmentationNode, segmentId = self.logic.propagation.previewTarget(preview)
-            undoable = editor_bridge.applyPreview(self.logic.propagation.previewLabelmaps(preview), segmentationNode, segmentId)
+            undoable = editor_bridge.applyPreview(
+                self.logic.propagation.previewLabelmaps(preview), segmentationNode, segmentId
+            )
             self.logic.scene.removePreview(preview)
             parameterNode.previewSegmentation = None
             self.showSummary(None)

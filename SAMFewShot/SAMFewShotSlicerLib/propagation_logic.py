@@ -118,7 +118,9 @@ class PropagationLogic:
                 checkpoint=checkpoint, json_path=jsonPath,
             )
             self.scene.exportVolume(volumeNode, imagePath)
-            return self.jobs.startJob("suggest", argv, folder, volumeNode=volumeNode, imagePath=imagePath, jsonPath=jsonPath)
+            return self.jobs.startJob(
+                "suggest", argv, folder, volumeNode=volumeNode, imagePath=imagePath, jsonPath=jsonPath
+            )
 
     def finish(self, job) -> PropagationResult:
         """Read the result of a finished propagation (the scene is not changed)."""

@@ -57,8 +57,11 @@ class PropagationPanel(ModulePanel):
             self.ui.segmentSelector.setCurrentNode(parameterNode.segmentationNode)
         if parameterNode.segmentId and self.ui.segmentSelector.currentSegmentID() != parameterNode.segmentId:
             self.ui.segmentSelector.setCurrentSegmentID(parameterNode.segmentId)
-        for combo, value in ((self.ui.engineComboBox, parameterNode.engine), (self.ui.modelComboBox, parameterNode.checkpoint),
-                             (self.ui.deviceComboBox, parameterNode.device)):
+        for combo, value in (
+            (self.ui.engineComboBox, parameterNode.engine),
+            (self.ui.modelComboBox, parameterNode.checkpoint),
+            (self.ui.deviceComboBox, parameterNode.device),
+        ):
             index = combo.findData(value)
             if index >= 0 and index != combo.currentIndex:
                 combo.currentIndex = index
@@ -78,7 +81,9 @@ class PropagationPanel(ModulePanel):
 
     def engineNeeds(self, engine: str):
         """What ``engine`` still needs (PyTorch, a checkpoint) as tooltip text, or None."""
-        return commands.engine_requirements(engine, self.logic.packages.torchAvailable(), self.widget.weightsPanel.checkpoints)
+        return commands.engine_requirements(
+            engine, self.logic.packages.torchAvailable(), self.widget.weightsPanel.checkpoints
+        )
 
     def propagationProblem(self):
         """Why Propagate cannot run now (tooltip text), or None."""
@@ -210,7 +215,9 @@ class PropagationPanel(ModulePanel):
                 return
             parameterNode = self.widget.parameterNode()
             axis = "axial" if parameterNode.axis == "auto" else parameterNode.axis
-            job = self.logic.propagation.startSuggestion(parameterNode.inputVolume, parameterNode.suggestCount, axis=axis)
+            job = self.logic.propagation.startSuggestion(
+                parameterNode.inputVolume, parameterNode.suggestCount, axis=axis
+            )
             self.ui.suggestedSlicesList.clear()
             self.suggestion = None
             self.monitor.start(job)

@@ -45,7 +45,9 @@ class SceneExchange:
             raise ValueError(
                 f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first"
             )
-        if segmentId is not None and (not segmentId or segmentationNode.GetSegmentation().GetSegment(segmentId) is None):
+        if segmentId is not None and (
+            not segmentId or segmentationNode.GetSegmentation().GetSegment(segmentId) is None
+        ):
             raise ValueError(f"Segment {segmentId!r} is not in segmentation '{segmentationNode.GetName()}'")
 
     @staticmethod

@@ -45,7 +45,9 @@ class WeightsLogic:
         if not path or not os.path.isfile(path):
             raise ValueError(f"Checkpoint file {path!r} does not exist")
         with self.jobs.jobFolder() as folder:
-            return self.jobs.startJob("weights import", weights_import_command(self.jobs.pythonExecutable(), path), folder)
+            return self.jobs.startJob(
+                "weights import", weights_import_command(self.jobs.pythonExecutable(), path), folder
+            )
 
     def startVerify(self):
         """Start re-hashing the imported checkpoints (the job fails naming those that differ)."""

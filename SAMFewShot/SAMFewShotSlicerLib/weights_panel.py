@@ -121,7 +121,10 @@ class WeightsPanel(ModulePanel):
     def onImportModel(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not import the checkpoint."):
             path = qt.QFileDialog.getOpenFileName(
-                slicer.util.mainWindow(), "Import a SAM checkpoint", "", "PyTorch checkpoints (*.pth *.pt);;All files (*)"
+                slicer.util.mainWindow(),
+                "Import a SAM checkpoint",
+                "",
+                "PyTorch checkpoints (*.pth *.pt);;All files (*)",
             )
             if isinstance(path, (tuple, list)):  # (file name, selected filter) in some Qt bindings
                 path = path[0] if path else ""
@@ -135,6 +138,8 @@ class WeightsPanel(ModulePanel):
 
     def onDownload(self, row) -> None:
         with slicer.util.tryWithErrorDisplay("Could not start the download."):
-            if not slicer.util.confirmOkCancelDisplay(row.download_question(), windowTitle="SAMFewShot: download a checkpoint"):
+            if not slicer.util.confirmOkCancelDisplay(
+                row.download_question(), windowTitle="SAMFewShot: download a checkpoint"
+            ):
                 return
             self.widget.propagationPanel.monitor.start(self.logic.weights.startDownload(row.name))

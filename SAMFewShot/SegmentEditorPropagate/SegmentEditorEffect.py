@@ -182,7 +182,9 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
         self.nextLowButton.enabled = hasPreview and bool(self.lowSlices)
 
     def updateMRMLFromGUI(self):
-        self.scriptedEffect.setParameter("Engine", self.engineComboBox.itemData(self.engineComboBox.currentIndex) or "auto")
+        self.scriptedEffect.setParameter(
+            "Engine", self.engineComboBox.itemData(self.engineComboBox.currentIndex) or "auto"
+        )
         self.scriptedEffect.setParameter("ConfidenceThreshold", self.thresholdSpinBox.value)
 
     def deactivate(self):
@@ -229,7 +231,9 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
             if not ensurePythonRequirements(self.packages, sam=False, showStatus=self.showStatus):
                 return
             volume, segmentationNode, segmentId = self.inputs()
-            self.job = self.propagation.start(volume, segmentationNode, segmentId, engine=self.scriptedEffect.parameter("Engine"))
+            self.job = self.propagation.start(
+                volume, segmentationNode, segmentId, engine=self.scriptedEffect.parameter("Engine")
+            )
             self.progressBar.value = 0
             self.pollTimer.start()
             self.updateGUIFromMRML()

@@ -68,7 +68,11 @@ def check_parameters(parameters: dict | None) -> dict:
         if isinstance(settings[key], bool) or not isinstance(settings[key], int) or settings[key] < 1:
             raise ValueError(f"Registration parameter {key} must be a positive integer, not {settings[key]!r}")
     for key in ("grid_spacing_mm", "bending_weight"):
-        if not isinstance(settings[key], (int, float)) or settings[key] < 0 or (key == "grid_spacing_mm" and not settings[key] > 0):
+        if (
+            not isinstance(settings[key], (int, float))
+            or settings[key] < 0
+            or (key == "grid_spacing_mm" and not settings[key] > 0)
+        ):
             raise ValueError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
     if settings["metric"] not in METRICS:
         raise ValueError(
@@ -177,7 +181,11 @@ def register(
     options = {} if settings["threads"] is None else {"number_of_threads": int(settings["threads"])}
     start = time.perf_counter()
     warped, transform = itk.elastix_registration_method(
-        fixed, moving, parameter_object=_parameter_maps(settings, float(atlas_image.array.min())), log_to_console=False, **options
+        fixed,
+        moving,
+        parameter_object=_parameter_maps(settings, float(atlas_image.array.min())),
+        log_to_console=False,
+        **options,
     )
     seconds["register"] = time.perf_counter() - start
     progress(STAGE, 1, 2)
@@ -191,7 +199,11 @@ def register(
     # transformix writes its log and outputs to a folder: keep them out of the working directory.
     with tempfile.TemporaryDirectory(prefix="samfewshot-transformix-") as folder:
         warped_labels = itk.transformix_filter(
-            to_itk(atlas_labels.volume), transform_parameter_object=transform, output_directory=folder, log_to_console=False, **options
+            to_itk(atlas_labels.volume),
+            transform_parameter_object=transform,
+            output_directory=folder,
+            log_to_console=False,
+            **options,
         )
     label_array = np.rint(itk.array_from_image(warped_labels))
     seconds["warp labels"] = time.perf_counter() - start

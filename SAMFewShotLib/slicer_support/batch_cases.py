@@ -72,7 +72,9 @@ def parse_case_line(line: str) -> CaseStatus | None:
     if not isinstance(case, str) or not case or status not in CASE_STATUSES:
         return None
     seconds = payload.get("seconds")
-    valid_seconds = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0
+    valid_seconds = (
+        isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0
+    )
     output, error = payload.get("output"), payload.get("error")
     return CaseStatus(
         case=case,

@@ -114,7 +114,9 @@ def batch_command(
         argv += ["--annotation", os.fspath(annotation)]
         if engine:
             argv += ["--engine", engine]
-    weighted_reference = kind == "reference" and bool(engine) and engine != "none" and engine_family(engine) in WEIGHTED_ENGINES
+    weighted_reference = (
+        kind == "reference" and bool(engine) and engine != "none" and engine_family(engine) in WEIGHTED_ENGINES
+    )
     if checkpoint and (kind != "reference" or weighted_reference):
         argv += ["--checkpoint", os.fspath(checkpoint)]
     argv += ["-o", output_text]

@@ -54,7 +54,9 @@ def low_confidence_slices(confidences: Sequence, threshold: float, exclude: Sequ
     if not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"Confidence threshold must be in [0, 1], not {threshold!r}")
     skip = {int(s) for s in exclude}
-    return [i for i, value in enumerate(confidences) if value is not None and float(value) < threshold and i not in skip]
+    return [
+        i for i, value in enumerate(confidences) if value is not None and float(value) < threshold and i not in skip
+    ]
 
 
 def report_confidences(report: Mapping, label_value: int = 1) -> list:

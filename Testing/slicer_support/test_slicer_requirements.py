@@ -40,7 +40,9 @@ def test_python_requirements_match_pyproject_without_simpleitk():
 def test_sam_requirements_match_the_sam_extra_without_torch():
     sam = _extra("sam")
     by_name = {requirement_name(r): r for r in sam}
-    assert list(requirements.SAM_PYTHON_REQUIREMENTS) == [r for r in sam if requirement_name(r) not in ("torch", "torchvision")]
+    assert list(requirements.SAM_PYTHON_REQUIREMENTS) == [
+        r for r in sam if requirement_name(r) not in ("torch", "torchvision")
+    ]
     assert "torch" + requirements.TORCH_VERSION_REQUIREMENT == by_name["torch"]
     assert "torchvision" + requirements.TORCHVISION_VERSION_REQUIREMENT == by_name["torchvision"]
 

@@ -50,7 +50,9 @@ def test_weights_import_command():
     assert "--name" not in weights_import_command(PYTHON, "x.pth")
 
 
-@pytest.mark.parametrize("kwargs, message", [({"path": ""}, "path must not be empty"), ({"path": "x", "name": " "}, "name")])
+@pytest.mark.parametrize(
+    "kwargs, message", [({"path": ""}, "path must not be empty"), ({"path": "x", "name": " "}, "name")]
+)
 def test_weights_import_command_rejects_empty_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         weights_import_command(PYTHON, **kwargs)
@@ -84,7 +86,10 @@ def test_tooltip_shows_architecture_size_licence_and_status():
     )
 
 
-@pytest.mark.parametrize("text, message", [("Weights cache: /x", "not JSON"), ('{"weights_dir": "/x"}', "'checkpoints'"), ("[1]", "JSON object")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("Weights cache: /x", "not JSON"), ('{"weights_dir": "/x"}', "'checkpoints'"), ("[1]", "JSON object")],
+)
 def test_parse_weights_list_rejects_other_output(text, message):
     with pytest.raises(ValueError, match=message):
         parse_weights_list(text)

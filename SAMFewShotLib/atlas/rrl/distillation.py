@@ -78,7 +78,7 @@ def prepare_distillation(
     for index, (volume, slices) in enumerate(zip(volumes, plan)):
         encoded = encode_slices(
             teacher, teacher_digest, volume, 0, slices, NORMALISED_WINDOW, cache,
-            progress=lambda stage, done, count: progress(STAGE, offset + done, total), cancel=cancel,
+            progress=lambda stage, done, count, start=offset: progress(STAGE, start + done, total), cancel=cancel,
         )
         offset += len(slices)
         progress(STAGE, offset, total)

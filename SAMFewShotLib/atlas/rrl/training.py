@@ -115,7 +115,9 @@ def resolve_device(device: str) -> torch.device:
     raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
 
 
-def jrs_losses(model: RRLMedSAM, data: TrainingData, target: torch.Tensor, settings: TrainSettings, iteration: int) -> dict:
+def jrs_losses(
+    model: RRLMedSAM, data: TrainingData, target: torch.Tensor, settings: TrainSettings, iteration: int
+) -> dict:
     """The joint stage's losses for one (atlas, target) pair; ``"total"`` is the one to minimise."""
     out = model(data.atlas, target, segment_moving=settings.atlas_supervision)
     warped = warp(out.moving, out.flow)
