@@ -32,11 +32,9 @@ from slicer.util import VTKObservationMixin
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # Slicer adds it; scripts and tests may not
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
-# lib_folder first: importing it puts SAMFewShotLib on sys.path.
 from SAMFewShotSlicerLib.lib_folder import MODULE_FOLDER, SAMFEWSHOTLIB_PARENT_FOLDER  # noqa: E402, F401
 
 # isort: split
-
 from SAMFewShotSlicerLib import editor_bridge  # noqa: E402
 from SAMFewShotSlicerLib.atlas_logic import AtlasLogic  # noqa: E402
 from SAMFewShotSlicerLib.atlas_panel import AtlasPanel  # noqa: E402
@@ -403,18 +401,16 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         volume, segmentation, segmentId, ball, drawnSlices = self.drawnBall()
         drawnBefore = self.logic.scene.segmentMask(volume, segmentation, segmentId)
         for engine in ("interpolate", "register"):
-            result = self.logic.propagation.propagate(
-                volume, segmentation, segmentId, engine=engine, timeoutSeconds=600
-            )
+            result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine=engine,
+                                                      timeoutSeconds=600)
             labels = result.labels.astype(bool)
             for index in drawnSlices:
                 self.assertTrue(np.array_equal(labels[index], ball[index]), f"{engine}: slice {index} changed")
             between = slice(drawnSlices[0], drawnSlices[-1] + 1)
-            self.assertGreater(self.dice(labels[between], ball[between]), 0.85, engine)
+            dice = self.dice(labels[between], ball[between])
+            self.assertGreater(dice, 0.85, engine)
             self.assertTrue(np.array_equal(self.logic.scene.segmentMask(volume, segmentation, segmentId), drawnBefore))
-            self.delayDisplay(
-                f"{engine}: Dice between the drawn slices {self.dice(labels[between], ball[between]):.3f}"
-            )
+            self.delayDisplay(f"{engine}: Dice between the drawn slices {dice:.3f}")
 
     def test_PreviewApplyWithMaskingAndUndo(self):
         """The preview holds drawn / propagated / low-confidence parts; Reject leaves the scene as
@@ -425,9 +421,8 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         blocker[27] = 1  # a whole slice of another segment, between the drawn ones
         slicer.util.updateSegmentBinaryLabelmapFromArray(blocker, segmentation, other, volume)
         drawn = self.logic.scene.segmentMask(volume, segmentation, segmentId)
-        result = self.logic.propagation.propagate(
-            volume, segmentation, segmentId, engine="interpolate", timeoutSeconds=600
-        )
+        result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine="interpolate",
+                                                  timeoutSeconds=600)
 
         nodesBefore = self.logic.scene.sceneNodeIds()
         preview, parts = self.logic.propagation.createPreview(result)

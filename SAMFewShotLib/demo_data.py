@@ -16,6 +16,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -240,7 +241,8 @@ def phantom_case(
     soft = ndimage.gaussian_filter(structure.astype(np.float32), 0.6)
     image = image * (1.0 - soft) + 35.0 * soft
     image += rng.normal(0.0, 2.0, shape) * (head <= 1.0)
-    volume = Volume(image.astype(np.float32), spacing=tuple(float(s) for s in spacing))
+    spacing_xyz = cast("tuple[float, float, float]", tuple(float(s) for s in spacing))  # Volume checks the length
+    volume = Volume(image.astype(np.float32), spacing=spacing_xyz)
     reference = LabelVolume(volume.with_array(structure.astype(np.uint8)), (PHANTOM_STRUCTURE,))
     source = (
         f"synthetic head phantom (seed {seed}, {shape[2]}x{shape[1]}x{shape[0]} voxels of "

@@ -119,7 +119,7 @@ def atlas_apply_command(
     )
     if fusion is not None:
         argv += ["--fusion", fusion]
-    if refine is not None:
+    if refine is not None and checkpoint:  # refine without a checkpoint was refused above
         argv += ["--refine", refine, "--checkpoint", os.fspath(checkpoint)]
     if device != "auto":
         argv += ["--device", device]

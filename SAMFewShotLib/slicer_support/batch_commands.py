@@ -110,12 +110,15 @@ def batch_command(
     if kind == "head" and not checkpoint:
         raise ValueError(f"The few-shot head {model_text} needs the SAM checkpoint it was trained on")
     argv = base_command(python_executable, "batch", *paths, "--model", model_text)
-    if kind == "reference":
+    if kind == "reference" and annotation:  # a reference without its annotation was refused above
         argv += ["--annotation", os.fspath(annotation)]
         if engine:
             argv += ["--engine", engine]
     weighted_reference = (
-        kind == "reference" and bool(engine) and engine != "none" and engine_family(engine) in WEIGHTED_ENGINES
+        kind == "reference"
+        and isinstance(engine, str)
+        and engine not in ("", "none")
+        and engine_family(engine) in WEIGHTED_ENGINES
     )
     if checkpoint and (kind != "reference" or weighted_reference):
         argv += ["--checkpoint", os.fspath(checkpoint)]

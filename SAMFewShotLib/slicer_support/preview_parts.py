@@ -87,7 +87,7 @@ def split_preview(labels: np.ndarray, drawn: np.ndarray, axis: int, confidences:
     predicted = labels.copy()
     view = np.moveaxis(predicted, axis, 0)
     view[drawn_list] = False  # drawn slices: exactly as drawn
-    filled = view.reshape(view.shape[0], -1).any(axis=1)
+    filled = np.count_nonzero(view.reshape(view.shape[0], -1), axis=1) > 0  # per slice: anything predicted
     flagged = [s for s in low_confidence_slices(list(confidences)[: view.shape[0]], threshold, drawn_list) if filled[s]]
     low = np.zeros_like(predicted)
     np.moveaxis(low, axis, 0)[flagged] = view[flagged]

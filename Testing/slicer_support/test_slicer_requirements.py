@@ -7,7 +7,6 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from SAMFewShotLib.slicer_support import requirements
 from SAMFewShotLib.slicer_support.requirements import (
@@ -19,10 +18,20 @@ from SAMFewShotLib.slicer_support.requirements import (
     requirement_satisfied,
 )
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: tomli is the same parser, if installed
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pyproject() -> dict:
+    if tomllib is None:
+        pytest.skip("reading pyproject.toml needs Python 3.11+ (tomllib) or the tomli package")
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 

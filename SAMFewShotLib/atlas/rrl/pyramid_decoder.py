@@ -77,4 +77,5 @@ class PyramidDecoder(nn.Module):
             if extra is not None:
                 parts.append(extra)
             x = level(torch.cat(parts, dim=1))
+        assert x is not None  # there are always five levels
         return x
