@@ -10,16 +10,15 @@ SegmentEditorPropagate/, and the pure helpers in ``SAMFewShotLib.slicer_support`
 without Slicer.
 """
 
+import importlib
 import os
 import sys
-import importlib
 from typing import Annotated, Optional
 
 import numpy as np
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -34,7 +33,8 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # Slicer adds it
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
 from SAMFewShotSlicerLib.lib_folder import MODULE_FOLDER, SAMFEWSHOTLIB_PARENT_FOLDER  # noqa: E402, F401
-from SAMFewShotLib.slicer_support import atlas_commands  # noqa: E402
+
+# isort: split
 from SAMFewShotSlicerLib import editor_bridge  # noqa: E402
 from SAMFewShotSlicerLib.atlas_logic import AtlasLogic  # noqa: E402
 from SAMFewShotSlicerLib.atlas_panel import AtlasPanel  # noqa: E402
@@ -50,6 +50,8 @@ from SAMFewShotSlicerLib.python_packages import PythonPackages  # noqa: E402
 from SAMFewShotSlicerLib.scene_exchange import SceneExchange  # noqa: E402
 from SAMFewShotSlicerLib.weights_logic import WeightsLogic  # noqa: E402
 from SAMFewShotSlicerLib.weights_panel import WeightsPanel  # noqa: E402
+
+from SAMFewShotLib.slicer_support import atlas_commands  # noqa: E402
 
 #: The Segment Editor effect this module registers (loaded by path: Slicer loads every .py file
 #: beside this one as a module, so the effect lives in a subfolder).
@@ -399,14 +401,16 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         volume, segmentation, segmentId, ball, drawnSlices = self.drawnBall()
         drawnBefore = self.logic.scene.segmentMask(volume, segmentation, segmentId)
         for engine in ("interpolate", "register"):
-            result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine=engine, timeoutSeconds=600)
+            result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine=engine,
+                                                      timeoutSeconds=600)
             labels = result.labels.astype(bool)
             for index in drawnSlices:
                 self.assertTrue(np.array_equal(labels[index], ball[index]), f"{engine}: slice {index} changed")
             between = slice(drawnSlices[0], drawnSlices[-1] + 1)
-            self.assertGreater(self.dice(labels[between], ball[between]), 0.85, engine)
+            dice = self.dice(labels[between], ball[between])
+            self.assertGreater(dice, 0.85, engine)
             self.assertTrue(np.array_equal(self.logic.scene.segmentMask(volume, segmentation, segmentId), drawnBefore))
-            self.delayDisplay(f"{engine}: Dice between the drawn slices {self.dice(labels[between], ball[between]):.3f}")
+            self.delayDisplay(f"{engine}: Dice between the drawn slices {dice:.3f}")
 
     def test_PreviewApplyWithMaskingAndUndo(self):
         """The preview holds drawn / propagated / low-confidence parts; Reject leaves the scene as
@@ -417,7 +421,8 @@ class SAMFewShotTest(ScriptedLoadableModuleTest):
         blocker[27] = 1  # a whole slice of another segment, between the drawn ones
         slicer.util.updateSegmentBinaryLabelmapFromArray(blocker, segmentation, other, volume)
         drawn = self.logic.scene.segmentMask(volume, segmentation, segmentId)
-        result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine="interpolate", timeoutSeconds=600)
+        result = self.logic.propagation.propagate(volume, segmentation, segmentId, engine="interpolate",
+                                                  timeoutSeconds=600)
 
         nodesBefore = self.logic.scene.sceneNodeIds()
         preview, parts = self.logic.propagation.createPreview(result)

@@ -13,9 +13,10 @@ as :class:`~SAMFewShotLib.volume.Volume` documents.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -191,7 +192,7 @@ def mni_case(files: dict[str, Path], spacing_mm: float = DEMO_SPACING_MM) -> Dem
     lo_zyx = [max(int(b[0]) - CROP_MARGIN_VOXELS, 0) for b in bounds]
     hi_zyx = [min(int(b[-1]) + 1 + CROP_MARGIN_VOXELS, n) for b, n in zip(bounds, brain.shape)]
     index_xyz = [int(v) for v in lo_zyx[::-1]]
-    size_xyz = [int(h - l) for l, h in zip(lo_zyx[::-1], hi_zyx[::-1])]
+    size_xyz = [int(high - low) for low, high in zip(lo_zyx[::-1], hi_zyx[::-1])]
     cropped = {key: Volume.from_sitk(sitk.RegionOfInterest(im, size_xyz, index_xyz)) for key, im in images.items()}
     t1 = cropped["t1"]
     mask = lateral_ventricles(t1, cropped["wm"].array / 255.0, cropped["gm"].array / 255.0)
@@ -240,7 +241,8 @@ def phantom_case(
     soft = ndimage.gaussian_filter(structure.astype(np.float32), 0.6)
     image = image * (1.0 - soft) + 35.0 * soft
     image += rng.normal(0.0, 2.0, shape) * (head <= 1.0)
-    volume = Volume(image.astype(np.float32), spacing=tuple(float(s) for s in spacing))
+    spacing_xyz = cast("tuple[float, float, float]", tuple(float(s) for s in spacing))  # Volume checks the length
+    volume = Volume(image.astype(np.float32), spacing=spacing_xyz)
     reference = LabelVolume(volume.with_array(structure.astype(np.uint8)), (PHANTOM_STRUCTURE,))
     source = (
         f"synthetic head phantom (seed {seed}, {shape[2]}x{shape[1]}x{shape[0]} voxels of "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import Callable, Protocol, TextIO
+from typing import Any, Callable, Protocol, TextIO
 
 from .errors import InputError
 
@@ -60,7 +60,7 @@ class TqdmProgress:
     """One tqdm bar per stage, on stderr."""
 
     def __init__(self) -> None:
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar (tqdm is imported on first use)
         self._stage: str | None = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:

@@ -67,13 +67,13 @@ class Volume:
         """(3, 3) direction matrix, columns = LPS directions of the index axes (x, y, z)."""
         return np.asarray(self.direction, dtype=float).reshape(3, 3)
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """A volume with the same geometry and new voxel values of the same shape."""
         if array.shape != self.array.shape:
             raise ValueError(f"Array shape {array.shape} differs from the volume's {self.array.shape}")
         return replace(self, array=array)
 
-    def same_grid(self, other: "Volume", tolerance: float = GRID_TOLERANCE) -> bool:
+    def same_grid(self, other: Volume, tolerance: float = GRID_TOLERANCE) -> bool:
         """True when both volumes have the same shape, spacing, origin and direction."""
         return (
             self.shape == other.shape
@@ -82,7 +82,7 @@ class Volume:
             and np.allclose(self.direction, other.direction, atol=tolerance, rtol=0)
         )
 
-    def require_same_grid(self, other: "Volume", what: str) -> None:
+    def require_same_grid(self, other: Volume, what: str) -> None:
         """ValueError naming both grids unless ``other`` (the ``what``: "annotation",
         "reference", ...) lies on this volume's grid."""
         if not self.same_grid(other):
@@ -106,7 +106,7 @@ class Volume:
         return image
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image) -> "Volume":
+    def from_sitk(cls, image: sitk.Image) -> Volume:
         """The volume of a 3D scalar SimpleITK image."""
         if image.GetDimension() != 3:
             raise InputError(f"Expected a 3D image, not {image.GetDimension()}D of size {image.GetSize()}")
@@ -175,7 +175,7 @@ class LabelVolume:
                 return seg
         return Segment(value=value)
 
-    def with_array(self, array: np.ndarray, segments: tuple[Segment, ...] | None = None) -> "LabelVolume":
+    def with_array(self, array: np.ndarray, segments: tuple[Segment, ...] | None = None) -> LabelVolume:
         """Same geometry, new labels; the segment table is kept unless given."""
         return LabelVolume(self.volume.with_array(array), self.segments if segments is None else segments)
 

@@ -47,7 +47,10 @@ def make_cohort(folder: Path, cases: int, displacement_mm: float, parameters: di
     (folder / "cases").mkdir(parents=True)
     for seed in range(cases):
         warped, _ = deform_case(image, labels, displacement_mm, seed=seed)
-        write_volume(replace(warped, origin=tuple(o + 2.0 * seed for o in warped.origin)), folder / "cases" / f"case{seed:02d}.nii.gz")
+        write_volume(
+            replace(warped, origin=tuple(o + 2.0 * seed for o in warped.origin)),
+            folder / "cases" / f"case{seed:02d}.nii.gz",
+        )
     return write_bundle(folder / "abdomen.zip", name="abdomen CT", atlases=[(image, labels)], parameters=parameters)
 
 
@@ -79,7 +82,7 @@ class CpuMeter:
                     pass
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self._thread.start()
         return self
 
@@ -94,7 +97,9 @@ class CpuMeter:
 
 def samfewshot(*args: str) -> None:
     """Run ``samfewshot ARGS...`` in a fresh process (as a user would); raise if it fails."""
-    subprocess.run([sys.executable, "-m", "SAMFewShotLib", *args, "--progress", "none"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "SAMFewShotLib", *args, "--progress", "none"], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def timed(label: str, cases: int, run) -> dict:
@@ -119,7 +124,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2, help="pool workers and dask workers")
     parser.add_argument("--displacement", type=float, default=10.0, help="largest deformation, mm")
-    parser.add_argument("--iterations", type=int, default=None, help="affine and B-spline iterations (default: register_atlas's)")
+    parser.add_argument("--iterations", type=int, default=None, help=(
+        "affine and B-spline iterations (default: register_atlas's)"
+    ))
     parser.add_argument("--modes", default="loop,serial,pool,dask")
     parser.add_argument("--repeat", type=int, default=1, help="runs of every mode, interleaved")
     parser.add_argument("--json", default=None)
@@ -127,7 +134,11 @@ def main() -> None:
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} is absent: this benchmark needs the abdomen CT (see ../shared/data/README.md)")
 
-    parameters = None if args.iterations is None else {"affine_iterations": args.iterations, "bspline_iterations": args.iterations}
+    parameters = (
+        None
+        if args.iterations is None
+        else {"affine_iterations": args.iterations, "bspline_iterations": args.iterations}
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="samfewshot-bench-batch-") as temp:
         folder = Path(temp)
@@ -140,17 +151,25 @@ def main() -> None:
         def loop(out: Path) -> None:
             out.mkdir()
             for case in cases:
-                samfewshot("atlas", "apply", str(case), bundle, "-o", str(out / case.name.replace(".nii.gz", ".seg.nrrd")))
+                samfewshot(
+                    "atlas", "apply", str(case), bundle, "-o", str(out / case.name.replace(".nii.gz", ".seg.nrrd"))
+                )
 
         modes = {
             "loop": loop,
             "serial": lambda out: samfewshot("batch", cohort, "--model", bundle, "-o", str(out), "--workers", "1"),
-            "pool": lambda out: samfewshot("batch", cohort, "--model", bundle, "-o", str(out), "--workers", str(args.workers)),
-            "dask": lambda out: samfewshot("batch", cohort, "--model", bundle, "-o", str(out), "--scheduler", f"local:{args.workers}"),
+            "pool": lambda out: samfewshot(
+                "batch", cohort, "--model", bundle, "-o", str(out), "--workers", str(args.workers)
+            ),
+            "dask": lambda out: samfewshot(
+                "batch", cohort, "--model", bundle, "-o", str(out), "--scheduler", f"local:{args.workers}"
+            ),
         }
         for repeat in range(args.repeat):
             for name in args.modes.split(","):
-                rows.append(timed(name, len(cases), lambda: modes[name](folder / f"{name}{repeat}")))
+                run = modes[name]
+                out = folder / f"{name}{repeat}"
+                rows.append(timed(name, len(cases), lambda run=run, out=out: run(out)))
     done = {row["mode"] for row in rows}
     for baseline in ("loop", "serial"):
         if {baseline, "pool"} <= done:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-
 import slicer
+
 from SAMFewShotLib.slicer_support import atlas_commands, progress_lines
 
 #: Attributes of an atlas preview segmentation node.
@@ -159,11 +159,15 @@ class AtlasLogic:
         """
         volume = self.previewVolume(previewNode)
         if segmentationNode is None:
-            segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume.GetName()} atlas")
+            segmentationNode = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", f"{volume.GetName()} atlas"
+            )
             segmentationNode.CreateDefaultDisplayNodes()
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         elif segmentationNode.GetParentTransformNode() is not None:
-            raise ValueError(f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first")
+            raise ValueError(
+                f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first"
+            )
         source, target = previewNode.GetSegmentation(), segmentationNode.GetSegmentation()
         with self.scene.temporarySceneNodes():
             for index in range(source.GetNumberOfSegments()):

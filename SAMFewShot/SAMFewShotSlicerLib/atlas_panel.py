@@ -9,7 +9,6 @@ one Segment Editor undo step; Reject removes the preview and leaves the scene as
 """
 
 import qt
-
 import slicer
 
 from . import editor_bridge
@@ -45,7 +44,12 @@ class AtlasPanel(ModulePanel):
         """Path edit and button states from the parameter node (called by the widget)."""
         running = self.running
         if parameterNode is None:
-            for button in (self.ui.atlasLoadButton, self.ui.atlasApplyButton, self.ui.atlasAcceptButton, self.ui.atlasRejectButton):
+            for button in (
+                self.ui.atlasLoadButton,
+                self.ui.atlasApplyButton,
+                self.ui.atlasAcceptButton,
+                self.ui.atlasRejectButton,
+            ):
                 button.enabled = False
             self.ui.atlasCancelButton.enabled = running
             return
@@ -87,7 +91,9 @@ class AtlasPanel(ModulePanel):
         for label in info.labels:
             item = qt.QListWidgetItem(f"{label.value}: {label.name}")
             item.setData(qt.Qt.DecorationRole, qt.QColor(*[int(round(255 * c)) for c in label.color]))
-            item.setToolTip(f"Terminology: {label.terminology}" if label.terminology else "No terminology in the bundle.")
+            item.setToolTip(
+                f"Terminology: {label.terminology}" if label.terminology else "No terminology in the bundle."
+            )
             self.ui.atlasLabelsList.addItem(item)
 
     # Jobs --------------------------------------------------------------------------------------

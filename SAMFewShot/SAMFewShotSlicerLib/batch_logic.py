@@ -10,10 +10,12 @@ finished cases' ``.seg.nrrd`` files can be loaded into the scene.
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import slicer
+
 from SAMFewShotLib.slicer_support import batch_cases, batch_commands
 
 #: Exit code of ``samfewshot batch`` when some cases failed (the others are written).

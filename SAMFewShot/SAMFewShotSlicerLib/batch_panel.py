@@ -8,8 +8,8 @@ cases finish; Load results loads the finished cases' ``.seg.nrrd`` files.
 """
 
 import qt
-
 import slicer
+
 from SAMFewShotLib.slicer_support import batch_cases, commands
 
 from .engine_choices import engineFamily
@@ -156,8 +156,12 @@ class BatchPanel(ModulePanel):
         with slicer.util.tryWithErrorDisplay("Could not start the batch.", waitCursor=True):
             parameterNode = self.widget.parameterNode()
             kind = BATCH_MODEL_CHOICES[parameterNode.batchModelKind]
-            weighted = kind == "head" or (kind == "reference" and engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES)
-            if not self.widget.packagesPanel.setupPythonRequirements(sam=weighted, dist=bool(parameterNode.batchScheduler.strip())):
+            weighted = kind == "head" or (
+                kind == "reference" and engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES
+            )
+            if not self.widget.packagesPanel.setupPythonRequirements(
+                sam=weighted, dist=bool(parameterNode.batchScheduler.strip())
+            ):
                 return
             fromScene = parameterNode.batchInputs == BATCH_INPUT_CHOICES[0]
             self.preparation = self.logic.batch.prepare(

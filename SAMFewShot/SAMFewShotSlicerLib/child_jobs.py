@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import slicer
+
 from SAMFewShotLib.slicer_support.process_runner import ProcessRunner
 
 from .lib_folder import SAMFEWSHOTLIB_PARENT_FOLDER

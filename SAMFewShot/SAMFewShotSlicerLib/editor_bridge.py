@@ -9,9 +9,9 @@
   and :func:`sliceText` names it by Slicer's slice offset in mm.
 """
 
+import slicer
 import vtk
 
-import slicer
 from SAMFewShotLib.slicer_support import slice_views
 
 #: Name the Propagate effect is registered under (SegmentEditorPropagate/SegmentEditorEffect.py).
@@ -93,7 +93,9 @@ def jumpToSlice(volumeNode, numpyAxis: int, index: int):
         return None
     matrix = ijkToRas(volumeNode)
     view = slice_views.view_for_axis(matrix, int(numpyAxis))
-    r, a, s = slice_views.slice_center_ras(matrix, volumeNode.GetImageData().GetDimensions(), int(numpyAxis), int(index))
+    r, a, s = slice_views.slice_center_ras(
+        matrix, volumeNode.GetImageData().GetDimensions(), int(numpyAxis), int(index)
+    )
     sliceWidget = layoutManager.sliceWidget(view)
     if sliceWidget is not None:
         sliceWidget.mrmlSliceNode().JumpSliceByOffsetting(r, a, s)

@@ -6,7 +6,6 @@ import os
 import time
 
 import numpy as np
-
 import slicer
 
 
@@ -35,7 +34,9 @@ def drawMRHeadBall(test, drawnOffsets=(-9, 0, 9)):
         ((k - center[0]) * spacing[0]) ** 2 + ((j - center[1]) * spacing[1]) ** 2 + ((i - center[2]) * spacing[2]) ** 2
     )
     ball = distance2 <= 25.0 ** 2
-    brightness = min(float(np.iinfo(voxels.dtype).max) if voxels.dtype.kind in "iu" else 1e6, float(voxels.max()) * 1.5 + 100)
+    brightness = min(
+        float(np.iinfo(voxels.dtype).max) if voxels.dtype.kind in "iu" else 1e6, float(voxels.max()) * 1.5 + 100
+    )
     voxels[ball] = brightness
     slicer.util.arrayFromVolumeModified(volume)
 

@@ -11,8 +11,8 @@ the GUI (``onChanged``) only when a job starts or ends.
 import logging
 
 import qt
-
 import slicer
+
 from SAMFewShotLib.slicer_support import progress_lines
 
 #: How often a running child is polled (milliseconds).

@@ -7,6 +7,7 @@ Propagate effect call it before a job. The PyTorch extension is then told not to
 """
 
 import slicer
+
 from SAMFewShotLib.slicer_support import first_use
 
 from .module_panel import ModulePanel
@@ -35,7 +36,10 @@ def ensurePythonRequirements(packages, sam: bool = False, dist: bool = False, sh
         return True
     if not slicer.util.confirmOkCancelDisplay(first_use.confirmation_text(missing, needTorch),
                                               windowTitle="SAMFewShot: install Python packages"):
-        say("Python packages were not installed: " + ", ".join(first_use.needs_of(missing) + (["torch"] if needTorch else [])))
+        say(
+            "Python packages were not installed: "
+            + ", ".join(first_use.needs_of(missing) + (["torch"] if needTorch else []))
+        )
         return False
     say("Installing Python packages (this may take several minutes)...")
     slicer.app.processEvents()
@@ -73,7 +77,10 @@ class PackagesPanel(ModulePanel):
         missing = packages.missingPythonRequirements(sam=False)
         samMissing = [r for r in packages.missingPythonRequirements(sam=True) if r not in missing]
         torchProblem = packages.torchProblem()
-        lines = ["Engines without weights, atlas, batch: " + ("ready." if not missing else "missing " + ", ".join(missing) + ".")]
+        lines = [
+            "Engines without weights, atlas, batch: "
+            + ("ready." if not missing else "missing " + ", ".join(missing) + ".")
+        ]
         samNeeds = list(samMissing) + ([torchProblem] if torchProblem else [])
         samText = "ready." if not samNeeds else "missing " + "; ".join(samNeeds) + "."
         lines.append("SAM engines (sam, fewshot, meta): " + samText)

@@ -6,6 +6,7 @@ its masking, as one Undo step; Reject removes it.
 """
 
 import slicer
+
 from SAMFewShotLib.slicer_support import progress_lines, slice_views
 from SAMFewShotLib.slicer_support.report_summary import summarize_report
 
@@ -52,7 +53,8 @@ class PreviewPanel(ModulePanel):
         self.previewAxis = result.axis
         self.lowSlices = list(parts.low_slices) if parts is not None else []
         self.ui.previewSummaryLabel.text = (
-            f"Preview of '{result.segmentName}' ({result.engine}, {progress_lines.format_elapsed(result.seconds)}): drawn "
+            f"Preview of '{result.segmentName}' ({result.engine}, {progress_lines.format_elapsed(result.seconds)}): "
+            "drawn "
             f"slices filled, propagated voxels outlined, {len(self.lowSlices)} low-confidence slice(s) in orange. "
             "Accept writes it into the segment (Segment Editor masking applies), Reject removes it.")
         self.ui.expectedDiceLabel.text = (f"Expected Dice: {expectedDice:.3f}" if expectedDice is not None
@@ -60,7 +62,8 @@ class PreviewPanel(ModulePanel):
         for index, confidence in slices:
             flag = "  LOW" if index in self.lowSlices else ""
             self.ui.sliceConfidenceList.addItem(
-                f"{editor_bridge.sliceText(result.volumeNode, self.previewAxis, index)}: confidence {confidence:.2f}{flag}")
+                f"{editor_bridge.sliceText(result.volumeNode, self.previewAxis, index)}: confidence "
+                f"{confidence:.2f}{flag}")
             self.previewSlices.append(index)
 
     def show(self, result) -> None:
@@ -100,7 +103,9 @@ class PreviewPanel(ModulePanel):
             if preview is None:
                 raise ValueError("There is no preview to accept")
             _volume, segmentationNode, segmentId = self.logic.propagation.previewTarget(preview)
-            undoable = editor_bridge.applyPreview(self.logic.propagation.previewLabelmaps(preview), segmentationNode, segmentId)
+            undoable = editor_bridge.applyPreview(
+                self.logic.propagation.previewLabelmaps(preview), segmentationNode, segmentId
+            )
             self.logic.scene.removePreview(preview)
             parameterNode.previewSegmentation = None
             self.showSummary(None)

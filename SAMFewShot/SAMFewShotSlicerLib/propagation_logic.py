@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-
 import slicer
+
 from SAMFewShotLib.slicer_support import commands, preview_parts, progress_lines
 
 #: Attributes of a preview segmentation node: where its result is written.
@@ -118,7 +118,9 @@ class PropagationLogic:
                 checkpoint=checkpoint, json_path=jsonPath,
             )
             self.scene.exportVolume(volumeNode, imagePath)
-            return self.jobs.startJob("suggest", argv, folder, volumeNode=volumeNode, imagePath=imagePath, jsonPath=jsonPath)
+            return self.jobs.startJob(
+                "suggest", argv, folder, volumeNode=volumeNode, imagePath=imagePath, jsonPath=jsonPath
+            )
 
     def finish(self, job) -> PropagationResult:
         """Read the result of a finished propagation (the scene is not changed)."""

@@ -7,8 +7,8 @@ The same propagation runs inside the Segment Editor as the Propagate effect
 """
 
 import qt
-
 import slicer
+
 from SAMFewShotLib.slicer_support import commands
 from SAMFewShotLib.slicer_support.selection import consistent_segment_id
 
@@ -57,8 +57,11 @@ class PropagationPanel(ModulePanel):
             self.ui.segmentSelector.setCurrentNode(parameterNode.segmentationNode)
         if parameterNode.segmentId and self.ui.segmentSelector.currentSegmentID() != parameterNode.segmentId:
             self.ui.segmentSelector.setCurrentSegmentID(parameterNode.segmentId)
-        for combo, value in ((self.ui.engineComboBox, parameterNode.engine), (self.ui.modelComboBox, parameterNode.checkpoint),
-                             (self.ui.deviceComboBox, parameterNode.device)):
+        for combo, value in (
+            (self.ui.engineComboBox, parameterNode.engine),
+            (self.ui.modelComboBox, parameterNode.checkpoint),
+            (self.ui.deviceComboBox, parameterNode.device),
+        ):
             index = combo.findData(value)
             if index >= 0 and index != combo.currentIndex:
                 combo.currentIndex = index
@@ -78,7 +81,9 @@ class PropagationPanel(ModulePanel):
 
     def engineNeeds(self, engine: str):
         """What ``engine`` still needs (PyTorch, a checkpoint) as tooltip text, or None."""
-        return commands.engine_requirements(engine, self.logic.packages.torchAvailable(), self.widget.weightsPanel.checkpoints)
+        return commands.engine_requirements(
+            engine, self.logic.packages.torchAvailable(), self.widget.weightsPanel.checkpoints
+        )
 
     def propagationProblem(self):
         """Why Propagate cannot run now (tooltip text), or None."""
@@ -210,7 +215,9 @@ class PropagationPanel(ModulePanel):
                 return
             parameterNode = self.widget.parameterNode()
             axis = "axial" if parameterNode.axis == "auto" else parameterNode.axis
-            job = self.logic.propagation.startSuggestion(parameterNode.inputVolume, parameterNode.suggestCount, axis=axis)
+            job = self.logic.propagation.startSuggestion(
+                parameterNode.inputVolume, parameterNode.suggestCount, axis=axis
+            )
             self.ui.suggestedSlicesList.clear()
             self.suggestion = None
             self.monitor.start(job)
@@ -222,7 +229,9 @@ class PropagationPanel(ModulePanel):
                     sam=engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES):
                 return
             if not confirmSamRunOnCpu(self.logic, self.widget.weightsPanel.rows, parameterNode):
-                self.ui.statusLabel.text = f"Engine set to {parameterNode.engine} (seconds, no weights): click Propagate."
+                self.ui.statusLabel.text = (
+                    f"Engine set to {parameterNode.engine} (seconds, no weights): click Propagate."
+                )
                 return
             job = self.logic.propagation.start(
                 parameterNode.inputVolume, parameterNode.segmentationNode, parameterNode.segmentId,
@@ -247,7 +256,9 @@ class PropagationPanel(ModulePanel):
             self.ui.suggestedSlicesList.addItem(editor_bridge.sliceText(volume, self.suggestion["numpy_axis"], index))
         if self.suggestion["slices"]:
             self.ui.suggestedSlicesList.setCurrentRow(0)  # shows the first one in its slice view
-        self.ui.statusLabel.text = f"Draw the structure on these {len(self.suggestion['slices'])} slices (click one to show it)."
+        self.ui.statusLabel.text = (
+            f"Draw the structure on these {len(self.suggestion['slices'])} slices (click one to show it)."
+        )
 
     def onCancel(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not cancel.", waitCursor=True):

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 
 import slicer
+
 from SAMFewShotLib.slicer_support import first_use, requirements
 
 
@@ -67,7 +68,9 @@ class PythonPackages:
         """Requirements (pip strings) of :meth:`pythonRequirements` that are not satisfied."""
         return requirements.missing_requirements(self.pythonRequirements(sam=sam, dist=dist))
 
-    def installPythonRequirements(self, sam: bool = False, dist: bool = False, askTorchConfirmation: bool = False) -> None:
+    def installPythonRequirements(
+        self, sam: bool = False, dist: bool = False, askTorchConfirmation: bool = False
+    ) -> None:
         """Install what :meth:`missingPythonRequirements` lists (the caller asked the user first).
 
         Raises:
@@ -100,7 +103,9 @@ class PythonPackages:
             try:
                 slicer.util.pip_install(["-c", constraintsPath, *missing])
             except Exception as error:
-                raise RuntimeError(requirements.offline_install_instructions(missing) + f"\n\nDetails: {error}") from error
+                raise RuntimeError(
+                    requirements.offline_install_instructions(missing) + f"\n\nDetails: {error}"
+                ) from error
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         importlib.invalidate_caches()

@@ -6,6 +6,7 @@ engine, as TotalSegmentator warns before its CPU runs.
 import logging
 
 import slicer
+
 from SAMFewShotLib.slicer_support import commands, first_use
 
 from .engine_choices import engineFamily

@@ -13,10 +13,8 @@ segmentation, an accepted segment).
 import contextlib
 
 import numpy as np
-import vtk
-
 import slicer
-
+import vtk
 
 #: exportNode properties: the child's copy of the volume is written uncompressed.
 UNCOMPRESSED = {"useCompression": 0}
@@ -35,7 +33,8 @@ class SceneExchange:
             raise ValueError(f"Volume '{volumeNode.GetName()}' has no voxels")
         if volumeNode.GetParentTransformNode() is not None:
             raise ValueError(
-                f"Volume '{volumeNode.GetName()}' is under the transform '{volumeNode.GetParentTransformNode().GetName()}': "
+                f"Volume '{volumeNode.GetName()}' is under the transform "
+                f"'{volumeNode.GetParentTransformNode().GetName()}': "
                 "harden the transform first (Data module)"
             )
         if segmentationNode is None and segmentId is None:
@@ -46,7 +45,9 @@ class SceneExchange:
             raise ValueError(
                 f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first"
             )
-        if segmentId is not None and (not segmentId or segmentationNode.GetSegmentation().GetSegment(segmentId) is None):
+        if segmentId is not None and (
+            not segmentId or segmentationNode.GetSegmentation().GetSegment(segmentId) is None
+        ):
             raise ValueError(f"Segment {segmentId!r} is not in segmentation '{segmentationNode.GetName()}'")
 
     @staticmethod
@@ -128,7 +129,9 @@ class SceneExchange:
         from SAMFewShotLib.volume_io import write_labels
 
         if tuple(labels.shape) != geometry.shape:
-            raise RuntimeError(f"Label array shape {labels.shape} differs from the image shape {geometry.shape} (k, j, i)")
+            raise RuntimeError(
+                f"Label array shape {labels.shape} differs from the image shape {geometry.shape} (k, j, i)"
+            )
         write_labels(LabelVolume(geometry.with_array(np.ascontiguousarray(labels)), tuple(segments)), path)
 
     def exportSegmentationLabels(self, volumeNode, segmentationNode, path: str) -> None:

@@ -7,7 +7,11 @@ output parsing are in ``SAMFewShotLib.slicer_support.weights_commands``.
 import os
 
 from SAMFewShotLib.slicer_support.weights_commands import (
-    command_message, parse_weights_list, weights_download_command, weights_import_command, weights_list_command,
+    command_message,
+    parse_weights_list,
+    weights_download_command,
+    weights_import_command,
+    weights_list_command,
     weights_verify_command,
 )
 
@@ -41,7 +45,9 @@ class WeightsLogic:
         if not path or not os.path.isfile(path):
             raise ValueError(f"Checkpoint file {path!r} does not exist")
         with self.jobs.jobFolder() as folder:
-            return self.jobs.startJob("weights import", weights_import_command(self.jobs.pythonExecutable(), path), folder)
+            return self.jobs.startJob(
+                "weights import", weights_import_command(self.jobs.pythonExecutable(), path), folder
+            )
 
     def startVerify(self):
         """Start re-hashing the imported checkpoints (the job fails naming those that differ)."""

@@ -13,7 +13,6 @@ import logging
 import os
 
 import qt
-
 import slicer
 
 from .module_panel import ModulePanel
@@ -96,7 +95,9 @@ class WeightsPanel(ModulePanel):
         if job.kind == "weights list":
             try:
                 self.rows = self.logic.weights.finishList(job)
-                self.ui.modelComboBox.toolTip = "SAM checkpoint used by the sam, fewshot and meta engines and by atlas refinement."
+                self.ui.modelComboBox.toolTip = (
+                    "SAM checkpoint used by the sam, fewshot and meta engines and by atlas refinement."
+                )
                 self.ui.statusLabel.text = f"{len(self.checkpoints)} usable SAM checkpoint(s)."
             except (RuntimeError, ValueError) as error:
                 # Not fatal: the weightless engines still work; say why the list is empty.
@@ -120,7 +121,10 @@ class WeightsPanel(ModulePanel):
     def onImportModel(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not import the checkpoint."):
             path = qt.QFileDialog.getOpenFileName(
-                slicer.util.mainWindow(), "Import a SAM checkpoint", "", "PyTorch checkpoints (*.pth *.pt);;All files (*)"
+                slicer.util.mainWindow(),
+                "Import a SAM checkpoint",
+                "",
+                "PyTorch checkpoints (*.pth *.pt);;All files (*)",
             )
             if isinstance(path, (tuple, list)):  # (file name, selected filter) in some Qt bindings
                 path = path[0] if path else ""
@@ -134,6 +138,8 @@ class WeightsPanel(ModulePanel):
 
     def onDownload(self, row) -> None:
         with slicer.util.tryWithErrorDisplay("Could not start the download."):
-            if not slicer.util.confirmOkCancelDisplay(row.download_question(), windowTitle="SAMFewShot: download a checkpoint"):
+            if not slicer.util.confirmOkCancelDisplay(
+                row.download_question(), windowTitle="SAMFewShot: download a checkpoint"
+            ):
                 return
             self.widget.propagationPanel.monitor.start(self.logic.weights.startDownload(row.name))

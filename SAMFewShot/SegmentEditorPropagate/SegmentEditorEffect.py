@@ -21,7 +21,6 @@ import os
 import sys
 
 import qt
-
 import slicer
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
@@ -36,6 +35,7 @@ from SAMFewShotSlicerLib.packages_panel import ensurePythonRequirements  # noqa:
 from SAMFewShotSlicerLib.propagation_logic import PropagationLogic  # noqa: E402
 from SAMFewShotSlicerLib.python_packages import PythonPackages  # noqa: E402
 from SAMFewShotSlicerLib.scene_exchange import SceneExchange  # noqa: E402
+
 from SAMFewShotLib.slicer_support import commands, preview_parts, progress_lines, slice_views  # noqa: E402
 
 #: Engines the effect offers: those that need no checkpoint (the module panel has the SAM ones).
@@ -97,7 +97,9 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
         self.engineComboBox = qt.QComboBox()
         for engine in EFFECT_ENGINES:
             self.engineComboBox.addItem(engine, engine)
-        self.engineComboBox.setToolTip("How the drawn slices are propagated (auto: picked per structure by validation).")
+        self.engineComboBox.setToolTip(
+            "How the drawn slices are propagated (auto: picked per structure by validation)."
+        )
         self.scriptedEffect.addLabeledOptionsWidget("Engine:", self.engineComboBox)
 
         self.thresholdSpinBox = qt.QDoubleSpinBox()
@@ -180,7 +182,9 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
         self.nextLowButton.enabled = hasPreview and bool(self.lowSlices)
 
     def updateMRMLFromGUI(self):
-        self.scriptedEffect.setParameter("Engine", self.engineComboBox.itemData(self.engineComboBox.currentIndex) or "auto")
+        self.scriptedEffect.setParameter(
+            "Engine", self.engineComboBox.itemData(self.engineComboBox.currentIndex) or "auto"
+        )
         self.scriptedEffect.setParameter("ConfidenceThreshold", self.thresholdSpinBox.value)
 
     def deactivate(self):
@@ -227,7 +231,9 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
             if not ensurePythonRequirements(self.packages, sam=False, showStatus=self.showStatus):
                 return
             volume, segmentationNode, segmentId = self.inputs()
-            self.job = self.propagation.start(volume, segmentationNode, segmentId, engine=self.scriptedEffect.parameter("Engine"))
+            self.job = self.propagation.start(
+                volume, segmentationNode, segmentId, engine=self.scriptedEffect.parameter("Engine")
+            )
             self.progressBar.value = 0
             self.pollTimer.start()
             self.updateGUIFromMRML()

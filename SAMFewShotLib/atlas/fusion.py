@@ -22,7 +22,7 @@ method returns it unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -58,7 +58,7 @@ def _weighted_vote(label_maps: Sequence[np.ndarray], weights: Sequence[np.ndarra
     if not disagree.any():
         return fused
     votes = [labels[disagree] for labels in label_maps]
-    point_weights = [weight[disagree] if np.ndim(weight) else np.full(votes[0].shape, float(weight))
+    point_weights = [np.asarray(weight)[disagree] if np.ndim(weight) else np.full(votes[0].shape, float(weight))
                      for weight in weights]
     best_score = np.full(votes[0].shape, -np.inf)
     best = np.zeros(votes[0].shape, fused.dtype)
@@ -180,6 +180,7 @@ def fuse_labels(
     elif method == "staple":
         fused = staple(arrays)
     else:
+        assert images is not None and target is not None  # checked above for "local"
         weights = local_weights([image.array for image in images], target.array, target.spacing_zyx)
         fused = _weighted_vote(arrays, weights)
     return first.with_array(fused)

@@ -69,10 +69,23 @@ def check_parameters(parameters: dict | None) -> dict:
         if isinstance(settings[key], bool) or not isinstance(settings[key], int) or settings[key] < 1:
             raise InputError(f"Registration parameter {key} must be a positive integer, not {settings[key]!r}")
     for key in ("grid_spacing_mm", "bending_weight"):
+<<<<<<< HEAD
         if not isinstance(settings[key], (int, float)) or settings[key] < 0 or (key == "grid_spacing_mm" and not settings[key] > 0):
             raise InputError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
     if settings["metric"] not in METRICS:
         raise InputError(f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}")
+=======
+        if (
+            not isinstance(settings[key], (int, float))
+            or settings[key] < 0
+            or (key == "grid_spacing_mm" and not settings[key] > 0)
+        ):
+            raise ValueError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
+    if settings["metric"] not in METRICS:
+        raise ValueError(
+            f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}"
+        )
+>>>>>>> lint
     threads = settings["threads"]
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise InputError(f"Registration parameter threads must be a positive integer or None, not {threads!r}")
@@ -176,7 +189,11 @@ def register(
     options = {} if settings["threads"] is None else {"number_of_threads": int(settings["threads"])}
     start = time.perf_counter()
     warped, transform = itk.elastix_registration_method(
-        fixed, moving, parameter_object=_parameter_maps(settings, float(atlas_image.array.min())), log_to_console=False, **options
+        fixed,
+        moving,
+        parameter_object=_parameter_maps(settings, float(atlas_image.array.min())),
+        log_to_console=False,
+        **options,
     )
     seconds["register"] = time.perf_counter() - start
     progress(STAGE, 1, 2)
@@ -190,7 +207,11 @@ def register(
     # transformix writes its log and outputs to a folder: keep them out of the working directory.
     with tempfile.TemporaryDirectory(prefix="samfewshot-transformix-") as folder:
         warped_labels = itk.transformix_filter(
-            to_itk(atlas_labels.volume), transform_parameter_object=transform, output_directory=folder, log_to_console=False, **options
+            to_itk(atlas_labels.volume),
+            transform_parameter_object=transform,
+            output_directory=folder,
+            log_to_console=False,
+            **options,
         )
     label_array = np.rint(itk.array_from_image(warped_labels))
     seconds["warp labels"] = time.perf_counter() - start

@@ -51,11 +51,11 @@ def refine_with_sam(
     """
     from ..annotation import axis_from_name
     from ..sam.device import torch_device
-    from ..sam.refinement import refine_label
     from ..sam.embedding_cache import EmbeddingCache
     from ..sam.encoder import encode_slices
     from ..sam.model_loading import load_sam
     from ..sam.preprocess import Preprocessing
+    from ..sam.refinement import refine_label
 
     image.require_same_grid(labels.volume, "atlas result")
     if refine < 0:

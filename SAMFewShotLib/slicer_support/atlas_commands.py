@@ -15,8 +15,9 @@ colours and terminology (on IMAGE's grid), JSON progress on stdout and a JSON re
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from .commands import CLI_DEVICES, PathLike, base_command
 from .progress_lines import parse_json_output
@@ -49,7 +50,7 @@ class AtlasInfo:
     modality: str
     engine: str
     atlases: int
-    labels: tuple["AtlasLabel", ...]
+    labels: tuple[AtlasLabel, ...]
     weights: tuple[str, ...] = ()
 
     def summary(self) -> str:
@@ -118,7 +119,7 @@ def atlas_apply_command(
     )
     if fusion is not None:
         argv += ["--fusion", fusion]
-    if refine is not None:
+    if refine is not None and checkpoint:  # refine without a checkpoint was refused above
         argv += ["--refine", refine, "--checkpoint", os.fspath(checkpoint)]
     if device != "auto":
         argv += ["--device", device]

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .progress_lines import json_object_line
 
@@ -72,12 +72,13 @@ def parse_case_line(line: str) -> CaseStatus | None:
     if not isinstance(case, str) or not case or status not in CASE_STATUSES:
         return None
     seconds = payload.get("seconds")
-    valid_seconds = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        seconds = 0.0
     output, error = payload.get("output"), payload.get("error")
     return CaseStatus(
         case=case,
         status=status,
-        seconds=float(seconds) if valid_seconds else 0.0,
+        seconds=float(seconds),
         output=output if isinstance(output, str) and output else None,
         error=error if isinstance(error, str) and error else None,
     )

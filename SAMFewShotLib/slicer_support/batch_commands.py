@@ -15,8 +15,8 @@ MODEL is an atlas bundle (``.zip`` or a folder with ``manifest.json``), a few-sh
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .commands import WEIGHTED_ENGINES, PathLike, base_command, engine_family
 
@@ -97,7 +97,9 @@ def batch_command(
         raise ValueError(f"Batch inputs must be one or more non-empty paths, not {list(inputs)!r}")
     model_text, output_text = os.fspath(model), os.fspath(output_dir)
     if not str(model_text).strip():
-        raise ValueError("The batch model path must not be empty: choose an atlas bundle, a few-shot head or a reference")
+        raise ValueError(
+            "The batch model path must not be empty: choose an atlas bundle, a few-shot head or a reference"
+        )
     if not str(output_text).strip():
         raise ValueError("The batch output folder must not be empty")
     if output_format not in OUTPUT_FORMATS:
@@ -108,11 +110,16 @@ def batch_command(
     if kind == "head" and not checkpoint:
         raise ValueError(f"The few-shot head {model_text} needs the SAM checkpoint it was trained on")
     argv = base_command(python_executable, "batch", *paths, "--model", model_text)
-    if kind == "reference":
+    if kind == "reference" and annotation:  # a reference without its annotation was refused above
         argv += ["--annotation", os.fspath(annotation)]
         if engine:
             argv += ["--engine", engine]
-    weighted_reference = kind == "reference" and bool(engine) and engine != "none" and engine_family(engine) in WEIGHTED_ENGINES
+    weighted_reference = (
+        kind == "reference"
+        and isinstance(engine, str)
+        and engine not in ("", "none")
+        and engine_family(engine) in WEIGHTED_ENGINES
+    )
     if checkpoint and (kind != "reference" or weighted_reference):
         argv += ["--checkpoint", os.fspath(checkpoint)]
     argv += ["-o", output_text]

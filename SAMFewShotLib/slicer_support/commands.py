@@ -15,7 +15,8 @@ matches :mod:`SAMFewShotLib.engines`. The ``weights``, ``atlas`` and ``batch`` c
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 EmptySlices = Union[str, Sequence[int], Mapping[int, Sequence[int]], None]

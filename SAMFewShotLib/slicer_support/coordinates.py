@@ -2,8 +2,9 @@
 
 Slicer works in RAS (x grows towards the patient's Right, y Anterior, z Superior) and gives a
 volume as ``slicer.util.arrayFromVolume(node)``, an array in (k, j, i) = (z, y, x) order, with
-``node.GetIJKToRASMatrix(m)``, the 4x4 matrix taking a voxel index (i, j, k, 1) to RAS mm. Files (NIfTI, NRRD, MHA as ITK reads them) and :class:`~SAMFewShotLib.volume.Volume` are
-in LPS (x grows towards Left, y Posterior, z Superior). The two differ by ``diag(-1, -1, 1)``:
+``node.GetIJKToRASMatrix(m)``, the 4x4 matrix taking a voxel index (i, j, k, 1) to RAS mm. Files
+(NIfTI, NRRD, MHA as ITK reads them) and :class:`~SAMFewShotLib.volume.Volume` are in LPS (x grows
+towards Left, y Posterior, z Superior). The two differ by ``diag(-1, -1, 1)``:
 ``RAS = diag(-1, -1, 1) @ LPS`` and back with the same matrix.
 
 A :class:`Volume`'s array is already (z, y, x) = (k, j, i), so Slicer's array is used as is;

@@ -9,7 +9,7 @@ Sizes and encoder times below are measurements, with where they come from; they 
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .requirements import TORCH_VERSION_REQUIREMENT, requirement_name
 
@@ -145,7 +145,9 @@ def slices_to_encode(first_drawn: int, last_drawn: int, slice_count: int) -> int
     """How many slices a SAM engine encodes: the drawn range plus a margin on each side
     (:data:`MARGIN_FRACTION` of the range, at least :data:`MIN_MARGIN_SLICES`), within the volume."""
     if not 0 <= first_drawn <= last_drawn < slice_count:
-        raise ValueError(f"Drawn range must satisfy 0 <= first <= last < {slice_count}, not ({first_drawn}, {last_drawn})")
+        raise ValueError(
+            f"Drawn range must satisfy 0 <= first <= last < {slice_count}, not ({first_drawn}, {last_drawn})"
+        )
     margin = max(MIN_MARGIN_SLICES, int(round(MARGIN_FRACTION * (last_drawn - first_drawn + 1))))
     return min(slice_count - 1, last_drawn + margin) - max(0, first_drawn - margin) + 1
 

@@ -13,8 +13,8 @@ Their union is the result Apply writes. Arrays are (k, j, i) = (z, y, x), numpy 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -54,7 +54,9 @@ def low_confidence_slices(confidences: Sequence, threshold: float, exclude: Sequ
     if not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"Confidence threshold must be in [0, 1], not {threshold!r}")
     skip = {int(s) for s in exclude}
-    return [i for i, value in enumerate(confidences) if value is not None and float(value) < threshold and i not in skip]
+    return [
+        i for i, value in enumerate(confidences) if value is not None and float(value) < threshold and i not in skip
+    ]
 
 
 def report_confidences(report: Mapping, label_value: int = 1) -> list:
@@ -85,7 +87,7 @@ def split_preview(labels: np.ndarray, drawn: np.ndarray, axis: int, confidences:
     predicted = labels.copy()
     view = np.moveaxis(predicted, axis, 0)
     view[drawn_list] = False  # drawn slices: exactly as drawn
-    filled = view.reshape(view.shape[0], -1).any(axis=1)
+    filled = np.count_nonzero(view.reshape(view.shape[0], -1), axis=1) > 0  # per slice: anything predicted
     flagged = [s for s in low_confidence_slices(list(confidences)[: view.shape[0]], threshold, drawn_list) if filled[s]]
     low = np.zeros_like(predicted)
     np.moveaxis(low, axis, 0)[flagged] = view[flagged]

@@ -30,7 +30,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import IO, Callable
 
 from .progress_lines import ProgressEvent, ProgressTracker, parse_progress_line
 
@@ -38,7 +39,7 @@ _STDOUT, _STDERR = "stdout", "stderr"
 _IS_WINDOWS = sys.platform == "win32"
 
 
-def _read_lines(stream: IO[str], name: str, lines: "queue.Queue[tuple[str, str | None]]") -> None:
+def _read_lines(stream: IO[str], name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
     """Reader thread: every line of ``stream`` (without its newline), then ``None`` at EOF."""
     try:
         for line in stream:
@@ -104,7 +105,7 @@ class ProcessRunner:
             RuntimeError: a child started by this runner is still running.
             OSError: the executable cannot be started (e.g. FileNotFoundError).
         """
-        if self.running:
+        if self._process is not None and self.running:
             raise RuntimeError(f"A process is already running (pid {self._process.pid}); cancel it first")
         argv = [os.fspath(a) for a in argv]
         if not argv:
@@ -115,7 +116,10 @@ class ProcessRunner:
         options: dict = {}
         if _IS_WINDOWS:
             # Own process group (so the tree can be told apart) and no console window popping up.
-            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+            # (getattr: subprocess defines these only on Windows, and the type check runs elsewhere too.)
+            options["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
+                subprocess, "CREATE_NO_WINDOW", 0
+            )
         else:
             options["start_new_session"] = True  # own session and process group: os.killpg reaches the tree
         self._process = None  # a failed start leaves the runner idle, not "running" the last child

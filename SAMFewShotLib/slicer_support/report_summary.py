@@ -7,7 +7,7 @@ The report (written by ``SAMFewShotLib.cli``) holds, per label value as a string
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def summarize_report(report: Mapping, label_value: int = 1) -> tuple[float | None, list[tuple[int, float]]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 #: ``[project] dependencies`` of pyproject.toml without SimpleITK (the weightless engines).
 PYTHON_REQUIREMENTS = (

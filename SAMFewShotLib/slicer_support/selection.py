@@ -9,7 +9,7 @@ only a segment ID that belongs to the segmentation.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def consistent_segment_id(segment_ids: Sequence[str], wanted: str | None) -> str:

@@ -11,7 +11,7 @@ slider shows it: the RAS coordinate along the view's normal, in mm ("S 12.5 mm")
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,8 +10,8 @@ and progress as JSON lines (hashing a checkpoint of several GB takes a while).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from .commands import PathLike, base_command
 from .progress_lines import parse_json_output

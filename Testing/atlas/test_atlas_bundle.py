@@ -42,7 +42,7 @@ def test_round_trip_keeps_images_labels_and_geometry(bundle_path, atlases):
 
 def test_round_trip_keeps_names_colours_terminology_and_settings(bundle_path):
     bundle = load_bundle(bundle_path)
-    assert [(l.value, l.name) for l in bundle.labels] == [(1, "liver"), (2, "spleen"), (3, "kidney")]
+    assert [(label.value, label.name) for label in bundle.labels] == [(1, "liver"), (2, "spleen"), (3, "kidney")]
     liver = bundle.labels[0]
     assert liver.color == (0.87, 0.51, 0.40) and liver.terminology == LIVER_TERMINOLOGY
     _, labels = bundle.atlas(0)
@@ -55,7 +55,12 @@ def test_round_trip_keeps_names_colours_terminology_and_settings(bundle_path):
 def test_info_lists_what_the_contract_says(bundle_path):
     info = load_bundle(bundle_path).info()
     assert info["format_version"] == FORMAT_VERSION and info["atlases"] == 2
-    assert info["labels"][0] == {"value": 1, "name": "liver", "color": [0.87, 0.51, 0.40], "terminology": LIVER_TERMINOLOGY}
+    assert info["labels"][0] == {
+        "value": 1,
+        "name": "liver",
+        "color": [0.87, 0.51, 0.40],
+        "terminology": LIVER_TERMINOLOGY,
+    }
     assert [w["member"] for w in info["weights"]] == ["network.pt"] and len(info["weights"][0]["sha256"]) == 64
     json.dumps(info)
 

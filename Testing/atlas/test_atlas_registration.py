@@ -72,7 +72,9 @@ def test_geometry_is_kept_when_atlas_and_target_grids_differ():
     atlas_image, atlas_labels = phantom(seed=3)
     # target: another shape and anisotropic spacing, rotated 25 degrees and flipped along y and z
     direction = rotation_z(25.0) @ np.diag([1.0, -1.0, -1.0])
-    centre = np.asarray(atlas_image.origin) + np.asarray(atlas_image.spacing) * (np.asarray(atlas_image.shape[::-1]) - 1) / 2
+    centre = (
+        np.asarray(atlas_image.origin) + np.asarray(atlas_image.spacing) * (np.asarray(atlas_image.shape[::-1]) - 1) / 2
+    )
     grid = other_grid((34, 44, 38), (2.3, 1.7, 2.4), direction, centre + np.array([3.0, -2.0, 1.0]))
     target = grid.with_array(resample_onto(atlas_image, grid, nearest=False).astype(np.float32))
     truth = resample_onto(atlas_labels.volume, grid, nearest=True)

@@ -58,7 +58,7 @@ def test_labels_json_names_the_labels(files, capsys, tmp_path):
     create(files, capsys, tmp_path / "named", "--labels-json", tmp_path / "labels.json", "--name", "Latin")
     code, out, _ = run(["atlas", "info", tmp_path / "named", "--json"], capsys)
     info = json.loads(out)
-    assert info["name"] == "Latin" and [l["name"] for l in info["labels"]] == ["hepar", "lien", "ren"]
+    assert info["name"] == "Latin" and [label["name"] for label in info["labels"]] == ["hepar", "lien", "ren"]
     assert info["labels"][2]["color"] == pytest.approx([0.3, 0.2, 0.3])
 
 

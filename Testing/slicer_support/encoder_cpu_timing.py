@@ -18,8 +18,12 @@ def measure(name: str, build) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(2):
             model.image_encoder(x)
-    print(f"{name}: wall s/slice {(time.perf_counter() - wall) / 2:.1f}, cpu s/slice {(time.process_time() - cpu) / 2:.1f}, "
-          f"threads {torch.get_num_threads()}", flush=True)
+        wall_per_slice, cpu_per_slice = (time.perf_counter() - wall) / 2, (time.process_time() - cpu) / 2
+    print(
+        f"{name}: wall s/slice {wall_per_slice:.1f}, cpu s/slice {cpu_per_slice:.1f}, "
+        f"threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.atlas_commands import (
     FUSION_METHODS,
     AtlasInfo,
@@ -17,6 +16,7 @@ from SAMFewShotLib.slicer_support.atlas_commands import (
     atlas_info_command,
     parse_atlas_info,
 )
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 
 LIVER_TERMINOLOGY = (
     "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
@@ -76,7 +76,9 @@ def test_atlas_apply_command_rejects_bad_values(kwargs, message):
 
 
 def test_atlas_create_command():
-    argv = atlas_create_command(PYTHON, "/t/img.nrrd", "/t/labels.seg.nrrd", "/b/ball.zip", name=" ball atlas ", modality="MR")
+    argv = atlas_create_command(
+        PYTHON, "/t/img.nrrd", "/t/labels.seg.nrrd", "/b/ball.zip", name=" ball atlas ", modality="MR"
+    )
     assert argv[3:] == ["atlas", "create", "/t/img.nrrd", "/t/labels.seg.nrrd", "-o", "/b/ball.zip",
                         "--name", "ball atlas", "--modality", "MR"]
     args = parse(argv)
@@ -88,7 +90,13 @@ def test_atlas_create_command():
 
 def test_parse_atlas_info():
     info = parse_atlas_info(json.dumps(INFO))
-    assert (info.name, info.modality, info.engine, info.atlases, info.weights) == ("abdomen", "CT", "registration", 3, ("network.pt",))
+    assert (info.name, info.modality, info.engine, info.atlases, info.weights) == (
+        "abdomen",
+        "CT",
+        "registration",
+        3,
+        ("network.pt",),
+    )
     assert [(label.value, label.name, label.color, label.terminology) for label in info.labels] == [
         (1, "liver", (0.8, 0.4, 0.2), LIVER_TERMINOLOGY), (5, "spleen", (0.0, 1.0, 0.0), None),
     ]
@@ -108,7 +116,8 @@ def test_atlas_info_summary():
      ({"atlases": True}, "'atlases'"), ({"labels": {"1": "liver"}}, "list"),
      ({"labels": [{"value": 0, "name": "x", "color": [0, 0, 0]}]}, "positive integer"),
      ({"labels": [{"value": 1, "name": "x", "color": [0, 0, 2]}]}, "colour"),
-     ({"labels": [{"value": 1, "name": "a", "color": [0, 0, 0]}, {"value": 1, "name": "b", "color": [0, 0, 0]}]}, "unique"),
+     ({"labels": [{"value": 1, "name": "a", "color": [0, 0, 0]},
+                  {"value": 1, "name": "b", "color": [0, 0, 0]}]}, "unique"),
      ({"weights": "network.pt"}, "'weights' must be a list")],
 )  # fmt: skip
 def test_parse_atlas_info_rejects_bad_fields(change, message):

@@ -20,7 +20,12 @@ def line(**fields) -> str:
 def test_parse_case_line():
     assert parse_case_line(line()) == CaseStatus("ct_1", "done", 12.5, "/out/ct_1.seg.nrrd", None)
     failed = parse_case_line(line(status="failed", output=None, error="ValueError: not 3D"))
-    assert (failed.status, failed.output, failed.error, failed.loadable) == ("failed", None, "ValueError: not 3D", False)
+    assert (failed.status, failed.output, failed.error, failed.loadable) == (
+        "failed",
+        None,
+        "ValueError: not 3D",
+        False,
+    )
 
 
 def test_parse_case_line_reads_what_the_batch_writes():
@@ -53,7 +58,9 @@ def test_cells():
 def test_case_table_keeps_order_and_latest_status():
     table = CaseTable(["ct_1", "ct_2"])
     assert [row.status for row in table.rows] == [PENDING, PENDING]
-    changed = table.update([line(case="ct_2", status="failed", output=None, error="x"), '{"stage": "batch"}', line(case="mr_9")])
+    changed = table.update(
+        [line(case="ct_2", status="failed", output=None, error="x"), '{"stage": "batch"}', line(case="mr_9")]
+    )
     assert [status.case for status in changed] == ["ct_2", "mr_9"]
     assert [(row.case, row.status) for row in table.rows] == [("ct_1", PENDING), ("ct_2", "failed"), ("mr_9", "done")]
     assert table.row_index("mr_9") == 2

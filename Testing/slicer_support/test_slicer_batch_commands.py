@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.batch_commands import batch_command, check_scheduler, model_kind
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ def test_batch_command_with_a_reference(models):
     args = parse(argv)
     assert (args.annotation, args.engine, args.checkpoint) == ("/t/ref.seg.nrrd", "auto", None)  # auto needs no weights
     assert (args.scheduler, args.force, args.format) == ("local:2", True, "both")
-    weighted = parse(batch_command(PYTHON, ["/d"], models["image"], "/o", annotation="a.nrrd", engine="sam", checkpoint="c"))
+    weighted = parse(
+        batch_command(PYTHON, ["/d"], models["image"], "/o", annotation="a.nrrd", engine="sam", checkpoint="c")
+    )
     assert (weighted.engine, weighted.checkpoint) == ("sam", "c")
     with pytest.raises(ValueError, match="needs its annotation"):
         batch_command(PYTHON, ["/data"], models["image"], "/out")
@@ -74,7 +76,10 @@ def test_batch_command_rejects_bad_values(models, kwargs, message):
         batch_command(PYTHON, **arguments)
 
 
-@pytest.mark.parametrize("text, expected", [(None, None), ("  ", None), ("local:4", "local:4"), (" tcp://10.0.0.2:8786 ", "tcp://10.0.0.2:8786")])
+@pytest.mark.parametrize(
+    "text, expected",
+    [(None, None), ("  ", None), ("local:4", "local:4"), (" tcp://10.0.0.2:8786 ", "tcp://10.0.0.2:8786")],
+)
 def test_check_scheduler(text, expected):
     assert check_scheduler(text) == expected
 

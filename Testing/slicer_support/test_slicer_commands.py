@@ -42,7 +42,9 @@ def test_propagate_command_default():
 
 
 def test_propagate_command_accepts_paths():
-    argv = propagate_command(Path(PYTHON), Path("/t/a b.nii.gz"), Path("/t/c.nii.gz"), Path("/t/o.nii.gz"), Path("/r.json"))
+    argv = propagate_command(
+        Path(PYTHON), Path("/t/a b.nii.gz"), Path("/t/c.nii.gz"), Path("/t/o.nii.gz"), Path("/r.json")
+    )
     assert argv[0] == PYTHON and "/t/a b.nii.gz" in argv and all(isinstance(a, str) for a in argv)
 
 
@@ -53,13 +55,17 @@ def test_propagate_command_sam_options_only_for_sam():
     assert (args.engine, args.checkpoint, args.refine, args.init) == ("sam", "sam_vit_b", 2, None)
     sam_interpolate = propagate_command(PYTHON, "i", "a", "o", "r", engine="sam:interpolate", checkpoint="x.pth")
     assert sam_interpolate[-2:] == ["--checkpoint", "x.pth"]
-    register = propagate_command(PYTHON, "i", "a", "o", "r", engine="register:dis", checkpoint="sam_vit_b", refine=2, init="x.pt")
+    register = propagate_command(
+        PYTHON, "i", "a", "o", "r", engine="register:dis", checkpoint="sam_vit_b", refine=2, init="x.pt"
+    )
     assert "--checkpoint" not in register and "--refine" not in register and "--init" not in register
     assert parse(register).engine == "register:dis"
 
 
 def test_propagate_command_fewshot_and_meta_take_a_checkpoint():
-    fewshot = propagate_command(PYTHON, "i", "a", "o", "r", engine="fewshot", checkpoint="sam_vit_b", refine=2, init="x.pt")
+    fewshot = propagate_command(
+        PYTHON, "i", "a", "o", "r", engine="fewshot", checkpoint="sam_vit_b", refine=2, init="x.pt"
+    )
     assert fewshot[-2:] == ["--checkpoint", "sam_vit_b"]  # --refine is for sam, --init for meta
     assert (parse(fewshot).engine, parse(fewshot).checkpoint) == ("fewshot", "sam_vit_b")
     meta = propagate_command(PYTHON, "i", "a", "o", "r", engine="meta", checkpoint="sam_vit_b", init="/m/init one.pt")
@@ -70,7 +76,9 @@ def test_propagate_command_fewshot_and_meta_take_a_checkpoint():
 
 
 def test_propagate_command_axis_and_empty_slices():
-    argv = propagate_command(PYTHON, "i", "a", "o", "r", engine="register", axis="coronal", empty_slices={5: [12, 40], 1: [3]})
+    argv = propagate_command(
+        PYTHON, "i", "a", "o", "r", engine="register", axis="coronal", empty_slices={5: [12, 40], 1: [3]}
+    )
     assert argv[-4:] == ["--axis", "coronal", "--empty-slices", "1:3;5:12,40"]
     args = parse(argv)
     assert (args.axis, args.empty_slices) == ("coronal", "1:3;5:12,40")
@@ -186,7 +194,9 @@ def test_slicer_support_imports_no_slicer_qt_or_vtk():
 def test_propagate_device_is_passed_to_weighted_engines_only():
     from SAMFewShotLib.slicer_support.commands import propagate_command
 
-    argv = propagate_command("python", "i.nrrd", "a.nrrd", "o.nrrd", "r.json", engine="sam", checkpoint="c", device="cpu")
+    argv = propagate_command(
+        "python", "i.nrrd", "a.nrrd", "o.nrrd", "r.json", engine="sam", checkpoint="c", device="cpu"
+    )
     assert argv[argv.index("--device") + 1] == "cpu"
     assert "--device" not in propagate_command("python", "i", "a", "o", "r", engine="register", device="cpu")
     with pytest.raises(ValueError, match="mps"):

@@ -189,7 +189,9 @@ class _PreviewNode:
 
 def _stubs(tmp_path):
     slicer = types.ModuleType("slicer")
-    slicer.app = types.SimpleNamespace(temporaryPath=str(tmp_path), processEvents=lambda: None, layoutManager=lambda: None)
+    slicer.app = types.SimpleNamespace(
+        temporaryPath=str(tmp_path), processEvents=lambda: None, layoutManager=lambda: None
+    )
     util = types.ModuleType("slicer.util")
     util.startupEnvironment = lambda: {}
     util.tryWithErrorDisplay = lambda *a, **k: contextlib.nullcontext()
@@ -200,14 +202,26 @@ def _stubs(tmp_path):
     slicer.qSlicerSegmentEditorAbstractEffect = _ScriptedEffect
     slicer.mrmlScene = None
     qt = types.ModuleType("qt")
-    for name in ("QComboBox", "QDoubleSpinBox", "QPushButton", "QHBoxLayout", "QProgressBar", "QLabel", "QListWidget", "QIcon"):
+    for name in (
+        "QComboBox",
+        "QDoubleSpinBox",
+        "QPushButton",
+        "QHBoxLayout",
+        "QProgressBar",
+        "QLabel",
+        "QListWidget",
+        "QIcon",
+    ):
         setattr(qt, name, _Widget)
     qt.QTimer = _Timer
     vtk = types.ModuleType("vtk")
     vtk.vtkMatrix4x4 = _Matrix
     effects = types.ModuleType("SegmentEditorEffects")
     effects.AbstractScriptedSegmentEditorEffect = type(
-        "AbstractScriptedSegmentEditorEffect", (), {"__init__": lambda self, scriptedEffect: setattr(self, "scriptedEffect", scriptedEffect)})
+        "AbstractScriptedSegmentEditorEffect",
+        (),
+        {"__init__": lambda self, scriptedEffect: setattr(self, "scriptedEffect", scriptedEffect)},
+    )
     core = types.ModuleType("vtkSegmentationCorePython")
     core.vtkSegmentation = types.SimpleNamespace(SegmentModified=1, SourceRepresentationModified=2)
     return {"slicer": slicer, "slicer.util": util, "qt": qt, "vtk": vtk, "ctk": types.ModuleType("ctk"),
@@ -250,8 +264,11 @@ def test_effect_initializes_previews_updates_applies_and_cancels(effect_module, 
 
     image_path, volume, drawn = _case(tmp_path)
     volumeNode, segmentationNode = _Node("CT", volume), _Node("Segmentation")
-    editorNode = types.SimpleNamespace(GetSourceVolumeNode=lambda: volumeNode, GetSegmentationNode=lambda: segmentationNode,
-                                       GetSelectedSegmentID=lambda: "Segment_1")
+    editorNode = types.SimpleNamespace(
+        GetSourceVolumeNode=lambda: volumeNode,
+        GetSegmentationNode=lambda: segmentationNode,
+        GetSelectedSegmentID=lambda: "Segment_1",
+    )
     nodes = {node.GetID(): node for node in (volumeNode, segmentationNode)}
     sys.modules["slicer"].mrmlScene = types.SimpleNamespace(GetNodeByID=nodes.get)
     scripted = _ScriptedEffect(editorNode)

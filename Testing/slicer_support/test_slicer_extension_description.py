@@ -36,7 +36,15 @@ def test_variables_substitute_earlier_ones_and_skip_comments():
 
 def test_catalog_entry_has_only_schema_keys():
     entry = ed.catalog_entry(ed.metadata(SAMPLE))
-    assert set(entry) == {"$schema", "build_dependencies", "build_subdirectory", "category", "scm_revision", "scm_url", "tier"}
+    assert set(entry) == {
+        "$schema",
+        "build_dependencies",
+        "build_subdirectory",
+        "category",
+        "scm_revision",
+        "scm_url",
+        "tier",
+    }
     assert entry["build_dependencies"] == ["PyTorch"] and entry["scm_url"] == "https://github.com/me/SlicerDemo.git"
 
 
@@ -79,5 +87,6 @@ def test_license_is_apache_2_as_pyproject_says():
 def test_main_writes_both_files(tmp_path, capsys):
     (tmp_path / "CMakeLists.txt").write_text(SAMPLE)
     assert ed.main([str(tmp_path)]) == 0
-    assert (tmp_path / "ExtensionsIndex" / "Demo.json").is_file() and (tmp_path / "ExtensionsIndex" / "Demo.s4ext").is_file()
+    index = tmp_path / "ExtensionsIndex"
+    assert (index / "Demo.json").is_file() and (index / "Demo.s4ext").is_file()
     assert "still to fill in" not in capsys.readouterr().out

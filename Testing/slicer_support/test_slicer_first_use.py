@@ -30,7 +30,14 @@ def test_one_confirmation_lists_everything_with_sizes():
 
 @pytest.mark.parametrize(
     "installed, ok",
-    [("2.1.0", True), ("2.3.1+cu121", True), ("2.14.1", True), ("2.0.1", False), ("1.13.1+cpu", False), ("2.15.0", False)],
+    [
+        ("2.1.0", True),
+        ("2.3.1+cu121", True),
+        ("2.14.1", True),
+        ("2.0.1", False),
+        ("1.13.1+cpu", False),
+        ("2.15.0", False),
+    ],
 )
 def test_torch_version_is_checked_against_the_requirement(installed, ok):
     problem = first_use.torch_version_problem(installed, ">=2.1,<2.15")

@@ -45,88 +45,225 @@ SLICER_UTIL_NOTE = SLICER_UTIL + " (current version read in the jamesobutler/Sli
 #: ``()`` in a chain stands for a call (``slicer.util.getModuleWidget().editor``).
 CHECKED_APIS = {
     # slicer.ScriptedLoadableModule (the scripted-module template's base classes)
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (resourcePath, setup, cleanup)",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (getParameterNode via GetSingletonNode)",
-    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (unittest.TestCase with delayDisplay)",
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModule": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py"
+    ),
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleWidget": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (resourcePath, setup, cleanup)"
+    ),
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (getParameterNode via GetSingletonNode)"
+    ),
+    "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (unittest.TestCase with delayDisplay)"
+    ),
     # slicer.parameterNodeWrapper
-    "slicer.parameterNodeWrapper.parameterNodeWrapper": "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/wrapper.py (connectGui, disconnectGui, SlicerParameterName)",
-    "slicer.parameterNodeWrapper.WithinRange": "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QSpinBox connector: guiConnectors.py)",
-    "slicer.parameterNodeWrapper.Choice": "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QComboBoxToStringableConnector requires Choice: guiConnectors.py)",
+    "slicer.parameterNodeWrapper.parameterNodeWrapper": (
+        "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/wrapper.py (connectGui, disconnectGui, "
+        "SlicerParameterName)"
+    ),
+    "slicer.parameterNodeWrapper.WithinRange": (
+        "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QSpinBox connector: guiConnectors.py)"
+    ),
+    "slicer.parameterNodeWrapper.Choice": (
+        "Slicer/Slicer Base/Python/slicer/parameterNodeWrapper/validators.py (QComboBoxToStringableConnector requires "
+        "Choice: guiConnectors.py)"
+    ),
     # MRML classes used as parameter types
-    "slicer.vtkMRMLScalarVolumeNode": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (from slicer import vtkMRMLScalarVolumeNode); qMRMLNodeComboBoxToNodeConnector in parameterNodeWrapper/guiConnectors.py",
-    "slicer.vtkMRMLSegmentationNode": "Slicer/Slicer Base/Python/slicer/util.py (slicer.vtkMRMLSegmentationNode in arrayFromSegmentBinaryLabelmap)",
+    "slicer.vtkMRMLScalarVolumeNode": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (from slicer import "
+        "vtkMRMLScalarVolumeNode); qMRMLNodeComboBoxToNodeConnector in parameterNodeWrapper/guiConnectors.py"
+    ),
+    "slicer.vtkMRMLSegmentationNode": (
+        "Slicer/Slicer Base/Python/slicer/util.py (slicer.vtkMRMLSegmentationNode in arrayFromSegmentBinaryLabelmap)"
+    ),
     # slicer.util
-    "slicer.util.VTKObservationMixin": SLICER_UTIL_NOTE + " (class VTKObservationMixin: addObserver/removeObserver/removeObservers)",
+    "slicer.util.VTKObservationMixin": SLICER_UTIL_NOTE + (
+        " (class VTKObservationMixin: addObserver/removeObserver/removeObservers)"
+    ),
     "slicer.util.loadUI": SLICER_UTIL_NOTE,
     "slicer.util.childWidgetVariables": SLICER_UTIL_NOTE,
     "slicer.util.tryWithErrorDisplay": SLICER_UTIL_NOTE + " (contextmanager: message, show, waitCursor; re-raises)",
     "slicer.util.confirmOkCancelDisplay": SLICER_UTIL_NOTE + " (returns True in testing mode)",
-    "slicer.util.pip_install": SLICER_UTIL_NOTE + " (list of arguments; wraps slicer.packaging.pip_install: Base/Python/slicer/packaging/installer.py)",
+    "slicer.util.pip_install": SLICER_UTIL_NOTE + (
+        " (list of arguments; wraps slicer.packaging.pip_install: Base/Python/slicer/packaging/installer.py)"
+    ),
     "slicer.util.startupEnvironment": SLICER_UTIL_NOTE,
     "slicer.util.exportNode": SLICER_UTIL_NOTE + " (does not modify the node's storage node, unlike saveNode)",
     "slicer.util.arrayFromVolume": SLICER_UTIL_NOTE,
     "slicer.util.arrayFromVolumeModified": SLICER_UTIL_NOTE,
-    "slicer.util.arrayFromSegmentBinaryLabelmap": SLICER_UTIL_NOTE + " (segmentationNode, segmentId, referenceVolumeNode; uses ExportSegmentsToLabelmapNode)",
-    "slicer.util.updateSegmentBinaryLabelmapFromArray": SLICER_UTIL_NOTE + " (narray, segmentationNode, segmentId, referenceVolumeNode; uses ImportLabelmapToSegmentationNode)",
-    "slicer.util.loadSegmentation": SLICER_UTIL_NOTE + " (def loadSegmentation(filename, returnNode=False): returns the loaded node; returnNode is deprecated)",
-    "slicer.util.getModuleWidget().editor": SLICER_UTIL_NOTE + " (getModuleWidget) + Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py (SegmentEditorWidget.editor = qMRMLSegmentEditorWidget)",
+    "slicer.util.arrayFromSegmentBinaryLabelmap": SLICER_UTIL_NOTE + (
+        " (segmentationNode, segmentId, referenceVolumeNode; uses ExportSegmentsToLabelmapNode)"
+    ),
+    "slicer.util.updateSegmentBinaryLabelmapFromArray": SLICER_UTIL_NOTE + (
+        " (narray, segmentationNode, segmentId, referenceVolumeNode; uses ImportLabelmapToSegmentationNode)"
+    ),
+    "slicer.util.loadSegmentation": SLICER_UTIL_NOTE + (
+        " (def loadSegmentation(filename, returnNode=False): returns the loaded node; returnNode is deprecated)"
+    ),
+    "slicer.util.getModuleWidget().editor": SLICER_UTIL_NOTE + (
+        " (getModuleWidget) + Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py "
+        "(SegmentEditorWidget.editor = qMRMLSegmentEditorWidget)"
+    ),
     "slicer.util.mainWindow": SLICER_UTIL_NOTE,
     "slicer.util.NodeModify": SLICER_UTIL_NOTE + " (context manager: StartModify/EndModify)",
     # slicer.app / slicer.mrmlScene
-    "slicer.app.layoutManager": SLICER_UTIL_NOTE + " (slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode() in setSliceViewerLayers)",
+    "slicer.app.layoutManager": SLICER_UTIL_NOTE + (
+        " (slicer.app.layoutManager().sliceWidget(name).mrmlSliceNode() in setSliceViewerLayers)"
+    ),
     "slicer.app.processEvents": SLICER_UTIL_NOTE + " (delayDisplay, logProcessOutput)",
     "slicer.app.temporaryPath": SLICER_UTIL_NOTE + " (tempDirectory)",
     "slicer.mrmlScene": SLICER_UTIL_NOTE + " (getNodes: GetNumberOfNodes, GetNthNode)",
     "slicer.mrmlScene.AddNewNodeByClass": SLICER_UTIL_NOTE + " (addVolumeFromArray, arrayFromSegmentBinaryLabelmap)",
     "slicer.mrmlScene.RemoveNode": SLICER_UTIL_NOTE + " (arrayFromSegmentBinaryLabelmap)",
     "slicer.mrmlScene.GetNodeByID": SLICER_UTIL_NOTE + " (setSliceViewerLayers)",
-    "slicer.mrmlScene.GetFirstNodeByClass": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (initializeParameterNode)",
-    "slicer.mrmlScene.GetSingletonNode": "Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py (singleton tag 'SegmentEditor', vtkMRMLSegmentEditorNode)",
-    "slicer.mrmlScene.StartCloseEvent": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (addObserver on scene close)",
+    "slicer.mrmlScene.GetFirstNodeByClass": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (initializeParameterNode)"
+    ),
+    "slicer.mrmlScene.GetSingletonNode": (
+        "Slicer/Slicer Modules/Scripted/SegmentEditor/SegmentEditor.py (singleton tag 'SegmentEditor', "
+        "vtkMRMLSegmentEditorNode)"
+    ),
+    "slicer.mrmlScene.StartCloseEvent": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (addObserver on scene close)"
+    ),
     "slicer.mrmlScene.EndCloseEvent": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py",
-    "slicer.mrmlScene.Clear": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (TemplateKeyTest.setUp)",
+    "slicer.mrmlScene.Clear": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (TemplateKeyTest.setUp)"
+    ),
     # qt (PythonQt)
-    "qt.QTimer": "lassoan/SlicerMONAIAuto3DSeg MONAIAuto3DSeg/MONAIAuto3DSeg.py (qt.QTimer); Slicer util.py _startAsyncProcessHandling",
+    "qt.QTimer": (
+        "lassoan/SlicerMONAIAuto3DSeg MONAIAuto3DSeg/MONAIAuto3DSeg.py (qt.QTimer); Slicer util.py "
+        "_startAsyncProcessHandling"
+    ),
     "qt.QTimer.singleShot": SLICER_UTIL_NOTE + " (_startAsyncProcessHandling, delayDisplay); MONAIAuto3DSeg.py",
-    "qt.QFileDialog.getOpenFileName": "Slicer/Slicer Modules/Scripted/ExtensionWizard/ExtensionWizard.py (static qt.QFileDialog.getExistingDirectory returns a str in PythonQt); Qt QFileDialog::getOpenFileName",
-    "qt.Qt.ToolTipRole": "QComboBox.setItemData(index, text, qt.Qt.ToolTipRole) in a Slicer segment editor effect (code search); Qt::ToolTipRole",
-    "qt.Qt.DecorationRole": "Qt::DecorationRole (item icon or QColor swatch); qMRMLSegmentsModel uses Qt::DecorationRole for segment colours (Slicer/Slicer Modules/Loadable/Segmentations/Widgets)",
-    "qt.QColor": "PythonQt QtGui QColor(r, g, b) (Slicer scripted modules, e.g. qt.QColor in Slicer/Slicer Modules/Scripted/SegmentEditor effects)",
-    "qt.QListWidgetItem": "PythonQt QtGui QListWidgetItem (setText, setData(qt.Qt.UserRole, ...) in Slicer scripted-module code found by code search); QListWidget.addItem(QListWidgetItem*)",
-    "qt.QTableWidgetItem": "PythonQt QtGui QTableWidgetItem(text) with setToolTip, QTableWidget.setItem(row, column, item) (Slicer scripted-module code found by code search)",
+    "qt.QFileDialog.getOpenFileName": (
+        "Slicer/Slicer Modules/Scripted/ExtensionWizard/ExtensionWizard.py (static qt.QFileDialog.getExistingDirectory "
+        "returns a str in PythonQt); Qt QFileDialog::getOpenFileName"
+    ),
+    "qt.Qt.ToolTipRole": (
+        "QComboBox.setItemData(index, text, qt.Qt.ToolTipRole) in a Slicer segment editor effect (code search); "
+        "Qt::ToolTipRole"
+    ),
+    "qt.Qt.DecorationRole": (
+        "Qt::DecorationRole (item icon or QColor swatch); qMRMLSegmentsModel uses Qt::DecorationRole for segment "
+        "colours (Slicer/Slicer Modules/Loadable/Segmentations/Widgets)"
+    ),
+    "qt.QColor": (
+        "PythonQt QtGui QColor(r, g, b) (Slicer scripted modules, e.g. qt.QColor in Slicer/Slicer "
+        "Modules/Scripted/SegmentEditor effects)"
+    ),
+    "qt.QListWidgetItem": (
+        "PythonQt QtGui QListWidgetItem (setText, setData(qt.Qt.UserRole, ...) in Slicer scripted-module code found by "
+        "code search); QListWidget.addItem(QListWidgetItem*)"
+    ),
+    "qt.QTableWidgetItem": (
+        "PythonQt QtGui QTableWidgetItem(text) with setToolTip, QTableWidget.setItem(row, column, item) (Slicer "
+        "scripted-module code found by code search)"
+    ),
     # vtk
-    "vtk.vtkCommand.ModifiedEvent": "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (parameter node observer); parameterNodeWrapper/wrapper.py",
-    "vtk.vtkMatrix4x4": SLICER_UTIL_NOTE + " (arrayFromTransformMatrix: vtkMatrix4x4; GetIJKToRASMatrix in itkImageFromVolume)",
-    "vtk.reference": "VTK 9 Python output-argument wrapper: segment.GetTag(tagName, vtk.reference('')) in SlicerHeart and other Slicer extensions (code search); vtk.mutable is its deprecated name",
+    "vtk.vtkCommand.ModifiedEvent": (
+        "Slicer/Slicer Utilities/Templates/Modules/Scripted/TemplateKey.py (parameter node observer); "
+        "parameterNodeWrapper/wrapper.py"
+    ),
+    "vtk.vtkMatrix4x4": SLICER_UTIL_NOTE + (
+        " (arrayFromTransformMatrix: vtkMatrix4x4; GetIJKToRASMatrix in itkImageFromVolume)"
+    ),
+    "vtk.reference": (
+        "VTK 9 Python output-argument wrapper: segment.GetTag(tagName, vtk.reference('')) in SlicerHeart and other "
+        "Slicer extensions (code search); vtk.mutable is its deprecated name"
+    ),
     # The Segment Editor effect and its registration
-    "SegmentEditorEffects.AbstractScriptedSegmentEditorEffect": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorEffect.py (class AbstractScriptedSegmentEditorEffect: __init__(scriptedEffect), register(), cleanup())",
-    "slicer.app.connect": "lassoan/SlicerSegmentEditorExtraEffects SegmentEditorLocalThreshold/SegmentEditorLocalThreshold.py (slicer.app.connect(\"startupCompleted()\", self.registerEditorEffect))",
-    "qSlicerSegmentationsEditorEffectsPythonQt.qSlicerSegmentEditorScriptedEffect": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorEffect.py docstring (effects.qSlicerSegmentEditorScriptedEffect(None); setPythonSource; self().register()); SegmentEditorFillBetweenSlicesEffect.py clone()",
-    "vtkSegmentationCorePython.vtkSegmentation.SegmentModified": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)",
-    "vtkSegmentationCorePython.vtkSegmentation.SourceRepresentationModified": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)",
-    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (onApply: modifySegmentByLabelmap(..., ModificationModeSet))",
-    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractLabelEffect / Paint effect (ModificationModeAdd); scripted effects call modifySelectedSegmentByLabelmap(..., ModificationModeAdd)",
-    "slicer.vtkOrientedImageData": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewSegmentLabelmap = slicer.vtkOrientedImageData())",
-    "slicer.util.mainWindow().cursor": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (createCursor returns slicer.util.mainWindow().cursor)",
-    "slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (GetMaskMode() != slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere)",
-    "slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments": "Slicer/Slicer Libs/MRML/Core/vtkMRMLSegmentationNode.h (enum: EditAllowedOutsideAllSegments); qMRMLSegmentEditorWidget.cxx mask mode combo",
+    "SegmentEditorEffects.AbstractScriptedSegmentEditorEffect": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorEffect.py (class AbstractScriptedSegmentEditorEffect: __init__(scriptedEffect), "
+        "register(), cleanup())"
+    ),
+    "slicer.app.connect": (
+        "lassoan/SlicerSegmentEditorExtraEffects SegmentEditorLocalThreshold/SegmentEditorLocalThreshold.py "
+        "(slicer.app.connect(\"startupCompleted()\", self.registerEditorEffect))"
+    ),
+    "qSlicerSegmentationsEditorEffectsPythonQt.qSlicerSegmentEditorScriptedEffect": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorEffect.py docstring (effects.qSlicerSegmentEditorScriptedEffect(None); "
+        "setPythonSource; self().register()); SegmentEditorFillBetweenSlicesEffect.py clone()"
+    ),
+    "vtkSegmentationCorePython.vtkSegmentation.SegmentModified": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)"
+    ),
+    "vtkSegmentationCorePython.vtkSegmentation.SourceRepresentationModified": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (observeSegmentation)"
+    ),
+    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (onApply: modifySegmentByLabelmap(..., "
+        "ModificationModeSet))"
+    ),
+    "slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractLabelEffect / Paint "
+        "effect (ModificationModeAdd); scripted effects call modifySelectedSegmentByLabelmap(..., ModificationModeAdd)"
+    ),
+    "slicer.vtkOrientedImageData": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewSegmentLabelmap = slicer.vtkOrientedImageData())"
+    ),
+    "slicer.util.mainWindow().cursor": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (createCursor returns slicer.util.mainWindow().cursor)"
+    ),
+    "slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (GetMaskMode() != "
+        "slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere)"
+    ),
+    "slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments": (
+        "Slicer/Slicer Libs/MRML/Core/vtkMRMLSegmentationNode.h (enum: EditAllowedOutsideAllSegments); "
+        "qMRMLSegmentEditorWidget.cxx mask mode combo"
+    ),
     # Qt widgets built by the effect (PythonQt QtGui; the same calls as Slicer's own effects)
-    "qt.QPushButton": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QPushButton(text), objectName, setToolTip)",
-    "qt.QHBoxLayout": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QHBoxLayout, addWidget; addOptionsWidget(layout))",
-    "qt.QLabel": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QLabel(text))",
-    "qt.QIcon": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/SegmentEditorFillBetweenSlicesEffect.py (icon(): qt.QIcon(iconPath) or qt.QIcon())",
-    "qt.QComboBox": "PythonQt QtGui QComboBox (addItem(text, data), findData, itemData, currentIndex): Slicer effects such as SegmentEditorLogicalEffect build combo boxes with qt.QComboBox()",
-    "qt.QDoubleSpinBox": "PythonQt QtGui QDoubleSpinBox (setRange, setSingleStep, value, valueChanged(double)); Qt QDoubleSpinBox",
+    "qt.QPushButton": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QPushButton(text), objectName, setToolTip)"
+    ),
+    "qt.QHBoxLayout": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QHBoxLayout, addWidget; addOptionsWidget(layout))"
+    ),
+    "qt.QLabel": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QLabel(text))"
+    ),
+    "qt.QIcon": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "SegmentEditorFillBetweenSlicesEffect.py (icon(): qt.QIcon(iconPath) or qt.QIcon())"
+    ),
+    "qt.QComboBox": (
+        "PythonQt QtGui QComboBox (addItem(text, data), findData, itemData, currentIndex): Slicer effects such as "
+        "SegmentEditorLogicalEffect build combo boxes with qt.QComboBox()"
+    ),
+    "qt.QDoubleSpinBox": (
+        "PythonQt QtGui QDoubleSpinBox (setRange, setSingleStep, value, valueChanged(double)); Qt QDoubleSpinBox"
+    ),
     "qt.QListWidget": "PythonQt QtGui QListWidget (addItem(text), clear, currentRowChanged(int)); Qt QListWidget",
     "qt.QProgressBar": "PythonQt QtGui QProgressBar (setRange, value); Qt QProgressBar",
-    "qt.QMenu": "PythonQt QtGui QMenu(parent), addAction(text) -> QAction with triggered(); qt.QMenu(..., button) in Slicer scripted code found by code search; QPushButton.setMenu(QMenu*)",
+    "qt.QMenu": (
+        "PythonQt QtGui QMenu(parent), addAction(text) -> QAction with triggered(); qt.QMenu(..., button) in Slicer "
+        "scripted code found by code search; QPushButton.setMenu(QMenu*)"
+    ),
     # Self-test
     "slicer.util.selectModule": SLICER_UTIL_NOTE + " (def selectModule(module): sets the current module)",
-    "slicer.util.addVolumeFromArray": SLICER_UTIL_NOTE + " (def addVolumeFromArray(narray, ijkToRAS=None, name=None, nodeClassName=None))",
-    "slicer.util.confirmYesNoDisplay": SLICER_UTIL_NOTE + " (def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs) -> bool)",
+    "slicer.util.addVolumeFromArray": SLICER_UTIL_NOTE + (
+        " (def addVolumeFromArray(narray, ijkToRAS=None, name=None, nodeClassName=None))"
+    ),
+    "slicer.util.confirmYesNoDisplay": SLICER_UTIL_NOTE + (
+        " (def confirmYesNoDisplay(text, windowTitle=None, parent=None, **kwargs) -> bool)"
+    ),
     # Slicer modules imported by name
-    "SampleData.downloadSample": "Slicer/Slicer Modules/Scripted/SampleData/SampleData.py (def downloadSample(sampleName))",
+    "SampleData.downloadSample": (
+        "Slicer/Slicer Modules/Scripted/SampleData/SampleData.py (def downloadSample(sampleName))"
+    ),
     "PyTorchUtils.PyTorchUtilsLogic": "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py",
 }
 
@@ -134,47 +271,128 @@ CHECKED_APIS = {
 #: source. test_confirmed_object_methods_are_used keeps this list from going stale.
 CONFIRMED_OBJECT_METHODS = {
     "torchInstalled": "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py (@staticmethod torchInstalled)",
-    "installTorch": "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py (installTorch(askConfirmation, forceComputationBackend, torchVersionRequirement, torchvisionVersionRequirement) -> torch or None)",
+    "installTorch": (
+        "fepegar/SlicerPyTorch PyTorchUtils/PyTorchUtils.py (installTorch(askConfirmation, forceComputationBackend, "
+        "torchVersionRequirement, torchvisionVersionRequirement) -> torch or None)"
+    ),
     "saveStateForUndo": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (public slot)",
-    "setSegmentationNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE slot)",
+    "setSegmentationNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE slot)"
+    ),
     "segmentationNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE)",
-    "GetSourceVolumeNode": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (GetMasterVolumeNode: deprecated alias)",
+    "GetSourceVolumeNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (GetMasterVolumeNode: deprecated "
+        "alias)"
+    ),
     "GetSegmentationNode": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h",
-    "GetSelectedSegmentID": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (vtkGetStringMacro)",
+    "GetSelectedSegmentID": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (vtkGetStringMacro)"
+    ),
     "currentSegmentID": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentSelectorWidget.h",
     "setCurrentSegmentID": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentSelectorWidget.h",
     "setCurrentNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentSelectorWidget.h",
-    "JumpSliceByOffsetting": "Slicer/Slicer Libs/MRML/Core/vtkMRMLSliceNode.h (JumpSliceByOffsetting(double r, double a, double s))",
-    "GetSingletonTag": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (SetSingletonTag on parameter nodes); vtkMRMLNode",
-    "onReload": "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (ScriptedLoadableModuleWidget.onReload -> slicer.util.reloadScriptedModule)",
-    "checkedNodes": "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (Q_INVOKABLE QList<vtkMRMLNode*> checkedNodes() const)",
-    "checkedNodesChanged()": "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (signal checkedNodesChanged())",
+    "JumpSliceByOffsetting": (
+        "Slicer/Slicer Libs/MRML/Core/vtkMRMLSliceNode.h (JumpSliceByOffsetting(double r, double a, double s))"
+    ),
+    "GetSingletonTag": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (SetSingletonTag on parameter nodes); vtkMRMLNode"
+    ),
+    "onReload": (
+        "Slicer/Slicer Base/Python/slicer/ScriptedLoadableModule.py (ScriptedLoadableModuleWidget.onReload -> "
+        "slicer.util.reloadScriptedModule)"
+    ),
+    "checkedNodes": (
+        "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (Q_INVOKABLE QList<vtkMRMLNode*> checkedNodes() "
+        "const)"
+    ),
+    "checkedNodesChanged()": (
+        "Slicer/Slicer Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h (signal checkedNodesChanged())"
+    ),
     "currentPath": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (Q_PROPERTY QString currentPath)",
-    "currentPathChanged(QString)": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (signal currentPathChanged(const QString&))",
+    "currentPathChanged(QString)": (
+        "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (signal currentPathChanged(const QString&))"
+    ),
     "addCurrentPathToHistory": "commontk/CTK Libs/Widgets/ctkPathLineEdit.h (public slot)",
-    "GetSegmentIdBySegmentName": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (std::string GetSegmentIdBySegmentName(std::string name), case-insensitive)",
-    "AddEmptySegment": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (AddEmptySegment(segmentId, segmentName, color) -> segment ID)",
-    "GetTerminologyEntryTagName": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (static: \"TerminologyEntry\"); segment.SetTag(segment.GetTerminologyEntryTagName(), ...) in SlicerTotalSegmentator",
+    "GetSegmentIdBySegmentName": (
+        "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (std::string GetSegmentIdBySegmentName(std::string "
+        "name), case-insensitive)"
+    ),
+    "AddEmptySegment": (
+        "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegmentation.h (AddEmptySegment(segmentId, segmentName, color) -> "
+        "segment ID)"
+    ),
+    "GetTerminologyEntryTagName": (
+        "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (static: \"TerminologyEntry\"); "
+        "segment.SetTag(segment.GetTerminologyEntryTagName(), ...) in SlicerTotalSegmentator"
+    ),
     "SetTag": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (SetTag(std::string tag, std::string value))",
     "GetTag": "Slicer/Slicer Libs/vtkSegmentationCore/vtkSegment.h (bool GetTag(std::string tag, std::string& value))",
     "setHorizontalHeaderLabels": "Qt QTableWidget::setHorizontalHeaderLabels(const QStringList&)",
     "undo": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (public slot undo())",
-    "effectByName": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE qSlicerSegmentEditorAbstractEffect* effectByName(QString name))",
-    "modifySegmentByLabelmap": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractEffect.h (Q_INVOKABLE modifySegmentByLabelmap(segmentationNode, segmentID, modifierLabelmap, modificationMode, bypassMasking=false): applies the editor's mask and overwrite mode)",
-    "parameterSetNode": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractEffect.h (Q_INVOKABLE vtkMRMLSegmentEditorNode* parameterSetNode())",
-    "GetBinaryLabelmapRepresentation": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewNode.GetBinaryLabelmapRepresentation(segmentID, labelmap))",
+    "effectByName": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE "
+        "qSlicerSegmentEditorAbstractEffect* effectByName(QString name))"
+    ),
+    "modifySegmentByLabelmap": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractEffect.h "
+        "(Q_INVOKABLE modifySegmentByLabelmap(segmentationNode, segmentID, modifierLabelmap, modificationMode, "
+        "bypassMasking=false): applies the editor's mask and overwrite mode)"
+    ),
+    "parameterSetNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/qSlicerSegmentEditorAbstractEffect.h (Q_INVOKABLE "
+        "vtkMRMLSegmentEditorNode* parameterSetNode())"
+    ),
+    "GetBinaryLabelmapRepresentation": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (previewNode.GetBinaryLabelmapRepresentation(segmentID, "
+        "labelmap))"
+    ),
     "IsEmpty": "Slicer/Slicer Libs/vtkSegmentationCore/vtkOrientedImageData.cxx (bool vtkOrientedImageData::IsEmpty())",
-    "SetSegmentOpacity2DFill": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h (SetSegmentOpacity2DFill(std::string segmentID, double opacity))",
-    "SetSegmentOpacity2DOutline": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h (SetSegmentOpacity2DOutline(segmentID, opacity))",
-    "addLabeledOptionsWidget": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addLabeledOptionsWidget(label, widget))",
-    "addOptionsWidget": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addOptionsWidget(layout or widget))",
-    "setParameterDefault": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (setMRMLDefaults)",
-    "doubleParameter": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorEffect.py docstring (parameter, integerParameter, doubleParameter, setParameter)",
-    "setPythonSource": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/SegmentEditorFillBetweenSlicesEffect.py (clone: setPythonSource(__file__))",
-    "setupOptionsFrame": "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/AbstractScriptedSegmentEditorAutoCompleteEffect.py (overridden effect methods: setupOptionsFrame, createCursor, setMRMLDefaults, updateGUIFromMRML, updateMRMLFromGUI)",
-    "SetMaskMode": "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (SetMaskMode(int)); mrmlSegmentEditorNode().SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments) in scripts",
-    "mrmlSegmentEditorNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE vtkMRMLSegmentEditorNode* mrmlSegmentEditorNode())",
-    "setSourceVolumeNode": "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (setSourceVolumeNode(vtkMRMLNode*), Slicer 5.2+)",
+    "SetSegmentOpacity2DFill": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h "
+        "(SetSegmentOpacity2DFill(std::string segmentID, double opacity))"
+    ),
+    "SetSegmentOpacity2DOutline": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentationDisplayNode.h "
+        "(SetSegmentOpacity2DOutline(segmentID, opacity))"
+    ),
+    "addLabeledOptionsWidget": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addLabeledOptionsWidget(label, widget))"
+    ),
+    "addOptionsWidget": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (scriptedEffect.addOptionsWidget(layout or widget))"
+    ),
+    "setParameterDefault": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (setMRMLDefaults)"
+    ),
+    "doubleParameter": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorEffect.py docstring (parameter, integerParameter, doubleParameter, setParameter)"
+    ),
+    "setPythonSource": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "SegmentEditorFillBetweenSlicesEffect.py (clone: setPythonSource(__file__))"
+    ),
+    "setupOptionsFrame": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
+        "AbstractScriptedSegmentEditorAutoCompleteEffect.py (overridden effect methods: setupOptionsFrame, "
+        "createCursor, setMRMLDefaults, updateGUIFromMRML, updateMRMLFromGUI)"
+    ),
+    "SetMaskMode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h (SetMaskMode(int)); "
+        "mrmlSegmentEditorNode().SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments) in scripts"
+    ),
+    "mrmlSegmentEditorNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h (Q_INVOKABLE "
+        "vtkMRMLSegmentEditorNode* mrmlSegmentEditorNode())"
+    ),
+    "setSourceVolumeNode": (
+        "Slicer/Slicer Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h "
+        "(setSourceVolumeNode(vtkMRMLNode*), Slicer 5.2+)"
+    ),
     "setMenu": "Qt QPushButton::setMenu(QMenu*): the button shows the menu",
 }
 
@@ -248,7 +466,9 @@ def is_gui_class(name: str) -> bool:
 
 
 def effect_class() -> ast.ClassDef:
-    return next(n for n in parse_file(EFFECT_FILE).body if isinstance(n, ast.ClassDef) and n.name == "SegmentEditorEffect")
+    return next(
+        n for n in parse_file(EFFECT_FILE).body if isinstance(n, ast.ClassDef) and n.name == "SegmentEditorEffect"
+    )
 
 
 def logic_classes() -> list[ast.ClassDef]:
@@ -257,7 +477,11 @@ def logic_classes() -> list[ast.ClassDef]:
 
 
 def gui_classes() -> list[ast.ClassDef]:
-    return [module_class("SAMFewShotWidget")] + [c for n, c in package_classes().items() if is_gui_class(n)] + [effect_class()]
+    return (
+        [module_class("SAMFewShotWidget")]
+        + [c for n, c in package_classes().items() if is_gui_class(n)]
+        + [effect_class()]
+    )
 
 
 def _chain(node: ast.AST, aliases: dict | None = None) -> str | None:
@@ -366,17 +590,33 @@ def test_template_shape():
     logic = module_class("SAMFewShotLogic")
     assert [base.id for base in logic.bases if isinstance(base, ast.Name)] == ["ScriptedLoadableModuleLogic"]
     init = next(f for f in logic.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
-    parts = {t.attr: v.func.id for n in ast.walk(init) if isinstance(n, ast.Assign)
-             for t, v in [(n.targets[0], n.value)] if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)}
-    assert parts == {"jobs": "ChildJobs", "scene": "SceneExchange", "packages": "PythonPackages", "propagation": "PropagationLogic",
-                     "weights": "WeightsLogic", "atlas": "AtlasLogic", "batch": "BatchLogic"}, "logic by composition"
+    parts = {
+        t.attr: v.func.id
+        for n in ast.walk(init)
+        if isinstance(n, ast.Assign)
+        for t, v in [(n.targets[0], n.value)]
+        if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
+    }
+    assert parts == {
+        "jobs": "ChildJobs",
+        "scene": "SceneExchange",
+        "packages": "PythonPackages",
+        "propagation": "PropagationLogic",
+        "weights": "WeightsLogic",
+        "atlas": "AtlasLogic",
+        "batch": "BatchLogic",
+    }, "logic by composition"
     assert set(parts.values()) <= set(package_classes())
     assert not [c for c in package_classes() if c.endswith("Mixin")], "no mixins left"
     parameterNode = module_class("SAMFewShotParameterNode")
     assert any(isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in parameterNode.decorator_list)
     test = module_class("SAMFewShotTest")
     tests = {f.name for f in test.body if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")}
-    assert {"test_EffectIsRegistered", "test_InterpolateAndRegisterOnSyntheticBall", "test_PreviewApplyWithMaskingAndUndo"} <= tests
+    assert {
+        "test_EffectIsRegistered",
+        "test_InterpolateAndRegisterOnSyntheticBall",
+        "test_PreviewApplyWithMaskingAndUndo",
+    } <= tests
     run_test = next(f for f in test.body if isinstance(f, ast.FunctionDef) and f.name == "runTest")
     called = {n.func.attr for n in ast.walk(run_test) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
     assert tests <= called, f"runTest does not run {tests - called}"
@@ -395,7 +635,11 @@ def test_logic_never_touches_widgets_or_dialogs():
                 raise AssertionError(f"{logic.name} calls {node.attr} (line {node.lineno})")
             if isinstance(node, ast.Name) and node.id == "qt":
                 raise AssertionError(f"{logic.name} uses qt (line {node.lineno}): widgets and timers belong to the GUI")
-        raised |= {n.exc.func.id for n in ast.walk(logic) if isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call) and isinstance(n.exc.func, ast.Name)}
+        raised |= {
+            n.exc.func.id
+            for n in ast.walk(logic)
+            if isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call) and isinstance(n.exc.func, ast.Name)
+        }
     assert "ValueError" in raised
 
 
@@ -403,16 +647,25 @@ def test_widget_handlers_are_wrapped_in_try_with_error_display():
     handlers = []
     for gui in gui_classes():
         for method in gui.body:
-            if not (isinstance(method, ast.FunctionDef) and method.name.startswith("on")) or method.name in NON_HANDLERS:
+            if (
+                not (isinstance(method, ast.FunctionDef) and method.name.startswith("on"))
+                or method.name in NON_HANDLERS
+            ):
                 continue
             handlers.append(f"{gui.name}.{method.name}")
             wrapped = any(
                 isinstance(node, ast.With)
-                and any(_chain(item.context_expr.func) == "slicer.util.tryWithErrorDisplay" for item in node.items if isinstance(item.context_expr, ast.Call))
+                and any(
+                    _chain(item.context_expr.func) == "slicer.util.tryWithErrorDisplay"
+                    for item in node.items
+                    if isinstance(item.context_expr, ast.Call)
+                )
                 for node in ast.walk(method)
             )
             assert wrapped, f"{gui.name}.{method.name} is not wrapped in slicer.util.tryWithErrorDisplay"
-    assert {"AtlasPanel.onApply", "BatchPanel.onRun", "WeightsPanel.onImportModel", "JobMonitor.onTimeout"} <= set(handlers)
+    assert {"AtlasPanel.onApply", "BatchPanel.onRun", "WeightsPanel.onImportModel", "JobMonitor.onTimeout"} <= set(
+        handlers
+    )
 
 
 def test_module_calls_only_checked_slicer_apis():
@@ -431,7 +684,9 @@ def test_confirmed_object_methods_are_used():
     for tree in all_trees().values():
         called |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         called |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}  # overridden base methods
-        called |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}  # signals, getattr
+        called |= {
+            n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        }  # signals, getattr
     assert not sorted(set(CONFIRMED_OBJECT_METHODS) - called)
 
 
@@ -442,7 +697,10 @@ def test_api_chain_extraction():
         "x = slicer.mrmlScene\nqt.QTimer.singleShot(0, f)\nself.ui.button.enabled = True\n"
     )
     assert api_chains(tree) == {
-        "slicer.util.VTKObservationMixin", "slicer.util.getModuleWidget().editor.undo", "slicer.mrmlScene", "qt.QTimer.singleShot",
+        "slicer.util.VTKObservationMixin",
+        "slicer.util.getModuleWidget().editor.undo",
+        "slicer.mrmlScene",
+        "qt.QTimer.singleShot",
     }
 
 
@@ -530,7 +788,9 @@ def test_ui_custom_widgets_are_declared_and_scene_is_connected():
     used = {e.get("class") for e in root.iter("widget")}
     assert {c for c in used if not c.startswith("Q")} <= declared
     assert {"ctkPathLineEdit", "qMRMLCheckableNodeComboBox"} <= used
-    receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    receivers = {
+        c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
+    }
     mrml = {name for name, cls in ui_widgets().items() if cls.startswith("qMRML") and cls != "qMRMLWidget"}
     assert mrml and mrml <= receivers
 
@@ -567,7 +827,9 @@ def test_module_cmake_lists_every_module_file():
     on_disk = [p.relative_to(MODULE_DIR).as_posix() for p in module_files()]
     assert sorted(s for s in scripts if not s.startswith("${")) == sorted(on_disk)
     resources = {s.replace("${MODULE_NAME}", "SAMFewShot") for s in cmake_set(text, "MODULE_PYTHON_RESOURCES")}
-    resource_files = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
+    resource_files = {
+        p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()
+    }
     assert resources == resource_files
     assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     assert (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text().strip() == "add_subdirectory(Python)"
@@ -581,14 +843,18 @@ def test_module_cmake_glob_covers_every_lib_file():
     assert '"${SAMFEWSHOTLIB_SOURCE_DIR}/*.py"' in text
     assert "${SAMFEWSHOTLIB_PYTHON_SCRIPTS}" in " ".join(cmake_set(text, "MODULE_PYTHON_SCRIPTS"))
     files = lib_files()
-    assert files and any(len(p.relative_to(LIB_DIR).parts) >= 3 for p in files if p.suffix == ".py"), "no nested subpackage?"
+    assert files and any(len(p.relative_to(LIB_DIR).parts) >= 3 for p in files if p.suffix == ".py"), (
+        "no nested subpackage?"
+    )
     not_covered = [str(p.relative_to(ROOT)) for p in files if p.suffix != ".py"]
     assert not not_covered, f"SAMFewShotLib files the CMake glob does not install (add them): {not_covered}"
     packages = {p.parent for p in files}
     without_init = sorted(str(d.relative_to(ROOT)) for d in packages if not (d / "__init__.py").is_file())
     assert not without_init, f"folders of SAMFewShotLib without __init__.py (not importable in Slicer): {without_init}"
     if shutil.which("git"):
-        tracked = subprocess.run(["git", "ls-files", "SAMFewShotLib"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+        tracked = subprocess.run(
+            ["git", "ls-files", "SAMFewShotLib"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.split()
         assert all(name.endswith(".py") for name in tracked)
 
 
@@ -636,7 +902,8 @@ macro(slicer_add_python_unittest)
   cmake_parse_arguments(MY_TEST "" "SCRIPT" "SLICER_ARGS" ${ARGN})
   file(APPEND "${SAMFEWSHOT_STUB_OUTPUT}" "UNITTEST|${MY_TEST_SCRIPT}\n")
 endmacro()
-foreach(variable EXTENSION_HOMEPAGE EXTENSION_CATEGORY EXTENSION_DESCRIPTION EXTENSION_ICONURL EXTENSION_SCREENSHOTURLS EXTENSION_DEPENDS)
+foreach(variable EXTENSION_HOMEPAGE EXTENSION_CATEGORY EXTENSION_DESCRIPTION EXTENSION_ICONURL
+                 EXTENSION_SCREENSHOTURLS EXTENSION_DEPENDS)
   file(APPEND "${SAMFEWSHOT_STUB_OUTPUT}" "META|${variable}|${${variable}}\n")
 endforeach()
 """
@@ -725,7 +992,9 @@ def test_module_calls_match_slicer_support_signatures():
                 checked += 1
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
-                assert hasattr(modules[node.value.id], node.attr), f"{path.name}: {node.value.id}.{node.attr} does not exist"
+                assert hasattr(modules[node.value.id], node.attr), (
+                    f"{path.name}: {node.value.id}.{node.attr} does not exist"
+                )
     assert checked >= 15
 
 
@@ -742,7 +1011,11 @@ def test_module_uses_existing_process_runner_members():
                 or (isinstance(n.value, ast.Attribute) and n.value.attr == "runner")
             )
         }
-        tracker_members |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "tracker"}
+        tracker_members |= {
+            n.attr
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and n.value.attr == "tracker"
+        }
     instance_attributes = ("tracker", "stdout_lines", "stderr_lines")
     assert "take_stdout_lines" in runner_members
     assert all(hasattr(ProcessRunner, m) or m in instance_attributes for m in runner_members), runner_members
@@ -796,7 +1069,11 @@ def test_effect_lives_where_slicer_does_not_load_it_as_a_module_and_is_registere
     assert {"qSlicerSegmentEditorScriptedEffect", "setPythonSource", "register", "self"} <= calls
     init = next(f for f in module_class("SAMFewShot").body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
     connects = [n for n in ast.walk(init) if isinstance(n, ast.Call) and _chain(n.func) == "slicer.app.connect"]
-    assert connects and connects[0].args[0].value == "startupCompleted()" and connects[0].args[1].id == "registerPropagateEffect"
+    assert (
+        connects
+        and connects[0].args[0].value == "startupCompleted()"
+        and connects[0].args[1].id == "registerPropagateEffect"
+    )
     path = next(n for n in module.body if isinstance(n, ast.Assign) and n.targets[0].id == "PROPAGATE_EFFECT_PATH")
     assert [a.value for a in path.value.args[1:]] == ["SegmentEditorPropagate", "SegmentEditorEffect.py"]
 
@@ -814,7 +1091,11 @@ def test_effect_widgets_are_created_before_use():
                          for t in (t.elts if isinstance(t, ast.Tuple) else [t])
                          if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
     methods = {f.name for f in effect.body if isinstance(f, ast.FunctionDef)}
-    used = {n.attr for n in ast.walk(effect) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"}
+    used = {
+        n.attr
+        for n in ast.walk(effect)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
+    }
     widgets = {u for u in used if u.endswith(("Button", "ComboBox", "SpinBox", "Label", "List", "Bar"))}
     assert widgets and widgets <= created, widgets - created
     inherited = {"scriptedEffect", "__class__"}
@@ -826,10 +1107,17 @@ def test_effect_apply_is_one_undoable_masked_write():
     saves the undo state and calls modifySegmentByLabelmap (no bypassMasking)."""
     effect = effect_class()
     apply = next(f for f in effect.body if isinstance(f, ast.FunctionDef) and f.name == "onApply")
-    call = next(n for n in ast.walk(apply) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "applyPreview")
+    call = next(
+        n
+        for n in ast.walk(apply)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "applyPreview"
+    )
     assert {k.arg: ast.unparse(k.value) for k in call.keywords} == {"effect": "self.scriptedEffect"}
     bridge = (PACKAGE_DIR / "editor_bridge.py").read_text()
-    assert "effect.saveStateForUndo()" in bridge and "effect.modifySegmentByLabelmap(segmentationNode, segmentId, labelmap, mode)" in bridge
+    assert (
+        "effect.saveStateForUndo()" in bridge
+        and "effect.modifySegmentByLabelmap(segmentationNode, segmentId, labelmap, mode)" in bridge
+    )
     assert "bypassMasking" not in bridge.split('"""', 2)[2] and "setSegmentationNode" not in bridge
 
 
@@ -844,7 +1132,11 @@ def test_job_monitor_refreshes_the_gui_only_when_a_job_starts_or_ends():
     monitor = package_classes()["JobMonitor"]
     timeout = next(f for f in monitor.body if isinstance(f, ast.FunctionDef) and f.name == "onTimeout")
     parents = {c: p for p in ast.walk(timeout) for c in ast.iter_child_nodes(p)}
-    calls = [n for n in ast.walk(timeout) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "_onChanged"]
+    calls = [
+        n
+        for n in ast.walk(timeout)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "_onChanged"
+    ]
     assert calls
     for call in calls:
         node = call
@@ -856,9 +1148,13 @@ def test_job_monitor_refreshes_the_gui_only_when_a_job_starts_or_ends():
 
 
 def test_weights_are_listed_only_once_the_sam_packages_are_there():
-    enter = next(f for f in module_class("SAMFewShotWidget").body if isinstance(f, ast.FunctionDef) and f.name == "enter")
+    enter = next(
+        f for f in module_class("SAMFewShotWidget").body if isinstance(f, ast.FunctionDef) and f.name == "enter"
+    )
     assert "samReady()" in ast.unparse(enter)
-    start_list = next(f for f in package_classes()["WeightsPanel"].body if isinstance(f, ast.FunctionDef) and f.name == "startList")
+    start_list = next(
+        f for f in package_classes()["WeightsPanel"].body if isinstance(f, ast.FunctionDef) and f.name == "startList"
+    )
     assert "samReady()" in ast.unparse(start_list)
 
 
@@ -890,8 +1186,13 @@ def test_panels_call_only_members_that_exist():
               and isinstance(v.func, ast.Name) and v.func.id.endswith("Panel")}
     logic = module_class("SAMFewShotLogic")
     init = next(f for f in logic.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
-    parts = {t.attr: v.func.id for n in ast.walk(init) if isinstance(n, ast.Assign)
-             for t, v in [(n.targets[0], n.value)] if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)}
+    parts = {
+        t.attr: v.func.id
+        for n in ast.walk(init)
+        if isinstance(n, ast.Assign)
+        for t, v in [(n.targets[0], n.value)]
+        if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
+    }
     base = _class_members(classes["ModulePanel"])
     checked = 0
     for name, node in list(classes.items()) + [("SAMFewShotWidget", widget)]:
@@ -911,7 +1212,9 @@ def test_panels_call_only_members_that_exist():
                 assert n.attr in members, f"{name}: self.logic.{owner.attr}.{n.attr} does not exist"
                 checked += 1
             elif isinstance(owner.value, ast.Name) and owner.value.id == "self" and owner.attr == "logic":
-                assert n.attr in set(parts) | {"getParameterNode", "segmentEditorSelection"}, f"{name}: self.logic.{n.attr}"
+                assert n.attr in set(parts) | {"getParameterNode", "segmentEditorSelection"}, (
+                    f"{name}: self.logic.{n.attr}"
+                )
                 checked += 1
     assert checked > 60
 
@@ -919,11 +1222,18 @@ def test_panels_call_only_members_that_exist():
 def test_the_effect_calls_only_members_of_its_logic_parts():
     classes = package_classes()
     effect = effect_class()
-    parts = {"jobs": "ChildJobs", "scene": "SceneExchange", "packages": "PythonPackages", "propagation": "PropagationLogic"}
+    parts = {
+        "jobs": "ChildJobs",
+        "scene": "SceneExchange",
+        "packages": "PythonPackages",
+        "propagation": "PropagationLogic",
+    }
     for n in ast.walk(effect):
         if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute) and isinstance(n.value.value, ast.Name) \
                 and n.value.value.id == "self" and n.value.attr in parts:
-            assert n.attr in _class_members(classes[parts[n.value.attr]]), f"self.{n.value.attr}.{n.attr} does not exist"
+            assert n.attr in _class_members(classes[parts[n.value.attr]]), (
+                f"self.{n.value.attr}.{n.attr} does not exist"
+            )
 
 
 def test_editor_bridge_functions_exist_and_bind():
@@ -940,7 +1250,11 @@ def test_editor_bridge_functions_exist_and_bind():
                     and n.func.value.id == "editor_bridge":
                 args = functions[n.func.attr].args
                 names = [a.arg for a in args.args]
-                assert len(n.args) + len(n.keywords) <= len(names), f"{path.name}: editor_bridge.{n.func.attr} arguments"
-                assert len(n.args) + len(n.keywords) >= len(names) - len(args.defaults), f"{path.name}: {n.func.attr} arguments"
+                assert len(n.args) + len(n.keywords) <= len(names), (
+                    f"{path.name}: editor_bridge.{n.func.attr} arguments"
+                )
+                assert len(n.args) + len(n.keywords) >= len(names) - len(args.defaults), (
+                    f"{path.name}: {n.func.attr} arguments"
+                )
                 assert all(k.arg in names for k in n.keywords)
     assert used >= 10

@@ -63,13 +63,23 @@ def _stub_modules(tmp_path) -> dict:
     wrapper.parameterNodeWrapper = lambda cls: cls
     wrapper.WithinRange = wrapper.Choice = _Anything
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest"):
+    for name in (
+        "ScriptedLoadableModule",
+        "ScriptedLoadableModuleWidget",
+        "ScriptedLoadableModuleLogic",
+        "ScriptedLoadableModuleTest",
+    ):
         setattr(slm, name, type(name, (), {"__init__": lambda self, *a, **k: None}))
     vtk = types.ModuleType("vtk")
     vtk.reference = _Reference
     return {
-        "slicer": slicer, "slicer.util": util, "slicer.parameterNodeWrapper": wrapper, "slicer.ScriptedLoadableModule": slm,
-        "qt": types.ModuleType("qt"), "vtk": vtk, "ctk": types.ModuleType("ctk"),
+        "slicer": slicer,
+        "slicer.util": util,
+        "slicer.parameterNodeWrapper": wrapper,
+        "slicer.ScriptedLoadableModule": slm,
+        "qt": types.ModuleType("qt"),
+        "vtk": vtk,
+        "ctk": types.ModuleType("ctk"),
     }
 
 
@@ -161,7 +171,9 @@ def _logic_on_files(module, image_path: Path, masks):
     logic.jobs.pythonExecutable = lambda: sys.executable
     logic.scene.exportVolume = lambda volumeNode, path: shutil.copyfile(image_path, path)
     logic.scene.volumeGeometry = lambda volumeNode: read_volume(image_path)
-    logic.scene.segmentMask = lambda volumeNode, segmentationNode, segmentId: masks[segmentId] if isinstance(masks, dict) else masks
+    logic.scene.segmentMask = lambda volumeNode, segmentationNode, segmentId: (
+        masks[segmentId] if isinstance(masks, dict) else masks
+    )
     return logic
 
 
@@ -249,8 +261,13 @@ def test_segmentation_labels_keep_names_colours_terminology_and_grid(module, tmp
     second = np.zeros_like(drawn)
     second[20, 20:30, 20:30] = 1
     logic = _logic_on_files(module, image_path, {"Segment_1": ball.astype(np.uint8), "Segment_2": second})
-    terminology = "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^"
-    segmentation = _FakeNode("S", {"Segment_1": _FakeSegment("ball", (1.0, 0.0, 0.0), terminology), "Segment_2": _FakeSegment("box")})
+    terminology = (
+        "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical "
+        "Structure~SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^"
+    )
+    segmentation = _FakeNode(
+        "S", {"Segment_1": _FakeSegment("ball", (1.0, 0.0, 0.0), terminology), "Segment_2": _FakeSegment("box")}
+    )
     out = tmp_path / "labels.seg.nrrd"
     logic.scene.exportSegmentationLabels(_FakeNode("CT"), segmentation, str(out))
     labels = read_labels(out)
@@ -261,7 +278,9 @@ def test_segmentation_labels_keep_names_colours_terminology_and_grid(module, tmp
     assert np.array_equal(labels.array == 1, ball & ~(second > 0))
     empty = _logic_on_files(module, image_path, {"Segment_1": np.zeros_like(drawn)})
     with pytest.raises(ValueError, match="'S' has no voxel"):
-        empty.scene.exportSegmentationLabels(_FakeNode("CT"), _FakeNode("S", {"Segment_1": _FakeSegment("x")}), str(out))
+        empty.scene.exportSegmentationLabels(
+            _FakeNode("CT"), _FakeNode("S", {"Segment_1": _FakeSegment("x")}), str(out)
+        )
 
 
 def test_a_result_off_the_image_grid_is_refused(module, tmp_path):
@@ -414,7 +433,8 @@ argv = sys.argv[1:]
 assert argv[:4] == ["-m", "SAMFewShotLib", "atlas", "apply"], argv
 image = read_volume(argv[4])
 segment = Segment(7, "ball", (0.9, 0.1, 0.1), TERMINOLOGY)
-write_labels(LabelVolume(image.with_array((image.array > 250).astype("uint8") * 7), (segment,)), argv[argv.index("-o") + 1])
+labels = LabelVolume(image.with_array((image.array > 250).astype("uint8") * 7), (segment,))
+write_labels(labels, argv[argv.index("-o") + 1])
 json.dump({"fusion": argv[argv.index("--fusion") + 1]}, open(argv[argv.index("--report") + 1], "w"))
 """
 TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
@@ -436,7 +456,9 @@ def test_atlas_apply_result_is_read_with_names_and_terminology(module, tmp_path)
     assert job.details["bundle"] == str(folder) and job.outputPath.endswith(".seg.nrrd")
     assert logic.jobs.waitForJob(job, TIMEOUT) == 0, job.runner.error_message()
     result = logic.atlas.finishApply(job)
-    assert [(s.value, s.name, s.color, s.terminology) for s in result.labels.segments] == [(7, "ball", (0.9, 0.1, 0.1), TERMINOLOGY)]
+    assert [(s.value, s.name, s.color, s.terminology) for s in result.labels.segments] == [
+        (7, "ball", (0.9, 0.1, 0.1), TERMINOLOGY)
+    ]
     assert np.array_equal(result.labels.array == 7, ball) and result.report == {"fusion": "staple"}
     assert result.bundle == str(folder) and not os.path.exists(job.folder)
 
@@ -478,12 +500,27 @@ def test_batch_refuses_bad_inputs_before_starting(module, tmp_path):
     volume = _FakeNode("ball")
     cases = {
         "output folder": dict(outputFolder="", volumeNodes=[volume], modelKind="atlas", modelPath=str(image_path)),
-        "not both": dict(outputFolder=str(tmp_path / "o"), volumeNodes=[volume], inputFolder=str(tmp_path), modelKind="atlas"),
+        "not both": dict(
+            outputFolder=str(tmp_path / "o"), volumeNodes=[volume], inputFolder=str(tmp_path), modelKind="atlas"
+        ),
         "existing input folder": dict(outputFolder=str(tmp_path / "o"), inputFolder=str(tmp_path / "absent")),
         "Model kind": dict(outputFolder=str(tmp_path / "o"), volumeNodes=[volume], modelKind="network"),
-        "batch model": dict(outputFolder=str(tmp_path / "o"), volumeNodes=[volume], modelKind="atlas", modelPath=str(tmp_path / "absent.zip")),
-        "local:N": dict(outputFolder=str(tmp_path / "o"), volumeNodes=[volume], modelKind="atlas", modelPath=str(image_path), scheduler="gpu"),
-        "harden": dict(outputFolder=str(tmp_path / "o"), volumeNodes=[_FakeNode("v", transform=_FakeNode("T"))], modelKind="atlas"),
+        "batch model": dict(
+            outputFolder=str(tmp_path / "o"),
+            volumeNodes=[volume],
+            modelKind="atlas",
+            modelPath=str(tmp_path / "absent.zip"),
+        ),
+        "local:N": dict(
+            outputFolder=str(tmp_path / "o"),
+            volumeNodes=[volume],
+            modelKind="atlas",
+            modelPath=str(image_path),
+            scheduler="gpu",
+        ),
+        "harden": dict(
+            outputFolder=str(tmp_path / "o"), volumeNodes=[_FakeNode("v", transform=_FakeNode("T"))], modelKind="atlas"
+        ),
     }
     for message, kwargs in cases.items():
         with pytest.raises(ValueError, match=message):
@@ -576,7 +613,8 @@ def test_batch_over_scene_volumes_with_a_reference_fills_the_table_while_it_runs
     recorded = __import__("json").loads((output / "argv.json").read_text())
     assert recorded["inputs"] == [image_path.stat().st_size] * 2 and recorded["annotation"] > 0
     argv = recorded["argv"]
-    assert argv[argv.index("--engine") + 1] == "interpolate" and "--checkpoint" not in argv  # interpolate needs no weights
+    # interpolate needs no weights
+    assert argv[argv.index("--engine") + 1] == "interpolate" and "--checkpoint" not in argv
     assert not os.path.exists(job.folder)
 
 
@@ -648,8 +686,12 @@ def test_volume_is_exported_uncompressed(module, monkeypatch, tmp_path):
     import contextlib
 
     seen = []
-    monkeypatch.setattr(sys.modules["slicer"].util, "exportNode", lambda node, path, properties: seen.append(properties) or True,
-                        raising=False)
+    monkeypatch.setattr(
+        sys.modules["slicer"].util,
+        "exportNode",
+        lambda node, path, properties: seen.append(properties) or True,
+        raising=False,
+    )
     logic = module.SAMFewShotLogic()
     monkeypatch.setattr(logic.scene, "temporarySceneNodes", lambda *a: contextlib.nullcontext())
     logic.scene.exportVolume(_FakeNode("CT"), str(tmp_path / "image.nrrd"))
@@ -690,11 +732,17 @@ def test_batch_exports_one_volume_per_step(module, tmp_path):
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, drawn)
     exported = []
-    logic.scene.exportVolume = lambda volumeNode, path: exported.append(volumeNode.GetName()) or shutil.copyfile(image_path, path)
+    logic.scene.exportVolume = lambda volumeNode, path: (
+        exported.append(volumeNode.GetName()) or shutil.copyfile(image_path, path)
+    )
     bundle = tmp_path / "atlas.zip"
     bundle.write_bytes(b"not read before the child runs")
-    preparation = logic.batch.prepare(str(tmp_path / "out"), volumeNodes=[_FakeNode("a"), _FakeNode("b"), _FakeNode("c")],
-                                      modelKind="atlas", modelPath=str(bundle))
+    preparation = logic.batch.prepare(
+        str(tmp_path / "out"),
+        volumeNodes=[_FakeNode("a"), _FakeNode("b"), _FakeNode("c")],
+        modelKind="atlas",
+        modelPath=str(bundle),
+    )
     assert exported == [] and preparation.total == 3 and len(preparation.steps) == 3
     assert preparation.runNextStep() == "volume 'a'" and exported == ["a"]
     with pytest.raises(RuntimeError, match="2 export steps"):

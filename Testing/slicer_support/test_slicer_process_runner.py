@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from Testing.phantoms import ellipsoid, render
 from SAMFewShotLib.slicer_support import process_runner
 from SAMFewShotLib.slicer_support.commands import propagate_command
 from SAMFewShotLib.slicer_support.process_runner import ProcessRunner
@@ -26,6 +25,7 @@ from SAMFewShotLib.slicer_support.progress_lines import read_report
 from SAMFewShotLib.slicer_support.weights_commands import present_checkpoints, weights_list_command
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
+from Testing.phantoms import ellipsoid, render
 
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="probes pids with os.kill(pid, 0) and /proc")
 TIMEOUT = 60
@@ -37,7 +37,9 @@ def tiny_case(tmp_path_factory) -> dict:
     """image.nrrd and drawn.seg.nrrd (a ball labelled 1 on three axial slices), rotated grid."""
     folder = tmp_path_factory.mktemp("runner_case")
     truth = ellipsoid((7, 10, 11), (5, 7, 8), SHAPE)
-    geometry = dict(spacing=(1.0, 1.0, 2.0), origin=(-3.0, 5.0, 20.0), direction=(0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    geometry = dict(
+        spacing=(1.0, 1.0, 2.0), origin=(-3.0, 5.0, 20.0), direction=(0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    )
     drawn = np.zeros(SHAPE, np.uint8)
     for z in (4, 7, 10):
         drawn[z][truth[z]] = 1
@@ -89,7 +91,9 @@ def test_propagate_run_reports_progress_and_succeeds(tiny_case, tmp_path):
 
 def test_bad_input_exits_2_with_one_error_line(tiny_case, tmp_path):
     missing = tmp_path / "no such image.nrrd"
-    argv = propagate_command(sys.executable, missing, tiny_case["annotation"], tmp_path / "o.nii.gz", tmp_path / "r.json")
+    argv = propagate_command(
+        sys.executable, missing, tiny_case["annotation"], tmp_path / "o.nii.gz", tmp_path / "r.json"
+    )
     runner = ProcessRunner()
     runner.start(argv)
     assert run_to_end(runner) == []
@@ -333,7 +337,9 @@ def test_cancel_without_a_child_does_nothing():
 def test_process_runner_needs_no_psutil():
     """Slicer 5.6 and 5.8 do not ship psutil: the runner must not import it."""
     source = Path(process_runner.__file__).read_text()
-    assert "psutil" not in source.replace("without psutil", "").replace("No psutil", "").replace("do not ship psutil", "")
+    for mention in ("without psutil", "No psutil", "do not ship psutil"):
+        source = source.replace(mention, "")
+    assert "psutil" not in source
     assert not hasattr(process_runner, "psutil")
 
 

@@ -4,7 +4,6 @@ pyproject.toml, and what is missing is told correctly (against this environment'
 from __future__ import annotations
 
 import importlib.metadata
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,20 @@ from SAMFewShotLib.slicer_support.requirements import (
     requirement_satisfied,
 )
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: tomli is the same parser, if installed
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pyproject() -> dict:
+    if tomllib is None:
+        pytest.skip("reading pyproject.toml needs Python 3.11+ (tomllib) or the tomli package")
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -40,7 +49,9 @@ def test_python_requirements_match_pyproject_without_simpleitk():
 def test_sam_requirements_match_the_sam_extra_without_torch():
     sam = _extra("sam")
     by_name = {requirement_name(r): r for r in sam}
-    assert list(requirements.SAM_PYTHON_REQUIREMENTS) == [r for r in sam if requirement_name(r) not in ("torch", "torchvision")]
+    assert list(requirements.SAM_PYTHON_REQUIREMENTS) == [
+        r for r in sam if requirement_name(r) not in ("torch", "torchvision")
+    ]
     assert "torch" + requirements.TORCH_VERSION_REQUIREMENT == by_name["torch"]
     assert "torchvision" + requirements.TORCHVISION_VERSION_REQUIREMENT == by_name["torchvision"]
 

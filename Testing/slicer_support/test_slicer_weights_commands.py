@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.weights_commands import (
     CheckpointRow,
     command_message,
@@ -17,6 +16,7 @@ from SAMFewShotLib.slicer_support.weights_commands import (
     weights_list_command,
     weights_verify_command,
 )
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 
 LIST = {
     "weights_dir": "/cache/weights",
@@ -50,7 +50,9 @@ def test_weights_import_command():
     assert "--name" not in weights_import_command(PYTHON, "x.pth")
 
 
-@pytest.mark.parametrize("kwargs, message", [({"path": ""}, "path must not be empty"), ({"path": "x", "name": " "}, "name")])
+@pytest.mark.parametrize(
+    "kwargs, message", [({"path": ""}, "path must not be empty"), ({"path": "x", "name": " "}, "name")]
+)
 def test_weights_import_command_rejects_empty_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         weights_import_command(PYTHON, **kwargs)
@@ -79,10 +81,15 @@ def test_usable_rows_and_present_checkpoints():
 def test_tooltip_shows_architecture_size_licence_and_status():
     rows = parse_weights_list(LIST)
     assert rows[0].tooltip() == "sam_vit_b: vit_b sam, 375.0 MB, licence Apache-2.0 (present, verified)"
-    assert rows[2].tooltip() == "medsam_vit_b: licence unknown (present, no reference hash (sha256 recorded on first use))"
+    assert rows[2].tooltip() == (
+        "medsam_vit_b: licence unknown (present, no reference hash (sha256 recorded on first use))"
+    )
 
 
-@pytest.mark.parametrize("text, message", [("Weights cache: /x", "not JSON"), ('{"weights_dir": "/x"}', "'checkpoints'"), ("[1]", "JSON object")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("Weights cache: /x", "not JSON"), ('{"weights_dir": "/x"}', "'checkpoints'"), ("[1]", "JSON object")],
+)
 def test_parse_weights_list_rejects_other_output(text, message):
     with pytest.raises(ValueError, match=message):
         parse_weights_list(text)

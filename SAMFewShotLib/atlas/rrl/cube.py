@@ -13,8 +13,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..normalisation import normalise
 from ...volume import LabelVolume, Volume, label_dtype
+from ..normalisation import normalise
 
 
 def cube_grid(volume: Volume, size: int) -> Volume:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.nn import functional as F
@@ -51,7 +51,7 @@ class TrainingData:
             digest.update(tensor.numpy().tobytes())
         return digest.hexdigest()
 
-    def to(self, device: torch.device) -> "TrainingData":
+    def to(self, device: torch.device) -> TrainingData:
         return TrainingData(
             self.atlas.to(device), self.atlas_onehot.to(device), [t.to(device) for t in self.targets],
             self.label_values, self.cubes,
@@ -72,7 +72,13 @@ def prepare_training_data(
     cube_labels = labels_to_cube(atlas_labels, size)
     missing = [v for v in values if not (cube_labels.array == v).any()]
     if missing:
+<<<<<<< HEAD
         raise InputError(f"Atlas labels {missing} vanish at {size}^3 (structures too small for the cube); use a larger --size")
+=======
+        raise ValueError(
+            f"Atlas labels {missing} vanish at {size}^3 (structures too small for the cube); use a larger --size"
+        )
+>>>>>>> lint
     onehot = F.avg_pool3d(one_hot(cube_labels.array, values), 2)
     targets, cubes = [], [atlas_cube.with_array(atlas[0, 0].numpy())]
     for volume in unlabeled:

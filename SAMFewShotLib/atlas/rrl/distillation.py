@@ -11,8 +11,8 @@ teacher see the same input: the slice preprocessed exactly as ``SamPredictor`` d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ def prepare_distillation(
     for index, (volume, slices) in enumerate(zip(volumes, plan)):
         encoded = encode_slices(
             teacher, teacher_digest, volume, 0, slices, NORMALISED_WINDOW, cache,
-            progress=lambda stage, done, count: progress(STAGE, offset + done, total), cancel=cancel,
+            progress=lambda stage, done, count, start=offset: progress(STAGE, start + done, total), cancel=cancel,
         )
         offset += len(slices)
         progress(STAGE, offset, total)

@@ -15,7 +15,7 @@ so this one is our own design within the issue's 5 % bound.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -98,7 +98,9 @@ class LightweightEncoder(nn.Module):
         stages = []
         cin = 3
         for width, depth in zip(self.widths, depths):
-            stages.append(nn.Sequential(_ConvNormAct(cin, width, 3, 2), *[_InvertedResidual(width) for _ in range(depth)]))
+            stages.append(
+                nn.Sequential(_ConvNormAct(cin, width, 3, 2), *[_InvertedResidual(width) for _ in range(depth)])
+            )
             cin = width
         self.stages_ = nn.ModuleList(stages)
         self.neck = nn.Sequential(

@@ -40,7 +40,8 @@ def ncc_loss(fixed: torch.Tensor, warped: torch.Tensor, window: int = 9, eps: fl
         return centred / (centred.square().mean(dim=(2, 3, 4), keepdim=True).sqrt() + 1e-8)
 
     fixed, warped = standardise(fixed), standardise(warped)
-    mf, mw, mfw, mff, mww = mean(torch.cat([fixed, warped, fixed * warped, fixed * fixed, warped * warped], 1)).unbind(1)
+    products = torch.cat([fixed, warped, fixed * warped, fixed * fixed, warped * warped], 1)
+    mf, mw, mfw, mff, mww = mean(products).unbind(1)
     cov = mfw - mf * mw
     var_f = (mff - mf * mf).clamp_min(0)
     var_w = (mww - mw * mw).clamp_min(0)

@@ -64,7 +64,9 @@ class RRLConfig:
         for name in ("encoder_widths", "encoder_depths", "decoder_widths"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if not isinstance(self.size, int) or self.size < 2 * COARSEST_STRIDE or self.size % (2 * COARSEST_STRIDE):
-            raise ValueError(f"size must be a multiple of {2 * COARSEST_STRIDE} (>= {2 * COARSEST_STRIDE}), not {self.size!r}")
+            raise ValueError(
+                f"size must be a multiple of {2 * COARSEST_STRIDE} (>= {2 * COARSEST_STRIDE}), not {self.size!r}"
+            )
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2 (background + labels), not {self.n_classes}")
 
@@ -76,7 +78,7 @@ class RRLConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RRLConfig":
+    def from_dict(cls, data: dict) -> RRLConfig:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 

@@ -2,15 +2,15 @@
 
 The general branch's coarse mask (class probabilities, B x n_classes x D x H x W on the working
 grid) is the prompt: like SAM's dense mask prompt it is embedded by a small convolutional stack
-(here 3D: the mask average-pooled to the stride of each decoder level, then a 1x1x1 convolution), and the
-embeddings are fed to every level but the finest (for speed) of a :class:`.segmentation_decoder.SegmentationDecoder` that
-decodes the medical encoder's pyramid. The prompt is an input: no gradient flows back into the
-general branch through it.
+(here 3D: the mask average-pooled to the stride of each decoder level, then a 1x1x1 convolution), and
+the embeddings are fed to every level but the finest (for speed) of a
+:class:`.segmentation_decoder.SegmentationDecoder` that decodes the medical encoder's pyramid. The
+prompt is an input: no gradient flows back into the general branch through it.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -34,7 +34,9 @@ class AutoPromptDecoder(nn.Module):
             nn.Sequential(nn.Conv3d(n_classes, PROMPT_CHANNELS, 1), nn.LeakyReLU(0.2))
             for _ in LEVEL_STRIDES
         )
-        self.decoder = SegmentationDecoder(pyramid_channels, n_classes, widths, (PROMPT_CHANNELS,) * len(LEVEL_STRIDES) + (0,))
+        self.decoder = SegmentationDecoder(
+            pyramid_channels, n_classes, widths, (PROMPT_CHANNELS,) * len(LEVEL_STRIDES) + (0,)
+        )
 
     def forward(self, pyramid: Sequence[torch.Tensor], image: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         """``prompt`` (B, n_classes, D, H, W) class probabilities of the general branch."""

@@ -10,7 +10,7 @@ working grid. Convolutions: 3x3x3 + LeakyReLU(0.2), no normalisation (VoxelMorph
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -45,7 +45,8 @@ class PyramidDecoder(nn.Module):
         super().__init__()
         if len(pyramid_channels) != 4 or len(widths) != 5 or len(extra_channels) != 5:
             raise ValueError(
-                f"Need 4 pyramid channels, 5 widths, 5 extra channels; not {pyramid_channels}, {widths}, {extra_channels}"
+                f"Need 4 pyramid channels, 5 widths, 5 extra channels; not {pyramid_channels}, {widths}, "
+                f"{extra_channels}"
             )
         skips = list(pyramid_channels[::-1]) + [image_channels]  # coarse to fine, then the image
         self.out_channels = int(widths[-1])
@@ -76,4 +77,5 @@ class PyramidDecoder(nn.Module):
             if extra is not None:
                 parts.append(extra)
             x = level(torch.cat(parts, dim=1))
+        assert x is not None  # there are always five levels
         return x

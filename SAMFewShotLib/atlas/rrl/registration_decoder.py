@@ -7,7 +7,7 @@ registration learn several times faster than from the learnt features alone.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -32,6 +32,7 @@ class RegistrationDecoder(nn.Module):
         self.flow = nn.Conv3d(self.decoder.out_channels, 3, 3, padding=1)
         # Start near the identity transform (VoxelMorph's initialisation).
         nn.init.normal_(self.flow.weight, mean=0.0, std=1e-5)
+        assert self.flow.bias is not None  # Conv3d has a bias by default
         nn.init.zeros_(self.flow.bias)
 
     def forward(

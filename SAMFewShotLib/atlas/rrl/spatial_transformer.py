@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def identity_grid(shape: tuple[int, int, int], device=None, dtype=torch.float32) -> torch.Tensor:
+def identity_grid(shape: tuple[int, ...], device=None, dtype=torch.float32) -> torch.Tensor:
     """(1, 3, D, H, W) voxel coordinates (z, y, x) of a grid of ``shape`` (D, H, W)."""
     axes = [torch.arange(n, device=device, dtype=dtype) for n in shape]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]

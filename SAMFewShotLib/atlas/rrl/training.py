@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -116,7 +116,9 @@ def resolve_device(device: str) -> torch.device:
     raise InputError(f"Device must be auto, cpu or cuda, not {device!r}")
 
 
-def jrs_losses(model: RRLMedSAM, data: TrainingData, target: torch.Tensor, settings: TrainSettings, iteration: int) -> dict:
+def jrs_losses(
+    model: RRLMedSAM, data: TrainingData, target: torch.Tensor, settings: TrainSettings, iteration: int
+) -> dict:
     """The joint stage's losses for one (atlas, target) pair; ``"total"`` is the one to minimise."""
     out = model(data.atlas, target, segment_moving=settings.atlas_supervision)
     warped = warp(out.moving, out.flow)

@@ -18,7 +18,9 @@ SEGMENTS = (Segment(1, "core", (0.9, 0.2, 0.2)), Segment(2, "side", (0.2, 0.4, 0
 
 def _ellipsoid(shape, centre, radii) -> np.ndarray:
     z, y, x = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
-    return ((z - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((x - centre[2]) / radii[2]) ** 2 <= 1
+    return (
+        ((z - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((x - centre[2]) / radii[2]) ** 2 <= 1
+    )
 
 
 def phantom(

@@ -111,7 +111,9 @@ def test_bad_arguments_are_refused(tmp_path, kwargs, message):
 def test_empty_atlas_labels_and_no_unlabelled_images_are_refused(tmp_path):
     image, labels, unlabeled = _inputs()
     with pytest.raises(ValueError, match="holds no label"):
-        train_rrl_bundle(image, labels.with_array(labels.array * 0), unlabeled, tmp_path / "x.zip", size=32, iterations=1)
+        train_rrl_bundle(
+            image, labels.with_array(labels.array * 0), unlabeled, tmp_path / "x.zip", size=32, iterations=1
+        )
     with pytest.raises(ValueError, match="at least one unlabelled"):
         train_rrl_bundle(image, labels, [], tmp_path / "x.zip", size=32, iterations=1)
 
