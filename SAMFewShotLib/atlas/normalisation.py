@@ -45,13 +45,9 @@ def check_normalisation(normalisation: dict) -> dict:
         try:
             low, high = float(normalisation["low"]), float(normalisation["high"])
         except (KeyError, TypeError, ValueError):
-<<<<<<< HEAD
-            raise InputError(f"Normalisation {method!r} needs numbers 'low' and 'high', not {normalisation!r}") from None
-=======
-            raise ValueError(
+            raise InputError(
                 f"Normalisation {method!r} needs numbers 'low' and 'high', not {normalisation!r}"
             ) from None
->>>>>>> lint
         if not low < high:
             raise InputError(f"Normalisation 'low' must be below 'high', not {low} >= {high}")
         if method == "percentile" and not (0.0 <= low and high <= 100.0):

@@ -69,23 +69,16 @@ def check_parameters(parameters: dict | None) -> dict:
         if isinstance(settings[key], bool) or not isinstance(settings[key], int) or settings[key] < 1:
             raise InputError(f"Registration parameter {key} must be a positive integer, not {settings[key]!r}")
     for key in ("grid_spacing_mm", "bending_weight"):
-<<<<<<< HEAD
-        if not isinstance(settings[key], (int, float)) or settings[key] < 0 or (key == "grid_spacing_mm" and not settings[key] > 0):
-            raise InputError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
-    if settings["metric"] not in METRICS:
-        raise InputError(f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}")
-=======
         if (
             not isinstance(settings[key], (int, float))
             or settings[key] < 0
             or (key == "grid_spacing_mm" and not settings[key] > 0)
         ):
-            raise ValueError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
+            raise InputError(f"Registration parameter {key} must be a positive number, not {settings[key]!r}")
     if settings["metric"] not in METRICS:
-        raise ValueError(
+        raise InputError(
             f"Registration parameter metric must be one of {', '.join(METRICS)}, not {settings['metric']!r}"
         )
->>>>>>> lint
     threads = settings["threads"]
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise InputError(f"Registration parameter threads must be a positive integer or None, not {threads!r}")

@@ -72,13 +72,9 @@ def prepare_training_data(
     cube_labels = labels_to_cube(atlas_labels, size)
     missing = [v for v in values if not (cube_labels.array == v).any()]
     if missing:
-<<<<<<< HEAD
-        raise InputError(f"Atlas labels {missing} vanish at {size}^3 (structures too small for the cube); use a larger --size")
-=======
-        raise ValueError(
+        raise InputError(
             f"Atlas labels {missing} vanish at {size}^3 (structures too small for the cube); use a larger --size"
         )
->>>>>>> lint
     onehot = F.avg_pool3d(one_hot(cube_labels.array, values), 2)
     targets, cubes = [], [atlas_cube.with_array(atlas[0, 0].numpy())]
     for volume in unlabeled:

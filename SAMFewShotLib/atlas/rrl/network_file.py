@@ -40,13 +40,9 @@ def load_network(path: Path) -> tuple[RRLMedSAM, list[int]]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: is not an RRL-MedSAM network file")
     if data.get("version") != VERSION:
-<<<<<<< HEAD
-        raise InputError(f"{path}: RRL-MedSAM network version {data.get('version')!r} is not supported (expected {VERSION})")
-=======
-        raise ValueError(
+        raise InputError(
             f"{path}: RRL-MedSAM network version {data.get('version')!r} is not supported (expected {VERSION})"
         )
->>>>>>> lint
     config = RRLConfig.from_dict(data["config"])
     model = RRLMedSAM(config)
     try:
