@@ -62,6 +62,16 @@ def union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None, shape) -
     return tuple(out)
 
 
+def in_box(result: LabelProbability, box: tuple[slice, ...], shape) -> np.ndarray:
+    """``result``'s probability on ``box`` of the canonical volume of ``shape`` (a new float32
+    array; ``box`` must hold ``result.box``): never a whole-volume copy."""
+    out = np.zeros([s.stop - s.start for s in box], np.float32)
+    own = result.box or tuple(slice(0, n) for n in shape)
+    inner = tuple(slice(o.indices(n)[0] - b.start, o.indices(n)[1] - b.start) for o, b, n in zip(own, box, shape))
+    out[inner] = result.probability
+    return out
+
+
 class AutoEngine:
     """Picks register, interpolate or their fusion per structure by leave-one-slice-out Dice."""
 
@@ -130,10 +140,10 @@ class AutoEngine:
             if choice != "register":
                 interpolation = interpolated(value, None)
                 box = union_box(full.box, interpolation.box, shape)
-                inside = slice(drawn[0], drawn[-1] + 1)
-                whole = full.full(shape)
-                whole[inside] = candidate_probability(choice, whole[inside], interpolation.full(shape)[inside])
-                probability = whole[box]
+                inside = slice(drawn[0] - box[0].start, drawn[-1] + 1 - box[0].start)
+                whole = in_box(full, box, shape)
+                whole[inside] = candidate_probability(choice, whole[inside], in_box(interpolation, box, shape)[inside])
+                probability = whole
             chosen = validation[choice] if scores else []
             per_slice = chosen + outer_dice
             expected = float(np.mean(per_slice)) if per_slice else None
@@ -151,7 +161,7 @@ class AutoEngine:
                 },
             )
 
-        with prepared.flows:
+        with prepared:
             prediction = per_label_prediction(
                 self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
             )
