@@ -91,16 +91,17 @@ class AutoEngine:
         timer = Timer()
         with timer.stage("prepare"):
             prepared = self.register.prepare(image, annotation)
+            working_mm = self.register.working_mm
             shape = annotation.canonical_shape
             slice_spacing = annotation.spacing_canonical[0]
             plans = {}
             crops = {value: self.register.crop(annotation, value) for value in annotation.label_values}
             for value in annotation.label_values:
                 drawn = annotation.drawn_slices(value)
-                plans[(value, None)] = plan_label(annotation, value)
+                plans[(value, None)] = plan_label(annotation, value, working_mm=working_mm)
                 if len(drawn) >= 3:
                     for left_out in drawn[1:-1]:
-                        plans[(value, left_out)] = plan_label(annotation, value, leave_out=left_out)
+                        plans[(value, left_out)] = plan_label(annotation, value, left_out, working_mm)
         pending = [key for key, plan in plans.items() if plan.job is not None]
         with timer.stage("contour interpolation"):
             filled, statistics = run_contour_interpolation(

@@ -34,6 +34,7 @@ from ..annotation import SparseAnnotation
 from ..progress import Cancelled, CancelToken, Progress, no_progress
 from ..volume import Volume
 from . import contour_interpolation
+from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
 
 #: The file the child process runs (loaded by path, never through the package).
@@ -245,11 +246,18 @@ class LabelPlan:
     box: tuple[slice, slice, slice]  # (slices, rows, cols) of the slab in the canonical volume
     slab: np.ndarray  # the drawn voxels inside ``box`` (bool)
     job: SlabJob | None  # None when there is nothing to interpolate
+    grid: WorkingGrid | None = None  # the in-plane working grid of ``job``'s slab
 
 
-def plan_label(annotation: SparseAnnotation, value: int, leave_out: int | None = None) -> LabelPlan:
+def plan_label(
+    annotation: SparseAnnotation, value: int, leave_out: int | None = None, working_mm: float = DEFAULT_WORKING_MM
+) -> LabelPlan:
     """Where label ``value`` is interpolated; ``leave_out`` drops one drawn slice (as if it had
-    not been drawn: auto's leave-one-slice-out validation) and plans only the gap around it."""
+    not been drawn: auto's leave-one-slice-out validation) and plans only the gap around it.
+
+    The child gets the slab on the box's working grid (``working_mm`` in-plane, see
+    ``propagation/working_grid.py``; the box itself where the pixels are about that size):
+    the filter's cost follows the structure's physical size, not the voxel count."""
     mask = annotation.mask(value)
     drawn = annotation.drawn_slices(value)
     annotated = annotation.annotated_slices(value)
@@ -274,11 +282,15 @@ def plan_label(annotation: SparseAnnotation, value: int, leave_out: int | None =
     box = (slice(first, last + 1), in_plane[0], in_plane[1])
     keys = [s - first for s in annotated if first <= s <= last]
     needs_filling = any(b - a > 1 for a, b in zip(keys, keys[1:]))
-    job = None
+    job, grid = None, None
     if needs_filling:
         spacing = annotation.spacing_canonical  # (slices, rows, cols) mm
-        job = SlabJob(slab=mask[box], slices=keys, spacing_xyz=(spacing[2], spacing[1], spacing[0]))
-    return LabelPlan(value=value, drawn=drawn, annotated=annotated, box=box, slab=mask[box], job=job)
+        grid = WorkingGrid.around((box[1], box[2]), (spacing[1], spacing[2]), working_mm)
+        slab = mask[box]
+        if grid.resampled:
+            slab = np.stack([grid.mask(plane) for plane in slab])
+        job = SlabJob(slab=slab, slices=keys, spacing_xyz=(grid.spacing[1], grid.spacing[0], spacing[0]))
+    return LabelPlan(value=value, drawn=drawn, annotated=annotated, box=box, slab=mask[box], job=job, grid=grid)
 
 
 def plan_probability(
@@ -290,6 +302,8 @@ def plan_probability(
     """A label's canonical probability (1.0 inside, 0.0 outside) from its plan and the child's
     filled slab (None when there was nothing to fill: the drawn slices as they are)."""
     inside = plan.slab if filled is None else filled
+    if filled is not None and plan.grid is not None and plan.grid.resampled:
+        inside = plan.grid.upsample(filled.astype(np.float32)) >= 0.5
     return LabelProbability(
         probability=inside.astype(np.float32),
         box=plan.box,
@@ -307,6 +321,11 @@ class InterpolateEngine:
     """
 
     name = "interpolate"
+
+    def __init__(self, working_mm: float = DEFAULT_WORKING_MM) -> None:
+        if not working_mm > 0:
+            raise ValueError(f"The working pixel size must be positive, not {working_mm!r}")
+        self.working_mm = float(working_mm)
 
     def propagate(
         self,
@@ -332,7 +351,7 @@ class InterpolateEngine:
         check_same_grid(image, annotation)
         timer = Timer()
         with timer.stage("prepare"):
-            plans = {value: plan_label(annotation, value) for value in annotation.label_values}
+            plans = {value: plan_label(annotation, value, working_mm=self.working_mm) for value in annotation.label_values}
         pending = [plan for plan in plans.values() if plan.job is not None]
         with timer.stage("contour interpolation"):
             filled, statistics = run_contour_interpolation(
