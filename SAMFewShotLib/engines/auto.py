@@ -10,8 +10,10 @@ expected Dice covers extrapolation as well. With one or two drawn slices there i
 interior to validate and ``register`` fills everything (the expected Dice is then the mean Dice
 of each drawn slice predicted from the other, or unknown with one slice).
 
-All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them), and
-every interpolation, validation ones included, runs in one child process.
+All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them, one
+worker pool serves every label), and every interpolation, validation ones included, runs in one
+child process started before the registrations, so ITK's import and the filter overlap them; both
+work on each structure's working grid (``propagation/working_grid.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
-from .interpolate import plan_label, plan_probability, run_contour_interpolation
+from .interpolate import ContourInterpolationChild, plan_label, plan_probability
 from .register import RegisterEngine, slice_progress
 
 CANDIDATES = ("register", "interpolate", "fusion")
@@ -103,11 +105,9 @@ class AutoEngine:
                     for left_out in drawn[1:-1]:
                         plans[(value, left_out)] = plan_label(annotation, value, left_out, working_mm)
         pending = [key for key, plan in plans.items() if plan.job is not None]
-        with timer.stage("contour interpolation"):
-            filled, statistics = run_contour_interpolation(
-                [plans[key].job for key in pending], progress=progress, cancel=cancel
-            )
-        filled_by_key = dict(zip(pending, filled))
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        filled_by_key: dict = {}
 
         def interpolated(value: int, left_out: int | None) -> LabelProbability:
             plan = plans[(value, left_out)]
@@ -122,7 +122,7 @@ class AutoEngine:
         def propagate_label(value: int) -> LabelProbability:
             mask = annotation.mask(value)
             drawn = annotation.drawn_slices(value)
-            full = registered(value, on_slice=slice_progress(progress, self.name, value))
+            full = fulls.pop(value)
             validation: dict[str, list[float]] = {name: [] for name in CANDIDATES}
             outer_dice: list[float] = []
             for left_out in drawn if len(drawn) >= 2 else []:
@@ -162,7 +162,17 @@ class AutoEngine:
                 },
             )
 
-        with prepared:
+        fulls: dict[int, LabelProbability] = {}
+        # The child imports ITK and interpolates while this process registers.
+        with prepared, ContourInterpolationChild([plans[key].job for key in pending]) as child:
+            with timer.stage("register"):
+                for value in annotation.label_values:
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    fulls[value] = registered(value, on_slice=slice_progress(progress, self.name, value))
+            with timer.stage("contour interpolation"):
+                filled, statistics = child.result(progress=progress, cancel=cancel)
+            filled_by_key.update(zip(pending, filled))
             prediction = per_label_prediction(
                 self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
             )

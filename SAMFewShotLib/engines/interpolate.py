@@ -114,6 +114,129 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
+class ContourInterpolationChild:
+    """One child process interpolating every slab of ``jobs``: started on construction, so the
+    caller can work (register) while the child imports ITK and filters; :meth:`result` collects.
+
+    The child gets the slabs through .npy files in a temporary folder, writes each result
+    under a temporary name and renames it, writes ``done.json`` last and leaves with
+    ``os._exit(0)``. Use as a context manager (or call :meth:`close`): the child is killed if
+    still running and the folder removed.
+    """
+
+    def __init__(self, jobs: list[SlabJob]) -> None:
+        self.jobs = jobs
+        self.process: subprocess.Popen | None = None
+        self.job_dir: Path | None = None
+        if not jobs:
+            return
+        self.job_dir = job_dir = Path(tempfile.mkdtemp(prefix="samfewshot-interpolate-"))
+        try:
+            entries = []
+            for i, job in enumerate(jobs):
+                np.save(job_dir / f"slab_{i}.npy", np.ascontiguousarray(job.slab, dtype=np.uint8))
+                entries.append(
+                    {
+                        "input": f"slab_{i}.npy",
+                        "output": f"result_{i}.npy",
+                        "slices": [int(s) for s in job.slices],
+                        "spacing": [float(s) for s in job.spacing_xyz],
+                    }
+                )
+            (job_dir / contour_interpolation.JOB_FILE).write_text(json.dumps({"slabs": entries}))
+            self.stderr_path = job_dir / "stderr.txt"
+            command = [python_executable(), "-c", CHILD_BOOTSTRAP, str(CHILD_SCRIPT), str(job_dir)]
+            self.start = time.perf_counter()
+            with open(self.stderr_path, "wb") as stderr:
+                try:
+                    self.process = subprocess.Popen(
+                        command,
+                        cwd=job_dir,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=stderr,
+                        creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console flash on Windows
+                    )
+                except OSError as error:
+                    raise RuntimeError(
+                        f"Could not start the contour interpolation process {command[0]}: {error}"
+                    ) from error
+        except BaseException:
+            self.close()
+            raise
+
+    def result(
+        self,
+        *,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+        stage: str = "interpolate: contour interpolation",
+    ) -> tuple[list[np.ndarray], dict]:
+        """Wait for the child; (bool slabs, child statistics), see :func:`run_contour_interpolation`."""
+        jobs, process, job_dir = self.jobs, self.process, self.job_dir
+        if not jobs:
+            return [], {}
+        assert process is not None and job_dir is not None
+        try:
+            summary = None
+            delivered_at = None
+            reported = -1
+            while True:
+                if cancel is not None and cancel.cancelled:
+                    _kill(process)
+                    raise Cancelled("cancelled")
+                exit_code = process.poll()
+                if summary is None:
+                    summary = _delivered(job_dir, len(jobs))
+                    if summary is not None:
+                        delivered_at = time.perf_counter()
+                done = len(jobs) if summary is not None else sum(
+                    (job_dir / f"result_{i}.npy").exists() for i in range(len(jobs))
+                )
+                if done != reported:
+                    progress(stage, done, len(jobs))
+                    reported = done
+                if exit_code is not None:
+                    break
+                if delivered_at is not None and time.perf_counter() - delivered_at > EXIT_GRACE_SECONDS:
+                    _kill(process)  # delivered but hung on the way out
+                    exit_code = process.returncode
+                    break
+                time.sleep(POLL_SECONDS)
+            child_seconds = time.perf_counter() - self.start
+            if summary is None:
+                summary = _delivered(job_dir, len(jobs))
+            if summary is None:
+                tail = _stderr_tail(self.stderr_path)
+                raise RuntimeError(
+                    f"The contour interpolation process ended (exit code {exit_code}) before delivering its result"
+                    + (f": {tail}" if tail else "")
+                )
+            results = [np.load(job_dir / f"result_{i}.npy") != 0 for i in range(len(jobs))]
+            statistics = {
+                "child_seconds": child_seconds,
+                "child_import_seconds": float(summary.get("import_seconds", float("nan"))),
+                "child_filter_seconds": float(summary.get("filter_seconds", float("nan"))),
+                "child_exit_code": int(exit_code),
+            }
+            return results, statistics
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Kill the child if it still runs and remove its folder."""
+        if self.process is not None and self.process.poll() is None:
+            _kill(self.process)
+        if self.job_dir is not None:
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+
+    def __enter__(self) -> "ContourInterpolationChild":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def run_contour_interpolation(
     jobs: list[SlabJob],
     *,
@@ -123,12 +246,10 @@ def run_contour_interpolation(
 ) -> tuple[list[np.ndarray], dict]:
     """Interpolate every slab in one child process; returns (bool slabs, child statistics).
 
-    The child gets the slabs through .npy files in a temporary folder, writes each result
-    under a temporary name and renames it, writes ``done.json`` last and leaves with
-    ``os._exit(0)``. The result is accepted once ``done.json`` and all results exist, whatever
-    the child's exit code (a crash after delivery is harmless); if the child ends before that,
-    RuntimeError names its exit code and the end of its stderr. ``cancel`` is polled every
-    :data:`POLL_SECONDS`; on cancel the child is killed and :class:`Cancelled` raised.
+    The result is accepted once ``done.json`` and all results exist, whatever the child's exit
+    code (a crash after delivery is harmless); if the child ends before that, RuntimeError names
+    its exit code and the end of its stderr. ``cancel`` is polled every :data:`POLL_SECONDS`; on
+    cancel the child is killed and :class:`Cancelled` raised.
 
     Statistics: ``child_seconds`` (start to exit), ``child_import_seconds`` and
     ``child_filter_seconds`` (as the child measured them), ``child_exit_code``.
@@ -137,84 +258,8 @@ def run_contour_interpolation(
         return [], {}
     if cancel is not None:
         cancel.raise_if_cancelled()
-    job_dir = Path(tempfile.mkdtemp(prefix="samfewshot-interpolate-"))
-    process: subprocess.Popen | None = None
-    try:
-        entries = []
-        for i, job in enumerate(jobs):
-            np.save(job_dir / f"slab_{i}.npy", np.ascontiguousarray(job.slab, dtype=np.uint8))
-            entries.append(
-                {
-                    "input": f"slab_{i}.npy",
-                    "output": f"result_{i}.npy",
-                    "slices": [int(s) for s in job.slices],
-                    "spacing": [float(s) for s in job.spacing_xyz],
-                }
-            )
-        (job_dir / contour_interpolation.JOB_FILE).write_text(json.dumps({"slabs": entries}))
-        stderr_path = job_dir / "stderr.txt"
-        command = [python_executable(), "-c", CHILD_BOOTSTRAP, str(CHILD_SCRIPT), str(job_dir)]
-        start = time.perf_counter()
-        with open(stderr_path, "wb") as stderr:
-            try:
-                process = subprocess.Popen(
-                    command,
-                    cwd=job_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console flash on Windows
-                )
-            except OSError as error:
-                raise RuntimeError(
-                    f"Could not start the contour interpolation process {command[0]}: {error}"
-                ) from error
-        summary = None
-        delivered_at = None
-        reported = -1
-        while True:
-            if cancel is not None and cancel.cancelled:
-                _kill(process)
-                raise Cancelled("cancelled")
-            exit_code = process.poll()
-            if summary is None:
-                summary = _delivered(job_dir, len(jobs))
-                if summary is not None:
-                    delivered_at = time.perf_counter()
-            done = len(jobs) if summary is not None else sum(
-                (job_dir / f"result_{i}.npy").exists() for i in range(len(jobs))
-            )
-            if done != reported:
-                progress(stage, done, len(jobs))
-                reported = done
-            if exit_code is not None:
-                break
-            if delivered_at is not None and time.perf_counter() - delivered_at > EXIT_GRACE_SECONDS:
-                _kill(process)  # delivered but hung on the way out
-                exit_code = process.returncode
-                break
-            time.sleep(POLL_SECONDS)
-        child_seconds = time.perf_counter() - start
-        if summary is None:
-            summary = _delivered(job_dir, len(jobs))
-        if summary is None:
-            tail = _stderr_tail(stderr_path)
-            raise RuntimeError(
-                f"The contour interpolation process ended (exit code {exit_code}) before delivering its result"
-                + (f": {tail}" if tail else "")
-            )
-        results = [np.load(job_dir / f"result_{i}.npy") != 0 for i in range(len(jobs))]
-        statistics = {
-            "child_seconds": child_seconds,
-            "child_import_seconds": float(summary.get("import_seconds", float("nan"))),
-            "child_filter_seconds": float(summary.get("filter_seconds", float("nan"))),
-            "child_exit_code": int(exit_code),
-        }
-        return results, statistics
-    finally:
-        if process is not None and process.poll() is None:
-            _kill(process)
-        shutil.rmtree(job_dir, ignore_errors=True)
+    with ContourInterpolationChild(jobs) as child:
+        return child.result(progress=progress, cancel=cancel, stage=stage)
 
 
 def slice_confidence(
