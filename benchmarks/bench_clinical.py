@@ -157,6 +157,25 @@ def print_row(r: dict) -> None:
     )
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """Per engine and k: Dice per structure, mean Dice, mean HD95, mean compute / wall / CPU
+    seconds and the largest peak RSS (one structure per call)."""
+    names = list(dict.fromkeys(r["structure"] for r in rows))
+    header = ["engine", "k", *names, "mean Dice", "mean HD95 mm", "compute s", "wall s", "CPU s", "peak RSS MiB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        for k in sorted({r["k"] for r in rows if r["engine"] == engine}):
+            chosen = {r["structure"]: r for r in rows if r["engine"] == engine and r["k"] == k}
+            hd = [r["hd95"] for r in chosen.values() if r["hd95"] is not None]
+            mean = lambda key: float(np.mean([r[key] for r in chosen.values()]))  # noqa: E731
+            cells = [engine, str(k)] + [f"{chosen[n]['dice']:.3f}" if n in chosen else "-" for n in names]
+            cells += [f"**{mean('dice'):.3f}**", f"{np.mean(hd):.1f}" if hd else "-"]
+            cells += [f"{mean('compute'):.1f}", f"{mean('wall'):.1f}", f"{mean('cpu'):.1f}"]
+            cells += [f"{max(r['peak_rss_mib'] for r in chosen.values()):.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", default="register,auto,interpolate")
@@ -165,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multi", action="store_true", help="all structures drawn in one annotation, one call")
     parser.add_argument("--json", default=None, help="write the rows as JSON here")
     parser.add_argument("--cache", default=str(CACHE))
+    parser.add_argument("--table", default=None, metavar="JSON", help="only print the table of an earlier --json")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return 0
 
     from SAMFewShotLib.bench import parse_ints
     from SAMFewShotLib.volume_io import read_labels
@@ -210,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                     print_row(summary)
                 rows += per
     print(f"load after: {os.getloadavg()}", flush=True)
+    if not args.multi:
+        print(markdown_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
