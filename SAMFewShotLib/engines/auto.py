@@ -10,8 +10,10 @@ expected Dice covers extrapolation as well. With one or two drawn slices there i
 interior to validate and ``register`` fills everything (the expected Dice is then the mean Dice
 of each drawn slice predicted from the other, or unknown with one slice).
 
-All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them), and
-every interpolation, validation ones included, runs in one child process.
+All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them, one
+worker pool serves every label), and every interpolation, validation ones included, runs in one
+child process started before the registrations, so ITK's import and the filter overlap them; both
+work on each structure's working grid (``propagation/working_grid.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
-from .interpolate import plan_label, plan_probability, run_contour_interpolation
+from .interpolate import ContourInterpolationChild, plan_label, plan_probability
 from .register import RegisterEngine, slice_progress
 
 CANDIDATES = ("register", "interpolate", "fusion")
@@ -62,6 +64,16 @@ def union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None, shape) -
     return tuple(out)
 
 
+def in_box(result: LabelProbability, box: tuple[slice, ...], shape) -> np.ndarray:
+    """``result``'s probability on ``box`` of the canonical volume of ``shape`` (a new float32
+    array; ``box`` must hold ``result.box``): never a whole-volume copy."""
+    out = np.zeros([s.stop - s.start for s in box], np.float32)
+    own = result.box or tuple(slice(0, n) for n in shape)
+    inner = tuple(slice(o.indices(n)[0] - b.start, o.indices(n)[1] - b.start) for o, b, n in zip(own, box, shape))
+    out[inner] = result.probability
+    return out
+
+
 class AutoEngine:
     """Picks register, interpolate or their fusion per structure by leave-one-slice-out Dice."""
 
@@ -81,22 +93,21 @@ class AutoEngine:
         timer = Timer()
         with timer.stage("prepare"):
             prepared = self.register.prepare(image, annotation)
+            working_mm = self.register.working_mm
             shape = annotation.canonical_shape
             slice_spacing = annotation.spacing_canonical[0]
             plans = {}
             crops = {value: self.register.crop(annotation, value) for value in annotation.label_values}
             for value in annotation.label_values:
                 drawn = annotation.drawn_slices(value)
-                plans[(value, None)] = plan_label(annotation, value)
+                plans[(value, None)] = plan_label(annotation, value, working_mm=working_mm)
                 if len(drawn) >= 3:
                     for left_out in drawn[1:-1]:
-                        plans[(value, left_out)] = plan_label(annotation, value, leave_out=left_out)
+                        plans[(value, left_out)] = plan_label(annotation, value, left_out, working_mm)
         pending = [key for key, plan in plans.items() if plan.job is not None]
-        with timer.stage("contour interpolation"):
-            filled, statistics = run_contour_interpolation(
-                [plans[key].job for key in pending], progress=progress, cancel=cancel
-            )
-        filled_by_key = dict(zip(pending, filled))
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        filled_by_key: dict = {}
 
         def interpolated(value: int, left_out: int | None) -> LabelProbability:
             plan = plans[(value, left_out)]
@@ -111,7 +122,7 @@ class AutoEngine:
         def propagate_label(value: int) -> LabelProbability:
             mask = annotation.mask(value)
             drawn = annotation.drawn_slices(value)
-            full = registered(value, on_slice=slice_progress(progress, self.name, value))
+            full = fulls.pop(value)
             validation: dict[str, list[float]] = {name: [] for name in CANDIDATES}
             outer_dice: list[float] = []
             for left_out in drawn if len(drawn) >= 2 else []:
@@ -130,10 +141,10 @@ class AutoEngine:
             if choice != "register":
                 interpolation = interpolated(value, None)
                 box = union_box(full.box, interpolation.box, shape)
-                inside = slice(drawn[0], drawn[-1] + 1)
-                whole = full.full(shape)
-                whole[inside] = candidate_probability(choice, whole[inside], interpolation.full(shape)[inside])
-                probability = whole[box]
+                inside = slice(drawn[0] - box[0].start, drawn[-1] + 1 - box[0].start)
+                whole = in_box(full, box, shape)
+                whole[inside] = candidate_probability(choice, whole[inside], in_box(interpolation, box, shape)[inside])
+                probability = whole
             chosen = validation[choice] if scores else []
             per_slice = chosen + outer_dice
             expected = float(np.mean(per_slice)) if per_slice else None
@@ -151,7 +162,17 @@ class AutoEngine:
                 },
             )
 
-        with prepared.flows:
+        fulls: dict[int, LabelProbability] = {}
+        # The child imports ITK and interpolates while this process registers.
+        with prepared, ContourInterpolationChild([plans[key].job for key in pending]) as child:
+            with timer.stage("register"):
+                for value in annotation.label_values:
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    fulls[value] = registered(value, on_slice=slice_progress(progress, self.name, value))
+            with timer.stage("contour interpolation"):
+                filled, statistics = child.result(progress=progress, cancel=cancel)
+            filled_by_key.update(zip(pending, filled))
             prediction = per_label_prediction(
                 self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
             )

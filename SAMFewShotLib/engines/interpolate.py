@@ -34,6 +34,7 @@ from ..annotation import SparseAnnotation
 from ..progress import Cancelled, CancelToken, Progress, no_progress
 from ..volume import Volume
 from . import contour_interpolation
+from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
 
 #: The file the child process runs (loaded by path, never through the package).
@@ -113,6 +114,129 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
+class ContourInterpolationChild:
+    """One child process interpolating every slab of ``jobs``: started on construction, so the
+    caller can work (register) while the child imports ITK and filters; :meth:`result` collects.
+
+    The child gets the slabs through .npy files in a temporary folder, writes each result
+    under a temporary name and renames it, writes ``done.json`` last and leaves with
+    ``os._exit(0)``. Use as a context manager (or call :meth:`close`): the child is killed if
+    still running and the folder removed.
+    """
+
+    def __init__(self, jobs: list[SlabJob]) -> None:
+        self.jobs = jobs
+        self.process: subprocess.Popen | None = None
+        self.job_dir: Path | None = None
+        if not jobs:
+            return
+        self.job_dir = job_dir = Path(tempfile.mkdtemp(prefix="samfewshot-interpolate-"))
+        try:
+            entries = []
+            for i, job in enumerate(jobs):
+                np.save(job_dir / f"slab_{i}.npy", np.ascontiguousarray(job.slab, dtype=np.uint8))
+                entries.append(
+                    {
+                        "input": f"slab_{i}.npy",
+                        "output": f"result_{i}.npy",
+                        "slices": [int(s) for s in job.slices],
+                        "spacing": [float(s) for s in job.spacing_xyz],
+                    }
+                )
+            (job_dir / contour_interpolation.JOB_FILE).write_text(json.dumps({"slabs": entries}))
+            self.stderr_path = job_dir / "stderr.txt"
+            command = [python_executable(), "-c", CHILD_BOOTSTRAP, str(CHILD_SCRIPT), str(job_dir)]
+            self.start = time.perf_counter()
+            with open(self.stderr_path, "wb") as stderr:
+                try:
+                    self.process = subprocess.Popen(
+                        command,
+                        cwd=job_dir,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=stderr,
+                        creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console flash on Windows
+                    )
+                except OSError as error:
+                    raise RuntimeError(
+                        f"Could not start the contour interpolation process {command[0]}: {error}"
+                    ) from error
+        except BaseException:
+            self.close()
+            raise
+
+    def result(
+        self,
+        *,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+        stage: str = "interpolate: contour interpolation",
+    ) -> tuple[list[np.ndarray], dict]:
+        """Wait for the child; (bool slabs, child statistics), see :func:`run_contour_interpolation`."""
+        jobs, process, job_dir = self.jobs, self.process, self.job_dir
+        if not jobs:
+            return [], {}
+        assert process is not None and job_dir is not None
+        try:
+            summary = None
+            delivered_at = None
+            reported = -1
+            while True:
+                if cancel is not None and cancel.cancelled:
+                    _kill(process)
+                    raise Cancelled("cancelled")
+                exit_code = process.poll()
+                if summary is None:
+                    summary = _delivered(job_dir, len(jobs))
+                    if summary is not None:
+                        delivered_at = time.perf_counter()
+                done = len(jobs) if summary is not None else sum(
+                    (job_dir / f"result_{i}.npy").exists() for i in range(len(jobs))
+                )
+                if done != reported:
+                    progress(stage, done, len(jobs))
+                    reported = done
+                if exit_code is not None:
+                    break
+                if delivered_at is not None and time.perf_counter() - delivered_at > EXIT_GRACE_SECONDS:
+                    _kill(process)  # delivered but hung on the way out
+                    exit_code = process.returncode
+                    break
+                time.sleep(POLL_SECONDS)
+            child_seconds = time.perf_counter() - self.start
+            if summary is None:
+                summary = _delivered(job_dir, len(jobs))
+            if summary is None:
+                tail = _stderr_tail(self.stderr_path)
+                raise RuntimeError(
+                    f"The contour interpolation process ended (exit code {exit_code}) before delivering its result"
+                    + (f": {tail}" if tail else "")
+                )
+            results = [np.load(job_dir / f"result_{i}.npy") != 0 for i in range(len(jobs))]
+            statistics = {
+                "child_seconds": child_seconds,
+                "child_import_seconds": float(summary.get("import_seconds", float("nan"))),
+                "child_filter_seconds": float(summary.get("filter_seconds", float("nan"))),
+                "child_exit_code": int(exit_code),
+            }
+            return results, statistics
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Kill the child if it still runs and remove its folder."""
+        if self.process is not None and self.process.poll() is None:
+            _kill(self.process)
+        if self.job_dir is not None:
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+
+    def __enter__(self) -> "ContourInterpolationChild":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def run_contour_interpolation(
     jobs: list[SlabJob],
     *,
@@ -122,12 +246,10 @@ def run_contour_interpolation(
 ) -> tuple[list[np.ndarray], dict]:
     """Interpolate every slab in one child process; returns (bool slabs, child statistics).
 
-    The child gets the slabs through .npy files in a temporary folder, writes each result
-    under a temporary name and renames it, writes ``done.json`` last and leaves with
-    ``os._exit(0)``. The result is accepted once ``done.json`` and all results exist, whatever
-    the child's exit code (a crash after delivery is harmless); if the child ends before that,
-    RuntimeError names its exit code and the end of its stderr. ``cancel`` is polled every
-    :data:`POLL_SECONDS`; on cancel the child is killed and :class:`Cancelled` raised.
+    The result is accepted once ``done.json`` and all results exist, whatever the child's exit
+    code (a crash after delivery is harmless); if the child ends before that, RuntimeError names
+    its exit code and the end of its stderr. ``cancel`` is polled every :data:`POLL_SECONDS`; on
+    cancel the child is killed and :class:`Cancelled` raised.
 
     Statistics: ``child_seconds`` (start to exit), ``child_import_seconds`` and
     ``child_filter_seconds`` (as the child measured them), ``child_exit_code``.
@@ -136,84 +258,8 @@ def run_contour_interpolation(
         return [], {}
     if cancel is not None:
         cancel.raise_if_cancelled()
-    job_dir = Path(tempfile.mkdtemp(prefix="samfewshot-interpolate-"))
-    process: subprocess.Popen | None = None
-    try:
-        entries = []
-        for i, job in enumerate(jobs):
-            np.save(job_dir / f"slab_{i}.npy", np.ascontiguousarray(job.slab, dtype=np.uint8))
-            entries.append(
-                {
-                    "input": f"slab_{i}.npy",
-                    "output": f"result_{i}.npy",
-                    "slices": [int(s) for s in job.slices],
-                    "spacing": [float(s) for s in job.spacing_xyz],
-                }
-            )
-        (job_dir / contour_interpolation.JOB_FILE).write_text(json.dumps({"slabs": entries}))
-        stderr_path = job_dir / "stderr.txt"
-        command = [python_executable(), "-c", CHILD_BOOTSTRAP, str(CHILD_SCRIPT), str(job_dir)]
-        start = time.perf_counter()
-        with open(stderr_path, "wb") as stderr:
-            try:
-                process = subprocess.Popen(
-                    command,
-                    cwd=job_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console flash on Windows
-                )
-            except OSError as error:
-                raise RuntimeError(
-                    f"Could not start the contour interpolation process {command[0]}: {error}"
-                ) from error
-        summary = None
-        delivered_at = None
-        reported = -1
-        while True:
-            if cancel is not None and cancel.cancelled:
-                _kill(process)
-                raise Cancelled("cancelled")
-            exit_code = process.poll()
-            if summary is None:
-                summary = _delivered(job_dir, len(jobs))
-                if summary is not None:
-                    delivered_at = time.perf_counter()
-            done = len(jobs) if summary is not None else sum(
-                (job_dir / f"result_{i}.npy").exists() for i in range(len(jobs))
-            )
-            if done != reported:
-                progress(stage, done, len(jobs))
-                reported = done
-            if exit_code is not None:
-                break
-            if delivered_at is not None and time.perf_counter() - delivered_at > EXIT_GRACE_SECONDS:
-                _kill(process)  # delivered but hung on the way out
-                exit_code = process.returncode
-                break
-            time.sleep(POLL_SECONDS)
-        child_seconds = time.perf_counter() - start
-        if summary is None:
-            summary = _delivered(job_dir, len(jobs))
-        if summary is None:
-            tail = _stderr_tail(stderr_path)
-            raise RuntimeError(
-                f"The contour interpolation process ended (exit code {exit_code}) before delivering its result"
-                + (f": {tail}" if tail else "")
-            )
-        results = [np.load(job_dir / f"result_{i}.npy") != 0 for i in range(len(jobs))]
-        statistics = {
-            "child_seconds": child_seconds,
-            "child_import_seconds": float(summary.get("import_seconds", float("nan"))),
-            "child_filter_seconds": float(summary.get("filter_seconds", float("nan"))),
-            "child_exit_code": int(exit_code),
-        }
-        return results, statistics
-    finally:
-        if process is not None and process.poll() is None:
-            _kill(process)
-        shutil.rmtree(job_dir, ignore_errors=True)
+    with ContourInterpolationChild(jobs) as child:
+        return child.result(progress=progress, cancel=cancel, stage=stage)
 
 
 def slice_confidence(
@@ -245,11 +291,18 @@ class LabelPlan:
     box: tuple[slice, slice, slice]  # (slices, rows, cols) of the slab in the canonical volume
     slab: np.ndarray  # the drawn voxels inside ``box`` (bool)
     job: SlabJob | None  # None when there is nothing to interpolate
+    grid: WorkingGrid | None = None  # the in-plane working grid of ``job``'s slab
 
 
-def plan_label(annotation: SparseAnnotation, value: int, leave_out: int | None = None) -> LabelPlan:
+def plan_label(
+    annotation: SparseAnnotation, value: int, leave_out: int | None = None, working_mm: float = DEFAULT_WORKING_MM
+) -> LabelPlan:
     """Where label ``value`` is interpolated; ``leave_out`` drops one drawn slice (as if it had
-    not been drawn: auto's leave-one-slice-out validation) and plans only the gap around it."""
+    not been drawn: auto's leave-one-slice-out validation) and plans only the gap around it.
+
+    The child gets the slab on the box's working grid (``working_mm`` in-plane, see
+    ``propagation/working_grid.py``; the box itself where the pixels are about that size):
+    the filter's cost follows the structure's physical size, not the voxel count."""
     mask = annotation.mask(value)
     drawn = annotation.drawn_slices(value)
     annotated = annotation.annotated_slices(value)
@@ -274,11 +327,15 @@ def plan_label(annotation: SparseAnnotation, value: int, leave_out: int | None =
     box = (slice(first, last + 1), in_plane[0], in_plane[1])
     keys = [s - first for s in annotated if first <= s <= last]
     needs_filling = any(b - a > 1 for a, b in zip(keys, keys[1:]))
-    job = None
+    job, grid = None, None
     if needs_filling:
         spacing = annotation.spacing_canonical  # (slices, rows, cols) mm
-        job = SlabJob(slab=mask[box], slices=keys, spacing_xyz=(spacing[2], spacing[1], spacing[0]))
-    return LabelPlan(value=value, drawn=drawn, annotated=annotated, box=box, slab=mask[box], job=job)
+        grid = WorkingGrid.around((box[1], box[2]), (spacing[1], spacing[2]), working_mm)
+        slab = mask[box]
+        if grid.resampled:
+            slab = np.stack([grid.mask(plane) for plane in slab])
+        job = SlabJob(slab=slab, slices=keys, spacing_xyz=(grid.spacing[1], grid.spacing[0], spacing[0]))
+    return LabelPlan(value=value, drawn=drawn, annotated=annotated, box=box, slab=mask[box], job=job, grid=grid)
 
 
 def plan_probability(
@@ -290,6 +347,8 @@ def plan_probability(
     """A label's canonical probability (1.0 inside, 0.0 outside) from its plan and the child's
     filled slab (None when there was nothing to fill: the drawn slices as they are)."""
     inside = plan.slab if filled is None else filled
+    if filled is not None and plan.grid is not None and plan.grid.resampled:
+        inside = plan.grid.upsample(filled.astype(np.float32)) >= 0.5
     return LabelProbability(
         probability=inside.astype(np.float32),
         box=plan.box,
@@ -307,6 +366,11 @@ class InterpolateEngine:
     """
 
     name = "interpolate"
+
+    def __init__(self, working_mm: float = DEFAULT_WORKING_MM) -> None:
+        if not working_mm > 0:
+            raise ValueError(f"The working pixel size must be positive, not {working_mm!r}")
+        self.working_mm = float(working_mm)
 
     def propagate(
         self,
@@ -332,7 +396,7 @@ class InterpolateEngine:
         check_same_grid(image, annotation)
         timer = Timer()
         with timer.stage("prepare"):
-            plans = {value: plan_label(annotation, value) for value in annotation.label_values}
+            plans = {value: plan_label(annotation, value, working_mm=self.working_mm) for value in annotation.label_values}
         pending = [plan for plan in plans.values() if plan.job is not None]
         with timer.stage("contour interpolation"):
             filled, statistics = run_contour_interpolation(

@@ -1,14 +1,20 @@
 """Engine ``register``: SAM-MPA mask propagation by slice-to-slice registration.
 
-Each adjacent slice pair is registered once (TV-L1 optical flow by default; DIS or elastix
-B-spline on request) inside a crop around the structure, and the drawn masks are chained through the
+Each adjacent slice pair is registered once (with the default registrar of
+``propagation/slice_registration.py`` or the one asked for) inside a crop around the structure, and the drawn masks are chained through the
 resulting displacement fields: both directions fused between drawn slices, intensity-trimmed
 extrapolation with a stop rule beyond them (see ``propagation/mask_chain.py``).
+
+Registration and chaining run on each structure's working grid (``propagation/working_grid.py``):
+its crop resampled to ``working_mm`` (1.2 mm by default) where the slices' pixels are finer, so
+the cost follows the structure's physical size, not the voxel count; the chained probability is
+resampled back (bilinear) onto the full-resolution crop. One worker pool registers every
+label's pairs, and every pair is registered at most once per crop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -16,31 +22,24 @@ import numpy as np
 from ..annotation import SparseAnnotation
 from ..progress import CancelToken, Progress, no_progress
 from ..propagation.mask_chain import ChainSettings, propagate_label_masks, robust_range
-from ..propagation.slice_flows import SliceFlows
+from ..propagation.slice_flows import RegistrationPool, SliceFlows
 from ..propagation.slice_registration import DEFAULT_REGISTRAR, make_registrar
+from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid, grown_box, occupied_slices
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
 
-#: Crop margin around a structure's drawn masks, as a fraction of their in-plane extent ...
-CROP_MARGIN_FRACTION = 0.25
-#: ... and at least this many pixels.
-CROP_MARGIN_MIN_PX = 8
 #: Window for registration: these percentiles of the values in and around the drawn masks.
 WINDOW_PERCENTILES = (0.5, 99.5)
 #: Width of the neighbourhood (pixels) around drawn masks that sets the registration window.
 WINDOW_BAND_PX = 8
 
 
-def structure_crop(masks: list[np.ndarray], shape: tuple[int, int]) -> tuple[slice, slice]:
-    """In-plane (rows, cols) crop around the union of ``masks`` with a margin, inside ``shape``."""
-    union = np.logical_or.reduce(masks)
-    crop = []
-    for axis, size in enumerate(shape):
-        present = np.flatnonzero(union.any(axis=1 - axis))
-        lo, hi = int(present[0]), int(present[-1]) + 1
-        margin = max(CROP_MARGIN_MIN_PX, int(round(CROP_MARGIN_FRACTION * (hi - lo))))
-        crop.append(slice(max(lo - margin, 0), min(hi + margin, size)))
-    return crop[0], crop[1]
+def structure_crop(masks: list[np.ndarray], shape: tuple[int, int], spacing: tuple[float, float] = (3.0, 3.0)) -> tuple[slice, slice]:
+    """In-plane (rows, cols) crop around the union of ``masks`` (each of ``shape``) with a margin
+    (see :func:`~SAMFewShotLib.propagation.working_grid.grown_box`); ``spacing`` (row, col) mm."""
+    if any(m.shape != tuple(shape) for m in masks):
+        raise ValueError(f"Masks must be of shape {tuple(shape)}")
+    return grown_box(masks, spacing)
 
 
 def registration_window(stack: np.ndarray, annotation: SparseAnnotation) -> tuple[float, float]:
@@ -52,7 +51,7 @@ def registration_window(stack: np.ndarray, annotation: SparseAnnotation) -> tupl
     values = []
     for z in np.flatnonzero(drawn.any(axis=(1, 2))):
         neighbourhood = ndimage.binary_dilation(drawn[z], iterations=WINDOW_BAND_PX)
-        values.append(stack[z][neighbourhood])
+        values.append(stack[z][neighbourhood].astype(np.float32))
     low, high = np.percentile(np.concatenate(values), WINDOW_PERCENTILES)
     return float(low), float(max(high, low + 1e-3))
 
@@ -63,18 +62,66 @@ def slice_progress(progress: Progress, engine: str, value: int) -> Callable[[int
 
 
 @dataclass
+class GridStack:
+    """One working grid's slices: raw values (intensity model), normalised ones (registration)
+    and their memoised registrations. Arrays (n_slices, rows, cols) float32 on the grid."""
+
+    grid: WorkingGrid
+    values: np.ndarray
+    flows: SliceFlows
+
+
+@dataclass
 class PreparedImage:
     """What every label's propagation shares.
 
     Attributes:
-        stack: (n_slices, rows, cols) float32 intensities, annotated axis first.
+        stack: (n_slices, rows, cols) canonical view of the image (its own dtype, no copy).
+        window: (low, high) registration intensity window.
         value_range: p99.5 - p0.5 of the intensities.
-        flows: memoised adjacent-slice registrations of the normalised stack.
+        spacing: (slice, row, col) mm.
+        pool: the worker pool every grid's registrations share.
+        grids: {grid key: GridStack}, made on first use.
     """
 
     stack: np.ndarray
+    window: tuple[float, float]
     value_range: float
-    flows: SliceFlows
+    spacing: tuple[float, float, float]
+    pool: RegistrationPool
+    grids: dict = field(default_factory=dict)
+
+    def grid_stack(self, grid: WorkingGrid) -> GridStack:
+        """The :class:`GridStack` of ``grid`` (resampled once)."""
+        found = self.grids.get(grid.key)
+        if found is None:
+            low, high = self.window
+            values = grid.stack(self.stack)
+            normalised = np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32, copy=False)
+            flows = SliceFlows(normalised, grid.spacing, self.pool.registrar, pool=self.pool)
+            found = self.grids[grid.key] = GridStack(grid, values, flows)
+        return found
+
+    @property
+    def registrations(self) -> int:
+        return sum(g.flows.registrations for g in self.grids.values())
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(g.flows.cache_hits for g in self.grids.values())
+
+    @property
+    def seconds(self) -> float:
+        return sum(g.flows.seconds for g in self.grids.values())
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> "PreparedImage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class RegisterEngine:
@@ -83,30 +130,51 @@ class RegisterEngine:
     Args:
         backend: "dis" (OpenCV DIS optical flow), "tvl1" (TV-L1 optical flow) or "elastix".
         settings: chaining and stop-rule settings.
+        working_mm: in-plane pixel size (mm) of the working grid registration and chaining run on.
+        workers: registration worker processes (default: one per core).
     """
 
     name = "register"
 
-    def __init__(self, backend: str = DEFAULT_REGISTRAR, settings: ChainSettings | None = None) -> None:
+    def __init__(
+        self,
+        backend: str = DEFAULT_REGISTRAR,
+        settings: ChainSettings | None = None,
+        working_mm: float = DEFAULT_WORKING_MM,
+        workers: int | None = None,
+    ) -> None:
+        if not working_mm > 0:
+            raise ValueError(f"The working pixel size must be positive, not {working_mm!r}")
         self.registrar = make_registrar(backend)
         self.backend = backend
         self.settings = settings or ChainSettings()
+        self.working_mm = float(working_mm)
+        self.workers = workers
 
     def prepare(self, image: Volume, annotation: SparseAnnotation) -> PreparedImage:
-        """Canonical float32 stack, its value range and its (empty) registration cache."""
+        """The canonical view, registration window, value range and an empty worker pool; the
+        working grids are resampled when a label first needs them."""
         check_same_grid(image, annotation)
-        stack = annotation.to_canonical(image.array).astype(np.float32)
-        low, high = registration_window(stack, annotation)
-        normalised = np.clip((stack - low) / (high - low), 0.0, 1.0).astype(np.float32)
-        spacing = annotation.spacing_canonical
-        flows = SliceFlows(normalised, (spacing[1], spacing[2]), self.registrar)
-        return PreparedImage(stack=stack, value_range=robust_range(stack), flows=flows)
+        stack = annotation.to_canonical(image.array)
+        return PreparedImage(
+            stack=stack,
+            window=registration_window(stack, annotation),
+            value_range=robust_range(stack),
+            spacing=tuple(annotation.spacing_canonical),
+            pool=RegistrationPool(self.registrar, self.workers),
+        )
 
     @staticmethod
     def crop(annotation: SparseAnnotation, value: int) -> tuple[slice, slice]:
         """The in-plane crop of label ``value``: around all its drawn masks."""
         mask = annotation.mask(value)
-        return structure_crop([mask[z] for z in annotation.drawn_slices(value)], mask.shape[1:])
+        spacing = annotation.spacing_canonical
+        return structure_crop([mask[z] for z in annotation.drawn_slices(value)], mask.shape[1:], (spacing[1], spacing[2]))
+
+    def grid(self, annotation: SparseAnnotation, crop: tuple[slice, slice]) -> WorkingGrid:
+        """The working grid of an in-plane ``crop``."""
+        spacing = annotation.spacing_canonical
+        return WorkingGrid.around(crop, (spacing[1], spacing[2]), self.working_mm)
 
     def propagate_label(
         self,
@@ -122,33 +190,42 @@ class RegisterEngine:
         """Propagate label ``value``; ``drawn_slices`` restricts the drawn slices used (auto's
         leave-one-out), default all of them; ``only`` computes just that slice; ``crop`` is the
         in-plane crop, default :func:`structure_crop` of the label's drawn slices; ``on_slice(done,
-        total)`` reports the slices filled."""
+        total)`` reports the slices filled. The probability covers the crop and the slices it is
+        non-zero on, at full resolution."""
         mask = annotation.mask(value)
         if crop is None:
             crop = self.crop(annotation, value)
+        grid = self.grid(annotation, crop)
+        working = prepared.grid_stack(grid)
         drawn_slices = annotation.drawn_slices(value) if drawn_slices is None else drawn_slices
-        drawn = {z: mask[z][crop] for z in drawn_slices}
+        drawn = {z: grid.mask(mask[z][crop]) for z in drawn_slices}
+        whole = (slice(0, grid.shape[0]), slice(0, grid.shape[1]))
+        spacing = prepared.spacing
         result = propagate_label_masks(
-            prepared.stack,
+            working.values,
             drawn,
             set(annotation.empty_slices.get(value, ())),
-            prepared.flows,
-            crop,
+            working.flows,
+            whole,
             self.settings,
             cancel,
             only,
             prepared.value_range,
-            annotation.spacing_canonical,
+            (spacing[0], grid.spacing[0], grid.spacing[1]),
             on_slice,
         )
+        slices = occupied_slices(result.probability)
+        if slices.stop == 0:
+            slices = slice(min(drawn_slices), min(drawn_slices) + 1)
         return LabelProbability(
-            probability=result.probability,
-            box=(slice(0, mask.shape[0]), crop[0], crop[1]),
+            probability=grid.upsample(result.probability[slices]),
+            box=(slices, crop[0], crop[1]),
             slice_confidence=result.confidence,
             details={
                 "stopped_at": result.stopped_at,
                 "intensity_separability": round(result.separability, 3),
                 "backend": self.backend,
+                "working_grid": list(grid.shape),
             },
         )
 
@@ -163,7 +240,7 @@ class RegisterEngine:
         timer = Timer()
         with timer.stage("prepare"):
             prepared = self.prepare(image, annotation)
-        with prepared.flows:
+        with prepared:
             prediction = per_label_prediction(
                 self.name,
                 annotation,
@@ -179,11 +256,12 @@ class RegisterEngine:
 
     def record_registrations(self, prediction: Prediction, prepared: PreparedImage) -> None:
         """Add the registration time and counters of ``prepared`` to ``prediction``."""
-        flows = prepared.flows
-        prediction.seconds["registration"] = flows.seconds
+        prediction.seconds["registration"] = prepared.seconds
         prediction.counters.update(
-            registrations=flows.registrations,
-            registration_cache_hits=flows.cache_hits,
-            registration_workers=flows.workers,
+            registrations=prepared.registrations,
+            registration_cache_hits=prepared.cache_hits,
+            registration_workers=prepared.pool.workers,
+            working_grids=len(prepared.grids),
+            working_mm=self.working_mm,
             backend=self.backend,
         )

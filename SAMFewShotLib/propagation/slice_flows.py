@@ -1,13 +1,16 @@
 """Displacement fields between adjacent slices, computed once and reused.
 
-:class:`SliceFlows` registers slice pairs of a normalised stack on demand, inside a crop, and
-memoises every field: all chains of one label, all labels sharing a crop, and the
-leave-one-slice-out runs of the ``auto`` engine reuse the same registrations.
+:class:`SliceFlows` registers slice pairs of one normalised stack (a structure's working grid, see
+``working_grid.py``) on demand, inside a crop, and memoises every field keyed by crop and pair:
+all chains of one label, all labels sharing a crop, and the leave-one-slice-out runs of the
+``auto`` engine reuse the same registrations.
 
 Pairs known in advance (every pair between two drawn slices; a few pairs ahead of an outward
-chain) are registered in parallel by :meth:`SliceFlows.prefetch` on a pool of forked worker
-processes (one per core, at most :data:`MAX_WORKERS`); where fork is unavailable (Windows,
-macOS defaults) everything runs in the calling process.
+chain) are registered in parallel by :meth:`SliceFlows.prefetch` on a :class:`RegistrationPool`
+of forked worker processes (one per core, at most :data:`MAX_WORKERS`). One pool serves every
+stack of a command (all labels, all validation runs): the slices travel to the workers with each
+task, so a stack made after the pool started is registered there too. Where fork is unavailable
+(Windows, macOS defaults) everything runs in the calling process.
 """
 
 from __future__ import annotations
@@ -26,22 +29,21 @@ from .slice_registration import SliceRegistrar
 #: Worker processes for prefetching registrations.
 MAX_WORKERS = 8
 
-# The forked workers' copy of the stack (inherited, never pickled).
+# The forked workers' registrar (inherited, never pickled).
 _WORKER_STATE: dict = {}
 
 
-def _worker_register(source: int, target: int, crop: tuple[slice, slice]) -> np.ndarray:
-    stack, spacing, registrar = _WORKER_STATE["stack"], _WORKER_STATE["spacing"], _WORKER_STATE["registrar"]
-    return registrar.register(stack[target][crop], stack[source][crop], spacing)
+def _worker_register(fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    return _WORKER_STATE["registrar"].register(fixed, moving, spacing)
 
 
-def _worker_init(stack: np.ndarray, spacing: tuple[float, float], registrar: SliceRegistrar) -> None:
+def _worker_init(registrar: SliceRegistrar) -> None:
     # Forked workers inherit the command's SIGTERM handler (raise KeyboardInterrupt), which can
     # leave a worker blocked on the pool's pipe after its parent is gone: a worker just dies on
     # SIGTERM, and leaves Ctrl-C to its parent, which shuts the pool down.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_STATE.update(stack=stack, spacing=spacing, registrar=registrar)
+    _WORKER_STATE.update(registrar=registrar)
 
 
 def default_workers() -> int:
@@ -53,6 +55,44 @@ def default_workers() -> int:
     return max(1, min(cores, MAX_WORKERS))
 
 
+class RegistrationPool:
+    """Forked worker processes that register (fixed, moving) slice pairs with one registrar.
+
+    Started on first use, shared by every :class:`SliceFlows` of a command; a context manager
+    (or :meth:`close`) shuts it down. ``workers`` < 2 registers nothing in parallel.
+    """
+
+    def __init__(self, registrar: SliceRegistrar, workers: int | None = None) -> None:
+        self.registrar = registrar
+        self.workers = default_workers() if workers is None else max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def register(
+        self, pairs: list[tuple[np.ndarray, np.ndarray]], spacing: tuple[float, float]
+    ) -> list[np.ndarray]:
+        """Displacements of (fixed, moving) pairs, in order, computed on the workers."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_worker_init,
+                initargs=(self.registrar,),
+            )
+        fixed, moving = zip(*pairs)
+        return list(self._pool.map(_worker_register, fixed, moving, [spacing] * len(pairs)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "RegistrationPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class SliceFlows:
     """Adjacent-slice displacement fields of a stack, memoised.
 
@@ -60,20 +100,30 @@ class SliceFlows:
         stack: (n_slices, rows, cols) float32 in [0, 1], the annotated axis first.
         spacing: in-plane (row, col) pixel size in mm.
         registrar: the 2D registration method.
-        workers: processes for :meth:`prefetch` (default: :func:`default_workers`); 1 = serial.
+        workers: processes for :meth:`prefetch` when no ``pool`` is given (default:
+            :func:`default_workers`); 1 = serial.
+        pool: a shared :class:`RegistrationPool` (its registrar is used for prefetching); when
+            None, the flows start their own and :meth:`close` shuts it down.
 
-    Use as a context manager (or call :meth:`close`) to shut the worker pool down.
+    Counters: ``registrations`` (pairs registered), ``cache_hits``, ``seconds`` (wall seconds
+    spent registering). Use as a context manager (or call :meth:`close`).
     """
 
     def __init__(
-        self, stack: np.ndarray, spacing: tuple[float, float], registrar: SliceRegistrar, workers: int | None = None
+        self,
+        stack: np.ndarray,
+        spacing: tuple[float, float],
+        registrar: SliceRegistrar,
+        workers: int | None = None,
+        pool: RegistrationPool | None = None,
     ) -> None:
         self.stack = stack
         self.spacing = spacing
         self.registrar = registrar
-        self.workers = default_workers() if workers is None else max(1, workers)
+        self._owns_pool = pool is None
+        self.pool = pool if pool is not None else RegistrationPool(registrar, workers)
+        self.workers = self.pool.workers
         self._fields: dict[tuple, np.ndarray] = {}
-        self._pool: ProcessPoolExecutor | None = None
         self.registrations = 0
         self.cache_hits = 0
         self.seconds = 0.0
@@ -117,26 +167,18 @@ class SliceFlows:
             self._register_in_parallel(missing[first : first + batch], crop)
 
     def _register_in_parallel(self, missing: list[tuple[int, int]], crop: tuple[slice, slice]) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_worker_init,
-                initargs=(self.stack, self.spacing, self.registrar),
-            )
         start = time.perf_counter()
-        sources, targets = zip(*missing)
-        fields = self._pool.map(_worker_register, sources, targets, [crop] * len(missing))
+        pairs = [(self.stack[target][crop], self.stack[source][crop]) for source, target in missing]
+        fields = self.pool.register(pairs, self.spacing)
         for (source, target), field in zip(missing, fields):
             self._fields[self._key(source, target, crop)] = field
         self.seconds += time.perf_counter() - start
         self.registrations += len(missing)
 
     def close(self) -> None:
-        """Shut the worker pool down (the cache stays usable, serially)."""
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        """Shut down the worker pool this object started (the cache stays usable, serially)."""
+        if self._owns_pool:
+            self.pool.close()
 
     def __enter__(self) -> "SliceFlows":
         return self

@@ -5,14 +5,16 @@ float32 in [0, 1], return the displacement ``d`` of shape (2, rows, cols), in pi
 components, such that ``moving(x + d(x)) ~ fixed(x)``. A mask drawn on the moving slice then moves
 to the fixed slice as ``mask(x + d(x))`` (see :func:`warp`).
 
-Three registrars are provided (times per 122x101 pair on 2 cores):
-- :class:`OpticalFlowRegistrar` (default, "tvl1"): TV-L1 optical flow (scikit-image), ~0.1 s.
-- :class:`DisOpticalFlowRegistrar` ("dis"): OpenCV's dense inverse search optical flow with
-  variational refinement, ~3 ms.
+Three registrars are provided (CPU seconds per pair of a 122x101 slice / a liver's 229x244
+working grid at 1.2 mm):
+- :class:`DisOpticalFlowRegistrar` (default, "dis"): OpenCV's dense inverse search optical flow
+  with variational refinement, ~3 ms / ~70 ms.
+- :class:`OpticalFlowRegistrar` ("tvl1"): TV-L1 optical flow (scikit-image), ~0.1 s / ~0.65 s.
 - :class:`ElastixBSplineRegistrar` ("elastix"): elastix multi-resolution B-spline (itk-elastix),
   the registration of the SAM-MPA paper; ~0.45 s plus ~10 s to load elastix once.
-TV-L1 is the most accurate (README: abdomen CT benchmark and the MRI demo); DIS is 10-30x
-faster for a small loss of Dice.
+DIS is the default by measurement (README, "Clinical scale"): on the 3 mm CT it is within 0.004
+mean Dice of TV-L1 at k = 1, 3, 10 for a fifth of the time, and on the clinical grid it is both
+more accurate (liver k = 3: 0.940 vs 0.925) and 7x faster.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class ElastixBSplineRegistrar:
 
 
 REGISTRARS = {"dis": DisOpticalFlowRegistrar, "tvl1": OpticalFlowRegistrar, "elastix": ElastixBSplineRegistrar}
-DEFAULT_REGISTRAR = "tvl1"
+DEFAULT_REGISTRAR = "dis"
 
 
 def make_registrar(name: str) -> SliceRegistrar:

@@ -1,4 +1,4 @@
-"""Tests of the register engine (make_engine("register"): TV-L1 slice registration + mask chaining).
+"""Tests of the register engine (make_engine("register"): DIS slice registration (the default) + mask chaining).
 
 Phantoms: bright textured ellipsoids with noise in a darker textured background, annotated on a
 few slices; the engine sees only the image and the annotation.
@@ -135,7 +135,7 @@ def test_counters_report_the_registrations(run):
     counters = run.prediction.counters
     # At least every adjacent pair between the outermost drawn slices of each label, each way.
     assert counters["registrations"] >= sum(2 * (s[-1] - s[0] - 2) for s in DRAWN.values())
-    assert counters["registration_cache_hits"] >= 0 and counters["backend"] == "tvl1"
+    assert counters["registration_cache_hits"] >= 0 and counters["backend"] == "dis"
     assert run.prediction.seconds["registration"] > 0
 
 
@@ -168,3 +168,51 @@ def test_an_image_on_another_grid_is_rejected(grid):
     image = Volume(np.ascontiguousarray(array), grid.get("spacing", SPACING))
     with pytest.raises(ValueError, match="grid"):
         make_engine("register").propagate(image, annotation)
+
+
+class SpyRegistrar:
+    """Records the shape of every registered pair; returns no displacement."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[tuple[int, int], tuple[int, int]]] = []
+        self.spacings: list[tuple[float, float]] = []
+
+    def register(self, fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        self.shapes.append((fixed.shape, moving.shape))
+        self.spacings.append(tuple(spacing))
+        return np.zeros((2, *fixed.shape), np.float32)
+
+
+def clinical_slices(drawn: list[int]) -> tuple[Volume, SparseAnnotation, np.ndarray]:
+    """A 14 x 512 x 512 CT-like phantom (0.6 mm pixels, 2 mm slices) with a 120 mm disc drawn on
+    ``drawn``; returns (image, annotation, the disc)."""
+    rows, cols = np.ogrid[:512, :512]
+    disc = (rows - 250) ** 2 + (cols - 270) ** 2 <= 100**2
+    truth = np.repeat(disc[None], 14, axis=0)
+    truth[:2] = truth[12:] = False
+    image = Volume(np.where(truth, 60, -100).astype(np.int16), spacing=(0.6, 0.6, 2.0))
+    labels = np.zeros(truth.shape, np.uint8)
+    labels[drawn] = truth[drawn]
+    annotation = SparseAnnotation.from_labels(LabelVolume(image.with_array(labels)), axis=0)
+    return image, annotation, truth
+
+
+@pytest.mark.parametrize("engine_name", ["register", "auto"])
+def test_a_512_pixel_slice_grid_is_registered_at_the_working_resolution(engine_name):
+    image, annotation, truth = clinical_slices([4, 7, 10])
+    engine = make_engine(engine_name)
+    register = engine if engine_name == "register" else engine.register
+    spy = SpyRegistrar()
+    register.registrar, register.workers = spy, 1  # serial: the spy sees every registration
+    prediction = engine.propagate(image, annotation)
+    # The disc (201 px) plus its 25 % margins is 301 px of 0.6 mm = 180.6 mm, ~150 px of 1.2 mm.
+    assert spy.shapes and all(fixed == moving == (150, 150) for fixed, moving in spy.shapes)
+    assert all(np.allclose(s, (1.2, 1.2), atol=0.01) for s in spy.spacings), set(spy.spacings)
+    # Each ordered slice pair once, also with auto's leave-one-slice-out runs.
+    assert len(spy.shapes) == prediction.counters["registrations"]
+    assert prediction.counters["working_grids"] == 1
+    out = prediction.labels.array == 1
+    assert out.shape == (14, 512, 512)
+    assert dice(out[4:11], truth[4:11]) > 0.98

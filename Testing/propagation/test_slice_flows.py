@@ -63,3 +63,32 @@ def test_only_neighbouring_slices_are_registered(stack, source, target):
     with pytest.raises(ValueError, match="not neighbours"):
         flows.step(source, target, CROP)
     assert flows.registrations == 0
+
+
+class DifferenceRegistrar:
+    """A deterministic registrar: the field is (fixed - moving, fixed + moving)."""
+
+    name = "difference"
+
+    def register(self, fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        return np.stack([fixed - moving, fixed + moving]).astype(np.float32)
+
+
+def test_one_pool_serves_stacks_made_after_it_started(stack):
+    from SAMFewShotLib.propagation.slice_flows import RegistrationPool, default_workers
+
+    if default_workers() < 2:
+        pytest.skip("needs fork and two cores")
+    registrar = DifferenceRegistrar()
+    with RegistrationPool(registrar, workers=2) as pool:
+        first = SliceFlows(stack, (1.0, 1.0), registrar, pool=pool)
+        first.prefetch([(0, 1), (1, 2), (2, 3)], CROP)
+        later = SliceFlows(stack[:, ::-1].copy(), (1.0, 1.0), registrar, pool=pool)
+        later.prefetch([(3, 2), (4, 3)], CROP)
+        assert first.registrations == 3 and later.registrations == 2
+        expected = registrar.register(later.stack[2][CROP], later.stack[3][CROP], (1.0, 1.0))
+        np.testing.assert_array_equal(later.step(3, 2, CROP), expected)
+        assert later.cache_hits == 1
+        first.close()  # not the flows' pool: it stays usable
+        later.prefetch([(0, 1), (1, 2)], CROP)
+        assert later.registrations == 4
