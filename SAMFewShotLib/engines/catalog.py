@@ -19,14 +19,13 @@ from dataclasses import dataclass
 
 from ..atlas.fusion_methods import FUSION_METHODS
 from ..errors import InputError
-from ..propagation.slice_registration import DEFAULT_REGISTRAR, REGISTRARS
+from ..propagation.registrar_names import DEFAULT_REGISTRAR, REGISTRAR_NAMES
 
 #: Engines that need no weights and run on the CPU.
 WEIGHTLESS_ENGINES = ("auto", "interpolate", "register")
 #: Engines that use model weights (and so the --checkpoint, --device, --model-type options).
 WEIGHTED_ENGINES = ("sam", "fewshot", "meta")
 #: Slice registrars of ``register`` / ``auto`` (``register:NAME``).
-REGISTRAR_NAMES = tuple(REGISTRARS)
 #: Coarse engines the ``sam`` engine refines (``sam:NAME``; default the first).
 SAM_COARSE_ENGINES = ("register", "interpolate")
 #: Devices of the SAM-based engines.
@@ -36,8 +35,7 @@ ENGINE_NAMES = (
     "auto",
     "interpolate",
     "register",
-    "register:dis",
-    "register:elastix",
+    *(f"register:{name}" for name in REGISTRAR_NAMES if name != DEFAULT_REGISTRAR),
     "sam",
     "sam:interpolate",
     "fewshot",
@@ -89,7 +87,7 @@ class EngineSpec:
 
 def _valid(family: str, option: str) -> bool:
     if family in ("register", "auto"):
-        return not option or option in REGISTRARS
+        return not option or option in REGISTRAR_NAMES
     if family == "sam":
         return not option or option in SAM_COARSE_ENGINES
     return family in ("interpolate", "fewshot", "meta") and not option

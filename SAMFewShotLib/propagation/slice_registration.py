@@ -25,6 +25,8 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
+from .registrar_names import DEFAULT_REGISTRAR, REGISTRAR_NAMES
+
 
 class SliceRegistrar(Protocol):
     name: str
@@ -151,7 +153,7 @@ class ElastixBSplineRegistrar:
 
 
 REGISTRARS = {"dis": DisOpticalFlowRegistrar, "tvl1": OpticalFlowRegistrar, "elastix": ElastixBSplineRegistrar}
-DEFAULT_REGISTRAR = "dis"
+__all__ = ["DEFAULT_REGISTRAR", "REGISTRARS", "REGISTRAR_NAMES", "SliceRegistrar", "make_registrar"]
 
 
 def make_registrar(name: str) -> SliceRegistrar:

@@ -19,14 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..atlas.fusion_methods import FUSION_METHODS  # ``--fusion`` choices of ``atlas apply``
 from .commands import CLI_DEVICES, PathLike, base_command
 from .progress_lines import parse_json_output
 
 if TYPE_CHECKING:
     from ..atlas.bundle import AtlasLabel
 
-#: ``--fusion`` choices of ``atlas apply`` (how several atlases' labels are combined).
-FUSION_METHODS = ("majority", "staple", "local")
 #: ``--refine`` choices (SAM refinement from atlas prompts; needs ``--checkpoint``).
 REFINE_METHODS = ("sam",)
 #: ``--device`` choices.

@@ -18,16 +18,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Union
 
+from ..engines.catalog import WEIGHTED_ENGINES, WEIGHTLESS_ENGINES  # the one engine list
+
 PathLike = Union[str, "os.PathLike[str]"]
 EmptySlices = Union[str, Sequence[int], Mapping[int, Sequence[int]], None]
 
 #: ``python -m`` target of every command.
 MODULE = "SAMFewShotLib"
-#: Engines that need no weights (the part before ``:`` of an engine name).
-WEIGHTLESS_ENGINES = ("auto", "interpolate", "register")
-#: Engines that need PyTorch and a SAM checkpoint (``--checkpoint``): SAM-MPA refinement, the
-#: few-shot mask decoder and the meta-learned adapters (which also take ``--init``).
-WEIGHTED_ENGINES = ("sam", "fewshot", "meta")
 #: Engines with SAM post-refinement rounds (``--refine``).
 REFINING_ENGINES = ("sam",)
 #: Engines that start from a meta-learned initialisation file (``--init``, optional).
