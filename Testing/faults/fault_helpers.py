@@ -42,3 +42,25 @@ def run_cli(args, capfd) -> tuple[int, list[str], str]:
     code = cli.main([str(a) for a in args])
     captured = capfd.readouterr()
     return code, [line for line in captured.err.splitlines() if line.strip()], captured.out
+
+
+class CopyEngine:
+    """A stand-in engine for command-line fault tests: the annotation as the result (the faults
+    are in reading and writing, not in propagation; the real engines start child processes)."""
+
+    name = "copy"
+
+    def propagate(self, image, annotation, *, progress=None, cancel=None):
+        from SAMFewShotLib.prediction import Prediction
+
+        return Prediction(
+            labels=annotation.labels, slice_confidence={}, expected_dice={}, seconds={"propagate": 0.0},
+            counters={}, axis=int(annotation.axis),
+        )
+
+
+def use_copy_engine(monkeypatch) -> None:
+    """``--engine interpolate`` runs :class:`CopyEngine` (patched into ``engines.make_engine``)."""
+    import SAMFewShotLib.engines as engines
+
+    monkeypatch.setattr(engines, "make_engine", lambda spec, **options: CopyEngine())
