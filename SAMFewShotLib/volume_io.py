@@ -120,6 +120,9 @@ def _first_line(error: BaseException) -> str:
 
 def _dicom_series_files(folder: Path) -> list[str]:
     """File names of the DICOM series in ``folder`` with the most files (logged when several)."""
+    for entry in sorted(os.listdir(folder)):
+        if not (folder / entry).is_dir():
+            check_regular(folder / entry)  # GDCM's scan would block on a FIFO
     try:
         with captured_native_stderr():
             series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))

@@ -88,7 +88,13 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 def command_temp_folder() -> Iterator[str]:
     """One private temporary folder for the whole command: ``tempfile`` and child processes
     (``TMPDIR``) put their files in it, and it is removed on every exit path (success, error,
-    cancel), also of files left by worker processes that ended with ``os._exit``."""
+    cancel), also of files left by worker processes that ended with ``os._exit``.
+
+    multiprocessing's own folder (the fork server's socket, no data) is made first, outside: it
+    lives as long as the process and multiprocessing removes it at exit."""
+    import multiprocessing.util
+
+    multiprocessing.util.get_temp_dir()
     folder = tempfile.mkdtemp(prefix="samfewshot-run-")
     saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"] = folder
