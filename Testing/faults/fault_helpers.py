@@ -3,6 +3,9 @@ and the command line run in-process with its stderr lines."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import numpy as np
 import SAMFewShotLib.cli.main as cli
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 from SAMFewShotLib.volume_io import write_labels, write_volume
+from Testing.batch.batch_helpers import ThresholdModel
 
 SHAPE = (12, 16, 16)
 
@@ -64,3 +68,16 @@ def use_copy_engine(monkeypatch) -> None:
     import SAMFewShotLib.engines as engines
 
     monkeypatch.setattr(engines, "make_engine", lambda spec, **options: CopyEngine())
+
+
+
+@dataclass(frozen=True)
+class LeakyModel(ThresholdModel):
+    """A batch model whose workers copy "patient data" to a temporary folder (as an atlas
+    extraction does) and never clean up; with ``crash_tags`` they leave by ``os._exit``."""
+
+    def segment(self, image: Volume) -> LabelVolume:
+        folder = tempfile.mkdtemp(prefix="samfewshot-atlas-")
+        with open(os.path.join(folder, "atlas_image.nii.gz"), "wb") as handle:
+            handle.write(b"patient data")
+        return super().segment(image)
