@@ -24,6 +24,7 @@ from typing import Literal, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from .errors import InputError
 from .files import PathLike, write_atomic
 from .input_checks import check_complete, check_regular, check_slice_positions, check_voxel_count, nrrd_sizes
 from .native_output import captured_native_stderr
@@ -387,7 +388,11 @@ def _read_seg_nrrd(path: Path) -> LabelVolume:
     sizes = nrrd_sizes(path)
     if sizes:
         check_voxel_count(path, sizes[-3:], int(np.prod(sizes[:-3], dtype=np.int64)) if len(sizes) > 3 else 1)
-    check_complete(path)
+    try:
+        check_complete(path)
+    except ValueError as error:
+        reason = str(error)[len(f"{path}: "):]
+        raise InputError(f"{path}: cannot read the segmentation ({reason})") from None
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd and slicerio raise several types

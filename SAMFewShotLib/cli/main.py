@@ -135,16 +135,23 @@ def _warning_line(caught: Sequence[warnings.WarningMessage]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    if args.max_voxels is not None:
-        if args.max_voxels < 1:
-            print(f"samfewshot: error: --max-voxels must be at least 1, not {args.max_voxels:g}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+    if args.max_voxels is not None and args.max_voxels < 1:
+        print(f"samfewshot: error: --max-voxels must be at least 1, not {args.max_voxels:g}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    saved_limit = os.environ.get(MAX_VOXELS_ENV)
+    if args.max_voxels is not None:  # the environment carries it to worker processes too
         os.environ[MAX_VOXELS_ENV] = str(int(args.max_voxels))
-    with command_temp_folder(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        clear_library_notices()
-        code = _run(args)
-        line = _warning_line(caught)
+    try:
+        with command_temp_folder(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            clear_library_notices()
+            code = _run(args)
+            line = _warning_line(caught)
+    finally:
+        if saved_limit is None:
+            os.environ.pop(MAX_VOXELS_ENV, None)
+        else:
+            os.environ[MAX_VOXELS_ENV] = saved_limit
     if line and code in (0, 3):
         print(f"samfewshot: warning: {line}", file=sys.stderr)
     return code
