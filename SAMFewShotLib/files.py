@@ -81,7 +81,7 @@ def _write_error(target: Path, error: BaseException) -> WriteError:
         text = str(error).strip().splitlines()
         reason = text[0] if text else type(error).__name__
     if code is None and _disk_full(target):
-        code, reason = errno.ENOSPC, f"{reason}; the disk is full"
+        code, reason = errno.ENOSPC, f"no space left on device: {reason}"
     return WriteError(target, reason, code)
 
 
