@@ -24,7 +24,7 @@ def first_sentence(error: BaseException) -> str:
     return text.splitlines()[0].split(". ")[0].rstrip(".")[:200]
 
 
-def check_torch_file_format(path: str | os.PathLike, what: str = "PyTorch checkpoint") -> None:
+def check_torch_file_format(path: str | os.PathLike, what: str = "checkpoint") -> None:
     """ValueError (one line) unless ``path`` starts like a file ``torch.save`` writes: a zip
     archive (torch >= 1.6) or a pickle stream (the legacy format, protocol 2 or later). Random or
     foreign bytes are named as such instead of as a failed unpickling."""
@@ -32,8 +32,12 @@ def check_torch_file_format(path: str | os.PathLike, what: str = "PyTorch checkp
         head = handle.read(4)
     if head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
         return
-    shown = head.hex(" ") if head else "nothing"
-    raise ValueError(f"{path} is not a {what}: it is neither a zip archive nor a pickle stream (first bytes {shown})")
+    if not head:
+        raise ValueError(f"{path} is not a readable {what}: the file is empty")
+    raise ValueError(
+        f"{path} is not a readable {what}: it is not a PyTorch file (neither a zip archive nor a pickle stream; "
+        f"first bytes {head.hex(' ')})"
+    )
 
 
 def save_torch_file(path: str | os.PathLike, payload) -> Path:
