@@ -4,7 +4,13 @@ Every file the package writes goes through :func:`write_atomic` (or one of its h
 bytes go to a temporary file in the destination folder, are flushed and ``os.fsync``-ed, their
 size is checked, and only then is the temporary file renamed over the destination with
 ``os.replace``. On any exception the temporary file is removed and the destination is left as it
-was, so a reader sees the old file or the complete new one, never half a file.
+was, so a reader sees the old file or the complete new one, never half a file. A failed write
+raises :class:`WriteError` (an ``OSError``) whose message is one line naming the destination and
+the reason ("no space left on device", "read-only file system", ...).
+
+Both or neither: inside :func:`deferred_outputs` the renames of the named destinations (a
+command's output and its report) wait until :meth:`DeferredOutputs.commit`; if anything fails
+first, their temporary files are removed and no destination changes.
 
 Core layer: imports nothing from the package but :mod:`.progress`.
 """
@@ -17,8 +23,9 @@ import json
 import math
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, Union
 
 import numpy as np
 
@@ -49,6 +56,103 @@ def json_safe(value):
     return value
 
 
+# Errors -----------------------------------------------------------------------------------------
+class WriteError(OSError):
+    """Writing ``path`` failed; nothing was left there. ``str()`` is one line: the path and the
+    reason (the ``errno`` of the underlying error is kept, e.g. ``errno.ENOSPC``)."""
+
+    def __init__(self, path: PathLike, reason: str, code: int | None = None) -> None:
+        super().__init__(code if code is not None else errno.EIO, reason, str(path))
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: cannot write the file ({self.reason}); nothing was written there"
+
+
+def _write_error(target: Path, error: BaseException) -> WriteError:
+    """The :class:`WriteError` for ``error`` raised while writing ``target``."""
+    if isinstance(error, WriteError):
+        return error
+    code = getattr(error, "errno", None)
+    if code:
+        reason = os.strerror(code).lower()
+    else:
+        text = str(error).strip().splitlines()
+        reason = text[0] if text else type(error).__name__
+    if code is None and _disk_full(target):
+        code, reason = errno.ENOSPC, f"no space left on device: {reason}"
+    return WriteError(target, reason, code)
+
+
+def _disk_full(target: Path) -> bool:
+    try:
+        stats = os.statvfs(target.parent if str(target.parent) else ".")
+    except (OSError, AttributeError):
+        return False
+    return stats.f_bavail == 0
+
+
+# Both or neither --------------------------------------------------------------------------------
+class DeferredOutputs:
+    """Destinations whose final rename waits for :meth:`commit` (see :func:`deferred_outputs`)."""
+
+    def __init__(self, targets: Iterable[PathLike]) -> None:
+        self.targets = {_key(t) for t in targets}
+        self.pending: list[tuple[Path, Path]] = []
+
+    def takes(self, target: Path) -> bool:
+        return _key(target) in self.targets
+
+    def commit(self) -> None:
+        """Rename every pending temporary file over its destination (in the order written)."""
+        pending, self.pending = self.pending, []
+        for i, (temp, target) in enumerate(pending):
+            try:
+                _replace(temp, target)
+            except OSError as error:
+                for rest, _ in pending[i:]:
+                    _remove_quietly(rest)
+                raise _write_error(target, error) from None
+
+    def discard(self) -> None:
+        """Remove every pending temporary file; no destination changes."""
+        pending, self.pending = self.pending, []
+        for temp, _ in pending:
+            _remove_quietly(temp)
+
+
+_DEFERRED: list[DeferredOutputs] = []
+
+
+def _key(path: PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+@contextmanager
+def deferred_outputs(targets: Iterable[PathLike | None]) -> Iterator[DeferredOutputs]:
+    """Within the block, atomic writes to ``targets`` (None entries ignored) are complete on
+    disk under their temporary names but renamed into place only by ``commit()``; leaving the
+    block without committing (an exception, a cancel) removes them. For "write the output and
+    its report, both or neither"."""
+    group = DeferredOutputs(t for t in targets if t)
+    _DEFERRED.append(group)
+    try:
+        yield group
+    finally:
+        _DEFERRED.remove(group)
+        group.discard()
+
+
+def _finish(temp: Path, target: Path) -> None:
+    """Rename ``temp`` to ``target`` now, or later when ``target`` is deferred."""
+    for group in _DEFERRED:
+        if group.takes(target):
+            group.pending.append((temp, target))
+            return
+    _replace(temp, target)
+
+
 # Atomic writes ----------------------------------------------------------------------------------
 def temporary_path(target: PathLike, suffix: str = "") -> Path:
     """A fresh hidden name in ``target``'s folder for writing ``target`` (``suffix`` kept at the
@@ -72,9 +176,10 @@ def write_atomic(path: PathLike, write: Callable[[Path], None], *, suffix: str =
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        OSError: the write failed or left a file smaller than ``min_size`` (a full disk can make a
-            writer "succeed" with an empty file); no temporary file is left, ``path`` untouched.
-        Exception: whatever ``write`` raised, after the same clean-up.
+        WriteError: (an OSError, one line naming ``path`` and the reason) the write failed with an
+            OSError or left a file smaller than ``min_size`` (a full disk can make a writer
+            "succeed" with an empty file); no temporary file is left, ``path`` untouched.
+        Exception: whatever else ``write`` raised, after the same clean-up.
     """
     target = Path(path)
     temp = temporary_path(target, suffix)
@@ -82,8 +187,11 @@ def write_atomic(path: PathLike, write: Callable[[Path], None], *, suffix: str =
         write(temp)
         size = fsync_file(temp)
         if size < min_size:
-            raise OSError(errno.EIO, f"writing left {size} bytes, expected at least {min_size}", str(target))
-        _replace(temp, target)
+            raise OSError(f"writing left {size} bytes, expected at least {min_size}")
+        _finish(temp, target)
+    except OSError as error:
+        _remove_quietly(temp)
+        raise _write_error(target, error) from None
     except BaseException:
         _remove_quietly(temp)
         raise
@@ -95,8 +203,9 @@ def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], None], *, su
     flush, fsync, check that the file holds every byte written and rename it to ``path``.
 
     Raises:
-        OSError: the write failed or the file on disk is shorter than what was written; no
-            temporary file is left and ``path`` is untouched.
+        WriteError: (an OSError, one line naming ``path`` and the reason) the write failed or
+            the file on disk is shorter than what was written; no temporary file is left and
+            ``path`` is untouched.
     """
     target = Path(path)
     temp = temporary_path(target, suffix)
@@ -108,8 +217,11 @@ def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], None], *, su
             written = stream.tell()
         size = temp.stat().st_size
         if size != written:
-            raise OSError(errno.EIO, f"wrote {written} bytes but the file holds {size}", str(target))
-        _replace(temp, target)
+            raise OSError(f"wrote {written} bytes but the file holds {size}")
+        _finish(temp, target)
+    except OSError as error:
+        _remove_quietly(temp)
+        raise _write_error(target, error) from None
     except BaseException:
         _remove_quietly(temp)
         raise

@@ -25,6 +25,22 @@ def first_sentence(error: BaseException) -> str:
     return text.splitlines()[0].split(". ")[0].rstrip(".")[:200]
 
 
+def check_torch_file_format(path: str | os.PathLike, what: str = "checkpoint") -> None:
+    """ValueError (one line) unless ``path`` starts like a file ``torch.save`` writes: a zip
+    archive (torch >= 1.6) or a pickle stream (the legacy format, protocol 2 or later). Random or
+    foreign bytes are named as such instead of as a failed unpickling."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return
+    if not head:
+        raise InputError(f"{path} is not a readable {what}: the file is empty")
+    raise InputError(
+        f"{path} is not a readable {what}: it is not a PyTorch file (neither a zip archive nor a pickle stream; "
+        f"first bytes {head.hex(' ')})"
+    )
+
+
 def save_torch_file(path: str | os.PathLike, payload) -> Path:
     """``torch.save(payload)`` to a temporary file beside ``path``, then renamed over ``path``
     (a reader never sees half a file; a failed write leaves the old file as it was; see
@@ -43,6 +59,7 @@ def read_torch_file(path: str | os.PathLike, what: str):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} not found: {path}")
+    check_torch_file_format(path, what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure is a bad file

@@ -26,6 +26,8 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .files import PathLike, write_atomic
+from .input_checks import check_complete, check_regular, check_slice_positions, check_voxel_count, nrrd_sizes
+from .native_output import captured_native_stderr
 from .volume import LabelVolume, Segment, Volume, label_dtype
 
 logger = logging.getLogger(__name__)
@@ -119,13 +121,17 @@ def _first_line(error: BaseException) -> str:
 
 def _dicom_series_files(folder: Path) -> list[str]:
     """File names of the DICOM series in ``folder`` with the most files (logged when several)."""
+    for entry in sorted(os.listdir(folder)):
+        if not (folder / entry).is_dir():
+            check_regular(folder / entry)  # GDCM's scan would block on a FIFO
     try:
-        series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        with captured_native_stderr():
+            series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+            series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     except RuntimeError as error:
         raise InputError(f"{folder}: cannot scan the folder for DICOM files ({_first_line(error)})") from None
     if not series_ids:
         raise InputError(f"{folder}: the folder holds no DICOM series (give an image file or a DICOM folder)")
-    series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     chosen = max(series_ids, key=lambda sid: (len(series[sid]), sid))
     if len(series_ids) > 1:
         others = ", ".join(f"{sid} ({len(series[sid])} files)" for sid in series_ids if sid != chosen)
@@ -156,26 +162,65 @@ def _read_sitk(path: Path, series_files: Sequence[str] = ()) -> sitk.Image:
     """Read a file or a DICOM folder (``series_files`` when given, else its largest series) with
     SimpleITK after checking its header."""
     if path.is_dir():
-        files = list(series_files) or _dicom_series_files(path)
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(files)
-        try:
-            image = reader.Execute()
-        except RuntimeError as error:
-            raise InputError(f"{path}: cannot read the DICOM series ({_first_line(error)})") from None
-        _check_image_shape(path, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
-        return image
+        return _read_dicom_series(path, list(series_files) or _dicom_series_files(path))
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with captured_native_stderr():
+            reader.ReadImageInformation()
     except RuntimeError as error:
+        check_complete(path)  # a truncated or corrupt file says so rather than "not an image"
         raise InputError(f"{path}: is not an image file SimpleITK can read ({_first_line(error)})") from None
     _check_image_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    check_voxel_count(path, reader.GetSize(), reader.GetNumberOfComponents())
+    check_complete(path)
     try:
-        return reader.Execute()
+        with captured_native_stderr():
+            return reader.Execute()
     except RuntimeError as error:
         raise InputError(f"{path}: cannot read the image ({_first_line(error)})") from None
+
+
+def _read_dicom_series(folder: Path, files: list[str]) -> sitk.Image:
+    """Read one DICOM series (``files`` in slice order): its voxel count checked on the first
+    file's header, every file a regular file, the slices evenly spaced (none missing)."""
+    for name in files:
+        check_regular(Path(name))
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    try:
+        with captured_native_stderr():
+            first.ReadImageInformation()
+    except RuntimeError as error:
+        raise InputError(f"{folder}: cannot read the DICOM file {files[0]} ({_first_line(error)})") from None
+    size = first.GetSize()
+    check_voxel_count(folder, (size[0], size[1], len(files)), first.GetNumberOfComponents())
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        with captured_native_stderr():
+            image = reader.Execute()
+    except RuntimeError as error:
+        raise InputError(f"{folder}: cannot read the DICOM series ({_first_line(error)})") from None
+    _check_image_shape(folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+    _check_series_positions(folder, files, reader, image)
+    return image
+
+
+def _check_series_positions(folder: Path, files: list[str], reader: sitk.ImageSeriesReader, image: sitk.Image) -> None:
+    """InputError when the series' ImagePositionPatient values show a missing or repeated slice."""
+    positions = []
+    for i in range(len(files)):
+        try:
+            text = reader.GetMetaData(i, "0020|0032")
+            positions.append([float(v) for v in text.strip().split("\\")[:3]])
+        except (RuntimeError, ValueError, IndexError):
+            return  # no positions recorded: nothing to check against
+    if any(len(p) != 3 for p in positions):
+        return
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    check_slice_positions(folder, files, positions, direction[:, 2])
 
 
 def _check_finite(path: Path, array: np.ndarray) -> None:
@@ -209,8 +254,7 @@ def read_volume(path: PathLike, *, series_files: Sequence[str] = ()) -> Volume:
         voxels (with their count).
     """
     path = Path(path).expanduser()
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+    check_regular(path, folder_ok=True)
     image = _read_sitk(path, series_files)
     volume = Volume.from_sitk(image)
     _check_finite(path, volume.array)
@@ -291,8 +335,7 @@ def read_labels(path: PathLike) -> LabelVolume:
         non-integer values, overlapping segments in a ``.seg.nrrd``.
     """
     path = Path(path).expanduser()
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+    check_regular(path, folder_ok=True)
     if path.is_file() and (_is_seg_nrrd(path) or _has_segment_fields(path)):
         return _read_seg_nrrd(path)
     volume = read_volume(path)
@@ -342,6 +385,14 @@ def ijk_to_lps_from_geometry(volume: Volume) -> np.ndarray:
 def _read_seg_nrrd(path: Path) -> LabelVolume:
     import slicerio
 
+    sizes = nrrd_sizes(path)
+    if sizes:
+        check_voxel_count(path, sizes[-3:], int(np.prod(sizes[:-3], dtype=np.int64)) if len(sizes) > 3 else 1)
+    try:
+        check_complete(path)
+    except ValueError as error:
+        reason = str(error)[len(f"{path}: "):]
+        raise InputError(f"{path}: cannot read the segmentation ({reason})") from None
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd and slicerio raise several types
@@ -434,11 +485,23 @@ def atomic_write(out: Path, ext: str, write) -> None:
 def _write_sitk(image: sitk.Image, out: Path, ext: str) -> None:
     def write(temp: Path) -> None:
         try:
-            sitk.WriteImage(image, str(temp), True)
+            with captured_native_stderr():
+                sitk.WriteImage(image, str(temp), True)
         except RuntimeError as error:
-            raise OSError(f"{out}: cannot write the image ({_first_line(error)})") from None
+            raise OSError(f"cannot write the image ({_first_line(error)})") from None
+        _check_written(temp)
 
     atomic_write(out, ext, write)
+
+
+def _check_written(temp: Path) -> None:
+    """OSError when the file just written does not hold all its data (a writer that ignored a
+    full disk: a truncated gzip stream or short raw data)."""
+    try:
+        check_complete(temp)
+    except ValueError as error:
+        reason = str(error).split(": ", 1)[-1]
+        raise OSError(f"the file written is incomplete: {reason}") from None
 
 
 def write_volume(volume: Volume, path: PathLike) -> None:
@@ -516,5 +579,6 @@ def write_labels(labels: LabelVolume, path: PathLike) -> None:
 
     def write(temp: Path) -> None:
         slicerio.write_segmentation(str(temp), segmentation)
+        _check_written(temp)
 
     atomic_write(out, ext, write)  # type: ignore[arg-type]

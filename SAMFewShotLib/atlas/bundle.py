@@ -11,29 +11,44 @@ Members::
     weights/<member>                  optional network weights (engine "rrl_medsam")
 
 :func:`load_bundle` validates everything on load (format version, JSON, every member present,
-every sha256) and raises a one-line ``ValueError`` naming the bundle and the problem.
+every sha256) and raises a one-line ``ValueError`` naming the bundle and the problem. A zip
+bundle's members are extracted streaming, into a private folder under ``tempfile``'s folder (the
+command's own temporary folder when run from ``samfewshot``): the members' declared sizes are
+checked against :func:`max_bundle_bytes` and the free space before anything is extracted, and
+each member's size and sha256 are checked while it is copied (a member longer than declared, a
+bit flip, a truncated archive: one-line error, nothing left behind).
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import InputError
 from ..files import sha256_file, write_atomic
+from ..input_checks import check_regular
 from ..volume import LabelVolume, Segment, Volume
 from ..volume_io import DEFAULT_COLORS, PathLike, read_labels, read_volume, write_labels, write_volume
 from .normalisation import check_normalisation, default_normalisation
 
 FORMAT_VERSION = 1
+#: Environment variable: the most bytes a zip bundle's members may declare in all (default
+#: :data:`DEFAULT_MAX_BUNDLE_BYTES`; never more than the free space where they are extracted).
+MAX_BUNDLE_BYTES_ENV = "SAMFEWSHOT_MAX_BUNDLE_BYTES"
+DEFAULT_MAX_BUNDLE_BYTES = 32 << 30
+_CHUNK = 1 << 20
+_MAX_MANIFEST_BYTES = 16 << 20
 MANIFEST = "manifest.json"
 #: Engines a bundle can name: 3D registration of the atlases, or the RRL-MedSAM network.
 ENGINES = ("registration", "rrl_medsam")
@@ -418,7 +433,13 @@ def _load_zip(path: Path) -> AtlasBundle:
         names = set(archive.namelist())
         if MANIFEST not in names:
             raise InputError(f"{path}: not a valid atlas bundle: missing member {MANIFEST}")
-        manifest = _parse_manifest(path, archive.read(MANIFEST))
+        if archive.getinfo(MANIFEST).file_size > _MAX_MANIFEST_BYTES:
+            raise InputError(f"{path}: not a valid atlas bundle: {MANIFEST} declares more than {_MAX_MANIFEST_BYTES:,} bytes")
+        try:
+            text = archive.read(MANIFEST)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+            raise InputError(f"{path}: member {MANIFEST} is corrupt and cannot be read ({_one_line(error)})") from None
+        manifest = _parse_manifest(path, text)
         try:
             members = _members(manifest)
         except ValueError as error:
@@ -434,19 +455,85 @@ def _load_zip(path: Path) -> AtlasBundle:
     return bundle
 
 
+def max_bundle_bytes() -> int:
+    """The most bytes a zip bundle's members may declare: ``$SAMFEWSHOT_MAX_BUNDLE_BYTES`` or
+    :data:`DEFAULT_MAX_BUNDLE_BYTES`."""
+    text = os.environ.get(MAX_BUNDLE_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BUNDLE_BYTES
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise InputError(f"{MAX_BUNDLE_BYTES_ENV} must be a number of bytes, not {text!r}") from None
+    return max(0, value)
+
+
+def _check_declared_sizes(path: Path, archive: zipfile.ZipFile, members: dict[str, str], root: Path) -> None:
+    """InputError when the listed members declare more bytes than allowed or than fit on disk."""
+    declared = sum(archive.getinfo(member).file_size for member in members if member in archive.NameToInfo)
+    limit = max_bundle_bytes()
+    if declared > limit:
+        raise InputError(
+            f"{path}: its members declare {declared:,} bytes, more than the {limit:,} allowed "
+            f"(set {MAX_BUNDLE_BYTES_ENV} to change the limit); nothing extracted"
+        )
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return
+    if declared > free:
+        raise InputError(
+            f"{path}: its members declare {declared:,} bytes but only {free:,} are free in {root.parent}; nothing extracted"
+        )
+
+
 def _extract(path: Path, archive: zipfile.ZipFile, names: set[str], members: dict[str, str], root: Path) -> None:
-    """Extract and verify every listed member of a zip bundle into ``root``."""
-    for member, expected in members.items():
+    """Extract and verify every listed member of a zip bundle into ``root``: declared sizes first
+    (:func:`_check_declared_sizes`), then each member streamed with its size and sha256 checked."""
+    for member in members:
         if member not in names:
             raise InputError(f"{path}: not a valid atlas bundle: missing member {member}")
+    _check_declared_sizes(path, archive, members, root)
+    for member, expected in members.items():
         target = root / member
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with archive.open(member) as source, target.open("wb") as handle:
-                shutil.copyfileobj(source, handle)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise InputError(f"{path}: member {member} cannot be read ({error})") from None
-        _verify(path, member, target, expected)
+        _copy_member(path, archive, member, target, expected)
+
+
+def _copy_member(path: Path, archive: zipfile.ZipFile, member: str, target: Path, expected: str) -> None:
+    """Stream ``member`` to ``target``, stopping as soon as it outgrows its declared size;
+    InputError for a member that cannot be read (bit flip, truncation) or whose sha256 differs."""
+    declared = archive.getinfo(member).file_size
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with archive.open(member) as source, target.open("wb") as handle:
+            while True:
+                chunk = source.read(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > declared:
+                    raise InputError(f"{path}: member {member} holds more than its declared {declared:,} bytes")
+                digest.update(chunk)
+                handle.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        raise InputError(f"{path}: member {member} is corrupt and cannot be read ({_one_line(error)})") from None
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+            raise OSError(error.errno, f"cannot extract member {member} of {path}: {os.strerror(error.errno).lower()}") from None
+        raise InputError(f"{path}: member {member} cannot be read ({_one_line(error)})") from None
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise InputError(
+            f"{path}: member {member} is corrupt: its sha256 {actual[:16]}... differs from the manifest's "
+            f"{str(expected)[:16]}..."
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_bundle(path: PathLike) -> AtlasBundle:
@@ -462,7 +549,8 @@ def load_bundle(path: PathLike) -> AtlasBundle:
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"{path}: no such atlas bundle (zip file or folder)")
-    if path.is_file():
+    if not path.is_dir():
+        check_regular(path)
         return _load_zip(path)
     manifest_file = path / MANIFEST
     if not manifest_file.is_file():

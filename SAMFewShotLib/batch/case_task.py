@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import write_text_atomic
 from ..volume_io import write_labels
 from .inputs import Case, input_signature, read_case_image
 from .models import CaseModel
@@ -155,6 +156,7 @@ class CaseTask:
         log = Path(self.out_dir) / "logs" / f"{case.case_id}.log"
         try:
             log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(f"case {case.case_id} ({case.path}) failed:\n" + "".join(traceback.format_exception(error)))
+            lines = traceback.format_exception(type(error), error, error.__traceback__)
+            write_text_atomic(log, f"case {case.case_id} ({case.path}) failed:\n" + "".join(lines))
         except OSError:
             pass

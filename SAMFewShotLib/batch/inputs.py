@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import re
+import stat
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,11 @@ from typing import Iterable, Sequence
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..input_checks import check_regular
 from ..volume import Volume
+from ..volume_io import same_file
+
+logger = logging.getLogger(__name__)
 
 #: Extensions of image files taken from folders (compound ones first); ``.seg.nrrd`` files are
 #: segmentations and never cases.
@@ -77,6 +83,7 @@ def expand_inputs(inputs: Sequence[str], *, exclude: Iterable[str] = ()) -> list
     Raises:
         InputError: an input that matches nothing, or no case found at all.
     """
+    _check_output_folders(inputs, exclude)
     excluded = [Path(p).expanduser().resolve() for p in exclude]
     found: list[tuple[Path, str | None, tuple[str, ...]]] = []
     seen: set[tuple[str, str | None]] = set()
@@ -93,9 +100,22 @@ def expand_inputs(inputs: Sequence[str], *, exclude: Iterable[str] = ()) -> list
     return [Case(case_id, str(path), files) for case_id, (path, _, files) in zip(ids, found)]
 
 
+def _check_output_folders(inputs: Sequence[str], outputs: Iterable[str]) -> None:
+    """InputError for an output folder that is an existing file (one of the inputs, or not)."""
+    for output in outputs:
+        out = Path(output).expanduser()
+        if not out.exists() or out.is_dir():
+            continue
+        same = next((given for given in inputs if Path(given).expanduser().exists() and same_file(given, out)), None)
+        if same is not None:
+            raise InputError(f"-o {output} is the input file {same}: -o names the output folder; choose another one")
+        raise InputError(f"-o {output} is a file, not a folder: -o names the output folder")
+
+
 def _matches(given: str) -> list[Path]:
     path = Path(given).expanduser()
     if path.exists():
+        check_regular(path, folder_ok=True)
         return [path]
     if _GLOB_CHARS.search(given):
         matches = sorted(glob.glob(os.path.expanduser(given), recursive=True))
@@ -121,11 +141,21 @@ def _cases_in(path: Path, excluded: list[Path]) -> list[tuple[Path, str | None, 
         if _is_excluded(here, excluded):
             subfolders[:] = []
             continue
-        visible = sorted(f for f in files if not f.startswith("."))
+        visible = sorted(f for f in files if not f.startswith(".") and _is_regular(here / f))
         cases.extend((here / f, None, ()) for f in visible if image_extension(f))
-        if any(not f.lower().endswith(NOT_DICOM_EXTENSIONS) for f in visible):
+        special = [f for f in files if not _is_regular(here / f)]
+        if special:  # GDCM's folder scan would open (and block on) a FIFO: not scanned
+            logger.warning("%s holds %s, not a regular file: the folder is not scanned for DICOM", here, special[0])
+        elif any(not f.lower().endswith(NOT_DICOM_EXTENSIONS) for f in visible):
             cases.extend(_dicom_series(here))
     return cases
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _dicom_series(folder: Path) -> list[tuple[Path, str | None, tuple[str, ...]]]:

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -55,9 +56,13 @@ def limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _worker_main(task: Callable[[Case], CaseResult], conn: Connection, threads: int) -> None:
-    """A worker process: run the cases the parent sends until it sends None."""
+def _worker_main(task: Callable[[Case], CaseResult], conn: Connection, threads: int, temp_folder: str) -> None:
+    """A worker process: run the cases the parent sends until it sends None. Its temporary
+    files go to the parent's ``temp_folder`` (the command's own folder, which the parent removes
+    however the worker ends: the fork server's environment may be older than this command)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.environ["TMPDIR"] = temp_folder
+    tempfile.tempdir = temp_folder
     limit_threads(threads)
     while True:
         try:
@@ -118,7 +123,9 @@ def run_local(
 
     def start() -> _Worker:
         parent, child = context.Pipe()
-        process = context.Process(target=_worker_main, args=(task, child, threads), daemon=True, name="samfewshot-batch")
+        process = context.Process(
+            target=_worker_main, args=(task, child, threads, tempfile.gettempdir()), daemon=True, name="samfewshot-batch"
+        )
         process.start()
         child.close()
         worker = _Worker(process, parent)

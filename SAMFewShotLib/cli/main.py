@@ -14,24 +14,35 @@
 
     samfewshot --debug COMMAND ...   (an internal error prints its traceback)
 
-Exit codes: 0 success; 2 bad input: an :class:`~SAMFewShotLib.errors.InputError` or an
-``OSError`` (one line on stderr naming the problem, nothing written, inputs untouched); 130
-cancelled (Ctrl-C or SIGTERM); 1 an internal error (a bug): one line on stderr, the traceback on
-stderr under ``--debug`` and, when the command has ``--report PATH``, in that report (key
-``traceback``); 3 (batch only) at least one case failed.
-Results are written only after the whole computation succeeded, atomically.
+Exit codes: 0 success; 2 bad input (an :class:`~SAMFewShotLib.errors.InputError`) or a failed
+read/write (an ``OSError``: full disk, read-only folder): one line on stderr naming the problem,
+nothing written, inputs untouched; 130 cancelled (Ctrl-C or SIGTERM); 1 an internal error (a bug):
+one line on stderr, the traceback on stderr under ``--debug`` and, when the command has
+``--report PATH``, in that report (key ``traceback``); 3 (batch only) at least one case failed.
+Results are written only after the whole computation succeeded, atomically; an output and its
+``--report`` are written both or neither. Warnings of third-party libraries (Python warnings,
+ITK/GDCM messages on stderr) are folded into one ``samfewshot: warning:`` line. Temporary files
+(extracted atlases, transforms, worker scratch) live in one folder per command, removed on
+every exit path.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import traceback
-from typing import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ..errors import InputError
+from ..files import deferred_outputs
+from ..input_checks import MAX_VOXELS_ENV
+from ..native_output import clear_library_notices, library_notices
 from ..progress import Cancelled, CancelToken, make_progress
 from .atlas import add_atlas_parser
 from .batch import add_batch_parser
@@ -60,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--debug", action="store_true", help="on an internal error (exit 1) print the traceback on stderr"
+    )
+    parser.add_argument(
+        "--max-voxels", type=float, default=None, metavar="N",
+        help=f"refuse input images larger than N voxels (default: from the available memory; env {MAX_VOXELS_ENV})",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_propagate_parser(sub)
@@ -105,15 +120,85 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+@contextmanager
+def command_temp_folder() -> Iterator[str]:
+    """One private temporary folder for the whole command: ``tempfile`` and child processes
+    (``TMPDIR``) put their files in it, and it is removed on every exit path (success, error,
+    cancel), also of files left by worker processes that ended with ``os._exit``.
+
+    multiprocessing's own folder (the fork server's socket, no data) is made first, outside: it
+    lives as long as the process and multiprocessing removes it at exit."""
+    import multiprocessing.util
+
+    multiprocessing.util.get_temp_dir()
+    folder = tempfile.mkdtemp(prefix="samfewshot-run-")
+    saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = folder
+    tempfile.tempdir = folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _warning_line(caught: Sequence[warnings.WarningMessage]) -> str | None:
+    """One line summarising third-party warnings and native library messages, or None."""
+    messages: list[str] = []
+    for item in caught:
+        text = one_line(item.message) if isinstance(item.message, BaseException) else str(item.message).strip()
+        text = text.splitlines()[0] if text else item.category.__name__
+        if text not in messages:
+            messages.append(text)
+    for text in library_notices():
+        if text not in messages:
+            messages.append(text)
+    if not messages:
+        return None
+    line = " | ".join(messages)
+    return line if len(line) <= 400 else line[:397] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    if args.max_voxels is not None and args.max_voxels < 1:
+        print(f"samfewshot: error: --max-voxels must be at least 1, not {args.max_voxels:g}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    saved_limit = os.environ.get(MAX_VOXELS_ENV)
+    if args.max_voxels is not None:  # the environment carries it to worker processes too
+        os.environ[MAX_VOXELS_ENV] = str(int(args.max_voxels))
+    try:
+        with command_temp_folder(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            clear_library_notices()
+            code = _run(args)
+            line = _warning_line(caught)
+    finally:
+        if saved_limit is None:
+            os.environ.pop(MAX_VOXELS_ENV, None)
+        else:
+            os.environ[MAX_VOXELS_ENV] = saved_limit
+    if line and code in (0, 3):
+        print(f"samfewshot: warning: {line}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     progress = make_progress(args.progress)
+    both = (getattr(args, "output", None), getattr(args, "report", None))
     try:
-        return args.func(args, progress, cancel)
+        with deferred_outputs(both if all(both) else ()) as outputs:
+            code = args.func(args, progress, cancel)
+            outputs.commit()
+            return code
     except BrokenPipeError:  # stdout closed by the reader (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE

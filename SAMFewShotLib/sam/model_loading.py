@@ -19,6 +19,7 @@ from torch import nn
 
 from ..files import sha256_file
 from ..progress import CancelToken, no_progress
+from ..torch_files import check_torch_file_format
 from .architecture import SamArchitecture, inspect_checkpoint, read_state_dict
 from .model_building import build_from_state_dict
 from .weights_store import describe_checkpoint, resolve_checkpoint
@@ -61,6 +62,8 @@ def load_sam(
             f"Checkpoint {path} has sha256 {digest[:12]}..., expected {expected[:12]}... "
             "(wrong or corrupted file; run `samfewshot weights verify`)"
         )
+    if path.is_file() and path.stat().st_size > 0:
+        check_torch_file_format(path)
     state = read_state_dict(path)
     if cancel is not None:
         cancel.raise_if_cancelled()

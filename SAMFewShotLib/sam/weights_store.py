@@ -328,6 +328,10 @@ def inspect_model_type(path: Path, model_type: str | None):
         from .architecture import inspect_checkpoint
     except ImportError as error:
         raise ValueError(f"Checking a SAM checkpoint needs the sam extra (torch, segment-anything): {error}") from None
+    from ..torch_files import check_torch_file_format
+
+    if path.is_file() and path.stat().st_size > 0:
+        check_torch_file_format(path)
     return inspect_checkpoint(path, model_type=model_type)
 
 

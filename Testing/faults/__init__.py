@@ -1,0 +1,1 @@
+"""Fault injection: truncated and corrupt inputs, full disks, memory bombs, leftovers (issue 14)."""
