@@ -12,6 +12,18 @@ script, not a test:
 
     .venv/bin/python benchmarks/bench_fewshot_cost.py [--shots 5] [--size 512] [--threads 2]
                                                    [--iterations N] [--no-encoder] [--runs 0,1,2]
+
+``--command`` measures what ``samfewshot propagate MR ANN -o OUT --engine fewshot --checkpoint
+RANDOM_VIT_B --report R`` runs, through the command's own entry point (``cli.main.main``, in this
+process so that CPU seconds and a profile can be taken): a random ViT-B checkpoint *file*
+(loaded, hashed and checked like a user's), a 20-slice MR phantom (117 x 91, 3 mm) with the
+structure drawn on 5 slices, written to disk and read back by the command, every slice's
+embedding already in the ``SAMFEWSHOT_HOME`` disk cache under the command's own keys (random
+256 x 64 x 64 embeddings), torch threads as the command leaves them. Train seconds and
+iterations come from the command's report. ``--iterations N`` replaces the schedule there too;
+``--profile`` prints the top of a cProfile of the command:
+
+    .venv/bin/python benchmarks/bench_fewshot_cost.py --command [--iterations N] [--profile] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -74,6 +86,74 @@ def fill_cache(cache: EmbeddingCache, image: Volume, slices, preprocessing: Prep
         cache.put(key, SliceEmbedding(embedding, (size, size), (1024, 1024), (size, size)))
 
 
+def command_case(folder: Path) -> tuple[Path, Path, Path]:
+    """(checkpoint, image, annotation) files of the command measurement under ``folder``, made
+    once; the embedding cache under ``folder/home`` is filled for every slice."""
+    from SAMFewShotLib.files import sha256_file
+    from SAMFewShotLib.volume_io import read_volume, write_labels, write_volume
+
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint, image_path, annotation_path = folder / "vit_b_random.pth", folder / "mr.nii.gz", folder / "drawn.nii.gz"
+    if not checkpoint.exists():
+        torch.manual_seed(0)
+        torch.save(build_sam(official_architecture("vit_b")).state_dict(), checkpoint)
+    shape = (20, 117, 91)
+    truth = ellipsoid((10, 58, 45), (8, 30, 25), shape)
+    image = Volume(render(truth, seed=0), spacing=(3.0, 3.0, 3.0))
+    write_volume(image, image_path)
+    labels = np.zeros(shape, np.uint8)
+    for z in (3, 6, 9, 12, 15):
+        labels[z][truth[z]] = 1
+    write_labels(LabelVolume(image.with_array(labels)), annotation_path)
+    back = read_volume(image_path)
+    preprocessing, digest, model = Preprocessing.for_volume(back), volume_digest(back), sha256_file(checkpoint)
+    cache = EmbeddingCache()  # the command's default cache: SAMFEWSHOT_HOME/embeddings
+    generator = torch.Generator().manual_seed(0)
+    for z in range(shape[0]):
+        key = EmbeddingKey(digest, 0, z, preprocessing.key(), model, PRECISIONS[torch.float32])
+        cache.put(key, SliceEmbedding(torch.randn((256, 64, 64), generator=generator), (117, 91), (1024, 796), (117, 91)))
+    return checkpoint, image_path, annotation_path
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """The ``--command`` measurement (see the module doc)."""
+    import cProfile
+    import json
+    import pstats
+    import tempfile
+
+    folder = Path(args.workdir or tempfile.mkdtemp(prefix="bench_fewshot_command_"))
+    os.environ["SAMFEWSHOT_HOME"] = str(folder / "home")
+    checkpoint, image_path, annotation_path = command_case(folder)
+    if args.iterations is not None:
+        import SAMFewShotLib.fewshot.training as training
+
+        training.default_iterations = lambda shots: args.iterations
+    from SAMFewShotLib.cli.main import main as samfewshot
+
+    report = folder / "report.json"
+    command = ["propagate", str(image_path), str(annotation_path), "-o", str(folder / "out.nii.gz"), "--engine",
+               "fewshot", "--checkpoint", str(checkpoint), "--report", str(report), "--progress", "none"]
+    print("samfewshot " + " ".join(shlex.quote(a) for a in command))
+    print(f"torch threads {torch.get_num_threads()}; {load()}")
+    profile = cProfile.Profile() if args.profile else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    if profile:
+        profile.enable()
+    code = samfewshot(command)
+    if profile:
+        profile.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    result = json.loads(report.read_text())
+    seconds, counters = result["seconds"], result["counters"]
+    iterations = max(int(counters["train_iterations"]), 1)
+    print(f"exit {code}; wall {wall:.1f} s, cpu {cpu:.1f} s; train {seconds['train']:.1f} s for {iterations} iterations "
+          f"= {seconds['train'] / iterations:.2f} s/iteration; encoder calls {counters['encoder_calls']}; "
+          f"load model {seconds['load model']:.1f} s, decode {seconds['decode']:.1f} s; {load()}")
+    if profile:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=5, help="annotated slices (k)")
@@ -82,7 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="training iterations (default: the schedule)")
     parser.add_argument("--no-encoder", action="store_true", help="skip timing one real encoder call")
     parser.add_argument("--runs", default="0,1,2", help="which training runs (0 default, 1 full, 2 full bf16)")
+    parser.add_argument("--command", action="store_true", help="measure the samfewshot propagate command instead")
+    parser.add_argument("--profile", action="store_true", help="with --command: print a cProfile of the command")
+    parser.add_argument("--workdir", default=None, help="with --command: folder for the files (default: a new temporary one)")
     args = parser.parse_args(argv)
+    if args.command:
+        print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+        run_command(args)
+        return
     torch.set_num_threads(args.threads)
     print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {load()}")

@@ -98,7 +98,7 @@ class FewShotEngine:
         values = fit.head.label_values
         predictor = SlicePredictor(
             sam, loaded.sha256, fit.decoder, fit.head.tokens(), image, annotation.axis, preprocessing, cache,
-            encode_batch_size=self.batch_size, decode_batch_size=self.decode_batch_size,
+            encode_batch_size=self.batch_size, decode_batch_size=self.decode_batch_size, joint=fit.head.joint,
         )
         with timer.stage("predict"):
             per_label = propagate_labels(predictor, annotation, values, progress=progress, cancel=cancel)

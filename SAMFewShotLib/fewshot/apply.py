@@ -133,7 +133,7 @@ def run_head(
     seconds = {"load model": time.perf_counter() - start}
     predictor = SlicePredictor(
         sam, loaded.sha256, head.build_decoder(sam), head.tokens(), image, axis, head.preprocessing_for(image),
-        cache if cache is not None else EmbeddingCache(), decode_batch_size=batch_size,
+        cache if cache is not None else EmbeddingCache(), decode_batch_size=batch_size, joint=head.joint,
     )
     values = np.asarray(head.label_values)
     canonical = np.zeros(np.moveaxis(image.array, axis, 0).shape, label_dtype(int(values.max())))

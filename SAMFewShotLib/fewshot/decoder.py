@@ -1,9 +1,23 @@
 """The few-shot mask decoder (Xie et al., "SAM fewshot finetuning for anatomical segmentation in
 medical images", WACV 2024): SAM's mask decoder prompted by target embeddings instead of points.
 
-Tokens of one decoder item (one slice, one label)::
+Tokens of one decoder item, joint pass (one slice, all L labels; Xie et al.'s multi-label
+decoding; :meth:`FewShotMaskDecoder.forward_joint`)::
 
-    [fg token of the label, bg token of the label, target embedding 1, ..., target embedding N]
+    [fg_1, bg_1, ..., fg_L, bg_L, targets of label 1 (N_1), ..., targets of label L (N_L)]
+
+so every label's output tokens attend to every label's target embeddings (the contrast that
+separates touching structures of the same intensity). A learned label embedding e_l is added to
+label l's output tokens and to its target tokens, saying whose target a token is; with several
+labels it starts random (seeded, half the scale of SAM's mask token), since with identical
+starting tokens every label's output stays the same and one label takes the union of all (the
+measured failure of a zero start); with one label it starts at zero. The per-label pass (one item per
+slice and label, ``[fg + e_l, bg + e_l, targets of the label + e_l]``;
+:meth:`FewShotMaskDecoder.forward`) is the default (``TrainingConfig.joint``): on the tiny random
+SAM of the tests it separates touching structures better (a deviation, measured in
+benchmarks/bench_fewshot_joint.py and listed in the README). Heads written before the label
+embeddings load with e_l = 0 (their exact former behaviour). With one label both passes give the
+same logits.
 
 The two output tokens are learned per label; the N prompt tokens are masked averages of SAM
 image embeddings under the label's drawn masks (:mod:`.targets`), passed through a learned
@@ -63,6 +77,7 @@ class FewShotMaskDecoder(nn.Module):
         self.positional_encoding = positional_encoding
         self.dense_embedding = nn.Parameter(dense_embedding.detach().clone().reshape(width))
         self.output_tokens = nn.Parameter(output_tokens.detach().clone())
+        self.label_embeddings = nn.Parameter(_label_codes(self.output_tokens[:, 0].detach()))
         self.prompt_projection = nn.Linear(width, width)
         with torch.no_grad():
             self.prompt_projection.weight.copy_(torch.eye(width))
@@ -118,16 +133,59 @@ class FewShotMaskDecoder(nn.Module):
         """
         if not 0 <= label_index < self.n_labels:
             raise ValueError(f"label_index must be in 0..{self.n_labels - 1}, not {label_index}")
-        b, c, h, w = image_embeddings.shape
+        b = image_embeddings.shape[0]
         if target_tokens.ndim == 2:
             target_tokens = target_tokens.unsqueeze(0).expand(b, -1, -1)
-        prompts = self.prompt_projection(target_tokens)
-        outputs = self.output_tokens[label_index].unsqueeze(0).expand(b, -1, -1)
-        tokens = torch.cat([outputs, prompts], dim=1)
+        code = self.label_embeddings[label_index]
+        prompts = self.prompt_projection(target_tokens) + code
+        outputs = (self.output_tokens[label_index] + code).unsqueeze(0).expand(b, -1, -1)
+        return self._decode(image_embeddings, torch.cat([outputs, prompts], dim=1), 1)[:, 0]
+
+    def forward_joint(self, image_embeddings: torch.Tensor, target_tokens) -> torch.Tensor:
+        """Two-channel mask logits of every label in one decoder pass (Xie et al., multi-label).
+
+        Args:
+            image_embeddings: (B, C, h, w) float32 SAM image embeddings, one per slice.
+            target_tokens: one entry per label index (all ``n_labels``), each (N_l, C) shared by
+                the batch or (B, N_l, C).
+
+        Returns:
+            (B, n_labels, 2, 4h, 4w) float32 logits (channel 0 fg, 1 bg) per label.
+        """
+        if len(target_tokens) != self.n_labels:
+            raise ValueError(f"The joint pass needs target tokens of all {self.n_labels} labels, not {len(target_tokens)}")
+        b = image_embeddings.shape[0]
+        prompts = []
+        for index, tokens in enumerate(target_tokens):
+            if tokens.ndim == 2:
+                tokens = tokens.unsqueeze(0).expand(b, -1, -1)
+            prompts.append(self.prompt_projection(tokens) + self.label_embeddings[index])
+        outputs = self.output_tokens + self.label_embeddings.unsqueeze(1)
+        outputs = outputs.reshape(1, 2 * self.n_labels, self.width).expand(b, -1, -1)
+        return self._decode(image_embeddings, torch.cat([outputs, *prompts], dim=1), self.n_labels)
+
+    def _decode(self, image_embeddings: torch.Tensor, tokens: torch.Tensor, n_outputs: int) -> torch.Tensor:
+        """SAM's decoder on (B, T, C) tokens whose first 2 * n_outputs are (fg, bg) output tokens;
+        returns (B, n_outputs, 2, 4h, 4w) logits."""
+        b, c, h, w = image_embeddings.shape
         src = image_embeddings + self.dense_embedding.view(1, c, 1, 1)
         pos = self.positional_encoding((h, w)).unsqueeze(0).expand(b, -1, -1, -1)
         hs, src = self.transformer(src, pos, tokens)
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper = torch.stack([mlp(hs[:, i]) for i, mlp in enumerate(self.hypernetworks)], dim=1)
+        outputs = hs[:, : 2 * n_outputs].reshape(b, n_outputs, 2, c)
+        hyper = torch.stack([mlp(outputs[:, :, i]) for i, mlp in enumerate(self.hypernetworks)], dim=2)
         _, channels, up_h, up_w = upscaled.shape
-        return (hyper @ upscaled.view(b, channels, up_h * up_w)).view(b, 2, up_h, up_w)
+        logits = hyper.reshape(b, 2 * n_outputs, channels) @ upscaled.view(b, channels, up_h * up_w)
+        return logits.view(b, n_outputs, 2, up_h, up_w)
+
+
+
+
+def _label_codes(tokens: torch.Tensor) -> torch.Tensor:
+    """(L, C) starting label embeddings for (L, C) starting output tokens: zeros for one label,
+    else seeded Gaussian codes of half the tokens' standard deviation (see the module doc)."""
+    if tokens.shape[0] == 1:
+        return torch.zeros_like(tokens)
+    generator = torch.Generator().manual_seed(tokens.shape[0])
+    codes = torch.randn(tokens.shape, generator=generator, dtype=tokens.dtype)
+    return (0.5 * float(tokens.std()) * codes).to(tokens.device)

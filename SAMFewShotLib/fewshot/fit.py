@@ -12,6 +12,12 @@ Per label L with drawn slices D (slices holding L) and declared-empty slices E:
   stopping (leave-one-slice-out): it is predicted from the other drawn slices and never
   trained on; its target embedding joins the head's tokens after training.
 
+Joint pass (``TrainingConfig(joint=True)``): the same examples grouped by slice (:class:`.training.JointExample`): a
+slice is a training example for the labels it is drawn (not held out) or declared empty for,
+and a validation example for the labels held out on it; the prompt tokens of label L on slice z
+are the target embeddings of L's trained slices other than z (all of them when z is the only
+one).
+
 The head keeps, per label, the target embeddings of all drawn slices (K x C) as its tokens.
 """
 
@@ -33,7 +39,7 @@ from ..volume import Volume
 from .decoder import FewShotMaskDecoder
 from .head import BaseModel, FewShotHead
 from .targets import input_frame_mask, masked_average, pooled, valid_region
-from .training import Example, TrainingConfig, TrainingResult, train_decoder
+from .training import Example, JointExample, TrainingConfig, TrainingResult, train_decoder
 
 #: Drawn slices a label needs before one is held out for early stopping.
 MIN_SHOTS_FOR_VALIDATION = 3
@@ -105,7 +111,9 @@ def fit_head(
         batch_size=encode_batch_size, progress=progress, cancel=cancel,
     )
     image_size = int(sam.image_encoder.img_size)
+    config = config or TrainingConfig()
     examples, validation, targets, held_out = [], [], {}, {}
+    per_label = []  # (drawn, empty, trained, held, tokens, low_res) per label index
     for index, value in enumerate(values):
         drawn = annotation.drawn_slices(value)
         masks = annotation.mask(value)
@@ -132,7 +140,10 @@ def fit_head(
             held_out[value] = held
             validation.append(example(held, *low_res[held], trained))
         targets[value] = torch.stack([tokens[z] for z in drawn]).cpu()
+        per_label.append((drawn, list(annotation.empty_slices.get(value, ())), trained, held, tokens, low_res))
 
+    if config.joint:
+        examples, validation = _joint_examples(encoded, per_label, image_size)
     decoder = FewShotMaskDecoder.from_sam(sam, len(values))
     shots = max(len(annotation.drawn_slices(v)) for v in values)
     training = train_decoder(decoder, examples, validation, config, shots=shots, progress=progress, cancel=cancel)
@@ -145,5 +156,30 @@ def fit_head(
         axis=annotation.axis,
         image_size=image_size,
         training=dict(training.summary(), held_out=held_out, shots=shots),
+        joint=config.joint,
     )
     return FitResult(head, decoder, training, encoded.stats, held_out)
+
+
+def _joint_examples(encoded, per_label: list, image_size: int) -> tuple[list[JointExample], list[JointExample]]:
+    """(training, validation) joint examples from the per-label pieces built in :func:`fit_head`:
+    ``per_label[i] = (drawn, empty, trained, held, tokens by slice, (target, valid) by slice)``."""
+    slices = sorted({z for drawn, empty, *_ in per_label for z in (*drawn, *empty)})
+    training, validation = [], []
+    for z in slices:
+        embedding = encoded[z]
+        size = 4 * int(embedding.embedding.shape[-1])
+        valid = valid_region(embedding, image_size, size)
+        targets = torch.zeros((len(per_label), size, size))
+        trains, holds, prompts = [], [], []
+        for index, (drawn, empty, trained, held, tokens, low_res) in enumerate(per_label):
+            if z in low_res:
+                targets[index] = low_res[z][0]
+            trains.append(z in trained or z in empty)
+            holds.append(z == held)
+            prompts.append(torch.stack([tokens[s] for s in ([s for s in trained if s != z] or trained)]))
+        for supervised, out in ((trains, training), (holds, validation)):
+            if any(supervised):
+                out.append(JointExample(z, embedding.embedding, targets, valid, tuple(prompts),
+                                        torch.tensor(supervised, dtype=torch.bool)))
+    return training, validation

@@ -67,6 +67,9 @@ class FewShotHead:
         axis: numpy axis (0 = z, 1 = y, 2 = x) of the slices it was trained on.
         image_size: SAM's input side (1024).
         training: the training summary (iterations, seconds, validation, ...).
+        joint: True when the decoder decodes all labels in one pass (Xie et al.; heads trained
+            since the joint pass), False for one pass per label (older heads, or
+            ``TrainingConfig(joint=False)``).
     """
 
     segments: tuple[Segment, ...]
@@ -77,6 +80,7 @@ class FewShotHead:
     axis: int
     image_size: int = 1024
     training: dict = field(default_factory=dict)
+    joint: bool = False
 
     def __post_init__(self) -> None:
         values = [s.value for s in self.segments]
@@ -101,8 +105,11 @@ class FewShotHead:
         The caller checks first that ``sam`` is the base model (:func:`check_base_model`).
         """
         decoder = FewShotMaskDecoder.from_sam(sam, len(self.segments))
+        state = dict(self.decoder_state)
+        if "label_embeddings" not in state:  # a head written before the joint pass: no label embeddings
+            state["label_embeddings"] = torch.zeros_like(decoder.label_embeddings)
         try:
-            decoder.load_state_dict(self.decoder_state, strict=True)
+            decoder.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise InputError(f"The head's decoder does not fit this SAM: {first_sentence(error)}") from None
         return decoder.eval()
@@ -122,6 +129,7 @@ class FewShotHead:
             "axis": self.axis,
             "image_size": self.image_size,
             "training": self.training,
+            "joint": self.joint,
         }
 
     def preprocessing_for(self, volume) -> Preprocessing:
@@ -195,4 +203,5 @@ def _head_from(payload: Mapping) -> FewShotHead:
         axis=int(manifest["axis"]),
         image_size=int(manifest.get("image_size", 1024)),
         training=dict(manifest.get("training") or {}),
+        joint=bool(manifest.get("joint", False)),
     )

@@ -5,6 +5,9 @@ of ``batch_size`` slices, under ``torch.inference_mode``. The low-resolution fg 
 difference goes back to the slice's grid the way ``SamPredictor`` masks do
 (``Sam.postprocess_masks`` to the model grid, then bilinear to the slice grid); since both
 steps are linear, its sigmoid equals the two-channel softmax at full resolution.
+
+Joint decoders (``joint=True``) decode every label of a slice in one pass (Xie et al.): the
+requests are grouped by slice instead, and only the requested labels are returned.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def predict_slices(
     requests: Sequence[tuple[int, int]],
     *,
     batch_size: int | None = None,
+    joint: bool = False,
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> dict[tuple[int, int], np.ndarray]:
@@ -43,6 +47,7 @@ def predict_slices(
         embeddings: {slice index: embedding} holding every requested slice.
         requests: (slice index, label index) pairs.
         batch_size: slices per decoder call (None: 4 on the CPU, 32 on CUDA).
+        joint: decode all labels of a slice in one pass (``decoder.forward_joint``).
         progress: called ``(STAGE, requests done, requests)`` after every batch.
         cancel: polled before every batch.
 
@@ -54,6 +59,8 @@ def predict_slices(
         batch_size = DEFAULT_MAX_BATCH.get(device.type, 4)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    if joint:
+        return _predict_joint(sam, decoder, tokens, embeddings, requests, batch_size, progress, cancel)
     by_label: dict[int, list[int]] = {}
     for z, label_index in dict.fromkeys(requests):
         by_label.setdefault(label_index, []).append(z)
@@ -75,6 +82,33 @@ def predict_slices(
                     out[(z, label_index)] = _to_slice(sam, difference[i : i + 1], embeddings[z])
             done += len(batch)
             progress(STAGE, done, total)
+    return out
+
+
+def _predict_joint(sam, decoder, tokens, embeddings, requests, batch_size, progress, cancel):
+    """:func:`predict_slices` for a joint decoder: batches of slices, all labels per pass."""
+    device = decoder.output_tokens.device
+    by_slice: dict[int, list[int]] = {}
+    for z, label_index in dict.fromkeys(requests):
+        by_slice.setdefault(z, []).append(label_index)
+    slices, total, done = list(by_slice), len(dict.fromkeys(requests)), 0
+    all_tokens = [t.to(device) for t in tokens]
+    out: dict[tuple[int, int], np.ndarray] = {}
+    progress(STAGE, 0, total)
+    decoder.eval()
+    for first in range(0, len(slices), batch_size):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        batch = slices[first : first + batch_size]
+        with torch.inference_mode():
+            stacked = torch.stack([embeddings[z].embedding for z in batch]).to(device)
+            logits = decoder.forward_joint(stacked, all_tokens)
+            difference = logits[:, :, 0] - logits[:, :, 1]
+            for i, z in enumerate(batch):
+                for label_index in by_slice[z]:
+                    out[(z, label_index)] = _to_slice(sam, difference[i : i + 1, label_index : label_index + 1], embeddings[z])
+                    done += 1
+        progress(STAGE, done, total)
     return out
 
 

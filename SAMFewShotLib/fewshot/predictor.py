@@ -60,6 +60,7 @@ class SlicePredictor:
         encode_batch_size: slices per encoder call; decode_batch_size: slices per decoder call
             (None: 4 on the CPU, 32 on CUDA).
         chunk: slices per encode-then-decode round.
+        joint: the decoder decodes all labels in one pass (``FewShotHead.joint``).
     """
 
     sam: torch.nn.Module
@@ -73,6 +74,7 @@ class SlicePredictor:
     encode_batch_size: int = 1
     decode_batch_size: int | None = None
     chunk: int = DEFAULT_CHUNK
+    joint: bool = False
     stats: PredictorStats = field(default_factory=PredictorStats)
 
     def __post_init__(self) -> None:
@@ -108,7 +110,7 @@ class SlicePredictor:
             out.update(
                 predict_slices(
                     self.sam, self.decoder, self.tokens, encoded.embeddings, chunk_requests,
-                    batch_size=self.decode_batch_size, progress=progress, cancel=cancel,
+                    batch_size=self.decode_batch_size, joint=self.joint, progress=progress, cancel=cancel,
                 )
             )
             self.stats.seconds["predict"] += time.perf_counter() - start

@@ -64,6 +64,35 @@ def test_it_learns_the_structure_and_keeps_the_drawn_slices(case, plain_run):
     assert meta_cases.dice(predicted[others], truth[others]) > 0.75
 
 
+def test_with_three_drawn_slices_it_beats_copying_the_nearest_drawn_mask(case, plain_run):
+    """Issue 17's target for K = 3: Dice >= copy-nearest + 0.08 on the unannotated slices."""
+    from SAMFewShotLib.baselines import copy_nearest_drawn
+
+    _, truth, annotation, *_ = case
+    others = [z for z in range(truth.shape[0]) if z not in DRAWN]
+    learned = meta_cases.dice(plain_run.labels.array[others] == 1, truth[others])
+    copied = meta_cases.dice(copy_nearest_drawn(annotation)[others] == 1, truth[others])
+    print(f"meta K=3: {learned:.3f}, copy-nearest {copied:.3f}")
+    assert learned >= copied + 0.08, (learned, copied)
+
+
+def test_with_one_drawn_slice_it_beats_copying_the_nearest_drawn_mask(case):
+    """Issue 17's target for K = 1: Dice >= copy-nearest + 0.03 on the unannotated slices."""
+    from SAMFewShotLib.baselines import copy_nearest_drawn
+
+    volume, truth, _, checkpoint, _ = case
+    labels = np.zeros(truth.shape, np.uint8)
+    labels[8][truth[8]] = 1
+    annotation = SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
+    with pytest.warns(UserWarning, match="plain"):
+        run = MetaEngine(checkpoint, steps=16, config=FAST).propagate(volume, annotation)
+    others = [z for z in range(truth.shape[0]) if z != 8]
+    learned = meta_cases.dice(run.labels.array[others] == 1, truth[others])
+    copied = meta_cases.dice(copy_nearest_drawn(annotation)[others] == 1, truth[others])
+    print(f"meta K=1: {learned:.3f}, copy-nearest {copied:.3f}")
+    assert learned >= copied + 0.03, (learned, copied)
+
+
 def test_the_report_counts_steps_time_and_memory_and_names_the_plain_init(plain_run):
     counters = plain_run.counters
     assert counters["online_steps"] == 16 and counters["online_steps_per_label"] == 16
