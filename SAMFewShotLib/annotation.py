@@ -11,8 +11,8 @@ user declared it empty for L. A slice that holds only other labels says nothing 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -128,7 +128,7 @@ class SparseAnnotation:
         labels: LabelVolume,
         axis: int | None = None,
         empty_slices: Mapping[int, Iterable[int]] | None = None,
-    ) -> "SparseAnnotation":
+    ) -> SparseAnnotation:
         """Build from a label map; detects the axis unless given (numpy axis 0, 1 or 2)."""
         if not labels.array.any():
             raise InputError("The annotation is empty: it holds no labelled voxel")

@@ -23,9 +23,10 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Union
+from typing import BinaryIO, Callable, Union
 
 import numpy as np
 

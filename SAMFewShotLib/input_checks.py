@@ -27,8 +27,8 @@ import os
 import re
 import stat
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -67,7 +67,9 @@ def check_regular(path: Path, *, folder_ok: bool = False) -> None:
         else "a socket" if stat.S_ISSOCK(mode)
         else "not a regular file"
     )
-    raise InputError(f"{path}: is {kind}, not a regular file; give an image file" + (" or a DICOM folder" if folder_ok else ""))
+    raise InputError(
+        f"{path}: is {kind}, not a regular file; give an image file" + (" or a DICOM folder" if folder_ok else "")
+    )
 
 
 # Memory bound -----------------------------------------------------------------------------------
@@ -346,7 +348,9 @@ def check_slice_positions(folder: Path, files: Sequence[str], positions: Sequenc
     for i, gap in enumerate(gaps):
         if gap < 0.1 * step:
             a, b = Path(files[order[i]]).name, Path(files[order[i + 1]]).name
-            raise InputError(f"{folder}: slices {a} and {b} lie at the same position ({along[i]:.2f} mm): duplicate slice")
+            raise InputError(
+                f"{folder}: slices {a} and {b} lie at the same position ({along[i]:.2f} mm): duplicate slice"
+            )
         if gap > 1.5 * step:
             missing = int(round(gap / step)) - 1
             a, b = Path(files[order[i]]).name, Path(files[order[i + 1]]).name

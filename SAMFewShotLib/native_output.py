@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _NOTICES: list[str] = []
 _MAX_NOTICES = 200

@@ -81,5 +81,7 @@ def read_versioned_file(path: str | os.PathLike, *, kind: str, version: int, wha
     if not isinstance(payload, Mapping) or payload.get("format") != kind:
         raise InputError(f"{path} is not a {what} ({made_by} writes them)")
     if payload.get("version") != version:
-        raise InputError(f"{path} is a version {payload.get('version')!r} {what}; this samfewshot reads version {version}")
+        raise InputError(
+            f"{path} is a version {payload.get('version')!r} {what}; this samfewshot reads version {version}"
+        )
     return payload

@@ -20,8 +20,8 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 from ..errors import InputError
 from ..progress import Cancelled, CancelToken

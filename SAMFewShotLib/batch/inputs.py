@@ -18,9 +18,9 @@ import os
 import re
 import stat
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import SimpleITK as sitk
 
@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 #: segmentations and never cases.
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: Extensions of files that are never DICOM (their folders are not scanned for series).
-NOT_DICOM_EXTENSIONS = IMAGE_EXTENSIONS + (".seg.nrrd", ".json", ".csv", ".html", ".png", ".txt", ".raw", ".zraw", ".md")
+NOT_DICOM_EXTENSIONS = IMAGE_EXTENSIONS + (
+    ".seg.nrrd", ".json", ".csv", ".html", ".png", ".txt", ".raw", ".zraw", ".md",
+)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -220,7 +222,9 @@ def _unique_ids(ids: list[str], paths: list[Path]) -> list[str]:
     for case_id in result:
         counts[case_id.lower()] += 1
     return [
-        f"{case_id}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]}" if counts[case_id.lower()] > 1 else case_id
+        f"{case_id}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]}"
+        if counts[case_id.lower()] > 1
+        else case_id
         for case_id, path in zip(result, paths)
     ]
 

@@ -110,7 +110,9 @@ class HeadModel(CaseModel):
         from ..fewshot.apply import load_base_model
 
         head = cached((self.kind, self.digest), lambda: load_head(self.path))
-        base = cached(("sam", f"{self.checkpoint}|{self.device}"), lambda: load_base_model(self.checkpoint, device=self.device))
+        base = cached(
+            ("sam", f"{self.checkpoint}|{self.device}"), lambda: load_base_model(self.checkpoint, device=self.device)
+        )
         return apply_head(head, image, checkpoint=self.checkpoint, device=self.device, base=base)
 
 
@@ -188,11 +190,14 @@ def load_model(
     if path.is_file() and path.name.lower().endswith(".sfs"):
         _refuse(model, annotation=annotation, engine=engine, fusion=fusion)
         if checkpoint is None:
-            raise InputError(f"--model {model} is a few-shot head: give the SAM weights it was trained on with --checkpoint")
+            raise InputError(
+                f"--model {model} is a few-shot head: give the SAM weights it was trained on with --checkpoint"
+            )
         from ..fewshot import load_head
 
         load_head(path)
-        return HeadModel(str(path.resolve()), checkpoint, digest_of([path], {"kind": "head", "checkpoint": checkpoint}), device)
+        digest = digest_of([path], {"kind": "head", "checkpoint": checkpoint})
+        return HeadModel(str(path.resolve()), checkpoint, digest, device)
     from ..atlas.bundle import is_bundle, load_bundle
 
     if is_bundle(path) or (path.is_file() and path.name.lower().endswith(".zip")):

@@ -48,7 +48,9 @@ def _palette(labels: LabelVolume) -> np.ndarray:
     return table
 
 
-def _panel(grey: np.ndarray, label: np.ndarray, palette: np.ndarray, pixel_mm: tuple[float, float], height: int) -> Image.Image:
+def _panel(
+    grey: np.ndarray, label: np.ndarray, palette: np.ndarray, pixel_mm: tuple[float, float], height: int
+) -> Image.Image:
     """One (rows, cols) slice scaled to ``height`` pixels with its physical aspect ratio."""
     rows, cols = grey.shape
     width = max(1, int(round(height * (cols * pixel_mm[1]) / (rows * pixel_mm[0]))))

@@ -4,9 +4,10 @@ batch`` runs once it has parsed its arguments)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..errors import InputError
 from ..progress import Cancelled, CancelToken, Progress, no_progress
@@ -39,7 +40,9 @@ def check_outputs_are_not_inputs(cases: Sequence[Case], out_dir: Path, formats: 
     for case in cases:
         for path in output_paths(out_dir, case.case_id, formats):
             if str(path.resolve()) in inputs:
-                raise InputError(f"Output {path} of case {case.case_id} would overwrite an input: choose another -o folder")
+                raise InputError(
+                    f"Output {path} of case {case.case_id} would overwrite an input: choose another -o folder"
+                )
 
 
 def run_batch(

@@ -6,6 +6,4 @@ on the 2-core machine this was measured on)."""
 import itk
 
 # itk loads its modules lazily, on first attribute access: touch what registration uses.
-itk.elastix_registration_method
-itk.transformix_filter
-itk.ParameterObject
+REGISTRATION_API = (itk.elastix_registration_method, itk.transformix_filter, itk.ParameterObject)

@@ -13,8 +13,8 @@ belong to one component). Flags, computed once the whole cohort is known:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -52,8 +52,14 @@ class LabelStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "LabelStats":
-        return cls(int(data["value"]), str(data["name"]), int(data["voxels"]), float(data["volume_ml"]), int(data["components"]))
+    def from_dict(cls, data: Mapping) -> LabelStats:
+        return cls(
+            int(data["value"]),
+            str(data["name"]),
+            int(data["voxels"]),
+            float(data["volume_ml"]),
+            int(data["components"]),
+        )
 
 
 def label_stats(labels: LabelVolume) -> list[LabelStats]:

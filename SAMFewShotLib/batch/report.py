@@ -9,8 +9,8 @@ import csv
 import html
 import io
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..volume_io import atomic_write
 from .case_task import CaseResult
@@ -61,7 +61,8 @@ def _html(results: Sequence[CaseResult], flags: Mapping[tuple[str, int], list[st
         "</style></head><body><h1>Batch QC</h1>",
         f"<p>{len(results)} cases: {counts['done']} done, {counts['skipped']} skipped (already done), "
         f"{counts['failed']} failed; {flagged} with flags. Volumes in mL; components with 26-connectivity.</p>",
-        "<table><tr><th>case</th><th>status</th><th>seconds</th><th>labels</th><th>montage (axial, coronal, sagittal)</th></tr>",
+        "<table><tr><th>case</th><th>status</th><th>seconds</th><th>labels</th>"
+        "<th>montage (axial, coronal, sagittal)</th></tr>",
     ]
     for result in results:
         seconds = "" if result.compute_seconds is None else f"{result.compute_seconds:.1f}"
@@ -77,9 +78,14 @@ def _html(results: Sequence[CaseResult], flags: Mapping[tuple[str, int], list[st
                 )
             detail = "".join(lines) + "</table>"
         montage = _relative(result.montage, out_dir)
-        picture = f"<a href='{esc(montage)}'><img src='{esc(montage)}' alt='montage of {esc(result.case)}'></a>" if montage else ""
+        picture = (
+            f"<a href='{esc(montage)}'><img src='{esc(montage)}' alt='montage of {esc(result.case)}'></a>"
+            if montage
+            else ""
+        )
         output = _relative(result.outputs[0] if result.outputs else None, out_dir)
-        name = f"<a href='{esc(output)}'>{esc(result.case)}</a>" if output and result.status != "failed" else esc(result.case)
+        linked = output and result.status != "failed"
+        name = f"<a href='{esc(output)}'>{esc(result.case)}</a>" if linked else esc(result.case)
         row_class = " class='failed'" if result.status == "failed" else ""
         parts.append(
             f"<tr{row_class}><td>{name}</td><td>{result.status}</td><td>{seconds}</td><td>{detail}</td><td>{picture}</td></tr>"

@@ -19,9 +19,10 @@ import signal
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 from ..errors import InputError
 from ..progress import Cancelled, CancelToken
@@ -124,7 +125,10 @@ def run_local(
     def start() -> _Worker:
         parent, child = context.Pipe()
         process = context.Process(
-            target=_worker_main, args=(task, child, threads, tempfile.gettempdir()), daemon=True, name="samfewshot-batch"
+            target=_worker_main,
+            args=(task, child, threads, tempfile.gettempdir()),
+            daemon=True,
+            name="samfewshot-batch",
         )
         process.start()
         child.close()

@@ -44,7 +44,9 @@ def add_atlas_parser(subparsers) -> None:
 
     p = sub.add_parser("create", help="bundle one or more labelled atlas images (registration engine)")
     p.add_argument("atlas_image", metavar="ATLAS_IMAGE", help="atlas image: NIfTI, NRRD, MHA, ... or a DICOM folder")
-    p.add_argument("atlas_labels", metavar="ATLAS_LABELS", help="its label map on the same grid (.seg.nrrd keeps names)")
+    p.add_argument(
+        "atlas_labels", metavar="ATLAS_LABELS", help="its label map on the same grid (.seg.nrrd keeps names)"
+    )
     p.add_argument(
         "--atlas", nargs=2, action="append", default=[], metavar=("IMAGE", "LABELS"),
         help="a further atlas (repeatable): multi-atlas bundles are fused when applied",

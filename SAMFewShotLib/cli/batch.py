@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..progress import Cancelled
 from .arguments import add_progress_argument, add_sam_model_arguments
 from .exit_codes import EXIT_CANCELLED, EXIT_CASES_FAILED, EXIT_OK
+
 FORMATS = {"seg.nrrd": ("seg.nrrd",), "nii.gz": ("nii.gz",), "both": ("seg.nrrd", "nii.gz")}
 
 
@@ -60,12 +61,15 @@ def cmd_batch(args, progress, cancel) -> int:
             workers=args.workers, on_result=_printer(args.progress), progress=progress, cancel=cancel,
         )
     except (Cancelled, KeyboardInterrupt):
-        print(f"samfewshot: batch cancelled; finished cases are kept in {args.output} (run again to resume)", file=sys.stderr)
+        print(
+            f"samfewshot: batch cancelled; finished cases are kept in {args.output} (run again to resume)",
+            file=sys.stderr,
+        )
         return EXIT_CANCELLED
     failed = summary.count("failed")
     print(
-        f"{len(summary.results)} cases: {summary.count('done')} done, {summary.count('skipped')} skipped, {failed} failed; "
-        f"report {summary.html}",
+        f"{len(summary.results)} cases: {summary.count('done')} done, {summary.count('skipped')} skipped, "
+        f"{failed} failed; report {summary.html}",
         file=sys.stderr if args.progress == "json" else sys.stdout,
     )
     return EXIT_CASES_FAILED if failed else EXIT_OK
@@ -85,9 +89,12 @@ def add_batch_parser(subparsers) -> None:
     )
     p.add_argument(
         "--model", required=True,
-        help="atlas bundle (.zip or folder with manifest.json), few-shot head (.sfs), or reference image (with --annotation)",
+        help="atlas bundle (.zip or folder with manifest.json), few-shot head (.sfs), "
+        "or reference image (with --annotation)",
     )
-    p.add_argument("--annotation", default=None, help="reference image's annotation (label image on its grid or .seg.nrrd)")
+    p.add_argument(
+        "--annotation", default=None, help="reference image's annotation (label image on its grid or .seg.nrrd)"
+    )
     p.add_argument(
         "--engine", default=None,
         help="engine propagating the reference's annotation once before registration to each case "

@@ -202,7 +202,8 @@ def cmd_fewshot_info(args: argparse.Namespace, progress, cancel) -> int:
     print(f"  base model: {base.name or '?'} ({base.model_type or '?'}), sha256 {base.sha256}")
     print(f"  labels: {', '.join(f'{s.value}={s.display_name()}' for s in head.segments)}")
     print(f"  shots: {', '.join(f'{v}: {len(t)}' for v, t in head.targets.items())}; axis {head.axis}")
-    print(f"  preprocessing: window {head.preprocessing.window} [{head.preprocessing.low:g}, {head.preprocessing.high:g}]")
+    print(f"  preprocessing: window {head.preprocessing.window} "
+          f"[{head.preprocessing.low:g}, {head.preprocessing.high:g}]")
     print(f"  training: {training.get('iterations')} iterations in {training.get('seconds')} s "
           f"(best {training.get('best_iteration')})")
     return EXIT_OK

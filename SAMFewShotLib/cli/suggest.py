@@ -55,9 +55,11 @@ def cmd_suggest(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
 
         embeddings = sam_slice_embeddings(image, axis, candidates, args.checkpoint, args.model_type, progress, cancel)
     suggestion = suggest_slices(stack, args.k, candidates, embeddings)
-    print(f"Annotate these {args.axis} slices: {', '.join(map(str, suggestion.slices))} (chosen on {suggestion.features})")
+    slices = ", ".join(map(str, suggestion.slices))
+    print(f"Annotate these {args.axis} slices: {slices} (chosen on {suggestion.features})")
     if args.json:
         write_json_atomic(
-            args.json, {"axis": args.axis, "numpy_axis": axis, "slices": suggestion.slices, "features": suggestion.features}
+            args.json,
+            {"axis": args.axis, "numpy_axis": axis, "slices": suggestion.slices, "features": suggestion.features},
         )
     return EXIT_OK

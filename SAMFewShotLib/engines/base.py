@@ -11,14 +11,15 @@ exactly as drawn. Engines never write files and never touch Slicer.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ..annotation import SparseAnnotation
-from ..progress import CancelToken, Progress, no_progress
 from ..prediction import LabelProbability, Prediction  # re-exported: the engine contract names them
+from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume, label_dtype
 
 

@@ -75,10 +75,10 @@ class FewShotEngine:
         cancel: CancelToken | None = None,
     ) -> Prediction:
         from ..fewshot.apply import load_base_model
-        from ..memory import peak_rss_mib
         from ..fewshot.extent import propagate_labels
         from ..fewshot.fit import fit_head
         from ..fewshot.predictor import SlicePredictor
+        from ..memory import peak_rss_mib
         from ..sam.embedding_cache import EmbeddingCache
         from ..sam.preprocess import Preprocessing
 

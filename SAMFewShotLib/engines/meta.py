@@ -89,8 +89,8 @@ class MetaEngine:
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> Prediction:
-        from ..meta.load import PLAIN_INIT, load_meta_model
         from ..memory import peak_gpu_mib, peak_rss_mib
+        from ..meta.load import PLAIN_INIT, load_meta_model
         from ..meta.online import PatchCache, SupportSet, adapt
         from ..meta.predict import predict_structure
         from ..meta.slices import prepare
@@ -152,7 +152,9 @@ class MetaEngine:
                 },
             )
 
-        prediction = per_label_prediction(self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer)
+        prediction = per_label_prediction(
+            self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
+        )
         gpu = peak_gpu_mib()
         prediction.counters.update(
             totals,

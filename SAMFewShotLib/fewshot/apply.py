@@ -9,8 +9,8 @@ a voxel takes the label with the highest probability where that probability exce
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -139,7 +139,8 @@ def run_head(
     canonical = np.zeros(np.moveaxis(image.array, axis, 0).shape, label_dtype(int(values.max())))
     for first in range(0, len(chosen), predictor.chunk):
         part = chosen[first : first + predictor.chunk]
-        predicted = predictor.predict([(z, i) for z in part for i in range(len(values))], progress=progress, cancel=cancel)
+        pairs = [(z, i) for z in part for i in range(len(values))]
+        predicted = predictor.predict(pairs, progress=progress, cancel=cancel)
         for z in part:
             stack = np.stack([predicted[(z, i)] for i in range(len(values))])
             best = stack.argmax(axis=0)

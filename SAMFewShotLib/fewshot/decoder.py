@@ -85,7 +85,7 @@ class FewShotMaskDecoder(nn.Module):
         self.embedding_size = (int(embedding_size[0]), int(embedding_size[1]))
 
     @classmethod
-    def from_sam(cls, sam: nn.Module, n_labels: int) -> "FewShotMaskDecoder":
+    def from_sam(cls, sam: nn.Module, n_labels: int) -> FewShotMaskDecoder:
         """A decoder for ``n_labels`` labels starting from a SAM's pretrained pieces (deep copies;
         the SAM is left untouched). Output tokens start as SAM's first mask token."""
         if n_labels < 1:
@@ -153,7 +153,9 @@ class FewShotMaskDecoder(nn.Module):
             (B, n_labels, 2, 4h, 4w) float32 logits (channel 0 fg, 1 bg) per label.
         """
         if len(target_tokens) != self.n_labels:
-            raise ValueError(f"The joint pass needs target tokens of all {self.n_labels} labels, not {len(target_tokens)}")
+            raise ValueError(
+                f"The joint pass needs target tokens of all {self.n_labels} labels, not {len(target_tokens)}"
+            )
         b = image_embeddings.shape[0]
         prompts = []
         for index, tokens in enumerate(target_tokens):

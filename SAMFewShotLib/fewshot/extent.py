@@ -16,7 +16,7 @@ the pixels predicted inside on the others (0 for an empty prediction).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

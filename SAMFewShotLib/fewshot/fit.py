@@ -23,16 +23,16 @@ The head keeps, per label, the target embeddings of all drawn slices (K x C) as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from ..annotation import SparseAnnotation
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
-from ..sam.encoder import EncodeStats, encode_slices
 from ..sam.embedding_cache import EmbeddingCache
+from ..sam.encoder import EncodeStats, encode_slices
 from ..sam.model_loading import LoadedModel
 from ..sam.preprocess import Preprocessing
 from ..volume import Volume
@@ -64,7 +64,9 @@ class FitResult:
     held_out: dict[int, int]
 
 
-def check_labels(annotation: SparseAnnotation, labels: Sequence[int] | None, source: str = "the annotation") -> list[int]:
+def check_labels(
+    annotation: SparseAnnotation, labels: Sequence[int] | None, source: str = "the annotation"
+) -> list[int]:
     """The label values to train: ``labels`` (each must be drawn in the annotation) or all."""
     present = annotation.label_values
     if labels is None:
@@ -127,7 +129,7 @@ def fit_head(
         held = drawn[len(drawn) // 2] if len(drawn) >= MIN_SHOTS_FOR_VALIDATION else None
         trained = [z for z in drawn if z != held]
 
-        def example(z: int, target, valid, prompt_slices: list[int]) -> Example:
+        def example(z: int, target, valid, prompt_slices: list[int], index=index, tokens=tokens) -> Example:
             prompt = torch.stack([tokens[s] for s in prompt_slices])
             return Example(index, z, encoded[z].embedding, target, valid, prompt)
 
@@ -172,7 +174,7 @@ def _joint_examples(encoded, per_label: list, image_size: int) -> tuple[list[Joi
         valid = valid_region(embedding, image_size, size)
         targets = torch.zeros((len(per_label), size, size))
         trains, holds, prompts = [], [], []
-        for index, (drawn, empty, trained, held, tokens, low_res) in enumerate(per_label):
+        for index, (_drawn, empty, trained, held, tokens, low_res) in enumerate(per_label):
             if z in low_res:
                 targets[index] = low_res[z][0]
             trains.append(z in trained or z in empty)

@@ -12,7 +12,7 @@ requests are grouped by slice instead, and only the requested labels are returne
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -106,7 +106,8 @@ def _predict_joint(sam, decoder, tokens, embeddings, requests, batch_size, progr
             difference = logits[:, :, 0] - logits[:, :, 1]
             for i, z in enumerate(batch):
                 for label_index in by_slice[z]:
-                    out[(z, label_index)] = _to_slice(sam, difference[i : i + 1, label_index : label_index + 1], embeddings[z])
+                    logit = difference[i : i + 1, label_index : label_index + 1]
+                    out[(z, label_index)] = _to_slice(sam, logit, embeddings[z])
                     done += 1
         progress(STAGE, done, total)
     return out

@@ -9,8 +9,8 @@ embedding is 4 MiB). Cancel is polled before every encoder and decoder batch.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch

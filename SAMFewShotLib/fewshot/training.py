@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -184,7 +184,9 @@ class TrainingResult:
         }
 
 
-def example_losses(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def example_losses(
+    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example loss and hard Dice.
 
     Args:
@@ -316,7 +318,8 @@ def evaluate(decoder: FewShotMaskDecoder, examples: Sequence[Example]) -> tuple[
                 loss, dice = _joint_losses(
                     decoder, torch.stack([e.embedding for e in group]).to(device),
                     [torch.stack([e.tokens[i] for e in group]).to(device) for i in range(len(group[0].tokens))],
-                    torch.stack([e.targets for e in group]).to(device), torch.stack([e.valid for e in group]).to(device),
+                    torch.stack([e.targets for e in group]).to(device),
+                    torch.stack([e.valid for e in group]).to(device),
                     torch.stack([e.supervised for e in group]).to(device),
                 )
                 losses.append(loss)

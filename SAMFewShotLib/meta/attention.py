@@ -25,7 +25,7 @@ class FusedAttention(Attention):
         v = self._separate_heads(self.v_proj(v), self.num_heads)
         return self.out_proj(self._recombine_heads(F.scaled_dot_product_attention(q, k, v)))
 
-    def zero_output(self) -> "FusedAttention":
+    def zero_output(self) -> FusedAttention:
         """Start the output projection at zero (a residual branch that starts as the identity)."""
         torch.nn.init.zeros_(self.out_proj.weight)
         torch.nn.init.zeros_(self.out_proj.bias)

@@ -68,7 +68,7 @@ class MetaConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "MetaConfig":
+    def from_dict(cls, values: dict) -> MetaConfig:
         """The config of an init file; ValueError naming an unknown field."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

@@ -66,7 +66,11 @@ class MetaInit:
             return
         theirs = f"{self.base_name} (sha256 {self.base_sha256[:12]}..., {self.architecture})"
         ours = f"{checkpoint} (sha256 {sha256[:12]}..., {architecture})"
-        kind = "another architecture" if architecture != self.architecture else "another checkpoint of the same architecture"
+        kind = (
+            "another architecture"
+            if architecture != self.architecture
+            else "another checkpoint of the same architecture"
+        )
         raise InputError(
             f"{source} was meta-trained for base model {theirs}, not for {ours}: {kind}; "
             "meta-train an init for this checkpoint or use its own"

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..progress import CancelToken, Progress, no_progress
-from .network import SSMSam
 from .config import MetaTrainingSettings  # noqa: F401 (re-exported)
+from .network import SSMSam
 from .online import InnerAdam, PatchCache, apply_step, gradients, pairs_loss
 from .tasks import Task, sample_episode
 
@@ -98,8 +98,12 @@ def meta_train(
     steps = network.config.steps
     theta0 = [p.detach().clone().requires_grad_(True) for p in params]
     log_rates = torch.full((steps, len(params)), math.log(network.config.learning_rate), requires_grad=True)
-    outer = torch.optim.Adam([{"params": theta0, "lr": settings.meta_lr}, {"params": [log_rates], "lr": settings.rate_lr}])
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(outer, T_max=settings.iterations, eta_min=settings.min_meta_lr)
+    outer = torch.optim.Adam(
+        [{"params": theta0, "lr": settings.meta_lr}, {"params": [log_rates], "lr": settings.rate_lr}]
+    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        outer, T_max=settings.iterations, eta_min=settings.min_meta_lr
+    )
     result = MetaTrainingResult(state={}, learning_rates=torch.empty(0), tasks=[t.name for t in tasks])
     progress(STAGE, 0, settings.iterations)
     for iteration in range(settings.iterations):

@@ -21,13 +21,13 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
+from ..sam.preprocess import PreprocessedSlice, model_input
+from ..sam.prompts import mask_prompt, soft_logits
 from .config import MetaConfig
 from .mask_attention_decoder import FlexibleMaskAttentionDecoder
 from .model import AdaptedViT, EncoderFeatures
 from .self_sampling_prompt import SelfSamplingPrompt
 from .slices import SliceExample, prompt_points, support_weights
-from ..sam.preprocess import PreprocessedSlice, model_input
-from ..sam.prompts import mask_prompt, soft_logits
 
 
 class SSMSam(nn.Module):
@@ -121,7 +121,8 @@ class SSMSam(nn.Module):
         device = query.image_embedding.device
         points = prompt_points(prior, query_item, self.image_size)
         coords, labels = (None, None) if points is None else (points[0].to(device), points[1].to(device))
-        mask_input = mask_prompt(query_item.geometry.image_to_model(soft_logits(prior)), query_item.input_size, self.image_size)
+        prior_in_model = query_item.geometry.image_to_model(soft_logits(prior))
+        mask_input = mask_prompt(prior_in_model, query_item.input_size, self.image_size)
         sparse, dense = self.prompt_encoder(
             points=None if coords is None else (coords, labels), boxes=None, masks=mask_input[None].to(device)
         )

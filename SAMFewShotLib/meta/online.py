@@ -23,8 +23,8 @@ copy the support's mask).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -100,7 +100,9 @@ class PatchCache:
         return self.patches[key]
 
 
-def pairs_loss(network: SSMSam, pairs: Sequence[tuple[SliceExample, SliceExample]], cache: PatchCache) -> tuple[torch.Tensor, int]:
+def pairs_loss(
+    network: SSMSam, pairs: Sequence[tuple[SliceExample, SliceExample]], cache: PatchCache
+) -> tuple[torch.Tensor, int]:
     """Mean segmentation loss of the pairs (every distinct slice encoded once) and the number of
     encoder forward passes."""
     features: dict[int, EncoderFeatures] = {}

@@ -101,7 +101,9 @@ def predict_structure(
     for first in range(0, len(inside), batch_size):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        chunk = [prepare(network.sam, volume, axis, z, preprocessing, blank) for z in inside[first : first + batch_size]]
+        chunk = [
+            prepare(network.sam, volume, axis, z, preprocessing, blank) for z in inside[first : first + batch_size]
+        ]
         features = network.features(network.embed([e.item for e in chunk]))
         passes += 1
         for b, example in enumerate(chunk):

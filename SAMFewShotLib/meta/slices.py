@@ -86,7 +86,9 @@ def support_weights(mask: np.ndarray, item: PreprocessedSlice, sigma: float, ima
     return torch.as_tensor(blurred, dtype=torch.float32)[None, None]
 
 
-def prompt_points(mask: np.ndarray, item: PreprocessedSlice, image_size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def prompt_points(
+    mask: np.ndarray, item: PreprocessedSlice, image_size: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Self-sampled points of a prior mask in SAM's input frame, or None for an empty mask.
 
     The largest connected component gives a foreground point (its centroid, or its most

@@ -9,8 +9,8 @@ support is its nearest support slice, whose mask is also its prior.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

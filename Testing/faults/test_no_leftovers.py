@@ -64,7 +64,7 @@ def test_a_failing_command_leaves_nothing_in_tmpdir(tmp_path, private_tmpdir, mo
 def test_samfewshot_batch_with_an_atlas_bundle_leaves_tmpdir_empty(tmp_path):
     """The command as users run it: a zip bundle extracted in each worker, elastix transforms."""
     from SAMFewShotLib.atlas.bundle import write_bundle
-    from SAMFewShotLib.volume import LabelVolume, Segment, Volume
+    from SAMFewShotLib.volume import LabelVolume, Segment
     from Testing.batch.test_batch_models import QUICK_REGISTRATION, phantom
 
     atlas, truth = phantom(tmp_path, "atlas", (12, 20, 20), (7, 11, 13), 0, spacing=(1.0, 1.0, 2.0))

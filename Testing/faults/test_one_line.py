@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 import pytest
 
-import SAMFewShotLib.cli.main as cli
 from SAMFewShotLib.errors import InputError
 from SAMFewShotLib.volume_io import read_volume
 from Testing.faults.fault_helpers import run_cli, tiny_case, use_copy_engine
@@ -75,7 +74,7 @@ def test_python_warnings_of_a_successful_command_are_folded_into_one_line(tmp_pa
 
         def propagate(self, image, annotation, **kwargs):
             for i in range(3):
-                warnings.warn(f"library complaint {i}\nwith a second line", UserWarning)
+                warnings.warn(f"library complaint {i}\nwith a second line", UserWarning, stacklevel=1)
             from Testing.faults.fault_helpers import CopyEngine
 
             return CopyEngine().propagate(image, annotation)

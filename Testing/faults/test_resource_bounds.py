@@ -15,7 +15,7 @@ from SAMFewShotLib.atlas.bundle import MAX_BUNDLE_BYTES_ENV, load_bundle, write_
 from SAMFewShotLib.errors import InputError
 from SAMFewShotLib.input_checks import MAX_VOXELS_ENV, max_voxels
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
-from SAMFewShotLib.volume_io import read_labels, read_volume, write_volume
+from SAMFewShotLib.volume_io import read_labels, read_volume
 from Testing.faults.fault_helpers import run_cli, tiny_case
 
 NRRD_BOMB = (

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from SAMFewShotLib.errors import InputError
-from SAMFewShotLib.volume import LabelVolume, Segment, Volume
-from SAMFewShotLib.volume_io import read_labels, read_volume, write_labels, write_volume
+from SAMFewShotLib.volume import LabelVolume, Volume
+from SAMFewShotLib.volume_io import read_labels, read_volume, write_labels
 from Testing.faults.fault_helpers import run_cli, tiny_case, truncated_copy, use_copy_engine
 from Testing.test_volume_io import write_dicom_series
 
