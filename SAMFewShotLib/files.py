@@ -199,7 +199,7 @@ def write_atomic(path: PathLike, write: Callable[[Path], None], *, suffix: str =
     return target
 
 
-def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], None], *, suffix: str = "") -> Path:
+def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], object], *, suffix: str = "") -> Path:
     """Call ``write(stream)`` with a binary stream open on a temporary file beside ``path``, then
     flush, fsync, check that the file holds every byte written and rename it to ``path``.
 

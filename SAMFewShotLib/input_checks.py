@@ -170,7 +170,7 @@ def _stream_size(path: Path, offset: int, kind: str) -> int:
                 total += len(decoder.decompress(data))
                 if decoder.eof:
                     break
-            if kind == "zlib":
+            if not isinstance(decoder, bz2.BZ2Decompressor):  # zlib: bzip2 has nothing to flush
                 total += len(decoder.flush())
             if not decoder.eof:
                 raise _Incomplete(f"the {kind}-compressed data end early (the file is truncated)")
@@ -192,12 +192,15 @@ def _require(path_kind: str, have: int, need: int) -> None:
 
 def _check_nifti(path: Path) -> None:
     import nibabel
+    from nibabel.analyze import AnalyzeHeader
 
     compressed = path.name.lower().endswith(".gz") and _starts_with_gzip(path)
     have = _stream_size(path, 0, "gzip") if compressed else path.stat().st_size
     try:
         header = nibabel.load(str(path)).header
     except Exception:  # noqa: BLE001 - not a NIfTI nibabel reads: SimpleITK will report it
+        return
+    if not isinstance(header, AnalyzeHeader):  # NIfTI-1 and -2 headers are Analyze ones
         return
     shape = header.get_data_shape()
     item = header.get_data_dtype().itemsize
@@ -331,7 +334,7 @@ def _check_nrrd(path: Path) -> None:
 
 # DICOM series -----------------------------------------------------------------------------------
 def check_slice_positions(folder: Path, files: Sequence[str], positions: Sequence[Sequence[float]],
-                          normal: Sequence[float]) -> None:
+                          normal: Sequence[float] | np.ndarray) -> None:
     """InputError when the slices of a series (``files`` in slice order with their
     ImagePositionPatient ``positions``, mm) are not evenly spaced along the slice ``normal``: a
     gap of more than 1.5x the usual spacing means slices are missing there; two slices at the

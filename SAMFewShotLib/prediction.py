@@ -60,7 +60,8 @@ class Prediction:
         slice_confidence: per label value, (n_slices,) confidence along the annotated axis.
         expected_dice: per label value, the expected Dice where the engine estimates it (auto).
         seconds: wall time per stage.
-        counters: engine counters (registrations, cache hits, ...).
+        counters: engine counters (registrations, cache hits, ...); None where the platform does not
+            tell (peak memory).
         axis: the numpy axis (0 = z, 1 = y, 2 = x) the slices run along.
     """
 
@@ -68,6 +69,6 @@ class Prediction:
     slice_confidence: dict[int, np.ndarray]
     expected_dice: dict[int, float]
     seconds: dict[str, float]
-    counters: dict[str, int | float | str]
+    counters: dict[str, int | float | str | None]
     axis: int
     details: dict = field(default_factory=dict)

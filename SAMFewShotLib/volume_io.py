@@ -272,8 +272,11 @@ def _check_finite_nifti(path: Path) -> None:
     if not path.is_file() or not path.name.lower().endswith((".nii", ".nii.gz")):
         return
     import nibabel
+    from nibabel.spatialimages import SpatialImage
 
     image = nibabel.load(str(path))
+    if not isinstance(image, SpatialImage):  # .nii / .nii.gz load as NIfTI images
+        return
     if not np.issubdtype(image.get_data_dtype(), np.floating):
         return
     _check_finite(path, np.asanyarray(image.dataobj))

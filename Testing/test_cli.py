@@ -227,7 +227,8 @@ def _bad_case(name: str, phantom: dict, work: Path) -> tuple[list, list[str]]:
     if name == "SAM engine without a checkpoint":
         return ["propagate", image, annotation, "-o", out, "--engine", "sam"], ["--checkpoint"]
     if name == "few-shot engine without a checkpoint":
-        return ["propagate", image, annotation, "-o", out, "--engine", "fewshot"], ["The fewshot engine", "--checkpoint"]
+        command = ["propagate", image, annotation, "-o", out, "--engine", "fewshot"]
+        return command, ["The fewshot engine", "--checkpoint"]
     if name == "checkpoint without a SAM engine":
         return [*propagate(), "--engine", "register", "--checkpoint", "sam_vit_b.pth"], ["--checkpoint", "'register'"]
     if name == "unknown axis":

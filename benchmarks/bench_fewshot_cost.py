@@ -111,7 +111,9 @@ def command_case(folder: Path) -> tuple[Path, Path, Path]:
     generator = torch.Generator().manual_seed(0)
     for z in range(shape[0]):
         key = EmbeddingKey(digest, 0, z, preprocessing.key(), model, PRECISIONS[torch.float32])
-        cache.put(key, SliceEmbedding(torch.randn((256, 64, 64), generator=generator), (117, 91), (1024, 796), (117, 91)))
+        cache.put(
+            key, SliceEmbedding(torch.randn((256, 64, 64), generator=generator), (117, 91), (1024, 796), (117, 91))
+        )
     return checkpoint, image_path, annotation_path
 
 
@@ -147,9 +149,11 @@ def run_command(args: argparse.Namespace) -> None:
     result = json.loads(report.read_text())
     seconds, counters = result["seconds"], result["counters"]
     iterations = max(int(counters["train_iterations"]), 1)
-    print(f"exit {code}; wall {wall:.1f} s, cpu {cpu:.1f} s; train {seconds['train']:.1f} s for {iterations} iterations "
-          f"= {seconds['train'] / iterations:.2f} s/iteration; encoder calls {counters['encoder_calls']}; "
-          f"load model {seconds['load model']:.1f} s, decode {seconds['decode']:.1f} s; {load()}")
+    print(
+        f"exit {code}; wall {wall:.1f} s, cpu {cpu:.1f} s; train {seconds['train']:.1f} s for {iterations} iterations "
+        f"= {seconds['train'] / iterations:.2f} s/iteration; encoder calls {counters['encoder_calls']}; "
+        f"load model {seconds['load model']:.1f} s, decode {seconds['decode']:.1f} s; {load()}"
+    )
     if profile:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
 
@@ -164,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="0,1,2", help="which training runs (0 default, 1 full, 2 full bf16)")
     parser.add_argument("--command", action="store_true", help="measure the samfewshot propagate command instead")
     parser.add_argument("--profile", action="store_true", help="with --command: print a cProfile of the command")
-    parser.add_argument("--workdir", default=None, help="with --command: folder for the files (default: a new temporary one)")
+    parser.add_argument(
+        "--workdir", default=None, help="with --command: folder for the files (default: a new temporary one)"
+    )
     args = parser.parse_args(argv)
     if args.command:
         print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
@@ -198,11 +204,16 @@ def main(argv: list[str] | None = None) -> None:
         fit = fit_head(sam, model, image, annotation, preprocessing, cache=cache, config=config)
         cpu = time.process_time() - cpu
         t = fit.training
-        print(f"{name:30} {t.iterations:6d} {t.best_iteration:5d} {t.seconds:8.1f} {t.seconds / max(t.iterations, 1):7.3f} "
-              f"{cpu:7.1f} {fit.encoding.encoder_calls:9d} {peak_rss_mib():8.0f}  ({load()})")
+        print(
+            f"{name:30} {t.iterations:6d} {t.best_iteration:5d} {t.seconds:8.1f} "
+            f"{t.seconds / max(t.iterations, 1):7.3f} "
+            f"{cpu:7.1f} {fit.encoding.encoder_calls:9d} {peak_rss_mib():8.0f}  ({load()})"
+        )
 
     digest = volume_digest(image)
-    embeddings = {int(z): cache.get(EmbeddingKey(digest, 0, int(z), preprocessing.key(), MODEL_DIGEST)) for z in unannotated}
+    embeddings = {
+        int(z): cache.get(EmbeddingKey(digest, 0, int(z), preprocessing.key(), MODEL_DIGEST)) for z in unannotated
+    }
     requests = [(z, 0) for z in embeddings]
     predict_slices(sam, fit.decoder, fit.head.tokens(), embeddings, requests[:1])  # warm-up
     start = time.perf_counter()

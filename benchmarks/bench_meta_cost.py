@@ -58,8 +58,11 @@ def main() -> None:
     config = MetaConfig(steps=args.steps, checkpointing=not args.no_checkpointing)
     network = SSMSam(sam, config)
     trainable = sum(p.numel() for p in network.trainable().values())
-    print(f"ViT-B random weights; trainable tensors {len(network.trainable())} ({trainable / 1e6:.2f} M values); "
-          f"gradient checkpointing {'on' if config.checkpointing else 'off'}; RSS after building {current_rss_mb():.0f} MB")
+    print(
+        f"ViT-B random weights; trainable tensors {len(network.trainable())} ({trainable / 1e6:.2f} M values); "
+        f"gradient checkpointing {'on' if config.checkpointing else 'off'}; "
+        f"RSS after building {current_rss_mb():.0f} MB"
+    )
 
     n = max(args.shots + 2, 6)
     shape = (n, args.size, args.size)

@@ -67,7 +67,7 @@ def connect(scheduler: str, *, gpu: bool = False, preload: Sequence[str] = ()):
             yield client, None
         return
     workers = int(match.group(1))
-    settings = {"distributed.scheduler.allowed-failures": RETRIES}
+    settings: dict[str, int | str] = {"distributed.scheduler.allowed-failures": RETRIES}
     forkserver = worker_context().get_start_method() == "forkserver"
     if forkserver:
         settings["distributed.worker.multiprocessing-method"] = "forkserver"

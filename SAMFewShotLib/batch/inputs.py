@@ -136,7 +136,7 @@ def _cases_in(path: Path, excluded: list[Path]) -> list[tuple[Path, str | None, 
     """(path, series label or None, series files) of every case of one existing input path."""
     if path.is_file():
         return [] if _is_excluded(path, excluded) else [(path, None, ())]
-    cases = []
+    cases: list[tuple[Path, str | None, tuple[str, ...]]] = []
     for folder, subfolders, files in os.walk(path):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         here = Path(folder)

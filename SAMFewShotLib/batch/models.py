@@ -23,7 +23,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar, cast
 
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
@@ -33,13 +33,14 @@ from ..volume import LabelVolume, Volume
 ELASTIX = "SAMFewShotLib.batch.preload_elastix"
 #: Per-process cache of loaded models, keyed by (kind, digest).
 _LOADED: dict[tuple[str, str], object] = {}
+_Model = TypeVar("_Model")
 
 
-def cached(key: tuple[str, str], load: Callable[[], object]) -> object:
+def cached(key: tuple[str, str], load: Callable[[], _Model]) -> _Model:
     """``load()`` once per process for ``key``; later calls return the same object."""
     if key not in _LOADED:
         _LOADED[key] = load()
-    return _LOADED[key]
+    return cast(_Model, _LOADED[key])  # the key's kind fixes what was stored under it
 
 
 class CaseModel(ABC):

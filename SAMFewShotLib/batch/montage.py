@@ -17,6 +17,10 @@ from PIL import Image
 from ..volume import LabelVolume, Volume
 from ..volume_io import DEFAULT_COLORS, atomic_write
 
+# Pillow sets its module-level filter constants through globals(), which its annotations do not show.
+_BILINEAR = Image.BILINEAR  # type: ignore[attr-defined]
+_NEAREST = Image.NEAREST  # type: ignore[attr-defined]
+
 #: Opacity of the label colours over the image.
 OVERLAY_ALPHA = 0.45
 #: Pixels between panels.
@@ -54,8 +58,8 @@ def _panel(
     """One (rows, cols) slice scaled to ``height`` pixels with its physical aspect ratio."""
     rows, cols = grey.shape
     width = max(1, int(round(height * (cols * pixel_mm[1]) / (rows * pixel_mm[0]))))
-    grey_image = np.asarray(Image.fromarray(grey).resize((width, height), Image.BILINEAR), dtype=np.float32)
-    label_image = np.asarray(Image.fromarray(label.astype(np.int32)).resize((width, height), Image.NEAREST))
+    grey_image = np.asarray(Image.fromarray(grey).resize((width, height), _BILINEAR), dtype=np.float32)
+    label_image = np.asarray(Image.fromarray(label.astype(np.int32)).resize((width, height), _NEAREST))
     rgb = np.repeat(grey_image[..., None], 3, axis=2)
     inside = label_image > 0
     colors = palette[np.clip(label_image, 0, len(palette) - 1)].astype(np.float32)

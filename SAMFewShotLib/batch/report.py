@@ -31,7 +31,7 @@ def csv_rows(results: Sequence[CaseResult], flags: Mapping[tuple[str, int], list
     failed case); ``seconds`` is the segmentation time (the earlier run's for skipped cases)."""
     rows = []
     for result in results:
-        base = {
+        base: dict[str, object] = {
             "case": result.case,
             "status": result.status,
             "seconds": "" if result.compute_seconds is None else f"{result.compute_seconds:.2f}",

@@ -28,7 +28,9 @@ def make_engine(spec: str, **options) -> Engine:
     if engine.family == "sam":
         from .sam import SamEngine
 
-        return SamEngine(options.pop("checkpoint", None), coarse=engine.coarse, **options)
+        coarse = engine.coarse
+        assert coarse is not None  # the catalogue fills in the default coarse engine of sam
+        return SamEngine(options.pop("checkpoint", None), coarse=coarse, **options)
     if engine.family == "fewshot":
         from .fewshot import FewShotEngine
 
@@ -47,4 +49,6 @@ def make_engine(spec: str, **options) -> Engine:
     from .register import RegisterEngine
 
     engine_class = RegisterEngine if engine.family == "register" else AutoEngine
-    return engine_class(backend=engine.registrar)
+    registrar = engine.registrar
+    assert registrar is not None  # the catalogue fills in the default registrar of register and auto
+    return engine_class(backend=registrar)

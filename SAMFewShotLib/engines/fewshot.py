@@ -63,6 +63,7 @@ class FewShotEngine:
             "fewshot", checkpoint, model_type=model_type, device=device, window=window, cache=cache,
             batch_size=batch_size,
         )
+        assert checkpoint is not None  # SamOptions refuses a missing checkpoint
         self.checkpoint, self.model_type, self.device, self.window = checkpoint, model_type, device, window
         self.cache, self.batch_size, self.config, self.decode_batch_size = cache, batch_size, config, decode_batch_size
 

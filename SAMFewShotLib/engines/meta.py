@@ -77,6 +77,7 @@ class MetaEngine:
         )
         if init is not None:
             load_init(init)  # a missing or corrupt init too
+        assert checkpoint is not None  # SamOptions refuses a missing checkpoint
         self.checkpoint, self.init, self.model_type, self.device = checkpoint, init, model_type, device
         self.window, self.batch_size, self.steps, self.config = window, batch_size, steps, config
         self.cache = cache

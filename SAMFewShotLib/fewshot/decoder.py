@@ -35,9 +35,13 @@ Output: two logits per pixel (fg, bg) on SAM's low-resolution 4h x 4w frame (256
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 
 class FewShotMaskDecoder(nn.Module):
@@ -85,7 +89,7 @@ class FewShotMaskDecoder(nn.Module):
         self.embedding_size = (int(embedding_size[0]), int(embedding_size[1]))
 
     @classmethod
-    def from_sam(cls, sam: nn.Module, n_labels: int) -> FewShotMaskDecoder:
+    def from_sam(cls, sam: Sam, n_labels: int) -> FewShotMaskDecoder:
         """A decoder for ``n_labels`` labels starting from a SAM's pretrained pieces (deep copies;
         the SAM is left untouched). Output tokens start as SAM's first mask token."""
         if n_labels < 1:

@@ -64,7 +64,7 @@ def propagate_labels(
     while frontier:
         plan = {}
         for (v, d), z in frontier.items():
-            batch = []
+            batch: list[int] = []
             while len(batch) < outward_batch and 0 <= z < n and z not in annotated[v]:
                 batch.append(z)
                 z += d

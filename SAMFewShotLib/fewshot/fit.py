@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -40,6 +41,9 @@ from .decoder import FewShotMaskDecoder
 from .head import BaseModel, FewShotHead
 from .targets import input_frame_mask, masked_average, pooled, valid_region
 from .training import Example, JointExample, TrainingConfig, TrainingResult, train_decoder
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 #: Drawn slices a label needs before one is held out for early stopping.
 MIN_SHOTS_FOR_VALIDATION = 3
@@ -81,7 +85,7 @@ def check_labels(
 
 
 def fit_head(
-    sam: torch.nn.Module,
+    sam: Sam,
     model: LoadedModel,
     image: Volume,
     annotation: SparseAnnotation,
@@ -114,7 +118,9 @@ def fit_head(
     )
     image_size = int(sam.image_encoder.img_size)
     config = config or TrainingConfig()
-    examples, validation, targets, held_out = [], [], {}, {}
+    examples: list[Example] = []
+    validation: list[Example] = []
+    targets, held_out = {}, {}
     per_label = []  # (drawn, empty, trained, held, tokens, low_res) per label index
     for index, value in enumerate(values):
         drawn = annotation.drawn_slices(value)
@@ -144,11 +150,15 @@ def fit_head(
         targets[value] = torch.stack([tokens[z] for z in drawn]).cpu()
         per_label.append((drawn, list(annotation.empty_slices.get(value, ())), trained, held, tokens, low_res))
 
+    train_set: Sequence[Example] | Sequence[JointExample] = examples
+    validation_set: Sequence[Example] | Sequence[JointExample] = validation
     if config.joint:
-        examples, validation = _joint_examples(encoded, per_label, image_size)
+        train_set, validation_set = _joint_examples(encoded, per_label, image_size)
     decoder = FewShotMaskDecoder.from_sam(sam, len(values))
     shots = max(len(annotation.drawn_slices(v)) for v in values)
-    training = train_decoder(decoder, examples, validation, config, shots=shots, progress=progress, cancel=cancel)
+    training = train_decoder(
+        decoder, train_set, validation_set, config, shots=shots, progress=progress, cancel=cancel
+    )
     head = FewShotHead(
         segments=tuple(annotation.labels.segment(v) for v in values),
         targets=targets,
@@ -167,7 +177,8 @@ def _joint_examples(encoded, per_label: list, image_size: int) -> tuple[list[Joi
     """(training, validation) joint examples from the per-label pieces built in :func:`fit_head`:
     ``per_label[i] = (drawn, empty, trained, held, tokens by slice, (target, valid) by slice)``."""
     slices = sorted({z for drawn, empty, *_ in per_label for z in (*drawn, *empty)})
-    training, validation = [], []
+    training: list[JointExample] = []
+    validation: list[JointExample] = []
     for z in slices:
         embedding = encoded[z]
         size = 4 * int(embedding.embedding.shape[-1])

@@ -175,13 +175,19 @@ def load_head(path: PathLike) -> FewShotHead:
         raise InputError(f"{path} is a damaged few-shot head file ({first_sentence(error)})") from None
 
 
+def _rgb(values) -> tuple[float, float, float]:
+    """(r, g, b) floats of a stored colour; ValueError unless it has three."""
+    r, g, b = (float(c) for c in values)
+    return r, g, b
+
+
 def _head_from(payload: Mapping) -> FewShotHead:
     manifest = json.loads(payload["manifest"])
     segments = tuple(
         Segment(
             value=int(label["value"]),
             name=str(label.get("name") or ""),
-            color=tuple(float(c) for c in label["color"]) if label.get("color") else None,
+            color=_rgb(label["color"]) if label.get("color") else None,
             terminology=label.get("terminology"),
         )
         for label in manifest["labels"]

@@ -13,6 +13,7 @@ requests are grouped by slice instead, and only the requested labels are returne
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,12 +23,15 @@ from ..sam.decoder import DEFAULT_MAX_BATCH
 from ..sam.embedding_cache import SliceEmbedding
 from .decoder import FewShotMaskDecoder
 
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
+
 #: Progress stage of prediction.
 STAGE = "fewshot: predict"
 
 
 def predict_slices(
-    sam: torch.nn.Module,
+    sam: Sam,
     decoder: FewShotMaskDecoder,
     tokens: Sequence[torch.Tensor],
     embeddings: Mapping[int, SliceEmbedding],
@@ -113,7 +117,7 @@ def _predict_joint(sam, decoder, tokens, embeddings, requests, batch_size, progr
     return out
 
 
-def _to_slice(sam: torch.nn.Module, difference: torch.Tensor, embedding: SliceEmbedding) -> np.ndarray:
+def _to_slice(sam: Sam, difference: torch.Tensor, embedding: SliceEmbedding) -> np.ndarray:
     """(1, 1, 4h, 4w) low-resolution logit difference -> (rows, cols) float32 probability."""
     model = sam.postprocess_masks(difference, tuple(embedding.input_size), tuple(embedding.original_size))
     logits = embedding.geometry.logits_to_slice(model)

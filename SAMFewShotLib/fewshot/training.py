@@ -228,7 +228,7 @@ def _groups(examples: Sequence) -> list[list]:
 def _joint_augmented(group: list[JointExample], config: TrainingConfig, generator: torch.Generator):
     """(embeddings (B, C, h, w), tokens per label (B, N_l, C), targets (B, L, 4h, 4w), valid
     (B, 4h, 4w)): :func:`_augmented` for joint examples (one shift per slice, all labels)."""
-    embeddings, targets, valids = [], [], []
+    shifted, targets, valids = [], [], []
     for example in group:
         embedding, target, valid = example.embedding, example.targets, example.valid
         if float(torch.rand((), generator=generator)) < config.shift_probability:
@@ -237,10 +237,10 @@ def _joint_augmented(group: list[JointExample], config: TrainingConfig, generato
             embedding = torch.roll(embedding, (dy, dx), dims=(1, 2))
             target = torch.roll(target, (dy * scale, dx * scale), dims=(1, 2))
             valid = torch.roll(valid, (dy * scale, dx * scale), dims=(0, 1))
-        embeddings.append(embedding)
+        shifted.append(embedding)
         targets.append(target)
         valids.append(valid)
-    embeddings = torch.stack(embeddings)
+    embeddings = torch.stack(shifted)
     tokens = [torch.stack([e.tokens[i] for e in group]) for i in range(len(group[0].tokens))]
     if config.noise > 0:
         embeddings = embeddings + config.noise * embeddings.std() * torch.randn(embeddings.shape, generator=generator)
@@ -265,7 +265,7 @@ def _joint_losses(decoder, embeddings, tokens, targets, valid, supervised, preci
 def _augmented(group: list[Example], config: TrainingConfig, generator: torch.Generator):
     """(embeddings (B, C, h, w), tokens (B, N, C), targets (B, 4h, 4w), valid (B, 4h, 4w)), each
     example shifted by one embedding cell with probability ``shift_probability`` and noised."""
-    embeddings, tokens, targets, valids = [], [], [], []
+    shifted, prompts, targets, valids = [], [], [], []
     for example in group:
         embedding, target, valid = example.embedding, example.target, example.valid
         if float(torch.rand((), generator=generator)) < config.shift_probability:
@@ -274,11 +274,11 @@ def _augmented(group: list[Example], config: TrainingConfig, generator: torch.Ge
             embedding = torch.roll(embedding, (dy, dx), dims=(1, 2))
             target = torch.roll(target, (dy * scale, dx * scale), dims=(0, 1))
             valid = torch.roll(valid, (dy * scale, dx * scale), dims=(0, 1))
-        embeddings.append(embedding)
-        tokens.append(example.tokens)
+        shifted.append(embedding)
+        prompts.append(example.tokens)
         targets.append(target)
         valids.append(valid)
-    embeddings, tokens = torch.stack(embeddings), torch.stack(tokens)
+    embeddings, tokens = torch.stack(shifted), torch.stack(prompts)
     if config.noise > 0:
         embeddings = embeddings + config.noise * embeddings.std() * torch.randn(embeddings.shape, generator=generator)
         tokens = tokens + config.noise * tokens.std() * torch.randn(tokens.shape, generator=generator)
@@ -308,7 +308,7 @@ def _batch_loss(decoder: FewShotMaskDecoder, examples: Sequence, config, generat
     return total / len(examples)
 
 
-def evaluate(decoder: FewShotMaskDecoder, examples: Sequence[Example]) -> tuple[float, float]:
+def evaluate(decoder: FewShotMaskDecoder, examples: Sequence[Example] | Sequence[JointExample]) -> tuple[float, float]:
     """(mean loss, mean hard Dice) of ``examples`` without augmentation or gradients."""
     device = decoder.output_tokens.device
     losses, dices = [], []
@@ -337,8 +337,8 @@ def evaluate(decoder: FewShotMaskDecoder, examples: Sequence[Example]) -> tuple[
 
 def train_decoder(
     decoder: FewShotMaskDecoder,
-    examples: Sequence[Example],
-    validation: Sequence[Example] = (),
+    examples: Sequence[Example] | Sequence[JointExample],
+    validation: Sequence[Example] | Sequence[JointExample] = (),
     config: TrainingConfig | None = None,
     *,
     shots: int = 1,

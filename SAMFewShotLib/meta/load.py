@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +20,9 @@ from ..sam.device import torch_device
 from .config import MetaConfig
 from .init_file import MetaInit, load_init
 from .network import SSMSam
+
+if TYPE_CHECKING:
+    from ..sam.model_loading import LoadedModel
 
 #: What reports say when no meta-learned init was given.
 PLAIN_INIT = "plain (no meta-learned init; make one with `samfewshot meta-train`)"
@@ -40,7 +44,7 @@ class MetaModel:
     start: dict[str, torch.Tensor]
     learning_rates: torch.Tensor
     init: str
-    loaded: object
+    loaded: LoadedModel
 
     @property
     def is_plain(self) -> bool:

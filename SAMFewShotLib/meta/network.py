@@ -126,7 +126,7 @@ class SSMSam(nn.Module):
         sparse, dense = self.prompt_encoder(
             points=None if coords is None else (coords, labels), boxes=None, masks=mask_input[None].to(device)
         )
-        if coords is not None:  # SAM pads point prompts with one "not a point" token
+        if coords is not None and labels is not None:  # SAM pads point prompts with one "not a point" token
             coords = torch.cat([coords, torch.zeros_like(coords[:, :1])], dim=1)
             labels = torch.cat([labels, -torch.ones_like(labels[:, :1])], dim=1)
         image_pe = self.prompt_encoder.get_dense_pe()

@@ -72,7 +72,8 @@ class SupportSet:
             support = self.supports[0]
             rows, cols = support.mask.shape
             limit = (max(1, int(rows * self.max_shift)), max(1, int(cols * self.max_shift)))
-            shift = tuple(int(rng.integers(-n, n + 1)) for n in limit)
+            dr, dc = (int(rng.integers(-n, n + 1)) for n in limit)
+            shift = (dr, dc)
             pairs.append((shifted(sam, self.volume, self.axis, support, shift, self.preprocessing), support))
         else:
             for query in self.supports:

@@ -75,6 +75,7 @@ class SelfSamplingPrompt(nn.Module):
         batch = image_embedding.shape[0]
         tokens = point_tokens
         if coords is not None and coords.shape[1] > 0:
+            assert labels is not None  # point prompts come as (coords, labels) pairs
             grid = (coords + 0.5) / image_size * 2.0 - 1.0  # grid_sample's (x, y) in [-1, 1]
             sampled = F.grid_sample(image_embedding, grid[:, :, None, :], align_corners=False)[..., 0]
             sampled = sampled.transpose(1, 2) * (labels >= 0)[..., None].to(sampled.dtype)

@@ -8,6 +8,7 @@ grid, in the canonical orientation of :class:`~SAMFewShotLib.annotation.SparseAn
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ def shifted(
     return SliceExample(-1, preprocess_slice(sam, single, 0, 0, preprocessing), mask)
 
 
-def _shift(array: np.ndarray, shift: tuple[int, int], mode: str) -> np.ndarray:
+def _shift(array: np.ndarray, shift: tuple[int, int], mode: Literal["edge", "constant"]) -> np.ndarray:
     rows, cols = array.shape
     dr, dc = (int(s) for s in shift)
     padded = np.pad(array, ((abs(dr), abs(dr)), (abs(dc), abs(dc))), mode=mode)

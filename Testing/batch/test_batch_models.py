@@ -45,10 +45,14 @@ def test_a_reference_annotation_is_propagated_once_and_registered_to_each_case(t
     drawn = np.zeros(SHAPE, np.uint8)
     for z in (8, 12, 16):
         drawn[z][truth[z]] = 1
-    write_labels(LabelVolume(reference.with_array(drawn), (Segment(1, "organ", (1.0, 0.5, 0.0)),)), tmp_path / "drawn.seg.nrrd")
+    write_labels(
+        LabelVolume(reference.with_array(drawn), (Segment(1, "organ", (1.0, 0.5, 0.0)),)), tmp_path / "drawn.seg.nrrd"
+    )
     (tmp_path / "in").mkdir()
     cases = {
-        "shifted": phantom(tmp_path / "in", "shifted", (11, 18, 22), (7, 11, 13), 1, spacing=(1.0, 1.0, 2.0), origin=(5.0, -3.0, 10.0)),
+        "shifted": phantom(
+            tmp_path / "in", "shifted", (11, 18, 22), (7, 11, 13), 1, spacing=(1.0, 1.0, 2.0), origin=(5.0, -3.0, 10.0)
+        ),
         "larger": phantom(tmp_path / "in", "larger", (12, 21, 19), (8, 13, 14), 2, spacing=(0.9, 0.9, 2.2)),
     }
     out = tmp_path / "out"
@@ -75,10 +79,14 @@ def test_an_atlas_bundle_segments_every_case_through_the_command_line(tmp_path, 
 
     atlas, truth = phantom(tmp_path, "atlas", (12, 20, 20), (7, 11, 13), 0, spacing=(1.0, 1.0, 2.0))
     atlas_labels = LabelVolume(atlas.with_array(truth.astype(np.uint8)), (Segment(1, "organ", (0.2, 0.4, 1.0)),))
-    bundle = write_bundle(tmp_path / "organ.zip", name="organ", atlases=[(atlas, atlas_labels)], parameters=QUICK_REGISTRATION)
+    bundle = write_bundle(
+        tmp_path / "organ.zip", name="organ", atlases=[(atlas, atlas_labels)], parameters=QUICK_REGISTRATION
+    )
     (tmp_path / "in").mkdir()
     cases = {
-        "a": phantom(tmp_path / "in", "a", (12, 19, 21), (7, 12, 12), 3, spacing=(1.1, 0.9, 2.0), origin=(-4.0, 2.0, 0.0)),
+        "a": phantom(
+            tmp_path / "in", "a", (12, 19, 21), (7, 12, 12), 3, spacing=(1.1, 0.9, 2.0), origin=(-4.0, 2.0, 0.0)
+        ),
         "b": phantom(tmp_path / "in", "b", (11, 21, 20), (6, 11, 14), 4, spacing=(1.0, 1.0, 2.5)),
     }
     args = [tmp_path / "in", "--model", bundle, "-o", tmp_path / "out", "--workers", "1"]
@@ -114,7 +122,9 @@ def test_a_few_shot_head_segments_every_case(tmp_path, capsys, monkeypatch):
     save_head(fit.head, tmp_path / "organ.sfs")
     (tmp_path / "in").mkdir()
     for n, spacing in enumerate(((1.0, 1.0, 3.0), (0.7, 0.8, 2.0))):
-        write_volume(Volume(render(truth, n + 1), spacing=spacing, origin=(n, 2.0 * n, 0.0)), tmp_path / "in" / f"c{n}.nii.gz")
+        write_volume(
+            Volume(render(truth, n + 1), spacing=spacing, origin=(n, 2.0 * n, 0.0)), tmp_path / "in" / f"c{n}.nii.gz"
+        )
     code, lines = run_json([tmp_path / "in", "--model", tmp_path / "organ.sfs", "--checkpoint", checkpoint,
                             "-o", tmp_path / "out", "--workers", "1", "--device", "cpu"], capsys)
     assert code == 0, lines

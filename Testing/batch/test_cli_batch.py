@@ -38,10 +38,13 @@ def run(args, capsys) -> tuple[int, str, str]:
 
 def test_json_progress_prints_one_case_line_per_case_and_exits_3_when_a_case_failed(tmp_path, capsys, test_model):
     write_cases(tmp_path / "in", 3)
-    code, out, err = run([tmp_path / "in", "--model", "m", "-o", tmp_path / "out", "--progress", "json", "--workers", "2"], capsys)
+    code, out, err = run(
+        [tmp_path / "in", "--model", "m", "-o", tmp_path / "out", "--progress", "json", "--workers", "2"], capsys
+    )
     assert code == 3
     progress, cases = json_lines(out)
-    assert progress[0] == {"stage": "batch", "done": 0, "total": 3} and progress[-1] == {"stage": "batch", "done": 3, "total": 3}
+    assert progress[0] == {"stage": "batch", "done": 0, "total": 3}
+    assert progress[-1] == {"stage": "batch", "done": 3, "total": 3}
     by_case = {line["case"]: line for line in cases}
     assert sorted(by_case) == ["case1", "case2", "case3"] and len(cases) == 3
     assert by_case["case1"]["status"] == "done" and by_case["case1"]["error"] is None
@@ -67,7 +70,9 @@ def test_a_second_run_skips_and_exits_0_when_nothing_fails(tmp_path, capsys, mon
 def test_a_local_dask_scheduler_runs_the_batch_with_a_gpu_per_case_when_cuda_is_asked(tmp_path, capsys, monkeypatch):
     """local:2 workers declare one GPU each and every task asks for one (the test model only
     pretends to use it); a worker without the resource would leave the tasks unscheduled."""
-    monkeypatch.setattr(models, "load_model", lambda model, **options: ThresholdModel(fail_tags=(2,), device=options["device"]))
+    monkeypatch.setattr(
+        models, "load_model", lambda model, **options: ThresholdModel(fail_tags=(2,), device=options["device"])
+    )
     write_cases(tmp_path / "in", 3)
     code, out, _ = run([tmp_path / "in", "--model", "m", "-o", tmp_path / "out", "--progress", "json",
                         "--scheduler", "local:2", "--device", "cuda"], capsys)

@@ -92,7 +92,9 @@ def test_a_dicom_study_folder_with_two_series_gives_two_cases_read_separately(tm
 
 
 def test_a_folder_with_one_dicom_series_is_one_case_named_after_it(tmp_path):
-    write_dicom_series(tmp_path / "chest", np.ones((3, 4, 5), np.int16), series_number=1, spacing=(1, 1, 1), origin=(0, 0, 0))
+    write_dicom_series(
+        tmp_path / "chest", np.ones((3, 4, 5), np.int16), series_number=1, spacing=(1, 1, 1), origin=(0, 0, 0)
+    )
     cases = expand_inputs([str(tmp_path)])
     assert [c.case_id for c in cases] == ["chest"]
     assert read_case_image(cases[0]).shape == (3, 4, 5)

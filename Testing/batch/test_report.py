@@ -13,7 +13,16 @@ def results(folder):
     liver = LabelStats(1, "liver", 1000, 1.5, 1)
     spleen = LabelStats(2, "spleen <b>", 0, 0.0, 0)
     return [
-        CaseResult("a", "done", 2.0, (str(folder / "a.seg.nrrd"),), None, (liver, spleen), str(folder / "montages" / "a.png"), 1.25),
+        CaseResult(
+            "a",
+            "done",
+            2.0,
+            (str(folder / "a.seg.nrrd"),),
+            None,
+            (liver, spleen),
+            str(folder / "montages" / "a.png"),
+            1.25,
+        ),
         CaseResult("b", "failed", 0.5, error="b.nii.gz: has 3 non-finite voxels"),
     ]
 

@@ -42,7 +42,8 @@ def test_a_case_whose_worker_is_killed_mid_case_runs_again_and_finishes_once(cas
     assert {r.status for r in results} == {"done"}
     counts = start_markers(log)
     assert counts[killed[0]] == 2 and sum(counts.values()) == 4
-    assert sorted(p.name for p in (tmp_path / "out" / "records").iterdir()) == ["case1.json", "case2.json", "case3.json"]
+    records = sorted(p.name for p in (tmp_path / "out" / "records").iterdir())
+    assert records == ["case1.json", "case2.json", "case3.json"]
 
 
 def test_a_case_that_kills_its_worker_twice_fails_and_the_others_finish(cases, tmp_path):
@@ -59,12 +60,16 @@ def test_cancel_kills_the_workers_and_raises(cases, tmp_path):
     task = CaseTask(ThresholdModel(sleep=30.0, log_dir=str(tmp_path / "log")), str(tmp_path / "out"), run_id="r1")
     cancel = CancelToken()
     stream = run_local(cases, task, workers=2, cancel=cancel)
-    threading.Timer(0.1, lambda: wait_for(lambda: len(start_markers(tmp_path / "log")) == 2) and cancel.cancel()).start()
+    threading.Timer(
+        0.1, lambda: wait_for(lambda: len(start_markers(tmp_path / "log")) == 2) and cancel.cancel()
+    ).start()
     with pytest.raises(Cancelled):
         next(stream)
     worker_pids = {int(marker.name.split(".")[1]) for marker in (tmp_path / "log").glob("*.start")}
     assert len(worker_pids) == 2
-    assert not [pid for pid in worker_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        pid for pid in worker_pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def test_workers_must_be_positive(cases, tmp_path):

@@ -64,7 +64,9 @@ def test_registrar_names_are_the_registrars():
     assert REGISTRAR_NAMES == tuple(REGISTRARS)
 
 
-@pytest.mark.parametrize("spec, backend", [("register", DEFAULT_REGISTRAR), ("register:tvl1", "tvl1"), ("auto:elastix", "elastix")])
+@pytest.mark.parametrize(
+    "spec, backend", [("register", DEFAULT_REGISTRAR), ("register:tvl1", "tvl1"), ("auto:elastix", "elastix")]
+)
 def test_make_engine_uses_the_parsed_registrar(spec, backend):
     engine = make_engine(spec)
     register = engine.register if spec.startswith("auto") else engine
@@ -78,7 +80,10 @@ def test_weightless_engines_refuse_options():
 
 def test_the_catalogue_imports_no_heavy_library():
     """Listed by the CLI parser and the Slicer module: no torch, ITK, OpenCV, scikit-image or SciPy."""
-    code = "import sys, SAMFewShotLib.engines.catalog; print(sorted({'torch', 'itk', 'cv2', 'skimage', 'scipy'} & set(sys.modules)))"
+    code = (
+        "import sys, SAMFewShotLib.engines.catalog; "
+        "print(sorted({'torch', 'itk', 'cv2', 'skimage', 'scipy'} & set(sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
 

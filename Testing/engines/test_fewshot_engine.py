@@ -135,9 +135,9 @@ def test_propagate_runs_it_from_the_command_line(case, first_run, tmp_path, monk
     monkeypatch.setenv("SAMFEWSHOT_HOME", str(folder))  # its embeddings/ is the cache of first_run
     write_volume(image, tmp_path / "image.nrrd")
     write_labels(annotation.labels, tmp_path / "drawn.nrrd")
-    code = main(["propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"), "-o", str(tmp_path / "out.nrrd"),
-                 "--engine", "fewshot", "--checkpoint", str(checkpoint), "--device", "cpu", "--progress", "none",
-                 "--report", str(tmp_path / "report.json")])
+    code = main(["propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"),
+                 "-o", str(tmp_path / "out.nrrd"), "--engine", "fewshot", "--checkpoint", str(checkpoint),
+                 "--device", "cpu", "--progress", "none", "--report", str(tmp_path / "report.json")])
     assert code == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["engine"] == "fewshot" and report["counters"]["train_iterations"] > 0

@@ -181,7 +181,10 @@ def test_cli_propagates_with_a_meta_learned_init_and_reports_its_cost(cli_case):
     assert payload["seconds"]["online adaptation"] > 0
 
 
-@pytest.mark.parametrize("extra, match", [(["--refine", "1"], "--refine is for the sam engine"), (["--init", "BAD"], "not a readable meta init file")])
+@pytest.mark.parametrize(
+    "extra, match",
+    [(["--refine", "1"], "--refine is for the sam engine"), (["--init", "BAD"], "not a readable meta init file")],
+)
 def test_cli_bad_meta_options_exit_2_with_one_line(cli_case, capsys, extra, match):
     folder, checkpoint, _, image, annotation, _ = cli_case
     if "BAD" in extra:

@@ -78,7 +78,10 @@ def test_a_failing_report_leaves_no_output_and_exits_2_with_one_line(tmp_path, m
         return handle
 
     monkeypatch.setattr(files, "open", full_for_reports, raising=False)
-    code, err, _ = run_cli(["propagate", image, labels, "-o", out, "--report", report, "--engine", "interpolate", "--progress", "none"], capfd)
+    code, err, _ = run_cli(
+        ["propagate", image, labels, "-o", out, "--report", report, "--engine", "interpolate", "--progress", "none"],
+        capfd,
+    )
     assert code == 2 and len(err) == 1, err
     assert str(report) in err[0] and "no space left on device" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image.nii.gz", "labels.nii.gz"]
@@ -87,7 +90,10 @@ def test_a_failing_report_leaves_no_output_and_exits_2_with_one_line(tmp_path, m
 def test_output_and_report_are_both_written_when_nothing_fails(tmp_path, capfd):
     image, labels = tiny_case(tmp_path)
     out, report = tmp_path / "out.nii.gz", tmp_path / "report.json"
-    code, err, _ = run_cli(["propagate", image, labels, "-o", out, "--report", report, "--engine", "interpolate", "--progress", "none"], capfd)
+    code, err, _ = run_cli(
+        ["propagate", image, labels, "-o", out, "--report", report, "--engine", "interpolate", "--progress", "none"],
+        capfd,
+    )
     assert code == 0, err
     assert out.is_file() and report.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image.nii.gz", "labels.nii.gz", "out.nii.gz", "report.json"]
@@ -109,7 +115,9 @@ def full_folder(tmp_path):
     """A 64 KiB tmpfs filled to the last byte (skips where mounting is not allowed)."""
     mount = tmp_path / "full"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
     try:
@@ -139,6 +147,8 @@ def test_a_full_file_system_leaves_no_file_for_every_format(full_folder, ext):
 def test_the_command_line_on_a_full_file_system_exits_2_with_one_line(tmp_path, full_folder, capfd, ext):
     image, labels = tiny_case(tmp_path)
     out = full_folder / f"out{ext}"
-    code, err, _ = run_cli(["propagate", image, labels, "-o", out, "--engine", "interpolate", "--progress", "none"], capfd)
+    code, err, _ = run_cli(
+        ["propagate", image, labels, "-o", out, "--engine", "interpolate", "--progress", "none"], capfd
+    )
     assert code == 2 and len(err) == 1 and str(out) in err[0], err
     assert sorted(p.name for p in full_folder.iterdir()) == ["filler"]

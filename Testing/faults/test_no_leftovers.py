@@ -69,7 +69,9 @@ def test_samfewshot_batch_with_an_atlas_bundle_leaves_tmpdir_empty(tmp_path):
 
     atlas, truth = phantom(tmp_path, "atlas", (12, 20, 20), (7, 11, 13), 0, spacing=(1.0, 1.0, 2.0))
     labels = LabelVolume(atlas.with_array(truth.astype(np.uint8)), (Segment(1, "organ"),))
-    bundle = write_bundle(tmp_path / "organ.zip", name="organ", atlases=[(atlas, labels)], parameters=QUICK_REGISTRATION)
+    bundle = write_bundle(
+        tmp_path / "organ.zip", name="organ", atlases=[(atlas, labels)], parameters=QUICK_REGISTRATION
+    )
     (tmp_path / "in").mkdir()
     phantom(tmp_path / "in", "a", (12, 19, 21), (7, 12, 12), 3, spacing=(1.1, 0.9, 2.0))
     private = tmp_path / "private_tmp"

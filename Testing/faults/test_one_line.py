@@ -24,7 +24,9 @@ def copy_engine(monkeypatch):
 def test_an_empty_folder_as_image_is_one_line(tmp_path, capfd, copy_engine):
     _, labels = tiny_case(tmp_path)
     (tmp_path / "empty").mkdir()
-    code, err, _ = run_cli(["propagate", tmp_path / "empty", labels, "-o", tmp_path / "o.nii.gz", "--progress", "none"], capfd)
+    code, err, _ = run_cli(
+        ["propagate", tmp_path / "empty", labels, "-o", tmp_path / "o.nii.gz", "--progress", "none"], capfd
+    )
     assert code == 2 and len(err) == 1 and "no DICOM series" in err[0], err
 
 

@@ -64,7 +64,10 @@ def test_truncated_raw_data_is_refused_with_one_line(tmp_path, capfd, ext):
         read_volume(cut)
     labels = tmp_path / "labels.nii.gz"
     write_labels(LabelVolume(image.with_array(np.zeros((10, 12, 14), np.uint8))), labels)
-    code, err, _ = run_cli(["propagate", cut, labels, "-o", tmp_path / "out.nii.gz", "--engine", "interpolate", "--progress", "none"], capfd)
+    code, err, _ = run_cli(
+        ["propagate", cut, labels, "-o", tmp_path / "out.nii.gz", "--engine", "interpolate", "--progress", "none"],
+        capfd,
+    )
     assert code == 2 and len(err) == 1 and "truncated" in err[0], err
     assert not (tmp_path / "out.nii.gz").exists()
 
@@ -73,7 +76,9 @@ def test_the_truncated_image_through_the_command_line_exits_2_with_one_line(tmp_
     image, labels = tiny_case(tmp_path)
     cut = truncated_copy(image, tmp_path / "cut.nii.gz")
     out = tmp_path / "out.nii.gz"
-    code, err, _ = run_cli(["propagate", cut, labels, "-o", out, "--engine", "interpolate", "--progress", "none"], capfd)
+    code, err, _ = run_cli(
+        ["propagate", cut, labels, "-o", out, "--engine", "interpolate", "--progress", "none"], capfd
+    )
     assert code == 2 and len(err) == 1 and "cut.nii.gz" in err[0] and "truncated" in err[0], err
     assert not out.exists()
 

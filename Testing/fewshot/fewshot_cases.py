@@ -7,8 +7,9 @@ threshold cannot tell them apart; where they sit can. Label 1 is drawn on slices
 
 The tiny SAM has random weights, so its decoder starts far from useful: the tests train it
 with a higher learning rate (3e-3) than the paper's 1e-4 for pretrained SAM, 30 iterations.
-Torch runs on one thread (:data:`THREADS`). Embeddings live in a session disk cache under ``home/embeddings`` (``SAMFEWSHOT_HOME=home``
-for command-line runs), so every slice is encoded once per session.
+Torch runs on one thread (:data:`THREADS`). Embeddings live in a session disk cache under
+``home/embeddings`` (``SAMFEWSHOT_HOME=home`` for command-line runs), so every slice is encoded
+once per session.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ def test_it_starts_as_sams_decoder_prompted_by_the_tokens(sam):
     assert torch.equal(decoder.output_tokens[1, 1], sam.mask_decoder.mask_tokens.weight[0])
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        logits = decoder(torch.randn((3, 32, 64, 64), generator=generator), torch.randn((4, 32), generator=generator), 1)
+        logits = decoder(
+            torch.randn((3, 32, 64, 64), generator=generator), torch.randn((4, 32), generator=generator), 1
+        )
     assert logits.shape == (3, 2, 256, 256)
     assert float(logits[:, 1].abs().max()) == 0.0  # the bg channel starts at zero: p = sigmoid(fg)
     assert float(logits[:, 0].abs().max()) > 0.0

@@ -105,7 +105,9 @@ def test_a_joint_fit_trains_per_slice_examples_and_the_head_remembers_it(tmp_pat
     assert [tuple(t.shape) for t in first.tokens] == [(1, 32), (1, 32)]  # the other trained slice of each label
     assert fit.training.iterations == 2 and fit.head.joint
     again = load_head(save_head(fit.head, tmp_path / "head.sfs"))
-    assert again.joint and torch.equal(again.decoder_state["label_embeddings"], fit.head.decoder_state["label_embeddings"])
+    assert again.joint and torch.equal(
+        again.decoder_state["label_embeddings"], fit.head.decoder_state["label_embeddings"]
+    )
 
 
 def test_a_head_without_label_embeddings_loads_as_before(sam, tmp_path):

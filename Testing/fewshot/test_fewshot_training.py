@@ -44,7 +44,9 @@ def test_the_schedule_follows_the_paper(shots, iterations):
 
 def test_early_stopping_keeps_the_best_state_when_validation_gets_worse(decoder):
     train, validation = examples(flip_validation=True)
-    config = TrainingConfig(iterations=40, learning_rate=3e-3, eval_every=2, patience=3, noise=0.0, shift_probability=0.0)
+    config = TrainingConfig(
+        iterations=40, learning_rate=3e-3, eval_every=2, patience=3, noise=0.0, shift_probability=0.0
+    )
     result = train_decoder(decoder, train, validation, config)
     best = min(result.validation, key=lambda score: score[1])
     assert result.losses[-1] < result.losses[0]  # it did learn the training slices ...

@@ -43,7 +43,9 @@ def logits_of(meta) -> torch.Tensor:
     prep = Preprocessing.for_volume(volume)
     query, support = (prepare(net.sam, volume, 0, z, prep, truth[z]) for z in (2, 3))
     with torch.no_grad():
-        return net.decode_example(net.features(net.embed([query.item])), query, net.features(net.embed([support.item])), support)
+        return net.decode_example(
+            net.features(net.embed([query.item])), query, net.features(net.embed([support.item])), support
+        )
 
 
 def test_round_trip_gives_identical_tensors_rates_and_predictions(made):
@@ -75,7 +77,9 @@ def one_line_error(call, match: str) -> str:
 def test_an_init_for_another_checkpoint_of_the_same_architecture_is_refused(made):
     folder, _, _, path = made
     other = meta_cases.small_sam_checkpoint(folder / "other.pth", seed=6)
-    message = one_line_error(lambda: load_meta_model(str(other), init=path), "another checkpoint of the same architecture")
+    message = one_line_error(
+        lambda: load_meta_model(str(other), init=path), "another checkpoint of the same architecture"
+    )
     assert "base model small " in message and "other.pth" in message
 
 
@@ -87,7 +91,11 @@ def test_an_init_for_another_architecture_is_refused(made):
 
 @pytest.mark.parametrize(
     "content, match",
-    [(b"", "not a readable meta init file"), (b"garbage" * 50, "not a readable meta init file"), (None, "is not a meta init file")],
+    [
+        (b"", "not a readable meta init file"),
+        (b"garbage" * 50, "not a readable meta init file"),
+        (None, "is not a meta init file"),
+    ],
 )
 def test_corrupt_and_foreign_files_are_refused(made, tmp_path, content, match):
     _, checkpoint, _, path = made

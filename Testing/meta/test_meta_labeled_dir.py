@@ -19,13 +19,19 @@ def touch(folder, *names):
 def test_images_and_labels_folders_pair_by_file_name(tmp_path):
     touch(tmp_path, "images/b.nii.gz", "images/a.nrrd", "labels/a.nrrd", "labels/b.nii.gz", "images/notes.txt")
     cases = find_labeled_cases(tmp_path)
-    assert [(c.name, c.image.name, c.labels.name) for c in cases] == [("a", "a.nrrd", "a.nrrd"), ("b", "b.nii.gz", "b.nii.gz")]
+    assert [(c.name, c.image.name, c.labels.name) for c in cases] == [
+        ("a", "a.nrrd", "a.nrrd"),
+        ("b", "b.nii.gz", "b.nii.gz"),
+    ]
 
 
 def test_name_image_and_name_labels_pairs(tmp_path):
     touch(tmp_path, "case1_image.nii.gz", "case1_labels.seg.nrrd", "case2_image.mha", "case2_labels.nii", "readme.md")
     cases = find_labeled_cases(tmp_path)
-    assert [(c.name, c.labels.name) for c in cases] == [("case1", "case1_labels.seg.nrrd"), ("case2", "case2_labels.nii")]
+    assert [(c.name, c.labels.name) for c in cases] == [
+        ("case1", "case1_labels.seg.nrrd"),
+        ("case2", "case2_labels.nii"),
+    ]
 
 
 @pytest.mark.parametrize(
