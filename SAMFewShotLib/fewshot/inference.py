@@ -89,7 +89,16 @@ def predict_slices(
     return out
 
 
-def _predict_joint(sam, decoder, tokens, embeddings, requests, batch_size, progress, cancel):
+def _predict_joint(
+    sam: Sam,
+    decoder: FewShotMaskDecoder,
+    tokens: Sequence[torch.Tensor],
+    embeddings: Mapping[int, SliceEmbedding],
+    requests: Sequence[tuple[int, int]],
+    batch_size: int,
+    progress: Progress,
+    cancel: CancelToken | None,
+) -> dict[tuple[int, int], np.ndarray]:
     """:func:`predict_slices` for a joint decoder: batches of slices, all labels per pass."""
     device = decoder.output_tokens.device
     by_slice: dict[int, list[int]] = {}
