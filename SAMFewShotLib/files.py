@@ -1,13 +1,37 @@
-"""Writing result files: JSON written atomically (a temporary file, then a rename)."""
+"""Files on disk: the one atomic write path, file hashes and ``PathLike``.
+
+Every file the package writes goes through :func:`write_atomic` (or one of its helpers): the
+bytes go to a temporary file in the destination folder, are flushed and ``os.fsync``-ed, their
+size is checked, and only then is the temporary file renamed over the destination with
+``os.replace``. On any exception the temporary file is removed and the destination is left as it
+was, so a reader sees the old file or the complete new one, never half a file.
+
+Core layer: imports nothing from the package but :mod:`.progress`.
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import math
 import os
+import uuid
 from pathlib import Path
+from typing import BinaryIO, Callable, Union
 
 import numpy as np
+
+from .progress import CancelToken, Progress, no_progress
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_CHUNK = 1 << 20
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    """Write ``payload`` as indented JSON through a temporary file and a rename."""
+    write_text_atomic(path, json.dumps(json_safe(payload), indent=2) + "\n")
 
 
 def json_safe(value):
@@ -25,13 +49,146 @@ def json_safe(value):
     return value
 
 
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Write ``payload`` as indented JSON through a temporary file and a rename."""
+# Atomic writes ----------------------------------------------------------------------------------
+def temporary_path(target: PathLike, suffix: str = "") -> Path:
+    """A fresh hidden name in ``target``'s folder for writing ``target`` (``suffix`` kept at the
+    end, so writers that pick the format from the extension, e.g. ``.nii.gz``, still see it)."""
+    target = Path(target)
+    stem = target.name[: -len(suffix)] if suffix and target.name.endswith(suffix) else target.name
+    return target.with_name(f".{stem}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{suffix}")
+
+
+def write_atomic(path: PathLike, write: Callable[[Path], None], *, suffix: str = "", min_size: int = 1) -> Path:
+    """Call ``write(temp_path)``, then fsync the file, check it holds at least ``min_size`` bytes
+    and rename it to ``path``; for writers that need a path (SimpleITK, ``torch.save``, zip).
+
+    Args:
+        path: the destination file; its folder must exist.
+        write: writes the complete file at the path it is given.
+        suffix: extension the temporary name ends with (the writer may pick its format from it).
+        min_size: the smallest size, in bytes, a complete file can have.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: the write failed or left a file smaller than ``min_size`` (a full disk can make a
+            writer "succeed" with an empty file); no temporary file is left, ``path`` untouched.
+        Exception: whatever ``write`` raised, after the same clean-up.
+    """
     target = Path(path)
-    temp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    temp = temporary_path(target, suffix)
     try:
-        temp.write_text(json.dumps(json_safe(payload), indent=2) + "\n")
-        os.replace(temp, target)
+        write(temp)
+        size = fsync_file(temp)
+        if size < min_size:
+            raise OSError(errno.EIO, f"writing left {size} bytes, expected at least {min_size}", str(target))
+        _replace(temp, target)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    return target
+
+
+def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], None], *, suffix: str = "") -> Path:
+    """Call ``write(stream)`` with a binary stream open on a temporary file beside ``path``, then
+    flush, fsync, check that the file holds every byte written and rename it to ``path``.
+
+    Raises:
+        OSError: the write failed or the file on disk is shorter than what was written; no
+            temporary file is left and ``path`` is untouched.
+    """
+    target = Path(path)
+    temp = temporary_path(target, suffix)
+    try:
+        with open(temp, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+            written = stream.tell()
+        size = temp.stat().st_size
+        if size != written:
+            raise OSError(errno.EIO, f"wrote {written} bytes but the file holds {size}", str(target))
+        _replace(temp, target)
+    except BaseException:
+        _remove_quietly(temp)
+        raise
+    return target
+
+
+def write_bytes_atomic(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`write_stream_atomic`)."""
+    return write_stream_atomic(path, lambda stream: stream.write(data))
+
+
+def write_text_atomic(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`write_stream_atomic`)."""
+    return write_bytes_atomic(path, text.encode(encoding))
+
+
+def fsync_file(path: PathLike) -> int:
+    """``os.fsync`` the file at ``path`` (its bytes reach the disk); its size in bytes."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        return os.fstat(fd).st_size
     finally:
-        if temp.exists():
-            temp.unlink()
+        os.close(fd)
+
+
+def _replace(temp: Path, target: Path) -> None:
+    os.replace(temp, target)
+    if os.name == "posix":  # make the rename itself durable (best effort)
+        try:
+            fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+# Hashes -----------------------------------------------------------------------------------------
+def file_digests(
+    path: PathLike,
+    *,
+    md5: bool = False,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+    stage: str = "hash",
+) -> tuple[str, str | None]:
+    """SHA-256 (and MD5 if asked) of a file as lower-case hex; progress in bytes, cancel between chunks."""
+    path = Path(path)
+    total = path.stat().st_size
+    sha = hashlib.sha256()
+    md = hashlib.md5(usedforsecurity=False) if md5 else None
+    done = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            sha.update(chunk)
+            if md is not None:
+                md.update(chunk)
+            done += len(chunk)
+            progress(stage, done, total)
+    if total == 0:
+        progress(stage, 0, 0)
+    return sha.hexdigest(), md.hexdigest() if md is not None else None
+
+
+def sha256_file(path: PathLike, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:
+    """SHA-256 of a file as lower-case hex."""
+    return file_digests(path, progress=progress, cancel=cancel)[0]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import InputError
-
+from .files import write_atomic
 
 
 def first_sentence(error: BaseException) -> str:
@@ -27,14 +27,11 @@ def first_sentence(error: BaseException) -> str:
 
 def save_torch_file(path: str | os.PathLike, payload) -> Path:
     """``torch.save(payload)`` to a temporary file beside ``path``, then renamed over ``path``
-    (a reader never sees half a file; a failed write leaves the old file as it was)."""
+    (a reader never sees half a file; a failed write leaves the old file as it was; see
+    :func:`.files.write_atomic`)."""
     import torch
 
-    from .volume_io import atomic_write
-
-    target = Path(path)
-    atomic_write(target, target.suffix, lambda temporary: torch.save(payload, temporary))
-    return target
+    return write_atomic(path, lambda temporary: torch.save(payload, temporary), suffix=Path(path).suffix)
 
 
 def read_torch_file(path: str | os.PathLike, what: str):

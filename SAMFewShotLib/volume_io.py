@@ -9,28 +9,26 @@ and origin in mm and origin/direction in LPS, exactly as :class:`~SAMFewShotLib.
 documents. Bad input raises ``ValueError`` with one line naming the path and the problem, so
 the command line can print it as is.
 
-Writers are atomic: the file is written under a temporary name in the destination folder and
-moved into place with :func:`os.replace`, so a failed write leaves no file behind and never
-leaves a half-written destination.
+Writers are atomic (:func:`SAMFewShotLib.files.write_atomic`): the file is written under a
+temporary name in the destination folder, fsynced, checked not empty and moved into place with
+:func:`os.replace`, so a failed write leaves no file behind and never a half-written destination.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import uuid
 from pathlib import Path
-from typing import Literal, Sequence, Union
+from typing import Literal, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .files import PathLike, write_atomic
 from .volume import LabelVolume, Segment, Volume, label_dtype
 
 logger = logging.getLogger(__name__)
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 #: Output extensions accepted by :func:`write_labels` (``.seg.nrrd`` keeps the segment table).
 LABEL_EXTENSIONS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
@@ -428,17 +426,9 @@ def _flatten_layers(
 
 # Writing ----------------------------------------------------------------------------------------
 def atomic_write(out: Path, ext: str, write) -> None:
-    """Call ``write(temp_path)`` for a temporary file next to ``out``, then move it into place."""
-    temp = out.with_name(f".{out.name[: -len(ext)]}-{uuid.uuid4().hex[:12]}.tmp{ext}")
-    try:
-        write(temp)
-        os.replace(temp, out)
-    except BaseException:
-        try:
-            temp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+    """Call ``write(temp_path)`` for a temporary file next to ``out`` (ending in ``ext``), then
+    fsync it, check it is not empty and move it into place (:func:`..files.write_atomic`)."""
+    write_atomic(out, write, suffix=ext)
 
 
 def _write_sitk(image: sitk.Image, out: Path, ext: str) -> None:

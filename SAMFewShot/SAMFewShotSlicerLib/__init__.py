@@ -1,28 +1,35 @@
-"""The Slicer side of the SAMFewShot module: its panels and logic, beside SAMFewShot.py.
+"""The Slicer side of the SAMFewShot module: its panels and logic parts, beside SAMFewShot.py.
 
 ``SAMFewShotLib`` (the backend) never imports slicer, qt or vtk; this package is the part of the
 module that does. Slicer loads every ``.py`` file of a scripted-module folder as a module, so the
 module's own helpers live in a package (the convention of DICOMLib or MONAIAuto3DSegLib),
-imported by SAMFewShot.py:
+imported by SAMFewShot.py and by the Propagate effect (../SegmentEditorPropagate/):
 
-- :mod:`.propagation_logic`: propagate and suggest jobs, the preview and Accept of a propagation.
-- :mod:`.weights_logic`: ``samfewshot weights list | import | verify`` jobs.
-- :mod:`.child_jobs`: ``samfewshot`` child processes of the logic (start, poll, wait, cancel,
+Logic parts (take nodes and plain values, never touch widgets or open dialogs; composed by
+SAMFewShotLogic as ``logic.<part>``):
+
+- :mod:`.child_jobs`: ``jobs``, the ``samfewshot`` child processes (start, poll, wait, cancel,
   read the result), :class:`~.child_jobs.SAMFewShotJob`.
-- :mod:`.scene_exchange`: the scene <-> files of the child (volumes and segments exported with
-  their geometry, results read back on the volume's grid, preview segmentations).
-- :mod:`.python_packages`: the first-use installation of the Python packages (asks first; torch
-  through the PyTorch extension; Slicer's SimpleITK and numpy never replaced).
-- :mod:`.module_panel`: ModulePanel, the base of the panels (ui, logic, parameter node, own job).
-- :mod:`.job_monitor`: JobMonitor, one running child polled by a ``qt.QTimer`` into a progress
-  bar, a status and an elapsed time, with Cancel (never blocks Slicer).
-- :mod:`.weights_panel`: the Model row (SAM checkpoints: list, Import file..., Verify).
-- :mod:`.atlas_logic`, :mod:`.atlas_panel`: load an atlas bundle, apply it to the current volume
-  as a preview, Accept adds its segments (names, colours, terminology) in one undoable step.
-- :mod:`.batch_logic`, :mod:`.batch_panel`: ``samfewshot batch`` over scene volumes or a folder,
-  per-case status table, Cancel, Load results.
+- :mod:`.scene_exchange`: ``scene``, volumes and segments to and from the child's files
+  (uncompressed export, grid from the node, results read back once), preview segmentations.
+- :mod:`.propagation_logic`: ``propagation``, propagate and suggest jobs, the preview of drawn /
+  propagated / low-confidence parts.
+- :mod:`.weights_logic`: ``weights``, ``samfewshot weights list | import | verify | download``.
+- :mod:`.python_packages`: ``packages``, the first-use installation (torch through the PyTorch
+  extension, its version checked; Slicer's SimpleITK and numpy never replaced).
+- :mod:`.atlas_logic`, :mod:`.batch_logic`: ``atlas`` and ``batch``.
 
-Logic classes and mixins never touch widgets or open dialogs; the ``*Panel`` classes wrap every
-handler in ``slicer.util.tryWithErrorDisplay``. Pure helpers (command lines, output parsing) are in
-``SAMFewShotLib.slicer_support`` and are tested without Slicer.
+GUI parts (every handler wrapped in ``slicer.util.tryWithErrorDisplay``):
+
+- :mod:`.module_panel`: ModulePanel, the base of the panels; :mod:`.job_monitor`: JobMonitor, one
+  running child polled by a ``qt.QTimer`` (progress, status, elapsed time, Cancel).
+- :mod:`.propagation_panel`, :mod:`.preview_panel`, :mod:`.weights_panel`, :mod:`.atlas_panel`,
+  :mod:`.batch_panel`, :mod:`.packages_panel`: the sections of the module's .ui.
+- :mod:`.editor_bridge`: writing a preview through a Segment Editor effect (masking, undo) and
+  showing a slice in the view of its axis; :mod:`.sam_on_cpu`: the CPU time question.
+- :mod:`.engine_choices`: the engines, axes and devices offered; :mod:`.lib_folder`: where
+  SAMFewShotLib is (defined once); :mod:`.heavy_self_test`: the opt-in part of the self-test.
+
+Pure helpers (command lines, output parsing, slice views, preview parts, first-use sizes and
+estimates) are in ``SAMFewShotLib.slicer_support`` and are tested without Slicer.
 """

@@ -6,11 +6,11 @@
   read the ``.seg.nrrd`` it wrote (names, colours, terminology) -> :class:`AtlasResult`.
 - :meth:`createPreview`: a separate preview segmentation; :meth:`acceptPreview` adds its segments
   to a segmentation (one write per segment; record the Segment Editor undo state first to make it
-  one undoable step); the main logic's ``removePreview`` rejects it.
+  one undoable step); ``logic.scene.removePreview`` rejects it.
 - :meth:`startCreate`: ``samfewshot atlas create`` from a volume and its segmentation (scripts,
   the self-test).
 
-Everything long runs in a child process (start*/finish* with the main logic's job machinery);
+Everything long runs in a child process (start*/finish* with ``logic.jobs``);
 nothing in the scene changes before :meth:`createPreview`.
 """
 
@@ -52,11 +52,12 @@ class AtlasLogic:
     """Atlas bundle jobs of the SAMFewShot module.
 
     Args:
-        logic: the SAMFewShotLogic (child processes, export, previews).
+        jobs: the ChildJobs (child processes). scene: the SceneExchange (export, previews).
     """
 
-    def __init__(self, logic) -> None:
-        self.logic = logic
+    def __init__(self, jobs, scene) -> None:
+        self.jobs = jobs
+        self.scene = scene
 
     @staticmethod
     def bundlePath(path: str) -> str:
@@ -79,13 +80,13 @@ class AtlasLogic:
     def startInfo(self, bundle: str):
         """Start ``samfewshot atlas info BUNDLE --json``."""
         path = self.bundlePath(bundle)
-        with self.logic.jobFolder() as folder:
-            argv = atlas_commands.atlas_info_command(self.logic.pythonExecutable(), path)
-            return self.logic.startJob("atlas info", argv, folder, details={"bundle": path})
+        with self.jobs.jobFolder() as folder:
+            argv = atlas_commands.atlas_info_command(self.jobs.pythonExecutable(), path)
+            return self.jobs.startJob("atlas info", argv, folder, details={"bundle": path})
 
     def finishInfo(self, job):
         """The :class:`~SAMFewShotLib.slicer_support.atlas_commands.AtlasInfo` of a finished info job."""
-        with self.logic.finishedJob(job, "atlas info"):
+        with self.jobs.finishedJob(job, "atlas info"):
             return atlas_commands.parse_atlas_info("\n".join(job.runner.stdout_lines))
 
     # Apply -------------------------------------------------------------------------------------
@@ -99,26 +100,27 @@ class AtlasLogic:
             ValueError: no volume, a volume under a transform, not a bundle, a bad fusion, or
                 refinement without a checkpoint.
         """
-        self.logic.checkInputs(volumeNode)
+        self.scene.checkInputs(volumeNode)
         path = self.bundlePath(bundle)
-        with self.logic.jobFolder() as folder:
+        with self.jobs.jobFolder() as folder:
             imagePath = os.path.join(folder, "image.nrrd")
             outputPath = os.path.join(folder, "atlas.seg.nrrd")
             reportPath = os.path.join(folder, "report.json")
             argv = atlas_commands.atlas_apply_command(
-                self.logic.pythonExecutable(), imagePath, path, outputPath, reportPath,
+                self.jobs.pythonExecutable(), imagePath, path, outputPath, reportPath,
                 fusion=fusion, refine="sam" if refine else None, checkpoint=checkpoint, device=device,
             )
-            self.logic.exportVolume(volumeNode, imagePath)
-            return self.logic.startJob(
+            self.scene.exportVolume(volumeNode, imagePath)
+            return self.jobs.startJob(
                 "atlas apply", argv, folder, volumeNode=volumeNode, imagePath=imagePath, outputPath=outputPath,
+                geometry=self.scene.volumeGeometry(volumeNode),
                 reportPath=reportPath, details={"bundle": path},
             )
 
     def finishApply(self, job) -> AtlasResult:
         """Read the segments of a finished apply job (checked to lie on the volume's grid)."""
-        with self.logic.finishedJob(job, "atlas apply"):
-            labels = self.logic.readResultLabels(job.outputPath, job.imagePath)
+        with self.jobs.finishedJob(job, "atlas apply"):
+            labels = self.scene.readResultLabels(job.outputPath, job.geometry)
             report = progress_lines.read_report(job.reportPath)
         return AtlasResult(labels=labels, report=report, seconds=job.runner.elapsed_seconds,
                            volumeNode=job.volumeNode, bundle=job.details["bundle"])
@@ -129,7 +131,7 @@ class AtlasLogic:
         segments = [segment for segment in result.labels.segments if segment.value in set(result.labels.label_values())]
         if not segments:
             raise ValueError(f"The atlas found none of its structures in volume '{result.volumeNode.GetName()}'")
-        return self.logic.newSegmentationFromLabels(
+        return self.scene.newSegmentationFromLabels(
             f"{name} (atlas preview)", result.volumeNode, result.labels.array, segments,
             {ATLAS_PREVIEW_VOLUME_ATTRIBUTE: result.volumeNode.GetID(), ATLAS_PREVIEW_BUNDLE_ATTRIBUTE: result.bundle},
         )
@@ -163,7 +165,7 @@ class AtlasLogic:
         elif segmentationNode.GetParentTransformNode() is not None:
             raise ValueError(f"Segmentation '{segmentationNode.GetName()}' is under a transform: harden the transform first")
         source, target = previewNode.GetSegmentation(), segmentationNode.GetSegmentation()
-        with self.logic.temporarySceneNodes():
+        with self.scene.temporarySceneNodes():
             for index in range(source.GetNumberOfSegments()):
                 sourceId = source.GetNthSegmentID(index)
                 segment = source.GetSegment(sourceId)
@@ -171,12 +173,12 @@ class AtlasLogic:
                 targetId = target.GetSegmentIdBySegmentName(segment.GetName())
                 if not targetId:
                     targetId = target.AddEmptySegment("", segment.GetName(), segment.GetColor())
-                terminology = self.logic.segmentTerminology(segment)
-                if terminology and not self.logic.segmentTerminology(target.GetSegment(targetId)):
+                terminology = self.scene.segmentTerminology(segment)
+                if terminology and not self.scene.segmentTerminology(target.GetSegment(targetId)):
                     target.GetSegment(targetId).SetTag(segment.GetTerminologyEntryTagName(), terminology)
                 slicer.util.updateSegmentBinaryLabelmapFromArray(
                     (np.asarray(mask) > 0).astype(np.uint8), segmentationNode, targetId, volume)
-        self.logic.removePreview(previewNode)
+        self.scene.removePreview(previewNode)
         return segmentationNode
 
     # Create ------------------------------------------------------------------------------------
@@ -186,17 +188,17 @@ class AtlasLogic:
         """Start ``samfewshot atlas create`` making the bundle ``bundle`` (``.zip`` or a folder)
         from ``volumeNode`` and every segment of ``segmentationNode`` (names, colours and
         terminology kept)."""
-        self.logic.checkInputs(volumeNode)
-        with self.logic.jobFolder() as folder:
+        self.scene.checkInputs(volumeNode)
+        with self.jobs.jobFolder() as folder:
             imagePath = os.path.join(folder, "atlas_image.nrrd")
             labelsPath = os.path.join(folder, "atlas_labels.seg.nrrd")
             argv = atlas_commands.atlas_create_command(
-                self.logic.pythonExecutable(), imagePath, labelsPath, bundle, name=name, modality=modality)
-            self.logic.exportVolume(volumeNode, imagePath)
-            self.logic.exportSegmentationLabels(volumeNode, segmentationNode, imagePath, labelsPath)
-            return self.logic.startJob("atlas create", argv, folder, volumeNode=volumeNode, outputPath=os.fspath(bundle))
+                self.jobs.pythonExecutable(), imagePath, labelsPath, bundle, name=name, modality=modality)
+            self.scene.exportVolume(volumeNode, imagePath)
+            self.scene.exportSegmentationLabels(volumeNode, segmentationNode, labelsPath)
+            return self.jobs.startJob("atlas create", argv, folder, volumeNode=volumeNode, outputPath=os.fspath(bundle))
 
     def finishCreate(self, job) -> str:
         """The path of the bundle a finished create job wrote."""
-        with self.logic.finishedJob(job, "atlas create"):
+        with self.jobs.finishedJob(job, "atlas create"):
             return job.outputPath

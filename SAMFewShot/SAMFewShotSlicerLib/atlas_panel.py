@@ -12,6 +12,7 @@ import qt
 
 import slicer
 
+from . import editor_bridge
 from .job_monitor import JobMonitor
 from .module_panel import ModulePanel
 
@@ -27,7 +28,7 @@ class AtlasPanel(ModulePanel):
 
     def setup(self) -> None:
         self.monitor = JobMonitor(
-            self.logic, self.ui.atlasProgressBar, self.ui.atlasStatusLabel, self.ui.atlasElapsedLabel,
+            self.logic.jobs, self.ui.atlasProgressBar, self.ui.atlasStatusLabel, self.ui.atlasElapsedLabel,
             self.finish, self.widget.updateGuiFromParameterNode,
         )
         self.ui.atlasBundlePathLineEdit.connect("currentPathChanged(QString)", self.onBundlePathChanged)
@@ -70,7 +71,7 @@ class AtlasPanel(ModulePanel):
         if not parameterNode.atlasBundle:
             return "Choose an atlas bundle (.zip or manifest.json of a bundle folder)."
         if parameterNode.atlasRefine:
-            need = self.widget.engineNeeds("sam")
+            need = self.widget.propagationPanel.engineNeeds("sam")
             if need is not None:
                 return f"SAM refinement {need}."
         return None
@@ -104,7 +105,7 @@ class AtlasPanel(ModulePanel):
         preview = self.logic.atlas.createPreview(result, name)
         oldPreview = parameterNode.atlasPreview
         if oldPreview is not None:
-            self.logic.removePreview(oldPreview)
+            self.logic.scene.removePreview(oldPreview)
         parameterNode.atlasPreview = preview
         count = preview.GetSegmentation().GetNumberOfSegments()
         self.ui.atlasStatusLabel.text = (
@@ -124,7 +125,7 @@ class AtlasPanel(ModulePanel):
 
     def onLoadBundle(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not read the atlas bundle.", waitCursor=True):
-            if not self.widget.setupPythonRequirements(sam=False):
+            if not self.widget.packagesPanel.setupPythonRequirements(sam=False):
                 return
             self.ui.atlasBundlePathLineEdit.addCurrentPathToHistory()
             self.showInfo(None)
@@ -133,7 +134,7 @@ class AtlasPanel(ModulePanel):
     def onApply(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not start the atlas.", waitCursor=True):
             parameterNode = self.widget.parameterNode()
-            if not self.widget.setupPythonRequirements(sam=parameterNode.atlasRefine):
+            if not self.widget.packagesPanel.setupPythonRequirements(sam=parameterNode.atlasRefine):
                 return
             job = self.logic.atlas.startApply(
                 parameterNode.inputVolume, parameterNode.atlasBundle, fusion=parameterNode.atlasFusion,
@@ -148,17 +149,18 @@ class AtlasPanel(ModulePanel):
             if preview is None:
                 raise ValueError("There is no atlas preview to accept")
             target = parameterNode.atlasSegmentation
-            if target is not None:
-                self.widget.saveSegmentEditorUndoState(target)
+            # The editor's segmentation is never switched (that would stop the user's active effect).
+            undoable = target is not None and editor_bridge.saveUndoStateIfShown(target)
             target = self.logic.atlas.acceptPreview(preview, target)
             with slicer.util.NodeModify(parameterNode):
                 parameterNode.atlasPreview = None
                 parameterNode.atlasSegmentation = target
-            self.ui.atlasStatusLabel.text = f"Segments added to '{target.GetName()}' (Segment Editor: Undo reverts it)."
+            self.ui.atlasStatusLabel.text = f"Segments added to '{target.GetName()}'" + (
+                " (Segment Editor: Undo reverts it)." if undoable else ".")
 
     def onReject(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not remove the atlas preview.", waitCursor=True):
             parameterNode = self.widget.parameterNode()
-            self.logic.removePreview(parameterNode.atlasPreview)
+            self.logic.scene.removePreview(parameterNode.atlasPreview)
             parameterNode.atlasPreview = None
             self.ui.atlasStatusLabel.text = "Atlas preview removed; the scene is as it was."

@@ -9,6 +9,8 @@ finished cases' ``.seg.nrrd`` files can be loaded into the scene.
 """
 
 import os
+import shutil
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import slicer
@@ -18,15 +20,48 @@ from SAMFewShotLib.slicer_support import batch_cases, batch_commands
 EXIT_CASES_FAILED = 3
 
 
+@dataclass
+class BatchPreparation:
+    """A batch whose inputs are being exported: ``steps`` are (what, export function) pairs still
+    to run; ``argv`` the command started by :meth:`BatchLogic.launch`; ``folder`` its temporary
+    folder (removed by :meth:`discard`)."""
+
+    folder: str
+    outputFolder: str
+    modelPath: str
+    inputs: list
+    caseVolumes: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
+    annotation: Optional[str] = None
+    argv: list = field(default_factory=list)
+    total: int = 0
+
+    def runNextStep(self) -> str:
+        """Export the next input; returns what was exported."""
+        what, step = self.steps.pop(0)
+        try:
+            step()
+        except BaseException:
+            self.discard()
+            raise
+        return what
+
+    def discard(self) -> None:
+        """Forget the exports (cancel, or a step failed): the folder is removed."""
+        self.steps = []
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class BatchLogic:
     """Batch jobs of the SAMFewShot module.
 
     Args:
-        logic: the SAMFewShotLogic (child processes, export).
+        jobs: the ChildJobs (child processes). scene: the SceneExchange (export).
     """
 
-    def __init__(self, logic) -> None:
-        self.logic = logic
+    def __init__(self, jobs, scene) -> None:
+        self.jobs = jobs
+        self.scene = scene
 
     def start(self, outputFolder: str, volumeNodes: Sequence = (), inputFolder: str = "", modelKind: str = "atlas",
               modelPath: str = "", referenceVolume=None, referenceSegmentation=None, scheduler: str = "",
@@ -52,6 +87,23 @@ class BatchLogic:
             ValueError: naming the bad input (no inputs, both inputs kinds, no model, a volume
                 under a transform, a bad scheduler address, an empty reference segmentation).
         """
+        preparation = self.prepare(outputFolder, volumeNodes, inputFolder, modelKind, modelPath, referenceVolume,
+                                   referenceSegmentation, scheduler, checkpoint, engine, force)
+        try:
+            while preparation.steps:
+                preparation.runNextStep()
+            return self.launch(preparation)
+        except BaseException:
+            preparation.discard()
+            raise
+
+    def prepare(self, outputFolder: str, volumeNodes: Sequence = (), inputFolder: str = "", modelKind: str = "atlas",
+                modelPath: str = "", referenceVolume=None, referenceSegmentation=None, scheduler: str = "",
+                checkpoint: Optional[str] = None, engine: Optional[str] = None, force: bool = False):
+        """Check the inputs and plan the exports without writing anything: a
+        :class:`BatchPreparation` whose ``steps`` export one volume each (the GUI runs them one
+        per timer tick, so Slicer stays responsive and the export can be cancelled); then
+        :meth:`launch`. Arguments and errors as :meth:`start`."""
         if modelKind not in batch_commands.MODEL_KINDS:
             raise ValueError(f"Model kind must be one of {', '.join(batch_commands.MODEL_KINDS)}, not {modelKind!r}")
         if not (outputFolder or "").strip():
@@ -62,39 +114,58 @@ class BatchLogic:
         if not volumeNodes and not (inputFolder and os.path.isdir(inputFolder)):
             raise ValueError(f"Choose volumes of the scene or an existing input folder, not {inputFolder!r}")
         for volumeNode in volumeNodes + ([referenceVolume] if modelKind == "reference" else []):
-            self.logic.checkInputs(volumeNode)
+            self.scene.checkInputs(volumeNode)
         batch_commands.check_scheduler(scheduler)
+        if modelKind != "reference" and (not modelPath or not os.path.exists(modelPath)):
+            raise ValueError(f"Choose the batch model: an atlas bundle or a few-shot head (.sfs), not {modelPath!r}")
         outputFolder = os.path.abspath(outputFolder)
-        with self.logic.jobFolder() as folder:
-            caseVolumes, inputs = {}, [inputFolder]
+        with self.jobs.jobFolder() as folder:
+            preparation = BatchPreparation(folder=folder, outputFolder=outputFolder, modelPath=modelPath,
+                                           inputs=[] if volumeNodes else [inputFolder])
             if volumeNodes:
                 names = batch_cases.unique_case_names([volumeNode.GetName() for volumeNode in volumeNodes])
-                inputs = []
                 for name, volumeNode in zip(names, volumeNodes):
                     path = os.path.join(folder, "inputs", f"{name}.nrrd")
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    self.logic.exportVolume(volumeNode, path)
-                    inputs.append(path)
-                    caseVolumes[name] = volumeNode.GetID()
-            annotation = None
+                    preparation.inputs.append(path)
+                    preparation.caseVolumes[name] = volumeNode.GetID()
+                    preparation.steps.append((f"volume '{volumeNode.GetName()}'", self._exportStep(volumeNode, path)))
             if modelKind == "reference":
-                modelPath = os.path.join(folder, "reference", "reference.nrrd")
-                annotation = os.path.join(folder, "reference", "reference.seg.nrrd")
-                os.makedirs(os.path.dirname(modelPath), exist_ok=True)
-                self.logic.exportVolume(referenceVolume, modelPath)
-                self.logic.exportSegmentationLabels(referenceVolume, referenceSegmentation, modelPath, annotation)
-            elif not modelPath or not os.path.exists(modelPath):
-                raise ValueError(f"Choose the batch model: an atlas bundle or a few-shot head (.sfs), not {modelPath!r}")
-            argv = batch_commands.batch_command(
-                self.logic.pythonExecutable(), inputs, modelPath, outputFolder, annotation=annotation,
-                engine=engine if modelKind == "reference" else None,
-                checkpoint=checkpoint if modelKind != "atlas" else None,
-                scheduler=scheduler, force=force,
+                preparation.modelPath = os.path.join(folder, "reference", "reference.nrrd")
+                preparation.annotation = os.path.join(folder, "reference", "reference.seg.nrrd")
+                preparation.steps.append(("the reference", self._referenceStep(
+                    referenceVolume, referenceSegmentation, preparation.modelPath, preparation.annotation)))
+            preparation.argv = batch_commands.batch_command(
+                self.jobs.pythonExecutable(), preparation.inputs, preparation.modelPath, outputFolder,
+                annotation=preparation.annotation, engine=engine if modelKind == "reference" else None,
+                checkpoint=checkpoint if modelKind != "atlas" else None, scheduler=scheduler, force=force,
             )
-            table = batch_cases.CaseTable(list(caseVolumes))
-            return self.logic.startJob(
-                "batch", argv, folder, details={"table": table, "caseVolumes": caseVolumes, "outputFolder": outputFolder},
-            )
+            preparation.total = len(preparation.steps)
+            return preparation
+
+    def _exportStep(self, volumeNode, path: str):
+        def export():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.scene.exportVolume(volumeNode, path)
+        return export
+
+    def _referenceStep(self, referenceVolume, referenceSegmentation, imagePath: str, annotationPath: str):
+        def export():
+            os.makedirs(os.path.dirname(imagePath), exist_ok=True)
+            self.scene.exportVolume(referenceVolume, imagePath)
+            self.scene.exportSegmentationLabels(referenceVolume, referenceSegmentation, annotationPath)
+        return export
+
+    def launch(self, preparation: "BatchPreparation"):
+        """Start the child once every export step ran (the folder is removed if it cannot start)."""
+        if preparation.steps:
+            raise RuntimeError(f"{len(preparation.steps)} export steps of the batch have not run yet")
+        table = batch_cases.CaseTable(list(preparation.caseVolumes))
+        try:
+            return self.jobs.startJob("batch", preparation.argv, preparation.folder, details={
+                "table": table, "caseVolumes": preparation.caseVolumes, "outputFolder": preparation.outputFolder})
+        except BaseException:
+            preparation.discard()
+            raise
 
     @staticmethod
     def readCases(job) -> list:
@@ -107,7 +178,7 @@ class BatchLogic:
         error); a batch that could not run (bad input, crash) raises after the cases that
         finished before are recorded."""
         self.readCases(job)
-        with self.logic.finishedJob(job, "batch", okCodes=(0, EXIT_CASES_FAILED)):
+        with self.jobs.finishedJob(job, "batch", okCodes=(0, EXIT_CASES_FAILED)):
             return job.details["table"]
 
     def loadResults(self, table, caseVolumes: dict, outputFolder: str) -> list:

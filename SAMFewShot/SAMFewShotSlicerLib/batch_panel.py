@@ -12,6 +12,7 @@ import qt
 import slicer
 from SAMFewShotLib.slicer_support import batch_cases, commands
 
+from .engine_choices import engineFamily
 from .job_monitor import JobMonitor
 from .module_panel import ModulePanel
 
@@ -32,10 +33,11 @@ class BatchPanel(ModulePanel):
         self.table = batch_cases.CaseTable()
         self.caseVolumes = {}  # case id -> volume node ID of the last run's scene volumes
         self.outputFolder = ""  # output folder of the last run
+        self.preparation = None  # BatchPreparation while its inputs are exported (one per timer tick)
 
     def setup(self) -> None:
         self.monitor = JobMonitor(
-            self.logic, self.ui.batchProgressBar, self.ui.batchStatusLabel, self.ui.batchElapsedLabel,
+            self.logic.jobs, self.ui.batchProgressBar, self.ui.batchStatusLabel, self.ui.batchElapsedLabel,
             self.finish, self.widget.updateGuiFromParameterNode, onOutput=self.showNewCases,
         )
         for pathEdit, field in ((self.ui.batchInputFolderPathLineEdit, "batchInputFolder"),
@@ -101,7 +103,7 @@ class BatchPanel(ModulePanel):
         engine = "fewshot" if kind == "head" else parameterNode.engine if kind == "reference" else None
         if engine is not None:
             try:
-                need = self.widget.engineNeeds(engine)
+                need = self.widget.propagationPanel.engineNeeds(engine)
             except ValueError as error:
                 return str(error)
             if need is not None:
@@ -154,11 +156,11 @@ class BatchPanel(ModulePanel):
         with slicer.util.tryWithErrorDisplay("Could not start the batch.", waitCursor=True):
             parameterNode = self.widget.parameterNode()
             kind = BATCH_MODEL_CHOICES[parameterNode.batchModelKind]
-            weighted = kind == "head" or (kind == "reference" and self.widget.engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES)
-            if not self.widget.setupPythonRequirements(sam=weighted, dist=bool(parameterNode.batchScheduler.strip())):
+            weighted = kind == "head" or (kind == "reference" and engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES)
+            if not self.widget.packagesPanel.setupPythonRequirements(sam=weighted, dist=bool(parameterNode.batchScheduler.strip())):
                 return
             fromScene = parameterNode.batchInputs == BATCH_INPUT_CHOICES[0]
-            job = self.logic.batch.start(
+            self.preparation = self.logic.batch.prepare(
                 parameterNode.batchOutputFolder,
                 volumeNodes=self.ui.batchVolumesSelector.checkedNodes() if fromScene else (),
                 inputFolder="" if fromScene else parameterNode.batchInputFolder,
@@ -167,14 +169,55 @@ class BatchPanel(ModulePanel):
                 scheduler=parameterNode.batchScheduler, checkpoint=parameterNode.checkpoint or None,
                 engine=parameterNode.engine if kind == "reference" else None,
             )
+            self.widget.updateGuiFromParameterNode()
+            qt.QTimer.singleShot(0, self.onExportStep)
+
+    @property
+    def running(self) -> bool:
+        """Whether the batch's inputs are being exported or its child runs."""
+        return self.preparation is not None or (self.monitor is not None and self.monitor.running)
+
+    def onExportStep(self) -> None:
+        """Export the next input volume (one per timer tick: Slicer stays responsive, Cancel
+        works), then start the child."""
+        with slicer.util.tryWithErrorDisplay("Could not export the batch inputs."):
+            preparation = self.preparation
+            if preparation is None:  # cancelled meanwhile
+                return
+            try:
+                if preparation.steps:
+                    done = preparation.total - len(preparation.steps)
+                    what = preparation.runNextStep()
+                    self.ui.batchStatusLabel.text = f"Exported {what} ({done + 1} of {preparation.total})."
+                    self.ui.batchProgressBar.value = int(100 * (done + 1) / max(1, preparation.total))
+                    qt.QTimer.singleShot(0, self.onExportStep)
+                    return
+                self.preparation = None
+                job = self.logic.batch.launch(preparation)
+            except BaseException:
+                self.preparation = None
+                self.widget.updateGuiFromParameterNode()
+                raise
             self.table = job.details["table"]
             self.caseVolumes = job.details["caseVolumes"]
             self.outputFolder = job.details["outputFolder"]
             self.showTable()
             self.monitor.start(job)
 
+    def cleanup(self) -> None:
+        if self.preparation is not None:
+            self.preparation.discard()
+            self.preparation = None
+        super().cleanup()
+
     def onCancel(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not cancel.", waitCursor=True):
+            if self.preparation is not None:
+                self.preparation.discard()
+                self.preparation = None
+                self.ui.batchStatusLabel.text = "Batch cancelled while exporting its inputs; nothing was started."
+                self.widget.updateGuiFromParameterNode()
+                return
             self.monitor.cancel()
             self.ui.batchStatusLabel.text = f"Batch cancelled: {self.table.summary()}; finished cases are kept."
 

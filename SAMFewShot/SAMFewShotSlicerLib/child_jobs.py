@@ -3,9 +3,9 @@
 Every long step (propagate, suggest, weights, atlas, batch) runs ``PythonSlicer -m SAMFewShotLib
 ... --progress json`` in a child process with its own temporary folder. ``start*`` methods of the
 logic return a :class:`SAMFewShotJob`; the GUI polls it from a timer (JobMonitor), scripts and
-tests block with :meth:`ChildJobsMixin.waitForJob`; ``finish*`` methods read the result inside
-:meth:`ChildJobsMixin.finishedJob`, which turns a failed child into an exception and removes the
-folder; :meth:`ChildJobsMixin.cancelJob` stops the whole process tree.
+tests block with :meth:`ChildJobs.waitForJob`; ``finish*`` methods read the result inside
+:meth:`ChildJobs.finishedJob`, which turns a failed child into an exception and removes the
+folder; :meth:`ChildJobs.cancelJob` stops the whole process tree.
 """
 
 import contextlib
@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import slicer
-import SAMFewShotLib
 from SAMFewShotLib.slicer_support.process_runner import ProcessRunner
 
-#: The folder holding the SAMFewShotLib package (put first on the child's PYTHONPATH).
-SAMFEWSHOTLIB_PARENT_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(SAMFewShotLib.__file__)))
+from .lib_folder import SAMFEWSHOTLIB_PARENT_FOLDER
 
 
 @dataclass
@@ -33,7 +31,9 @@ class SAMFewShotJob:
     runner: the ProcessRunner (progress tracker, output lines, return code).
     folder: its temporary folder (inputs, outputs), removed when the job is finished or cancelled.
     argv: the command line. volumeNode, segmentationNode, segmentId, engine: what it was started
-    for. imagePath, outputPath, reportPath, jsonPath: its files. details: per-kind extras.
+    for. imagePath, outputPath, reportPath, jsonPath: its files. geometry: the input volume's grid
+    (a SAMFewShotLib Volume taken from the node, so the result is checked without re-reading the
+    image). details: per-kind extras.
     finished: True once its result was read or it was cancelled.
     """
 
@@ -49,6 +49,7 @@ class SAMFewShotJob:
     outputPath: str = ""
     reportPath: str = ""
     jsonPath: str = ""
+    geometry: object = None
     details: dict = field(default_factory=dict)
     finished: bool = False
 
@@ -57,9 +58,9 @@ class SAMFewShotJob:
         return self.runner.running
 
 
-class ChildJobsMixin:
-    """Starting, polling, waiting for, cancelling and reading ``samfewshot`` children (part of
-    SAMFewShotLogic; never touches widgets)."""
+class ChildJobs:
+    """Starting, polling, waiting for, cancelling and reading ``samfewshot`` children
+    (``logic.jobs`` of SAMFewShotLogic and of the Propagate effect; never touches widgets)."""
 
     @staticmethod
     def pythonExecutable() -> str:
@@ -75,7 +76,8 @@ class ChildJobsMixin:
         SAMFewShotLib first on PYTHONPATH (``PythonSlicer -m SAMFewShotLib``)."""
         environment = dict(slicer.util.startupEnvironment())
         existing = environment.get("PYTHONPATH", "")
-        environment["PYTHONPATH"] = SAMFEWSHOTLIB_PARENT_FOLDER + (os.pathsep + existing if existing else "")
+        if SAMFEWSHOTLIB_PARENT_FOLDER:
+            environment["PYTHONPATH"] = SAMFEWSHOTLIB_PARENT_FOLDER + (os.pathsep + existing if existing else "")
         return environment
 
     @contextlib.contextmanager

@@ -3,7 +3,9 @@ elapsed-time label, polled from a ``qt.QTimer`` so that Slicer never blocks.
 
 This is the SlicerMONAIAuto3DSeg pattern: the child's output is read by threads into a queue
 (``SAMFewShotLib.slicer_support.process_runner``) and the timer drains it on the GUI thread.
-Cancel stops the child's whole process tree; the scene is not touched by a cancelled job.
+Cancel stops the child's whole process tree; the scene is not touched by a cancelled job. While
+a job runs, only the progress widgets whose text or value changed are updated, and the rest of
+the GUI (``onChanged``) only when a job starts or ends.
 """
 
 import logging
@@ -21,7 +23,7 @@ class JobMonitor:
     """Runs at most one job of the module's logic at a time and shows its progress.
 
     Args:
-        logic: the SAMFewShotLogic (pollJob, cancelJob).
+        jobs: the ChildJobs (pollJob, cancelJob) of the logic.
         progressBar, statusLabel, elapsedLabel: where the progress is shown.
         onFinished: called with the job when it ended by itself (success or failure, not
             cancel); it reads the result and may raise (the error is shown in a dialog).
@@ -29,8 +31,8 @@ class JobMonitor:
         onOutput: optional, called with the job after every poll (the batch's per-case lines).
     """
 
-    def __init__(self, logic, progressBar, statusLabel, elapsedLabel, onFinished, onChanged, onOutput=None) -> None:
-        self.logic = logic
+    def __init__(self, jobs, progressBar, statusLabel, elapsedLabel, onFinished, onChanged, onOutput=None) -> None:
+        self.jobs = jobs
         self.progressBar = progressBar
         self.statusLabel = statusLabel
         self.elapsedLabel = elapsedLabel
@@ -56,7 +58,7 @@ class JobMonitor:
     def start(self, job) -> None:
         """Show ``job`` (already started by the logic) until it ends."""
         if self._job is not None:
-            self.logic.cancelJob(job)
+            self.jobs.cancelJob(job)
             raise RuntimeError(f"{self._job.kind.capitalize()} is still running: wait for it or cancel it first")
         self._job = job
         self.progressBar.value = 0
@@ -65,11 +67,18 @@ class JobMonitor:
         self._onChanged()
 
     def showProgress(self, job) -> None:
-        """Progress bar, ``"<kind>: <stage> - done/total (m:ss elapsed)"`` and elapsed time."""
+        """Progress bar, ``"<kind>: <stage> - done/total (m:ss elapsed)"`` and elapsed time;
+        a widget is touched only when what it shows changed."""
         runner = job.runner
-        self.progressBar.value = int(round(100 * runner.tracker.fraction()))
-        self.statusLabel.text = f"{job.kind}: {runner.tracker.status_text()}"
-        self.elapsedLabel.text = progress_lines.format_elapsed(runner.elapsed_seconds)
+        value = int(round(100 * runner.tracker.fraction()))
+        if self.progressBar.value != value:
+            self.progressBar.value = value
+        status = f"{job.kind}: {runner.tracker.status_text()}"
+        if self.statusLabel.text != status:
+            self.statusLabel.text = status
+        elapsed = progress_lines.format_elapsed(runner.elapsed_seconds)
+        if self.elapsedLabel.text != elapsed:
+            self.elapsedLabel.text = elapsed
 
     def onTimeout(self) -> None:
         job = self._job
@@ -78,7 +87,7 @@ class JobMonitor:
             return
         with slicer.util.tryWithErrorDisplay(f"{job.kind.capitalize()} failed."):
             try:
-                self.logic.pollJob(job)
+                self.jobs.pollJob(job)
                 if self._onOutput is not None:
                     self._onOutput(job)
                 self.showProgress(job)
@@ -93,16 +102,16 @@ class JobMonitor:
                     self.statusLabel.text = f"{job.kind.capitalize()} failed: {error}"
                     raise
             finally:
-                if self._job is None:
+                if self._job is None:  # ended (or failed to poll): the rest of the GUI follows once
                     self._timer.stop()
-                self._onChanged()
+                    self._onChanged()
 
     def cancel(self) -> None:
         """Stop the running job and every process it started; nothing in the scene changes."""
         job, self._job = self._job, None
         self._timer.stop()
         if job is not None:
-            self.logic.cancelJob(job)
+            self.jobs.cancelJob(job)
             self.statusLabel.text = f"{job.kind.capitalize()} cancelled; nothing was changed."
         self.progressBar.value = 0
         self._onChanged()
@@ -113,6 +122,6 @@ class JobMonitor:
         job, self._job = self._job, None
         if job is not None:
             try:
-                self.logic.cancelJob(job)
+                self.jobs.cancelJob(job)
             except Exception as error:  # cleanup must not fail
                 logging.warning(f"SAMFewShot: could not cancel the running {job.kind}: {error}")

@@ -5,8 +5,10 @@ As SlicerTotalSegmentator does: torch and torchvision come from the PyTorch exte
 installed with ``slicer.util.pip_install`` and a constraints file pinning Slicer's own SimpleITK,
 numpy (and torch), so none of them is ever replaced. Offline, the error says which wheels to
 download elsewhere. The requirement lists and helpers are in
-``SAMFewShotLib.slicer_support.requirements``; the widget asks the user before calling
-:meth:`PythonPackagesMixin.installPythonRequirements`.
+``SAMFewShotLib.slicer_support.requirements`` and ``first_use``; the GUI asks the user once
+(first_use_flow) before calling :meth:`PythonPackages.installPythonRequirements`, which then
+tells the PyTorch extension not to ask again. An installed torch is checked against the version
+the SAM engines need (``torch.load(..., mmap=)`` needs 2.1).
 """
 
 import importlib
@@ -17,18 +19,42 @@ import shutil
 import tempfile
 
 import slicer
-from SAMFewShotLib.slicer_support import requirements
+from SAMFewShotLib.slicer_support import first_use, requirements
 
 
-class PythonPackagesMixin:
-    """What is missing and how it is installed (part of SAMFewShotLogic; never opens dialogs:
-    the PyTorch extension's own confirmation is asked for only when ``askTorchConfirmation``)."""
+class PythonPackages:
+    """What is missing and how it is installed (``logic.packages``; never opens dialogs: the
+    PyTorch extension's own confirmation is asked for only when ``askTorchConfirmation``)."""
+
+    def __init__(self) -> None:
+        self._samReady = None  # samReady's remembered answer
 
     @staticmethod
     def torchAvailable() -> bool:
         """Whether PyTorch is installed in Slicer's Python. Cheap (called on every GUI update):
         torch is not imported into Slicer (PyTorchUtilsLogic.torchInstalled would import it)."""
         return importlib.util.find_spec("torch") is not None
+
+    @staticmethod
+    def torchVersion():
+        """The installed torch version string (importlib.metadata: torch is not imported), or None."""
+        import importlib.metadata
+
+        try:
+            return importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def torchProblem(self):
+        """Why torch cannot run the SAM engines (missing or too old), or None."""
+        return first_use.torch_version_problem(self.torchVersion())
+
+    def samReady(self, refresh: bool = False) -> bool:
+        """Whether the SAM engines' packages are there and torch is recent enough; remembered
+        (the GUI asks on every refresh) until ``refresh`` or an installation."""
+        if refresh or self._samReady is None:
+            self._samReady = self.torchProblem() is None and not self.missingPythonRequirements(sam=True)
+        return self._samReady
 
     @staticmethod
     def pythonRequirements(sam: bool = False, dist: bool = False) -> list:
@@ -41,15 +67,20 @@ class PythonPackagesMixin:
         """Requirements (pip strings) of :meth:`pythonRequirements` that are not satisfied."""
         return requirements.missing_requirements(self.pythonRequirements(sam=sam, dist=dist))
 
-    def installPythonRequirements(self, sam: bool = False, dist: bool = False, askTorchConfirmation: bool = True) -> None:
+    def installPythonRequirements(self, sam: bool = False, dist: bool = False, askTorchConfirmation: bool = False) -> None:
         """Install what :meth:`missingPythonRequirements` lists (the caller asked the user first).
 
         Raises:
-            RuntimeError: the PyTorch extension is missing, a pinned package is too old, or pip
-                failed (the message says what to do offline).
+            RuntimeError: the PyTorch extension is missing, torch is older than the SAM engines
+                need, a pinned package is too old, or pip failed (the message says what to do offline).
         """
+        self._samReady = None  # asked again after the installation
         if sam and not self.torchAvailable():
             self.installTorch(askConfirmation=askTorchConfirmation)
+        if sam:
+            problem = self.torchProblem()
+            if problem is not None:
+                raise RuntimeError(problem)
         missing = self.missingPythonRequirements(sam=sam, dist=dist)
         if not missing:
             return

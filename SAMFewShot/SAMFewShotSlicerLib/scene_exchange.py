@@ -1,10 +1,13 @@
 """The scene and the files of a ``samfewshot`` child.
 
-Volumes are written by Slicer itself (``slicer.util.exportNode``: LPS geometry in the file, the
-node's storage node untouched); segments are taken as (k, j, i) arrays on the volume's voxel grid
-and written with exactly the exported image's geometry; results are read back after checking they
-lie on that grid. Temporary nodes Slicer's helpers leave behind are removed, so the scene only
-changes where the module means it to (a preview segmentation, an accepted segment).
+Volumes are written by Slicer itself, uncompressed (``slicer.util.exportNode`` with
+``useCompression`` 0: gzip of a 100 MB volume would block Slicer for seconds; LPS geometry in the
+file, the node's storage node untouched). The volume's grid is taken from the node once
+(:meth:`SceneExchange.volumeGeometry`: IJKToRAS matrix and dimensions, no voxel copied); segments
+are written with exactly that geometry and results are read back after checking they lie on it,
+so the image file is never read again on the GUI thread. Temporary nodes Slicer's helpers leave
+behind are removed, so the scene only changes where the module means it to (a preview
+segmentation, an accepted segment).
 """
 
 import contextlib
@@ -15,9 +18,13 @@ import vtk
 import slicer
 
 
-class SceneExchangeMixin:
-    """Export and import between the scene and the child's files (part of SAMFewShotLogic;
-    never touches widgets)."""
+#: exportNode properties: the child's copy of the volume is written uncompressed.
+UNCOMPRESSED = {"useCompression": 0}
+
+
+class SceneExchange:
+    """Export and import between the scene and the child's files (``logic.scene``; never
+    touches widgets)."""
 
     @staticmethod
     def checkInputs(volumeNode, segmentationNode=None, segmentId=None) -> None:
@@ -77,11 +84,23 @@ class SceneExchangeMixin:
         return ids
 
     def exportVolume(self, volumeNode, path: str) -> None:
-        """Write the volume to ``path`` (.nrrd): Slicer writes the LPS geometry itself; exportNode
-        leaves the node's storage node (where the scene saves it) untouched."""
+        """Write the volume to ``path`` (.nrrd), uncompressed: Slicer writes the LPS geometry
+        itself; exportNode leaves the node's storage node (where the scene saves it) untouched."""
         with self.temporarySceneNodes():
-            if not slicer.util.exportNode(volumeNode, path, {}):
+            if not slicer.util.exportNode(volumeNode, path, dict(UNCOMPRESSED)):
                 raise RuntimeError(f"Volume '{volumeNode.GetName()}' could not be written to {path}")
+
+    @staticmethod
+    def volumeGeometry(volumeNode):
+        """The volume's grid as a SAMFewShotLib Volume (LPS geometry from the node's IJKToRAS
+        matrix, array of the (k, j, i) shape that copies no voxel: a broadcast zero)."""
+        from SAMFewShotLib.slicer_support.coordinates import volume_from_ijk_to_ras
+
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        matrix = [[ijkToRas.GetElement(row, column) for column in range(4)] for row in range(4)]
+        i, j, k = volumeNode.GetImageData().GetDimensions()
+        return volume_from_ijk_to_ras(np.broadcast_to(np.uint8(0), (k, j, i)), matrix)
 
     def segmentMask(self, volumeNode, segmentationNode, segmentId) -> np.ndarray:
         """The segment as a (k, j, i) uint8 0/1 array on the volume's voxel grid (a copy)."""
@@ -98,25 +117,24 @@ class SceneExchangeMixin:
         return str(value)
 
     @staticmethod
-    def writeLabelsLike(labels: np.ndarray, segments, referenceImagePath: str, path: str) -> None:
-        """Write a (k, j, i) label array with the geometry of the image file Slicer wrote, so the
-        labels lie on exactly the image grid (size, spacing, origin, direction).
+    def writeLabelsLike(labels: np.ndarray, segments, geometry, path: str) -> None:
+        """Write a (k, j, i) label array with the volume's grid (``geometry``: a SAMFewShotLib
+        Volume from :meth:`volumeGeometry`), so the labels lie on exactly the image grid.
 
         ``segments``: SAMFewShotLib Segment entries (value, name, colour, terminology), kept when
         ``path`` is a ``.seg.nrrd``; may be empty.
         """
         from SAMFewShotLib.volume import LabelVolume
-        from SAMFewShotLib.volume_io import read_volume, write_labels
+        from SAMFewShotLib.volume_io import write_labels
 
-        image = read_volume(referenceImagePath)
-        if tuple(labels.shape) != image.shape:
-            raise RuntimeError(f"Label array shape {labels.shape} differs from the image shape {image.shape} (k, j, i)")
-        write_labels(LabelVolume(image.with_array(np.ascontiguousarray(labels)), tuple(segments)), path)
+        if tuple(labels.shape) != geometry.shape:
+            raise RuntimeError(f"Label array shape {labels.shape} differs from the image shape {geometry.shape} (k, j, i)")
+        write_labels(LabelVolume(geometry.with_array(np.ascontiguousarray(labels)), tuple(segments)), path)
 
-    def exportSegmentationLabels(self, volumeNode, segmentationNode, imagePath: str, path: str) -> None:
+    def exportSegmentationLabels(self, volumeNode, segmentationNode, path: str) -> None:
         """Write every segment of ``segmentationNode`` as label values 1..n (segment order; later
-        segments win where they overlap) on the grid of ``imagePath`` (the exported
-        ``volumeNode``), with names, colours and terminology when ``path`` is a ``.seg.nrrd``.
+        segments win where they overlap) on ``volumeNode``'s grid, with names, colours and
+        terminology when ``path`` is a ``.seg.nrrd``.
 
         Raises:
             ValueError: no segmentation, a segmentation under a transform, or no voxel in any segment.
@@ -137,20 +155,21 @@ class SceneExchangeMixin:
                                     terminology=self.segmentTerminology(segment) or None))
         if labels is None or not labels.any():
             raise ValueError(f"Segmentation '{segmentationNode.GetName()}' has no voxel in any segment")
-        self.writeLabelsLike(labels, segments, imagePath, path)
+        self.writeLabelsLike(labels, segments, self.volumeGeometry(volumeNode), path)
 
     @staticmethod
-    def readResultLabels(path: str, referenceImagePath: str):
+    def readResultLabels(path: str, geometry):
         """The child's label file as a SAMFewShotLib LabelVolume (array (k, j, i), segments with
-        name, colour, terminology for a .seg.nrrd), after checking it is on the image's grid.
+        name, colour, terminology for a .seg.nrrd), after checking it is on the volume's grid
+        (``geometry`` from :meth:`volumeGeometry`: the image file is not read again).
 
         Raises:
-            RuntimeError: the file is not on the grid of ``referenceImagePath``.
+            RuntimeError: the file is not on that grid.
         """
-        from SAMFewShotLib.volume_io import read_labels, read_volume
+        from SAMFewShotLib.volume_io import read_labels
 
         labels = read_labels(path)
-        if not read_volume(referenceImagePath).same_grid(labels.volume):
+        if not geometry.same_grid(labels.volume):
             raise RuntimeError(f"The result {path} is not on the input volume's grid")
         return labels
 

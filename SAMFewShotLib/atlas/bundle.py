@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import InputError
+from ..files import sha256_file, write_atomic
 from ..volume import LabelVolume, Segment, Volume
 from ..volume_io import DEFAULT_COLORS, PathLike, read_labels, read_volume, write_labels, write_volume
 from .normalisation import check_normalisation, default_normalisation
@@ -115,8 +116,6 @@ def labels_from_atlases(atlases: Sequence[tuple[Volume, LabelVolume]]) -> tuple[
 
 
 def _sha256(path: Path) -> str:
-    from ..sam.weights_store import sha256_file
-
     return sha256_file(path)
 
 
@@ -244,11 +243,13 @@ def write_bundle(
         }
         (built / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.suffix.lower() == ".zip":
-            archive = Path(temp) / "bundle.zip"
-            with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as handle:
-                for file in sorted(p for p in built.rglob("*") if p.is_file()):
-                    handle.write(file, file.relative_to(built).as_posix())
-            os.replace(archive, out)
+
+            def write_zip(archive: Path) -> None:
+                with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as handle:
+                    for file in sorted(p for p in built.rglob("*") if p.is_file()):
+                        handle.write(file, file.relative_to(built).as_posix())
+
+            write_atomic(out, write_zip, suffix=".zip")
         else:
             _replace_folder(built, out)
     return out

@@ -19,7 +19,7 @@ whatever the atlas grid is: elastix works in physical (LPS, mm) coordinates, and
 image built here carries its volume's spacing, origin and direction.
 
 Settings (``parameters``; defaults in :data:`DEFAULT_PARAMETERS`, chosen with
-``Testing/bench_atlas.py`` on the abdomen CT, 122x101x112 at 3 mm: ~16 CPU seconds per
+``benchmarks/bench_atlas.py`` on the abdomen CT, 122x101x112 at 3 mm: ~16 CPU seconds per
 registration, i.e. well under a minute on 2 cores): ``affine_resolutions``,
 ``affine_iterations``, ``bspline_resolutions``, ``bspline_iterations``, ``grid_spacing_mm``,
 ``spatial_samples``, ``bending_weight``, ``metric`` (:data:`METRICS`), ``threads`` (elastix

@@ -4,7 +4,7 @@ The atlas result (registered or network labels) plays the part of the sam engine
 mask: on every axial slice a label covers, SAM-MPA's auto-prompts (foreground point, box
 corners as background points, box, softened mask) are made per connected component and
 decoded, with ``refine`` post-refinement rounds. This is the sam engine's own per-slice
-refinement (:func:`SAMFewShotLib.engines.sam.refine_label`); only the slices the atlas labels
+refinement (:func:`SAMFewShotLib.sam.refinement.refine_label`); only the slices the atlas labels
 cover are encoded, through the embedding cache. A voxel takes the label of highest SAM
 probability above 0.5; a slice where a label has no promptable component keeps the atlas mask.
 """
@@ -50,7 +50,8 @@ def refine_with_sam(
         encoder_calls, slices_encoded, cache_hits, decoder_calls, model, axis).
     """
     from ..annotation import axis_from_name
-    from ..engines.sam import refine_label, torch_device
+    from ..sam.device import torch_device
+    from ..sam.refinement import refine_label
     from ..sam.embedding_cache import EmbeddingCache
     from ..sam.encoder import encode_slices
     from ..sam.model_loading import load_sam

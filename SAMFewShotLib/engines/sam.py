@@ -11,9 +11,9 @@
    (maximum of their logits).
 4. The label's probability is the sigmoid of those logits; annotated slices stay exactly as drawn.
 
-Steps 3-4 for one slice and one label are :func:`refine_slice` and :func:`refine_label`, which
-the atlas's SAM refinement (``atlas/sam_refinement.py``) reuses with the atlas result as the
-coarse mask.
+Steps 3-4 for one slice and one label are :func:`~SAMFewShotLib.sam.refinement.refine_slice` and
+:func:`~SAMFewShotLib.sam.refinement.refine_label`, which the atlas's SAM refinement
+(``atlas/sam_refinement.py``) reuses with the atlas result as the coarse mask.
 
 Needs the ``sam`` extra (torch, segment-anything) and a checkpoint (``--checkpoint``).
 """
@@ -26,6 +26,8 @@ from ..annotation import SparseAnnotation
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
+from ..sam.device import torch_device
+from ..sam.refinement import refine_label, refine_slice  # noqa: F401 - refine_slice: re-exported
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
 
 #: Coarse engines SAM can refine.
@@ -156,106 +158,3 @@ class SamEngine:
         )
         prediction.seconds.update({f"coarse {k}": v for k, v in coarse.seconds.items()})
         return prediction
-
-
-def torch_device(device: str):
-    """The torch device for ``device`` ("auto": CUDA when available, "cpu", "cuda");
-    ValueError for an unknown name or "cuda" without a CUDA device."""
-    import torch
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
-    return torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
-
-
-def refine_slice(sam, embedding, coarse: np.ndarray, refine: int, decoder_calls: list[int] | None = None):
-    """SAM-MPA refinement of one slice's coarse mask.
-
-    Args:
-        sam: the SAM model.
-        embedding: the slice's :class:`~SAMFewShotLib.sam.embedding_cache.SliceEmbedding`.
-        coarse: (rows, cols) bool coarse mask on the slice grid.
-        refine: post-refinement rounds (SAM's low-resolution logits fed back as mask prompt).
-        decoder_calls: a one-element counter incremented per decoder call (optional).
-
-    Returns:
-        ((rows, cols) float32 union (max) of SAM's logits over the coarse mask's components, mean
-        predicted IoU), or (None, 0.0) when the slice has no promptable component.
-    """
-    from ..sam.decoder import Prompt, decode
-    from ..sam.prompts import component_prompts, mask_prompt, soft_logits
-
-    components = component_prompts(coarse)
-    if not components:
-        return None, 0.0
-    geometry = embedding.geometry
-    prompts = []
-    for component in components:
-        model_logits = geometry.image_to_model(soft_logits(component.component), linear=True)
-        prompts.append(
-            Prompt(
-                points=component.points,
-                labels=component.labels,
-                box=component.box,
-                mask_input=mask_prompt(model_logits, embedding.input_size).numpy(),
-            )
-        )
-    decoded = decode(sam, embedding, prompts, multimask_output=False)
-    calls = 1
-    for _ in range(refine):
-        prompts = [
-            Prompt(points=p.points, labels=p.labels, box=p.box, mask_input=decoded.low_res_logits[i, 0][None])
-            for i, p in enumerate(prompts)
-        ]
-        decoded = decode(sam, embedding, prompts, multimask_output=False)
-        calls += 1
-    if decoder_calls is not None:
-        decoder_calls[0] += calls
-    union = decoded.logits[:, 0].max(axis=0).astype(np.float32)
-    return union, float(decoded.iou_predictions[:, 0].mean())
-
-
-def refine_label(
-    sam,
-    encoded,
-    coarse: np.ndarray,
-    slices,
-    *,
-    refine: int,
-    decoder_calls: list[int] | None = None,
-    progress: Progress = no_progress,
-    stage: str = "sam",
-    cancel: CancelToken | None = None,
-) -> tuple[np.ndarray, dict[int, float]]:
-    """SAM refinement of one label's coarse mask on the given slices (see :func:`refine_slice`).
-
-    Args:
-        sam: the SAM model.
-        encoded: slice index -> embedding (``encoded[z]``), e.g. :func:`~SAMFewShotLib.sam.encoder.encode_slices`'s
-            result, along the slicing axis.
-        coarse: (n_slices, rows, cols) bool coarse mask, slicing axis first.
-        slices: the slice indices to refine (each must be in ``encoded``).
-        refine: post-refinement rounds.
-        decoder_calls: one-element decoder call counter (optional).
-        progress: ``(stage, slices done, len(slices))`` after each slice.
-        cancel: polled before each slice.
-
-    Returns:
-        (probability, quality): (n_slices, rows, cols) float32 sigmoid of SAM's logits on the
-        refined slices (0 elsewhere, and on slices without a promptable component), and
-        {slice: mean predicted IoU} for the slices SAM refined.
-    """
-    probability = np.zeros(coarse.shape, np.float32)
-    quality: dict[int, float] = {}
-    slices = list(slices)
-    for i, z in enumerate(slices):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        logits, predicted_iou = refine_slice(sam, encoded[z], coarse[z], refine, decoder_calls)
-        if logits is not None:
-            probability[z] = 1.0 / (1.0 + np.exp(-logits))
-            quality[z] = predicted_iou
-        progress(stage, i + 1, len(slices))
-    return probability, quality

@@ -33,7 +33,7 @@ def load_base_model(
     cancel: CancelToken | None = None,
 ):
     """(SAM on the device in eval mode, its ``LoadedModel`` record) for a checkpoint path or name."""
-    from ..engines.sam import torch_device
+    from ..sam.device import torch_device
     from ..sam.model_loading import load_sam
 
     target = torch_device(device)

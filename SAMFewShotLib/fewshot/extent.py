@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..annotation import SparseAnnotation
-from ..engines.base import LabelProbability
+from ..prediction import LabelProbability
 from ..progress import CancelToken, Progress, no_progress
 from .predictor import SlicePredictor
 

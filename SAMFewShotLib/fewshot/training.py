@@ -66,7 +66,7 @@ class TrainingConfig:
         seed: seed of the augmentation's random numbers.
         num_threads: torch CPU threads while training (None: torch's current setting).
         precision: "fp32", or "bf16" to run the decoder's forward pass under bfloat16 autocast
-            (weights, loss and Adam stay float32); opt-in, see Testing/bench_fewshot_cost.py.
+            (weights, loss and Adam stay float32); opt-in, see benchmarks/bench_fewshot_cost.py.
     """
 
     iterations: int | None = None

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
+from ..sam.device import torch_device
 from .config import MetaConfig
 from .init_file import MetaInit, load_init
 from .network import SSMSam
@@ -48,16 +49,6 @@ class MetaModel:
     def reset(self) -> None:
         """Put the starting point back into the network (before adapting to a new structure)."""
         self.network.load_trainable_state(self.start)
-
-
-def torch_device(name: str) -> torch.device:
-    """"auto" (CUDA when available), "cpu" or "cuda"; ValueError for others or a missing GPU."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise InputError(f"Device must be auto, cpu or cuda, not {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but torch sees no CUDA device")
-    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
 
 
 def resized_rates(rates: torch.Tensor, steps: int) -> torch.Tensor:

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import write_stream_atomic
 from ..volume import Volume
 from .preprocess import SliceGeometry
 
@@ -259,17 +258,15 @@ class EmbeddingCache:
     def _write(self, key: EmbeddingKey, entry: SliceEmbedding) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(temporary, "wb") as stream:
-                np.savez(
-                    stream,
-                    embedding=entry.embedding.detach().to("cpu", torch.float32).numpy(),
-                    original_size=np.asarray(entry.original_size, dtype=np.int64),
-                    input_size=np.asarray(entry.input_size, dtype=np.int64),
-                    slice_shape=np.asarray(entry.slice_shape, dtype=np.int64),
-                    key=np.asarray(key.text()),
-                )
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+
+        def write(stream) -> None:
+            np.savez(
+                stream,
+                embedding=entry.embedding.detach().to("cpu", torch.float32).numpy(),
+                original_size=np.asarray(entry.original_size, dtype=np.int64),
+                input_size=np.asarray(entry.input_size, dtype=np.int64),
+                slice_shape=np.asarray(entry.slice_shape, dtype=np.int64),
+                key=np.asarray(key.text()),
+            )
+
+        write_stream_atomic(path, write)

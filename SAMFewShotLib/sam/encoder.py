@@ -7,7 +7,7 @@ cancel is polled before each batch.
 Precision: fp32 by default (parity with SamPredictor). ``dtype=torch.bfloat16`` runs the
 encoder under ``torch.autocast`` (CPU with AVX512-BF16/AMX, or CUDA); its embeddings are cached
 under their own key (precision "bf16"), never mixed with fp32 ones. Measured with
-``Testing/bench_sam_cost.py`` on random-weight ViT-B, 2 CPU cores: 5.6 s per slice instead of
+``benchmarks/bench_sam_cost.py`` on random-weight ViT-B, 2 CPU cores: 5.6 s per slice instead of
 10.7 s; embeddings within 1.1% of their range (max abs 0.048), decoded logits within 0.0032,
 mask IoU >= 0.97 (mean 0.996, 0.17% of pixels flipped, all where |logit| < 0.004). Random
 weights give near-zero logits, so these flips overstate what trained weights would show; bf16

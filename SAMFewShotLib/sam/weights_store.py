@@ -9,7 +9,7 @@ file: name, file, sha256, size, model type, family, source (registry entry or ``
 how it was verified, when and from where it was imported.
 
 Nothing here touches the network except :func:`download_checkpoint`, which the user calls
-explicitly (``samfewshot weights download NAME``). Imports copy (never move) the source,
+explicitly (``samfewshot weights download NAME``); the HTTP transfer itself is in :mod:`.download`. Imports copy (never move) the source,
 atomically; the source is only ever read. Every user error is a one-line ValueError.
 Needs no torch, except to check that a user import is a SAM checkpoint at all.
 """
@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import http.client
 import json
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..errors import InputError
+from ..files import file_digests, fsync_file, sha256_file, write_stream_atomic, write_text_atomic  # noqa: F401 - sha256_file: callers of this module use it
 from ..progress import CancelToken, no_progress
 from .checkpoints import (
     MODEL_TYPES,
@@ -39,6 +38,7 @@ from .checkpoints import (
     get_checkpoint,
     match_digest,
 )
+from .download import DownloadError, fetch_resumable  # noqa: F401 - DownloadError is part of this API
 
 ENV_HOME = "SAMFEWSHOT_HOME"
 RECORDS_FILE = "records.json"
@@ -49,10 +49,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 Progress = Callable[[str, int, int], None]
-
-
-class DownloadError(ValueError):
-    """A download that could not finish (network, HTTP status, interruption): one line."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +143,7 @@ def load_records(home: str | os.PathLike | None = None) -> dict[str, WeightRecor
         items = payload["checkpoints"]
         records = [WeightRecord(**item) for item in items]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
+        raise InputError(
             f"Weights records {path} are unreadable ({error}); move the file away to start afresh"
         ) from None
     return {r.name: r for r in records}
@@ -157,13 +153,7 @@ def _save_records(records: dict[str, WeightRecord], home) -> None:
     path = _records_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"version": 1, "checkpoints": [asdict(r) for r in sorted(records.values(), key=lambda r: r.name)]}
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _put_record(record: WeightRecord, home) -> None:
@@ -197,64 +187,27 @@ def _now() -> str:
 # Hashing and copying
 
 
-def file_digests(
-    path: str | os.PathLike,
-    *,
-    md5: bool = False,
-    progress: Progress = no_progress,
-    cancel: CancelToken | None = None,
-    stage: str = "hash",
-) -> tuple[str, str | None]:
-    """SHA-256 (and MD5 if asked) of a file as lower-case hex; progress in bytes, cancel between chunks."""
-    path = Path(path)
-    total = path.stat().st_size
-    sha = hashlib.sha256()
-    md = hashlib.md5(usedforsecurity=False) if md5 else None
-    done = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            sha.update(chunk)
-            if md is not None:
-                md.update(chunk)
-            done += len(chunk)
-            progress(stage, done, total)
-    if total == 0:
-        progress(stage, 0, 0)
-    return sha.hexdigest(), md.hexdigest() if md is not None else None
-
-
-def sha256_file(path: str | os.PathLike, *, progress: Progress = no_progress, cancel: CancelToken | None = None) -> str:
-    """SHA-256 of a file as lower-case hex."""
-    return file_digests(path, progress=progress, cancel=cancel)[0]
-
-
 def _copy_atomic(source: Path, target: Path, sha256: str, progress: Progress, cancel: CancelToken | None) -> None:
     """Copy ``source`` to ``target`` through a temporary file and an atomic rename, only if the
     bytes copied have this SHA-256 (else ValueError, target untouched). The source is only read."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    sha = hashlib.sha256()
     total = source.stat().st_size
-    done = 0
-    try:
-        with source.open("rb") as src, temp.open("wb") as dst:
+
+    def copy(destination) -> None:
+        sha = hashlib.sha256()
+        done = 0
+        with source.open("rb") as src:
             while chunk := src.read(_CHUNK):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                dst.write(chunk)
+                destination.write(chunk)
                 sha.update(chunk)
                 done += len(chunk)
                 progress("copy", done, total)
-            dst.flush()
-            os.fsync(dst.fileno())
         if sha.hexdigest() != sha256:
-            raise ValueError(f"File {source} changed while it was being imported; nothing imported")
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
+            raise InputError(f"File {source} changed while it was being imported; nothing imported")
+
+    write_stream_atomic(target, copy)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -300,11 +253,11 @@ def import_checkpoint(
     """
     source = Path(path).expanduser()
     if not source.is_file():
-        raise ValueError(f"Checkpoint file not found: {source}")
+        raise InputError(f"Checkpoint file not found: {source}")
     if model_type is not None and model_type not in MODEL_TYPES:
-        raise ValueError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+        raise InputError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     if name is not None and not _NAME.match(name):
-        raise ValueError(f"Checkpoint name must be letters, digits, '.', '_' or '-' (at most 64), not {name!r}")
+        raise InputError(f"Checkpoint name must be letters, digits, '.', '_' or '-' (at most 64), not {name!r}")
     size = source.stat().st_size
     named_entry = None
     if name is not None and name in REGISTRY:
@@ -325,19 +278,19 @@ def import_checkpoint(
         match = match_digest(named_entry, sha, md5) if named_entry.size in (None, size) else False
         if match is False:
             hint = "" if name is not None else "; to import it as your own checkpoint, pass --name"
-            raise ValueError(_mismatch_message(source, named_entry, sha, md5, size) + hint)
+            raise InputError(_mismatch_message(source, named_entry, sha, md5, size) + hint)
         entry = named_entry  # no reference digest: trust on first use
     if entry is not None:
         if name is not None and name != entry.name:
             notes.append(f"recognised as registry checkpoint {entry.name}; --name {name} ignored")
         if model_type is not None and model_type != entry.model_type:
-            raise ValueError(
+            raise InputError(
                 f"--model-type {model_type} contradicts registry checkpoint {entry.name}, which is {entry.model_type}"
             )
         if match is None:
             previous = load_records(home).get(entry.name)
             if previous is not None and previous.sha256 != sha:
-                raise ValueError(
+                raise InputError(
                     f"Registry checkpoint {entry.name} was imported with sha256 {previous.sha256[:12]}... (recorded "
                     f"on first use, no reference hash) and {source} differs ({sha[:12]}...); "
                     f"run `samfewshot weights verify {entry.name}`"
@@ -349,7 +302,7 @@ def import_checkpoint(
         user_name = name if name is not None else _name_from_stem(source.stem)
         existing = load_records(home).get(user_name)
         if existing is not None and existing.sha256 != sha:
-            raise ValueError(
+            raise InputError(
                 f"A different checkpoint is already imported as {user_name} (sha256 {existing.sha256[:12]}...); "
                 "choose another --name"
             )
@@ -373,9 +326,9 @@ def import_checkpoint(
 def inspect_model_type(path: Path, model_type: str | None):
     """Check that ``path`` is a SAM checkpoint (and of ``model_type``); returns its architecture."""
     try:
-        from .model_loading import inspect_checkpoint
+        from .architecture import inspect_checkpoint
     except ImportError as error:
-        raise ValueError(f"Checking a SAM checkpoint needs the sam extra (torch, segment-anything): {error}") from None
+        raise InputError(f"Checking a SAM checkpoint needs the sam extra (torch, segment-anything): {error}") from None
     return inspect_checkpoint(path, model_type=model_type)
 
 
@@ -492,11 +445,11 @@ def verify_weights(
     if name is not None:
         if name not in records:
             if name in REGISTRY:
-                raise ValueError(
+                raise InputError(
                     f"Checkpoint {name} is not in the weights cache {weights_dir(home)}; import it with "
                     f"`samfewshot weights import PATH` or `samfewshot weights download {name}`"
                 )
-            raise ValueError(f"No imported checkpoint is called {name!r}; see `samfewshot weights list`")
+            raise InputError(f"No imported checkpoint is called {name!r}; see `samfewshot weights list`")
         selected = [records[name]]
     else:
         selected = sorted(records.values(), key=lambda r: r.name)
@@ -561,17 +514,17 @@ def resolve_checkpoint(spec: str | os.PathLike, home: str | os.PathLike | None =
         record = records[text]
         cached = record.path(home)
         if not cached.is_file():
-            raise ValueError(f"Checkpoint {text} is recorded but its file {cached} is missing; import it again")
+            raise InputError(f"Checkpoint {text} is recorded but its file {cached} is missing; import it again")
         return cached, _expected_digest(record)
     if text in REGISTRY:
-        raise ValueError(
+        raise InputError(
             f"Checkpoint {text} is not in the weights cache {weights_dir(home)}; import it with "
             f"`samfewshot weights import PATH` or download it with `samfewshot weights download {text}`"
         )
     if os.sep in text or (os.altsep and os.altsep in text) or path.suffix in _SUFFIXES:
-        raise ValueError(f"Checkpoint file not found: {text}")
+        raise InputError(f"Checkpoint file not found: {text}")
     known = list(REGISTRY) + [n for n in records if n not in REGISTRY]
-    raise ValueError(f"Unknown checkpoint {text!r}: not a file, and not one of {', '.join(known)}")
+    raise InputError(f"Unknown checkpoint {text!r}: not a file, and not one of {', '.join(known)}")
 
 
 def _expected_digest(record: WeightRecord) -> str:
@@ -617,91 +570,26 @@ def download_checkpoint(
     entry = get_checkpoint(name)
     scheme = urllib.parse.urlsplit(entry.url).scheme.lower()
     if scheme not in ("http", "https"):
-        raise ValueError(f"Checkpoint {name} URL {entry.url!r} is not http(s); refusing to download it")
+        raise InputError(f"Checkpoint {name} URL {entry.url!r} is not http(s); refusing to download it")
     target = weights_dir(home) / entry.filename
     record = load_records(home).get(entry.name)
     if record is not None and target.is_file() and target.stat().st_size == record.size:
         return ImportResult(record, target, ("already present; nothing downloaded",))
     part = _part_path(entry, home)
     part.parent.mkdir(parents=True, exist_ok=True)
-    _fetch(entry, part, progress=progress, cancel=cancel, chunk_size=chunk_size, timeout=timeout)
+    fetch_resumable(entry, part, progress=progress, cancel=cancel, chunk_size=chunk_size, timeout=timeout)
     use_md5 = entry.sha256 is None and entry.md5 is not None
     sha, md5 = file_digests(part, md5=use_md5, progress=progress, cancel=cancel, stage="verify")
     match = match_digest(entry, sha, md5)
     size = part.stat().st_size
     if match is False:
         part.unlink(missing_ok=True)
-        raise ValueError(_mismatch_message(f"downloaded from {entry.url}", entry, sha, md5, size) + "; deleted it")
+        raise InputError(_mismatch_message(f"downloaded from {entry.url}", entry, sha, md5, size) + "; deleted it")
     notes = []
     if match is None:
         notes.append(f"{entry.name} has no reference hash: sha256 {sha} recorded on first use")
+    fsync_file(part)
     os.replace(part, target)
     record = _registry_record(entry, sha, size, match, origin=entry.url)
     _put_record(record, home)
     return ImportResult(record, target, tuple(notes))
-
-
-def _fetch(entry: Checkpoint, part: Path, *, progress: Progress, cancel, chunk_size: int, timeout: float) -> None:
-    expected = entry.size
-    offset = part.stat().st_size if part.exists() else 0
-    if expected is not None and offset > expected:
-        part.unlink()
-        offset = 0
-    if expected is not None and offset == expected:
-        return
-    headers = {"User-Agent": "samfewshot", "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(entry.url, headers=headers)
-    host = urllib.parse.urlsplit(entry.url).netloc
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and offset:
-            return  # the partial file already holds everything the server has: verification decides
-        raise DownloadError(
-            f"Download of {entry.name} from {entry.url} failed: HTTP {error.code} {error.reason}"
-        ) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise DownloadError(f"Cannot download {entry.name}: {host} not reachable ({reason})") from None
-    with response:
-        status = getattr(response, "status", 200)
-        if offset and status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {offset}-"):
-                raise DownloadError(
-                    f"Download of {entry.name}: server answered range {content_range!r} to a resume from byte {offset}"
-                )
-        elif offset:
-            offset = 0  # the server ignored the Range header: start again
-        length = response.headers.get("Content-Length", "")
-        end = offset + int(length) if length.isdigit() else None  # bytes the file should hold after this response
-        total = expected or end or 0
-        done = offset
-        step = max(chunk_size, total // 200)  # at most ~200 progress reports
-        reported = done
-        with part.open("ab" if offset else "wb") as out:
-            while True:
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                try:
-                    chunk = response.read(chunk_size)
-                except (OSError, ValueError, http.client.HTTPException) as error:  # reset, timeout, IncompleteRead
-                    raise DownloadError(_interrupted(entry, done, total, error)) from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                if done - reported >= step or done == total:
-                    progress("download", done, total or done)
-                    reported = done
-    if (end is not None and done < end) or (expected is not None and done < expected):
-        raise DownloadError(_interrupted(entry, done, total, "connection closed early"))
-
-
-def _interrupted(entry: Checkpoint, done: int, total: int, reason) -> str:
-    return (
-        f"Download of {entry.name} interrupted after {done} of {total or '?'} bytes ({reason}); "
-        f"run `samfewshot weights download {entry.name}` again to resume"
-    )

@@ -18,6 +18,13 @@ The Slicer module stays a thin layer; what it needs that does not touch Slicer l
   pyproject.toml) and what is missing.
 - :mod:`.coordinates`: RAS (Slicer) <-> LPS (files), and Slicer's (k, j, i) array + IJKToRAS
   matrix <-> :class:`~SAMFewShotLib.volume.Volume`.
+- :mod:`.slice_views`: which slice view (Red, Yellow, Green) pages along an annotated axis, slice
+  positions as Slicer's slice offsets in mm, "next low-confidence slice".
+- :mod:`.preview_parts`: a propagation split into drawn / propagated / low-confidence parts.
+- :mod:`.first_use`: the install confirmation with sizes, the torch version check, the CPU time
+  estimate of a SAM run.
+- :mod:`.selection`: the (segmentation, segment) pair kept consistent (segment selector race).
+- :mod:`.extension_description`: the Extensions Index description generated from CMakeLists.txt.
 
 Nothing in this package imports slicer, qt or vtk; the numpy/SimpleITK-backed parts of
 SAMFewShotLib it reuses (atlas bundle labels, batch scheduler rule) are imported inside the

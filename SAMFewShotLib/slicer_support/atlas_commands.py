@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from .commands import PathLike, base_command
+from .commands import CLI_DEVICES, PathLike, base_command
 from .progress_lines import parse_json_output
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ FUSION_METHODS = ("majority", "staple", "local")
 #: ``--refine`` choices (SAM refinement from atlas prompts; needs ``--checkpoint``).
 REFINE_METHODS = ("sam",)
 #: ``--device`` choices.
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = CLI_DEVICES
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Paths are passed as given (``str()`` of a :class:`pathlib.Path` is fine); nothin
 the file system.
 
 This module is deliberately light (no numpy, no engine imports) so the Slicer module can import
-it when its GUI is built; ``Testing/test_slicer_commands.py`` checks that the engine table below
+it when its GUI is built; ``Testing/slicer_support/test_slicer_commands.py`` checks that the engine table below
 matches :mod:`SAMFewShotLib.engines`. The ``weights``, ``atlas`` and ``batch`` command lines are in
 :mod:`.weights_commands`, :mod:`.atlas_commands` and :mod:`.batch_commands`.
 """
@@ -33,6 +33,11 @@ REFINING_ENGINES = ("sam",)
 INIT_ENGINES = ("meta",)
 #: ``--axis`` choices of ``propagate`` (``suggest`` has no ``auto``).
 AXES = ("auto", "axial", "coronal", "sagittal")
+
+#: ``--device`` choices of the ``samfewshot`` command today; the module also lists ``mps``
+#: (Apple GPUs), disabled with :data:`NEEDS_MPS_SUPPORT` until the command accepts it.
+CLI_DEVICES = ("auto", "cpu", "cuda")
+NEEDS_MPS_SUPPORT = "the samfewshot command does not run on Apple GPUs (mps) yet"
 
 #: Tooltip texts of :func:`engine_requirements`.
 NEEDS_TORCH = "needs PyTorch (install from the Extension Manager: PyTorch)"
@@ -110,6 +115,7 @@ def propagate_command(
     axis: str = "auto",
     empty_slices: EmptySlices = None,
     init: PathLike | None = None,
+    device: str = "auto",
 ) -> list[str]:
     """argv of ``samfewshot propagate`` with JSON progress on stdout and a JSON report.
 
@@ -128,9 +134,11 @@ def propagate_command(
         empty_slices: see :func:`empty_slices_spec`.
         init: meta-learned initialisation file of the ``meta`` engine (None: its default);
             ignored for the other engines.
+        device: ``auto``, ``cpu`` or ``cuda`` (:data:`CLI_DEVICES`); added for the weighted
+            engines when not ``auto``.
 
     Raises:
-        ValueError: an unknown engine family or axis, or a negative ``refine``.
+        ValueError: an unknown engine family, axis or device, or a negative ``refine``.
     """
     family = _check_engine(engine)
     if axis not in AXES:
@@ -162,6 +170,11 @@ def propagate_command(
         argv += ["--refine", str(int(refine))]
     if family in INIT_ENGINES and init is not None and os.fspath(init):
         argv += ["--init", os.fspath(init)]
+    if device not in CLI_DEVICES:
+        reason = f": {NEEDS_MPS_SUPPORT}" if device == "mps" else ""
+        raise ValueError(f"Device must be one of {', '.join(CLI_DEVICES)}, not {device!r}{reason}")
+    if family in WEIGHTED_ENGINES and device != "auto":
+        argv += ["--device", device]
     return argv
 
 

@@ -4,7 +4,9 @@ The pattern of SlicerMONAIAuto3DSeg / SlicerTotalSegmentator without Qt: :meth:`
 launches the child with both streams piped, one reader thread per stream puts lines on a
 :class:`queue.Queue`, and the Slicer module calls :meth:`ProcessRunner.poll` from a ``qt.QTimer``
 (never blocking the GUI). :meth:`ProcessRunner.cancel` kills the whole process tree (the CLI's
-worker processes included).
+worker processes included) without psutil, which Slicer 5.6 and 5.8 do not ship: on POSIX through
+the child's process group plus the descendants listed by ``/proc`` (Linux) or ``ps``; on Windows
+with ``taskkill /T`` (politely first, then ``/F``).
 
 Typical use::
 
@@ -31,11 +33,6 @@ import time
 from typing import IO, Callable, Mapping, Sequence
 
 from .progress_lines import ProgressEvent, ProgressTracker, parse_progress_line
-
-try:  # in Slicer's Python; optional here
-    import psutil
-except ImportError:  # pragma: no cover - depends on the environment
-    psutil = None
 
 _STDOUT, _STDERR = "stdout", "stderr"
 _IS_WINDOWS = sys.platform == "win32"
@@ -253,10 +250,9 @@ class ProcessRunner:
     def cancel(self, grace_seconds: float = 2.0, timeout: float = 10.0) -> int | None:
         """Stop the child and every process it started, then wait for them.
 
-        The tree is asked to stop first (SIGTERM: our CLI exits 130 and writes nothing), and
-        whatever is still alive after ``grace_seconds`` is killed. The tree is found with psutil
-        when it is importable (it is in Slicer) and, on POSIX, through the child's process group
-        as well; without psutil on Windows ``taskkill /T /F`` is used.
+        The tree is asked to stop first (SIGTERM on POSIX: our CLI exits 130 and writes nothing;
+        ``taskkill /T`` on Windows), and whatever is still alive after ``grace_seconds`` is killed
+        (SIGKILL; ``taskkill /T /F``). No psutil is needed.
 
         Returns:
             The child's return code (None when nothing was started): 130 when our CLI stopped
@@ -266,13 +262,14 @@ class ProcessRunner:
             return self.returncode
         process = self._process
         self._cancelled = process.poll() is None  # an exited child is not "cancelled"; its strays still go
-        tree = self._descendants(process.pid)
+        tree = [] if _IS_WINDOWS else descendant_pids(process.pid)
         self._signal_tree(process, tree, kill=False)
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline and _tree_alive(process, tree):
             time.sleep(0.02)
         if _tree_alive(process, tree):
-            tree += [p for p in self._descendants(process.pid) if p not in tree]
+            if not _IS_WINDOWS:
+                tree += [pid for pid in descendant_pids(process.pid) if pid not in tree]
             self._signal_tree(process, tree, kill=True)
         try:
             process.wait(timeout=timeout)
@@ -286,57 +283,121 @@ class ProcessRunner:
             self._finished, self._end_time = True, self._clock()
         return self.returncode
 
-    @staticmethod
-    def _descendants(pid: int) -> list:
-        if psutil is None:
-            return []
-        try:
-            return psutil.Process(pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
     def _signal_tree(self, process: subprocess.Popen, tree: list, kill: bool) -> None:
-        """Terminate (or kill) the child, its process group and the psutil descendants."""
-        if psutil is not None:
-            for child in tree:
-                try:
-                    child.kill() if kill else child.terminate()
-                except psutil.Error:
-                    pass
+        """Terminate (or kill) the child, its process group and its listed descendants."""
         if _IS_WINDOWS:
-            if psutil is None and process.poll() is None:
+            if process.poll() is None:
                 subprocess.run(
-                    ["taskkill", "/T", "/F", "/PID", str(process.pid)],
+                    taskkill_command(process.pid, force=kill),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
                     check=False,
                 )
-            elif process.poll() is None:
-                process.kill() if kill else process.terminate()
+                if kill and process.poll() is None:
+                    process.kill()
             return
+        how = signal.SIGKILL if kill else signal.SIGTERM
+        for pid in tree:  # descendants that left the group (their own session) included
+            try:
+                os.kill(pid, how)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:  # the child leads its own process group (start_new_session); the group outlives it
-            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            os.killpg(process.pid, how)
         except (ProcessLookupError, PermissionError):
             pass
 
 
-def _alive(process) -> bool:
-    """True while a psutil process runs (zombies count as gone)."""
+def taskkill_command(pid: int, force: bool) -> list:
+    """argv of Windows' ``taskkill`` stopping ``pid`` and every process it started (``/T``);
+    ``force`` adds ``/F`` (a console child without a window only stops forcefully)."""
+    return ["taskkill", "/T"] + (["/F"] if force else []) + ["/PID", str(int(pid))]
+
+
+def parent_map_from_proc(proc: str = "/proc") -> dict:
+    """{pid: parent pid} of every process, read from Linux's /proc (live and zombie)."""
+    parents = {}
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "stat"), "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if len(fields) > 1:
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def parent_map_from_ps() -> dict:
+    """{pid: parent pid} from ``ps -A -o pid= -o ppid=`` (macOS and other POSIX systems)."""
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+        output = subprocess.run(["ps", "-A", "-o", "pid=", "-o", "ppid="], capture_output=True, text=True,
+                                check=False, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    parents = {}
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            parents[int(fields[0])] = int(fields[1])
+    return parents
+
+
+def descendants_from_parents(pid: int, parents: Mapping[int, int]) -> list:
+    """Every descendant of ``pid`` in a {pid: parent pid} map, nearest first."""
+    children: dict = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, queue_ = [], list(children.get(pid, []))
+    while queue_:
+        current = queue_.pop(0)
+        if current in found or current == pid:
+            continue
+        found.append(current)
+        queue_.extend(children.get(current, []))
+    return found
+
+
+def descendant_pids(pid: int) -> list:
+    """Pids of every process ``pid`` started, directly or not (POSIX; [] on Windows, where
+    ``taskkill /T`` walks the tree itself)."""
+    if _IS_WINDOWS:
+        return []
+    if sys.platform.startswith("linux") and os.path.isdir("/proc"):
+        return descendants_from_parents(pid, parent_map_from_proc())
+    return descendants_from_parents(pid, parent_map_from_ps())
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs and is not a zombie (POSIX)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
+    stat = os.path.join("/proc", str(pid), "stat")
+    if os.path.exists(stat):
+        try:
+            with open(stat, "rb") as handle:
+                return handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+        except (OSError, IndexError):
+            return False
+    return True
 
 
 def _tree_alive(process: subprocess.Popen, tree: list) -> bool:
-    """True while the child, a psutil descendant or (POSIX) a member of the child's process
+    """True while the child, a listed descendant or (POSIX) a member of the child's process
     group is still there (the group, and so its id, lives as long as one member does, even
     after the child itself was reaped)."""
-    if process.poll() is None or any(_alive(p) for p in tree):
+    if process.poll() is None:
         return True
-    return not _IS_WINDOWS and _group_alive(process.pid)
-
+    if _IS_WINDOWS:
+        return False
+    return any(_pid_alive(pid) for pid in tree) or _group_alive(process.pid)
 
 def _group_alive(pgid: int) -> bool:
     """True while process group ``pgid`` has a member that is not a zombie.

@@ -28,6 +28,7 @@ class CheckpointRow:
         family: ``sam``, ``medsam``, ``mobile_sam``, ... ("" when unknown).
         licence: the licence of the weights ("" when unknown).
         size: file size in bytes (None when not present).
+        url: where the registry downloads it from ("" for imported files).
     """
 
     name: str
@@ -36,6 +37,19 @@ class CheckpointRow:
     family: str = ""
     licence: str = ""
     size: int | None = None
+    url: str = ""
+
+    @property
+    def downloadable(self) -> bool:
+        """A registry entry with a download address that is not usable yet (Download offered)."""
+        return bool(self.url) and not self.usable
+
+    def download_question(self) -> str:
+        """What the module asks before ``weights download``: name, size, licence, address."""
+        size = "unknown size" if self.size is None else f"{self.size / 1e6:.0f} MB"
+        return (f"Download the SAM checkpoint '{self.name}' ({self.model_type or 'unknown'} {self.family}, {size})?\n\n"
+                f"Licence: {self.licence or 'unknown'}. Using the weights means accepting it.\n"
+                f"From: {self.url}\n\nThe file is checked against the registry's sha256 before it is used.")
 
     @property
     def usable(self) -> bool:
@@ -76,6 +90,18 @@ def weights_import_command(python_executable: PathLike, path: PathLike, name: st
     return argv + ["--progress", "json"]
 
 
+def weights_download_command(python_executable: PathLike, name: str) -> list[str]:
+    """argv of ``samfewshot weights download NAME --progress json``: fetch a registry checkpoint
+    (resumable, sha256-verified); run only after the user agreed to its licence and size.
+
+    Raises:
+        ValueError: an empty name.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"The checkpoint name must not be empty, not {name!r}")
+    return base_command(python_executable, "weights", "download", name.strip(), "--progress", "json")
+
+
 def weights_verify_command(python_executable: PathLike, name: str | None = None) -> list[str]:
     """argv of ``samfewshot weights verify [NAME] --progress json``: re-hash the imported
     checkpoints (all of them when ``name`` is None). It exits 2 naming those that fail."""
@@ -107,6 +133,7 @@ def parse_weights_list(weights_list_json: str | Mapping) -> list[CheckpointRow]:
                 family=str(row.get("family") or ""),
                 licence=str(row.get("licence") or ""),
                 size=int(size) if isinstance(size, (int, float)) and not isinstance(size, bool) else None,
+                url=str(row.get("url") or ""),
             )
         )
     return result

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tiny_sam
-from atlas_phantom import FAST, mean_dice, phantom
+
+pytest.importorskip("torch")
 
 from SAMFewShotLib.atlas.apply import apply_bundle, check_refine
 from SAMFewShotLib.atlas.bundle import load_bundle, write_bundle
 from SAMFewShotLib.atlas.deformation import deform_case
 from SAMFewShotLib.atlas.sam_refinement import refine_with_sam
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache
+from Testing import tiny_sam
+from Testing.atlas.atlas_phantom import FAST, mean_dice, phantom
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from atlas_phantom import LIVER_TERMINOLOGY, phantom
 
 from SAMFewShotLib.atlas.bundle import FORMAT_VERSION, AtlasLabel, is_bundle, load_bundle, write_bundle
+from Testing.atlas.atlas_phantom import LIVER_TERMINOLOGY, phantom
 
 OBLIQUE = (0.0, -1.0, 0.0, 0.8, 0.0, 0.6, -0.6, 0.0, 0.8)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from atlas_phantom import phantom
 
 from SAMFewShotLib.atlas.deformation import deform_case, smooth_random_field, warp_labels, warp_volume
 from SAMFewShotLib.volume import LabelVolume, Volume
+from Testing.atlas.atlas_phantom import phantom
 
 FLIPPED = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 

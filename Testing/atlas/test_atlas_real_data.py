@@ -4,7 +4,7 @@ The CT (3 mm) is warped by a known smooth random field (max 10 mm); registering 
 CT and its labels onto it must give the warped labels back better than no registration, and
 with Dice >= 0.9 for liver, spleen and kidneys. Lighter settings than the defaults keep the test
 short (2 B-spline levels, 300 iterations, 2048 samples: ~7 CPU seconds after elastix is
-loaded); the defaults' numbers are those of Testing/bench_atlas.py (README).
+loaded); the defaults' numbers are those of benchmarks/bench_atlas.py (README).
 """
 
 from __future__ import annotations

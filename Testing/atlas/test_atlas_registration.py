@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from atlas_phantom import FAST, mean_dice, phantom
 
 from SAMFewShotLib.atlas.deformation import deform_case
 from SAMFewShotLib.atlas.registration import check_parameters, register, register_atlas
 from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.volume import LabelVolume, Volume
+from Testing.atlas.atlas_phantom import FAST, mean_dice, phantom
 
 pytestmark = pytest.mark.slow  # loads itk-elastix
 

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
-import tiny_sam
-from atlas_phantom import FAST, LIVER_TERMINOLOGY, phantom
+
+pytest.importorskip("torch")
 
 from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
-
+from Testing import tiny_sam
+from Testing.atlas.atlas_phantom import FAST, LIVER_TERMINOLOGY, phantom
 
 
 @pytest.fixture(scope="module")

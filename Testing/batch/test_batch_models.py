@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-from phantoms import ellipsoid, render
 
 import SAMFewShotLib.cli.main as cli
 from SAMFewShotLib.batch.inputs import expand_inputs
@@ -17,6 +16,7 @@ from SAMFewShotLib.batch.pipeline import run_batch
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 from SAMFewShotLib.volume_io import read_labels, read_volume, write_labels, write_volume
+from Testing.phantoms import ellipsoid, render
 
 SHAPE = (24, 40, 40)
 
@@ -96,11 +96,10 @@ def test_an_atlas_bundle_segments_every_case_through_the_command_line(tmp_path, 
 
 def test_a_few_shot_head_segments_every_case(tmp_path, capsys, monkeypatch):
     torch = pytest.importorskip("torch")
-    from tiny_sam import save_tiny_checkpoint
-
     from SAMFewShotLib.annotation import SparseAnnotation
     from SAMFewShotLib.fewshot import save_head, train_head
     from SAMFewShotLib.fewshot.training import TrainingConfig
+    from Testing.tiny_sam import save_tiny_checkpoint
 
     torch.manual_seed(0)
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth")

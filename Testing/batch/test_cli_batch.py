@@ -8,10 +8,10 @@ import threading
 
 import psutil
 import pytest
-from batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
 import SAMFewShotLib.cli.main as cli
 from SAMFewShotLib.batch import models
+from Testing.batch.batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
 CASE_KEYS = {"case", "status", "seconds", "output", "error"}
 

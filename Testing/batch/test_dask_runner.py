@@ -8,15 +8,17 @@ import os
 import signal
 import threading
 
-import dask
 import pytest
-from batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
+
+pytest.importorskip("distributed")
+
+import dask
+import distributed
 
 from SAMFewShotLib.batch.case_task import CaseTask
 from SAMFewShotLib.batch.dask_runner import check_scheduler, run_dask, run_on_client
 from SAMFewShotLib.batch.inputs import expand_inputs
-
-distributed = pytest.importorskip("distributed")
+from Testing.batch.batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
 
 @pytest.fixture(scope="module")

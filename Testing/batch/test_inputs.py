@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from batch_helpers import case_volume, write_cases
 
 from SAMFewShotLib.batch.inputs import expand_inputs, image_extension, input_signature, read_case_image
-from SAMFewShotLib.volume_io import write_labels, write_volume
 from SAMFewShotLib.volume import LabelVolume
+from SAMFewShotLib.volume_io import write_labels, write_volume
+from Testing.batch.batch_helpers import case_volume, write_cases
 
 
 def write_dicom_series(folder, array: np.ndarray, *, series_number: int, spacing, origin) -> None:

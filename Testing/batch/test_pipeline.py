@@ -9,11 +9,11 @@ import os
 
 import numpy as np
 import pytest
-from batch_helpers import BRIGHT, ThresholdModel, write_cases
 
 from SAMFewShotLib.batch.inputs import expand_inputs
 from SAMFewShotLib.batch.pipeline import run_batch
 from SAMFewShotLib.volume_io import read_labels, read_volume, write_volume
+from Testing.batch.batch_helpers import BRIGHT, ThresholdModel, write_cases
 
 
 def digests(folder):

@@ -9,12 +9,12 @@ import threading
 
 import psutil
 import pytest
-from batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
 from SAMFewShotLib.batch.case_task import CaseTask
 from SAMFewShotLib.batch.inputs import expand_inputs
 from SAMFewShotLib.batch.runner import run_local
 from SAMFewShotLib.progress import Cancelled, CancelToken
+from Testing.batch.batch_helpers import ThresholdModel, start_markers, wait_for, write_cases
 
 
 @pytest.fixture

@@ -12,18 +12,19 @@ import json
 from pathlib import Path
 
 import numpy as np
-import phantoms
 import pytest
-import tiny_sam
+
+pytest.importorskip("torch")
 
 from SAMFewShotLib.annotation import SparseAnnotation
 from SAMFewShotLib.engines import make_engine
 from SAMFewShotLib.engines.fewshot import FewShotEngine
 from SAMFewShotLib.fewshot.training import TrainingConfig
-from SAMFewShotLib.progress import CancelToken, Cancelled
+from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache
 from SAMFewShotLib.sam.encoder import torch_threads
 from SAMFewShotLib.volume import LabelVolume, Volume
+from Testing import phantoms, tiny_sam
 
 N_SLICES, DRAWN = 16, [5, 7, 9]
 TINY = TrainingConfig(iterations=30, learning_rate=3e-3, num_threads=1)

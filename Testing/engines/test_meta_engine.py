@@ -5,16 +5,13 @@ refuses bad options; ``samfewshot propagate --engine meta`` with an init from ``
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import tiny_sam
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "meta"))
-import meta_cases  # noqa: E402
+pytest.importorskip("torch")
+
+import torch
 
 from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
 from SAMFewShotLib.cli.main import main  # noqa: E402
@@ -23,6 +20,8 @@ from SAMFewShotLib.engines.meta import MetaEngine  # noqa: E402
 from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402
 from SAMFewShotLib.volume import LabelVolume  # noqa: E402
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume  # noqa: E402
+from Testing import tiny_sam
+from Testing.meta import meta_cases  # noqa: E402
 
 DRAWN = [4, 8, 12]
 FAST = MetaConfig(learning_rate=6e-3, checkpointing=False)

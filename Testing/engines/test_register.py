@@ -7,7 +7,6 @@ few slices; the engine sees only the image and the annotation.
 from __future__ import annotations
 
 import numpy as np
-import phantoms
 import pytest
 
 from SAMFewShotLib.annotation import SparseAnnotation
@@ -15,6 +14,7 @@ from SAMFewShotLib.engines import make_engine
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
+from Testing import phantoms
 
 SHAPE = (32, 48, 56)  # (z, y, x)
 SPACING = (0.8, 0.9, 2.5)  # (x, y, z) mm

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import phantoms
-import tiny_sam
 
 from SAMFewShotLib.annotation import SparseAnnotation
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
+from Testing import phantoms, tiny_sam
 
 SHAPE = (12, 48, 48)  # (z, y, x)
 DRAWN = (2, 4, 6, 8, 10)

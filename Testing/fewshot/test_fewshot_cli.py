@@ -8,12 +8,14 @@ import subprocess
 import sys
 
 import pytest
-import tiny_sam
-from fewshot_cases import DRAWN, SHAPE, THREADS, TINY_GLOBAL_ATTENTION
+
+pytest.importorskip("torch")
 
 from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.fewshot import load_head
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume
+from Testing import tiny_sam
+from Testing.fewshot.fewshot_cases import DRAWN, SHAPE, THREADS, TINY_GLOBAL_ATTENTION
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
-import tiny_sam
+
+pytest.importorskip("torch")
+
 import torch
-from fewshot_cases import TINY_GLOBAL_ATTENTION
 
 from SAMFewShotLib.fewshot.decoder import FewShotMaskDecoder
+from Testing import tiny_sam
+from Testing.fewshot.fewshot_cases import TINY_GLOBAL_ATTENTION
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")
+
 from SAMFewShotLib.annotation import SparseAnnotation
 from SAMFewShotLib.fewshot.extent import propagate_labels
 from SAMFewShotLib.volume import LabelVolume, Volume

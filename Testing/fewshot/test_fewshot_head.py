@@ -6,12 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import tiny_sam
+
+pytest.importorskip("torch")
+
 import torch
-from fewshot_cases import TINY_GLOBAL_ATTENTION
 
 from SAMFewShotLib.fewshot import apply_head, load_head, run_head, save_head
 from SAMFewShotLib.fewshot.head import FORMAT, FORMAT_VERSION
+from Testing import tiny_sam
+from Testing.fewshot.fewshot_cases import TINY_GLOBAL_ATTENTION
 
 
 @pytest.fixture(scope="module")

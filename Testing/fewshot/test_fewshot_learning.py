@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fewshot_cases import DRAWN, dice, unannotated
+
+pytest.importorskip("torch")
 
 from SAMFewShotLib.fewshot import run_head, train_head
 from SAMFewShotLib.fewshot.training import TrainingConfig
+from Testing.fewshot.fewshot_cases import DRAWN, dice, unannotated
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from SAMFewShotLib.fewshot.targets import input_frame_mask, masked_average, pooled, valid_region

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
-import tiny_sam
+
+pytest.importorskip("torch")
+
 import torch
-from fewshot_cases import TINY_GLOBAL_ATTENTION
 
 from SAMFewShotLib.fewshot.decoder import FewShotMaskDecoder
 from SAMFewShotLib.fewshot.training import Example, TrainingConfig, default_iterations, evaluate, train_decoder
-from SAMFewShotLib.progress import CancelToken, Cancelled
+from SAMFewShotLib.progress import Cancelled, CancelToken
+from Testing import tiny_sam
+from Testing.fewshot.fewshot_cases import TINY_GLOBAL_ATTENTION
 
 
 def examples(flip_validation: bool) -> tuple[list[Example], list[Example]]:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from SAMFewShotLib.sam.model_loading import DecoderSpec, SamArchitecture, ViTEncoderSpec, build_sam
+from SAMFewShotLib.sam.architecture import DecoderSpec, SamArchitecture, ViTEncoderSpec
+from SAMFewShotLib.sam.model_building import build_sam
 from SAMFewShotLib.volume import Volume
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 
-import meta_cases
-import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
+import numpy as np
 
 from SAMFewShotLib.cli.main import main
 from SAMFewShotLib.meta.init_file import load_init
 from SAMFewShotLib.volume import LabelVolume
 from SAMFewShotLib.volume_io import write_labels, write_volume
+from Testing.meta import meta_cases
 
 
 @pytest.fixture(scope="module")

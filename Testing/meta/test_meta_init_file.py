@@ -3,9 +3,11 @@ architecture, corrupt files and foreign files are refused with one line."""
 
 from __future__ import annotations
 
-import meta_cases
-import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
+import numpy as np
 import torch
 
 from SAMFewShotLib.meta.config import MetaConfig
@@ -13,6 +15,7 @@ from SAMFewShotLib.meta.init_file import MetaInit, load_init, save_init
 from SAMFewShotLib.meta.load import load_meta_model
 from SAMFewShotLib.meta.slices import prepare
 from SAMFewShotLib.sam.preprocess import Preprocessing
+from Testing.meta import meta_cases
 
 CONFIG = MetaConfig(steps=3, learning_rate=5e-3, adapter_rank=8)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("torch")
+
 from SAMFewShotLib.meta.labeled_dir import find_labeled_cases
 
 

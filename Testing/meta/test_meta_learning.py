@@ -3,9 +3,11 @@ the plain init on a held-out task (lower support and held-out query loss after t
 
 from __future__ import annotations
 
-import meta_cases
-import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
+import numpy as np
 import torch
 
 from SAMFewShotLib.meta.config import MetaConfig
@@ -15,9 +17,10 @@ from SAMFewShotLib.meta.meta_learning import MetaTrainingSettings, meta_train, m
 from SAMFewShotLib.meta.online import PatchCache, SupportSet, adapt, nearest
 from SAMFewShotLib.meta.slices import prepare
 from SAMFewShotLib.meta.tasks import tasks_from_volumes
-from SAMFewShotLib.progress import CancelToken, Cancelled
+from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.sam.preprocess import Preprocessing
 from SAMFewShotLib.volume import LabelVolume
+from Testing.meta import meta_cases
 
 CONFIG = MetaConfig(steps=4, learning_rate=8e-3, checkpointing=False)
 SETTINGS = MetaTrainingSettings(iterations=10, shots=2, queries=2, meta_lr=3e-3, msl_fraction=0.3)

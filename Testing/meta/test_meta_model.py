@@ -3,12 +3,17 @@ gradient checkpointing exact, the four stage blocks of the official ViTs."""
 
 from __future__ import annotations
 
-import meta_cases
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from SAMFewShotLib.meta.model import AdaptedViT, stage_blocks
-from SAMFewShotLib.sam.model_loading import build_sam, load_sam, official_architecture
+from SAMFewShotLib.sam.architecture import official_architecture
+from SAMFewShotLib.sam.model_building import build_sam
+from SAMFewShotLib.sam.model_loading import load_sam
+from Testing.meta import meta_cases
 
 
 @pytest.fixture(scope="module")

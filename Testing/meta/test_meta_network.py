@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import meta_cases
-import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
+import numpy as np
 import torch
 
 from SAMFewShotLib.meta.config import MetaConfig
@@ -12,6 +14,7 @@ from SAMFewShotLib.meta.network import SSMSam
 from SAMFewShotLib.meta.slices import prepare
 from SAMFewShotLib.sam.model_loading import load_sam
 from SAMFewShotLib.sam.preprocess import Preprocessing
+from Testing.meta import meta_cases
 
 
 @pytest.fixture(scope="module")

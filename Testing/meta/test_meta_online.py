@@ -4,17 +4,20 @@ unannotated slices and beats the best intensity threshold; the support loss fall
 
 from __future__ import annotations
 
-import meta_cases
-import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
+import numpy as np
 
 from SAMFewShotLib.meta.config import MetaConfig
 from SAMFewShotLib.meta.load import load_meta_model
 from SAMFewShotLib.meta.online import PatchCache, SupportSet, adapt
 from SAMFewShotLib.meta.predict import predict_structure
 from SAMFewShotLib.meta.slices import prepare
-from SAMFewShotLib.progress import CancelToken, Cancelled
+from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.sam.preprocess import Preprocessing
+from Testing.meta import meta_cases
 
 CONFIG = MetaConfig(steps=16, learning_rate=6e-3, checkpointing=False)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import meta_cases
-import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
+import numpy as np
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from SAMFewShotLib.meta.slices import prepare, prompt_points, shifted, support_weights
 from SAMFewShotLib.sam.model_loading import load_sam
 from SAMFewShotLib.sam.preprocess import Preprocessing
+from Testing.meta import meta_cases
 
 
 @pytest.fixture(scope="module")

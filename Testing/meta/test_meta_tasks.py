@@ -3,13 +3,16 @@ empty slice just outside, each query paired with its nearest support."""
 
 from __future__ import annotations
 
-import meta_cases
-import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
+import numpy as np
 
 from SAMFewShotLib.meta.tasks import sample_episode, tasks_from_volumes
 from SAMFewShotLib.sam.model_loading import load_sam
 from SAMFewShotLib.volume import LabelVolume
+from Testing.meta import meta_cases
 
 
 def labelled(seed, values=(1,)):

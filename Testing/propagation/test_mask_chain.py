@@ -8,13 +8,13 @@ optical flow. The chain is never told where the structure ends.
 from __future__ import annotations
 
 import numpy as np
-import phantoms
 import pytest
 
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.propagation.mask_chain import ChainSettings, propagate_label_masks, shrink_to_area
 from SAMFewShotLib.propagation.slice_flows import SliceFlows
 from SAMFewShotLib.propagation.slice_registration import OpticalFlowRegistrar
+from Testing import phantoms
 
 SHAPE = (32, 56, 56)  # (slices, rows, cols)
 #: The ellipsoid: centre and radii (slices, rows, cols); it spans slices 7..25.

@@ -1,5 +1,5 @@
 """Helpers for the weights tests: tiny checkpoints, encoder outputs, a local HTTP server with
-Range support. Imported by the test files of this folder (pytest puts it on sys.path)."""
+Range support. Imported as ``Testing.sam.sam_weights_helpers``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-import tiny_sam
+from Testing import tiny_sam
 
 
 def sha256_bytes(data: bytes) -> str:

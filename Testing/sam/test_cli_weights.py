@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from sam_weights_helpers import LocalServer, forbid_remote_connections, save_tiny
+pytest.importorskip("torch")  # the helpers build tiny SAM checkpoints
+
 from SAMFewShotLib.cli.weights import add_weights_parser
 from SAMFewShotLib.progress import CancelToken, no_progress
 from SAMFewShotLib.sam import checkpoints
+from Testing.sam.sam_weights_helpers import LocalServer, forbid_remote_connections, save_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,6 +4,9 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from SAMFewShotLib.sam.embedding_cache import (

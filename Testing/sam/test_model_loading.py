@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
-import tiny_sam
-from sam_weights_helpers import encoder_output, same_weights, save_tiny
+from SAMFewShotLib.sam import architecture as sa
 from SAMFewShotLib.sam import model_loading as ml
+from Testing import tiny_sam
+from Testing.sam.sam_weights_helpers import encoder_output, same_weights, save_tiny
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +94,21 @@ def test_another_tiny_layout_loads_through_the_same_loader(tmp_path):
     ],
 )
 def test_official_layouts_are_recognised(model_type, layout):
-    arch = ml.infer_architecture(_official_state_dict(model_type))
+    arch = sa.infer_architecture(_official_state_dict(model_type))
     e = arch.encoder
     assert arch.model_type == model_type and arch.family == "sam"
     assert (e.embed_dim, e.depth, e.num_heads, e.global_attn_indexes) == layout
     assert (e.window_size, e.out_chans, arch.decoder.num_heads, arch.decoder.mlp_dim) == (14, 256, 8, 2048)
-    assert arch == ml.official_architecture(model_type)
+    assert arch == sa.official_architecture(model_type)
 
 
 def test_model_type_confirms_or_contradicts_the_weights(tiny_file):
     state = _official_state_dict("vit_b")
-    assert ml.infer_architecture(state, model_type="vit_b").model_type == "vit_b"
+    assert sa.infer_architecture(state, model_type="vit_b").model_type == "vit_b"
     with pytest.raises(ValueError, match="--model-type vit_h contradicts .*vit_b"):
-        ml.infer_architecture(state, model_type="vit_h")
+        sa.infer_architecture(state, model_type="vit_h")
     with pytest.raises(ValueError, match="--model-type vit_t contradicts"):
-        ml.infer_architecture(state, model_type="vit_t")
+        sa.infer_architecture(state, model_type="vit_t")
     with pytest.raises(ValueError, match="--model-type vit_b contradicts .*width 32 and depth 2"):
         ml.load_sam(tiny_file, model_type="vit_b")
     with pytest.raises(ValueError, match="Unknown architecture 'vit_q'; choose one of vit_b, vit_l, vit_h, vit_t"):

@@ -9,16 +9,19 @@ to the slice grid with the geometry's inverse.
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import MaskDecoder
 
-from phantoms import ellipsoid, render
 from SAMFewShotLib.sam.decoder import Prompt, decode, decode_slices
 from SAMFewShotLib.sam.encoder import encode_slices
 from SAMFewShotLib.sam.preprocess import Preprocessing, slice_rgb
 from SAMFewShotLib.volume import Volume
-from tiny_sam import build_tiny_sam
+from Testing.phantoms import ellipsoid, render
+from Testing.tiny_sam import build_tiny_sam
 
 SHAPE = (5, 101, 122)  # (z, y, x): non-square slices of 101 rows x 122 cols
 SLICES = [1, 3]

@@ -1,15 +1,18 @@
 """Tests of batched slice encoding through the embedding cache (tiny random-weight SAM)."""
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
-from phantoms import ellipsoid, render
 from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache, volume_digest
 from SAMFewShotLib.sam.encoder import STAGE, encode_slices
 from SAMFewShotLib.sam.preprocess import Preprocessing
 from SAMFewShotLib.volume import Volume
-from tiny_sam import build_tiny_sam
+from Testing.phantoms import ellipsoid, render
+from Testing.tiny_sam import build_tiny_sam
 
 SHAPE = (6, 48, 40)  # (z, y, x)
 

@@ -8,14 +8,15 @@ geometry and the annotated slices of its output, its counters.
 from __future__ import annotations
 
 import numpy as np
-import phantoms
 import pytest
-import tiny_sam
+
+pytest.importorskip("torch")
 
 from SAMFewShotLib.annotation import SparseAnnotation
 from SAMFewShotLib.engines import make_engine
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache
 from SAMFewShotLib.volume import LabelVolume, Volume
+from Testing import phantoms, tiny_sam
 
 SHAPE = (10, 36, 44)  # (z, y, x)
 DRAWN = [2, 7]

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 from torch.nn import functional as F
 
-from phantoms import ellipsoid, render
 from SAMFewShotLib.sam.preprocess import (
     CT_WINDOWS,
     Preprocessing,
@@ -19,7 +21,8 @@ from SAMFewShotLib.sam.preprocess import (
     volume_slice_geometry,
 )
 from SAMFewShotLib.volume import Volume
-from tiny_sam import build_tiny_sam
+from Testing.phantoms import ellipsoid, render
+from Testing.tiny_sam import build_tiny_sam
 
 
 def ct_volume(shape=(6, 40, 52), spacing=(0.8, 0.8, 2.5)) -> Volume:

@@ -9,13 +9,17 @@ import dataclasses
 import hashlib
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
-import tiny_sam
-from sam_weights_helpers import LocalServer, encoder_output, forbid_remote_connections, save_tiny
 from SAMFewShotLib.progress import Cancelled, CancelToken
-from SAMFewShotLib.sam import checkpoints, weights_store as ws
+from SAMFewShotLib.sam import checkpoints
+from SAMFewShotLib.sam import weights_store as ws
 from SAMFewShotLib.sam.model_loading import load_sam
+from Testing import tiny_sam
+from Testing.sam.sam_weights_helpers import LocalServer, encoder_output, forbid_remote_connections, save_tiny
 
 CHUNK = 64 * 1024
 

@@ -8,12 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
-import tiny_sam
-from sam_weights_helpers import encoder_output, save_tiny
-from SAMFewShotLib.sam import checkpoints, weights_store as ws
+from SAMFewShotLib.sam import checkpoints
+from SAMFewShotLib.sam import weights_store as ws
 from SAMFewShotLib.sam.model_loading import load_sam
+from Testing import tiny_sam
+from Testing.sam.sam_weights_helpers import encoder_output, save_tiny
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from cli_parsing import PYTHON, parse
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.atlas_commands import (
     FUSION_METHODS,
     AtlasInfo,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cli_parsing import PYTHON, parse
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.batch_commands import batch_command, check_scheduler, model_kind
 
 

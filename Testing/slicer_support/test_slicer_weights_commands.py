@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cli_parsing import PYTHON, parse
+from Testing.slicer_support.cli_parsing import PYTHON, parse
 from SAMFewShotLib.slicer_support.weights_commands import (
     CheckpointRow,
     command_message,
@@ -93,3 +93,23 @@ def test_command_message():
         "Imported mine (vit_b, sam) -> /c/mine.pth\nsha256 ab (recorded)"
     )
     assert command_message([" ", ""], "Weights verify done.") == "Weights verify done."
+
+
+def test_download_row_question_and_command():
+    from SAMFewShotLib.slicer_support.weights_commands import weights_download_command
+
+    listing = {"checkpoints": [
+        {"name": "sam_vit_b", "status": "not present", "model_type": "vit_b", "family": "sam", "licence": "Apache-2.0",
+         "size": 375042383, "url": "https://example.org/sam_vit_b.pth"},
+        {"name": "mine", "status": "present, verified", "url": None},
+    ]}
+    remote, mine = parse_weights_list(json.dumps(listing))
+    assert remote.downloadable and not mine.downloadable
+    question = remote.download_question()
+    assert "375 MB" in question and "Apache-2.0" in question and "https://example.org/sam_vit_b.pth" in question
+    argv = weights_download_command(PYTHON, "sam_vit_b")
+    assert argv[-4:] == ["download", "sam_vit_b", "--progress", "json"]
+    args = parse(argv)
+    assert args.name == "sam_vit_b"
+    with pytest.raises(ValueError, match="must not be empty"):
+        weights_download_command(PYTHON, " ")

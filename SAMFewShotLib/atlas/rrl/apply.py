@@ -7,7 +7,7 @@ as the bundle says. Two outputs:
   coarse mask -> auto-prompted medical branch); logits upsampled to the cube and arg-maxed;
 - ``"registration"``: the joint forward with the bundle's atlas; the atlas labels (one-hot on the
   cube) warped by the displacement upsampled to the cube, arg-maxed. After short trainings the
-  warped atlas labels are the better of the two (``Testing/bench_rrl_real.py``: abdominal CT
+  warped atlas labels are the better of the two (``benchmarks/bench_rrl_real.py``: abdominal CT
   with known deformations, 128^3, 300 iterations: mean Dice 0.793 against 0.776 for the
   segmentation path on a held-out image).
 

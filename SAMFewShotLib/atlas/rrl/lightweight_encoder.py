@@ -8,7 +8,7 @@ target of stage-1 distillation. :meth:`stages` returns the four stage outputs, w
 branch stacks slice by slice into feature volumes (see :mod:`.volume_features`).
 
 With the default widths (24, 48, 96, 192) and embed_dim 256 the encoder has about 1.5 M
-parameters, 1.7 % of SAM ViT-B's 89.7 M image-encoder parameters (``Testing/bench_rrl.py``
+parameters, 1.7 % of SAM ViT-B's 89.7 M image-encoder parameters (``benchmarks/bench_rrl.py``
 prints the exact count). The paper's encoder is "3 %" of SAM-B; its exact layout is not given,
 so this one is our own design within the issue's 5 % bound.
 """

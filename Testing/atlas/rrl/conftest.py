@@ -3,10 +3,10 @@ module-scoped training fixtures; small tensors: extra OpenMP threads only spin o
 
 import pytest
 
-from SAMFewShotLib.sam.encoder import torch_threads
-
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
+    from SAMFewShotLib.sam.encoder import torch_threads  # here: without torch the modules skip themselves
+
     with torch_threads(1):
         yield

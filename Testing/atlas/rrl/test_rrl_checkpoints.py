@@ -1,12 +1,15 @@
 """Training checkpoints: resume continues the same run; cancel keeps a checkpoint and writes no bundle."""
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
-from rrl_synthetic import phantom, targets
 
 from SAMFewShotLib.atlas.rrl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from SAMFewShotLib.atlas.rrl.training import TrainSettings, train_rrl_bundle
 from SAMFewShotLib.progress import Cancelled, CancelToken
+from Testing.atlas.rrl.rrl_synthetic import phantom, targets
 
 SETTINGS = TrainSettings(checkpoint_every=1000, dice_warmup=3)  # a checkpoint is also written at the end
 

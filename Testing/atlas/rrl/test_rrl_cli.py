@@ -3,7 +3,10 @@
 import json
 
 import pytest
-from rrl_synthetic import phantom, targets
+
+from Testing.atlas.rrl.rrl_synthetic import phantom, targets
+
+pytest.importorskip("torch")
 
 from SAMFewShotLib.atlas.bundle import load_bundle
 from SAMFewShotLib.cli.main import main

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from SAMFewShotLib.atlas.rrl.cube import cube_grid, cube_tensor, image_to_cube, labels_from_cube, labels_to_cube, one_hot
+pytest.importorskip("torch")
+
+from SAMFewShotLib.atlas.rrl.cube import (
+    cube_grid,
+    cube_tensor,
+    image_to_cube,
+    labels_from_cube,
+    labels_to_cube,
+    one_hot,
+)
 from SAMFewShotLib.volume import LabelVolume, Segment, Volume
 
 DIRECTION = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)

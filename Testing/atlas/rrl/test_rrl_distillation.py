@@ -2,14 +2,17 @@
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
-from tiny_sam import save_tiny_checkpoint  # Testing/ is on sys.path (its conftest.py)
 
 from SAMFewShotLib.atlas.rrl.distillation import distillation_loss, distillation_slices, prepare_distillation
 from SAMFewShotLib.atlas.rrl.lightweight_encoder import LightweightEncoder
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache
 from SAMFewShotLib.sam.model_loading import load_sam
 from SAMFewShotLib.volume import Volume
+from Testing.tiny_sam import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +68,10 @@ def test_slices_are_spread_over_the_central_part():
 
 
 def test_training_with_a_teacher_runs_stage_1_then_copies_the_encoder(teacher, tmp_path):
-    from rrl_synthetic import phantom, targets
-
     from SAMFewShotLib.atlas.bundle import load_bundle
     from SAMFewShotLib.atlas.rrl.checkpoint import load_checkpoint
     from SAMFewShotLib.atlas.rrl.training import TrainSettings, train_rrl_bundle
+    from Testing.atlas.rrl.rrl_synthetic import phantom, targets
 
     path = save_tiny_checkpoint(tmp_path / "tiny.pth", seed=3)
     image, labels = phantom()

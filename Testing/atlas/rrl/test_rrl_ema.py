@@ -1,6 +1,9 @@
 """Mutual EMA (RRL-MedSAM Eq. 2-3) between the general and medical encoders."""
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 from torch import nn
 

@@ -1,6 +1,9 @@
 """The lightweight encoder: SAM-compatible embeddings, size bound, 3D feature pyramid."""
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from SAMFewShotLib.atlas.rrl.lightweight_encoder import VIT_B_ENCODER_PARAMETERS, LightweightEncoder, parameter_count
@@ -45,7 +48,8 @@ def test_volume_pyramid_refuses_sizes_that_do_not_divide():
 
 
 def test_vit_b_parameter_count_constant_matches_segment_anything():
-    from SAMFewShotLib.sam.model_loading import build_sam, official_architecture
+    from SAMFewShotLib.sam.architecture import official_architecture
+    from SAMFewShotLib.sam.model_building import build_sam
 
     sam = build_sam(official_architecture("vit_b"), init_weights=False)
     assert parameter_count(sam.image_encoder) == VIT_B_ENCODER_PARAMETERS

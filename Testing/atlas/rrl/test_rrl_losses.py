@@ -1,6 +1,9 @@
 """Losses of the joint registration-segmentation training."""
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from SAMFewShotLib.atlas.rrl.losses import dice_loss, ncc_loss, segmentation_loss, smoothness_loss

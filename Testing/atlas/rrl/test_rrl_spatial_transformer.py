@@ -1,6 +1,9 @@
 """Warping volumes with dense displacement fields (voxels, channels dz, dy, dx)."""
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from SAMFewShotLib.atlas.rrl.spatial_transformer import SpatialTransformer, identity_grid, resize_flow, warp

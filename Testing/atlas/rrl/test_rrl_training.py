@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
-from rrl_synthetic import phantom, targets
 
 from SAMFewShotLib.atlas.bundle import load_bundle, write_bundle
 from SAMFewShotLib.atlas.rrl.apply import apply_rrl
@@ -15,6 +17,7 @@ from SAMFewShotLib.atlas.rrl.spatial_transformer import warp
 from SAMFewShotLib.atlas.rrl.training import TrainSettings, train_rrl_bundle
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.volume import LabelVolume
+from Testing.atlas.rrl.rrl_synthetic import phantom, targets
 
 SIZE = 32
 ITERATIONS = 150

@@ -4,7 +4,7 @@ a whole 20-slice MR-sized run, and the bf16-vs-fp32 parity of embeddings and dec
 Full-size SAM ViT-B with random weights (compute does not depend on weight values; never read
 segmentation quality from these numbers). A plain script, not a test:
 
-    .venv/bin/python Testing/bench_sam_cost.py [--slices 20] [--size 256] [--threads 2]
+    .venv/bin/python benchmarks/bench_sam_cost.py [--slices 20] [--size 256] [--threads 2]
                                                [--batch-size 1] [--no-bf16] [--device cpu]
 """
 
@@ -22,16 +22,15 @@ import numpy as np
 import torch
 from segment_anything import sam_model_registry
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: SAMFewShotLib, Testing
 
-from phantoms import ellipsoid, render  # noqa: E402
 from SAMFewShotLib.sam.decoder import Prompt, decode, decode_slices  # noqa: E402
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache  # noqa: E402
 from SAMFewShotLib.sam.encoder import encode_slices  # noqa: E402
 from SAMFewShotLib.sam.preprocess import Preprocessing  # noqa: E402
 from SAMFewShotLib.volume import Volume  # noqa: E402
-from tiny_sam import build_tiny_sam  # noqa: E402
+from Testing.phantoms import ellipsoid, render  # noqa: E402
+from Testing.tiny_sam import build_tiny_sam  # noqa: E402
 
 
 def mr_volume(n_slices: int, size: int) -> Volume:

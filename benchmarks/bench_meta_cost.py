@@ -5,7 +5,7 @@ never read segmentation quality from this): seconds per online step over K suppo
 seconds per predicted slice, and the process's peak resident memory, with gradient
 checkpointing of the ViT blocks (the default) or without. A plain script, not a test:
 
-    .venv/bin/python Testing/bench_meta_cost.py [--shots 2] [--steps 2] [--threads 2]
+    .venv/bin/python benchmarks/bench_meta_cost.py [--shots 2] [--steps 2] [--threads 2]
                                                 [--no-checkpointing] [--size 256] [--device cpu]
 """
 
@@ -21,19 +21,19 @@ import numpy as np
 import psutil
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: SAMFewShotLib, Testing
 
-from phantoms import ellipsoid, render  # noqa: E402
-from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402
 from SAMFewShotLib.memory import peak_gpu_mib, peak_rss_mib  # noqa: E402
+from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402
 from SAMFewShotLib.meta.network import SSMSam  # noqa: E402
 from SAMFewShotLib.meta.online import PatchCache, SupportSet, adapt  # noqa: E402
 from SAMFewShotLib.meta.predict import predict_structure  # noqa: E402
 from SAMFewShotLib.meta.slices import prepare  # noqa: E402
-from SAMFewShotLib.sam.model_loading import build_sam, official_architecture  # noqa: E402
+from SAMFewShotLib.sam.architecture import official_architecture  # noqa: E402
+from SAMFewShotLib.sam.model_building import build_sam  # noqa: E402
 from SAMFewShotLib.sam.preprocess import Preprocessing  # noqa: E402
 from SAMFewShotLib.volume import Volume  # noqa: E402
+from Testing.phantoms import ellipsoid, render  # noqa: E402
 
 
 def current_rss_mb() -> float:

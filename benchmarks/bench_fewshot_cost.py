@@ -10,7 +10,7 @@ One real encoder call on one slice is timed separately. "cpu s" is the process's
 load while CPU time of a one-thread run stays close to its wall time on an idle core. A plain
 script, not a test:
 
-    .venv/bin/python Testing/bench_fewshot_cost.py [--shots 5] [--size 512] [--threads 2]
+    .venv/bin/python benchmarks/bench_fewshot_cost.py [--shots 5] [--size 512] [--threads 2]
                                                    [--iterations N] [--no-encoder] [--runs 0,1,2]
 """
 
@@ -26,20 +26,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: SAMFewShotLib, Testing
 
-from phantoms import ellipsoid, render  # noqa: E402
 from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
-from SAMFewShotLib.memory import peak_rss_mib  # noqa: E402
 from SAMFewShotLib.fewshot.fit import fit_head  # noqa: E402
 from SAMFewShotLib.fewshot.inference import predict_slices  # noqa: E402
 from SAMFewShotLib.fewshot.training import TrainingConfig, default_iterations  # noqa: E402
+from SAMFewShotLib.memory import peak_rss_mib  # noqa: E402
+from SAMFewShotLib.sam.architecture import official_architecture  # noqa: E402
 from SAMFewShotLib.sam.embedding_cache import EmbeddingCache, EmbeddingKey, SliceEmbedding, volume_digest  # noqa: E402
 from SAMFewShotLib.sam.encoder import PRECISIONS, encode_slices  # noqa: E402
-from SAMFewShotLib.sam.model_loading import LoadedModel, build_sam, official_architecture  # noqa: E402
+from SAMFewShotLib.sam.model_building import build_sam  # noqa: E402
+from SAMFewShotLib.sam.model_loading import LoadedModel  # noqa: E402
 from SAMFewShotLib.sam.preprocess import Preprocessing  # noqa: E402
 from SAMFewShotLib.volume import LabelVolume, Volume  # noqa: E402
+from Testing.phantoms import ellipsoid, render  # noqa: E402
 
 MODEL_DIGEST = "vit_b-random-weights"
 

@@ -15,7 +15,7 @@ as the mean over the training copies and on the held-out copy, plus training sec
 iteration. Random initial weights, no SAM teacher (stage 1 distillation off): this measures the
 medical branch as trained here, not the paper's full pipeline. Usage::
 
-    .venv/bin/python Testing/bench_rrl_real.py [--size 128] [--iterations 300] [--max-mm 25]
+    .venv/bin/python benchmarks/bench_rrl_real.py [--size 128] [--iterations 300] [--max-mm 25]
                                                [--cases 6] [--threads 2] [--json OUT]
 """
 

@@ -181,3 +181,13 @@ def test_slicer_support_imports_no_slicer_qt_or_vtk():
             else:
                 continue
             assert not {n.split(".")[0] for n in names} & forbidden, f"{path.name} imports {names}"
+
+
+def test_propagate_device_is_passed_to_weighted_engines_only():
+    from SAMFewShotLib.slicer_support.commands import propagate_command
+
+    argv = propagate_command("python", "i.nrrd", "a.nrrd", "o.nrrd", "r.json", engine="sam", checkpoint="c", device="cpu")
+    assert argv[argv.index("--device") + 1] == "cpu"
+    assert "--device" not in propagate_command("python", "i", "a", "o", "r", engine="register", device="cpu")
+    with pytest.raises(ValueError, match="mps"):
+        propagate_command("python", "i", "a", "o", "r", engine="sam", device="mps")

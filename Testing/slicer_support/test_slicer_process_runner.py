@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phantoms import ellipsoid, render
+from Testing.phantoms import ellipsoid, render
 from SAMFewShotLib.slicer_support import process_runner
 from SAMFewShotLib.slicer_support.commands import propagate_command
 from SAMFewShotLib.slicer_support.process_runner import ProcessRunner
@@ -250,8 +250,7 @@ def test_cancel_kills_the_whole_tree(ignore_sigterm):
 
 
 @POSIX_ONLY
-@pytest.mark.skipif(process_runner.psutil is None, reason="a grandchild in its own session is found only with psutil")
-def test_cancel_with_psutil_kills_a_grandchild_that_left_the_process_group():
+def test_cancel_kills_a_grandchild_that_left_the_process_group_without_psutil():
     runner = ProcessRunner()
     grandchild = start_and_find_grandchild(runner, child_with_grandchild(False, detach_grandchild=True))
     runner.cancel(grace_seconds=0.5)
@@ -329,3 +328,58 @@ def test_cancel_without_a_child_does_nothing():
     runner.start([sys.executable, "-c", "pass"])
     assert runner.wait(timeout=TIMEOUT) == 0
     assert runner.cancel() == 0 and not runner.cancelled
+
+
+def test_process_runner_needs_no_psutil():
+    """Slicer 5.6 and 5.8 do not ship psutil: the runner must not import it."""
+    source = Path(process_runner.__file__).read_text()
+    assert "psutil" not in source.replace("without psutil", "").replace("No psutil", "").replace("do not ship psutil", "")
+    assert not hasattr(process_runner, "psutil")
+
+
+def test_taskkill_asks_first_then_forces_the_whole_tree():
+    assert process_runner.taskkill_command(123, force=False) == ["taskkill", "/T", "/PID", "123"]
+    assert process_runner.taskkill_command(123, force=True) == ["taskkill", "/T", "/F", "/PID", "123"]
+
+
+def test_descendants_follow_the_parent_map():
+    parents = {10: 1, 11: 10, 12: 11, 13: 10, 20: 1, 21: 20}
+    assert process_runner.descendants_from_parents(10, parents) == [11, 13, 12]
+    assert process_runner.descendants_from_parents(21, parents) == []
+
+
+def test_windows_cancel_uses_taskkill_without_psutil(monkeypatch):
+    """On Windows the tree is stopped with taskkill /T (polite), then /T /F; no psutil."""
+    calls = []
+
+    class FakeProcess:
+        pid = 4242
+        returncode = None
+        stdout = stderr = None
+
+        def poll(self):
+            return self.returncode
+
+        def kill(self):
+            calls.append("kill")
+            self.returncode = 1
+
+        def wait(self, timeout=None):
+            return self.returncode
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        if "/F" in argv:
+            process.returncode = 1
+        return None
+
+    process = FakeProcess()
+    monkeypatch.setattr(process_runner, "_IS_WINDOWS", True)
+    monkeypatch.setattr(process_runner.subprocess, "run", fake_run)
+    monkeypatch.setattr(process_runner.subprocess, "CREATE_NO_WINDOW", 0x08000000, raising=False)
+    runner = ProcessRunner()
+    runner._process = process
+    runner.cancel(grace_seconds=0.05, timeout=0.1)
+    assert calls[0] == ["taskkill", "/T", "/PID", "4242"]
+    assert ["taskkill", "/T", "/F", "/PID", "4242"] in calls
+    assert runner.cancelled

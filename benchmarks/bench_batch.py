@@ -16,7 +16,7 @@ processes it started, :class:`CpuMeter`, which other users of a shared machine d
 - dask: ``batch --scheduler local:N`` (LocalCluster on 127.0.0.1, N single-threaded workers),
   cluster start-up included.
 
-    .venv/bin/python Testing/bench_batch.py --cases 6 [--workers 2] [--iterations 100] [--repeat 2]
+    .venv/bin/python benchmarks/bench_batch.py --cases 6 [--workers 2] [--iterations 100] [--repeat 2]
         [--modes loop,serial,pool,dask] [--json OUT]
 """
 

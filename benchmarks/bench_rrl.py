@@ -12,7 +12,7 @@ Measures:
 
 Usage::
 
-    .venv/bin/python Testing/bench_rrl.py [--threads N] [--size 128] [--classes 8] [--repeats 3]
+    .venv/bin/python benchmarks/bench_rrl.py [--threads N] [--size 128] [--classes 8] [--repeats 3]
                                           [--skip-distillation] [--json OUT]
 """
 
@@ -35,7 +35,8 @@ from SAMFewShotLib.atlas.rrl.ema import mutual_ema_  # noqa: E402
 from SAMFewShotLib.atlas.rrl.lightweight_encoder import LightweightEncoder, parameter_count  # noqa: E402
 from SAMFewShotLib.atlas.rrl.model import RRLConfig, RRLMedSAM  # noqa: E402
 from SAMFewShotLib.atlas.rrl.training import TrainSettings, jrs_losses  # noqa: E402
-from SAMFewShotLib.sam.model_loading import build_sam, official_architecture  # noqa: E402
+from SAMFewShotLib.sam.architecture import official_architecture  # noqa: E402
+from SAMFewShotLib.sam.model_building import build_sam  # noqa: E402
 
 
 def _timed(function, repeats: int) -> list[float]:

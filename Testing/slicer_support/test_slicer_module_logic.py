@@ -18,7 +18,7 @@ import pytest
 
 from SAMFewShotLib.cli.main import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE_FILE = ROOT / "SAMFewShot" / "SAMFewShot.py"
 TIMEOUT = 300
 
@@ -155,10 +155,13 @@ class _FakeNode:
 def _logic_on_files(module, image_path: Path, masks):
     """The module's Logic with the two Slicer-bound export steps replaced by file writes:
     every volume is ``image_path``; ``masks`` is one (k, j, i) mask or {segment ID: mask}."""
+    from SAMFewShotLib.volume_io import read_volume
+
     logic = module.SAMFewShotLogic()
-    logic.pythonExecutable = lambda: sys.executable
-    logic.exportVolume = lambda volumeNode, path: shutil.copyfile(image_path, path)
-    logic.segmentMask = lambda volumeNode, segmentationNode, segmentId: masks[segmentId] if isinstance(masks, dict) else masks
+    logic.jobs.pythonExecutable = lambda: sys.executable
+    logic.scene.exportVolume = lambda volumeNode, path: shutil.copyfile(image_path, path)
+    logic.scene.volumeGeometry = lambda volumeNode: read_volume(image_path)
+    logic.scene.segmentMask = lambda volumeNode, segmentationNode, segmentId: masks[segmentId] if isinstance(masks, dict) else masks
     return logic
 
 
@@ -195,34 +198,46 @@ def _dice(a, b) -> float:
 
 def test_stub_import_finds_the_lib_in_the_source_tree(module):
     assert Path(module.SAMFEWSHOTLIB_PARENT_FOLDER) == ROOT
-    environment = module.SAMFewShotLogic.childEnvironment()
+    environment = module.SAMFewShotLogic().jobs.childEnvironment()
     assert environment["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
     logic = module.SAMFewShotLogic()
-    assert logic.atlas.logic is logic and logic.batch.logic is logic
+    assert logic.atlas.jobs is logic.jobs and logic.batch.scene is logic.scene and logic.propagation.jobs is logic.jobs
 
 
 def test_every_requirement_is_installed_in_the_test_environment(module):
     logic = module.SAMFewShotLogic()
-    assert logic.missingPythonRequirements(sam=True, dist=True) == []
-    assert len(logic.pythonRequirements(sam=True, dist=True)) > len(logic.pythonRequirements())
+    assert logic.packages.missingPythonRequirements(sam=True, dist=True) == []
+    assert len(logic.packages.pythonRequirements(sam=True, dist=True)) > len(logic.packages.pythonRequirements())
+    assert logic.packages.torchProblem() is None and logic.packages.samReady()
+
+
+def test_an_old_torch_is_refused_and_sam_readiness_is_remembered_until_refreshed(module, monkeypatch):
+    packages = module.SAMFewShotLogic().packages
+    assert packages.samReady()
+    monkeypatch.setattr(type(packages), "torchVersion", staticmethod(lambda: "2.0.1"))
+    assert packages.samReady()  # remembered
+    assert not packages.samReady(refresh=True)
+    assert "2.0.1" in packages.torchProblem()
+    with pytest.raises(RuntimeError, match="PyTorch 2.0.1 is installed"):
+        packages.installPythonRequirements(sam=True)
 
 
 def test_check_inputs_names_the_bad_value(module):
     logic = module.SAMFewShotLogic()
     volume = _FakeNode("CT")
     segmentation = _FakeNode("Segmentation", {"Segment_1": _FakeSegment("liver")})
-    logic.checkInputs(volume, segmentation, "Segment_1")
-    logic.checkInputs(volume, segmentation)  # a whole segmentation (atlas create, batch reference)
+    logic.scene.checkInputs(volume, segmentation, "Segment_1")
+    logic.scene.checkInputs(volume, segmentation)  # a whole segmentation (atlas create, batch reference)
     with pytest.raises(ValueError, match="Input volume is not set"):
-        logic.checkInputs(None, segmentation, "Segment_1")
+        logic.scene.checkInputs(None, segmentation, "Segment_1")
     with pytest.raises(ValueError, match="'CT' has no voxels"):
-        logic.checkInputs(_FakeNode("CT", image=False))
+        logic.scene.checkInputs(_FakeNode("CT", image=False))
     with pytest.raises(ValueError, match="harden the transform"):
-        logic.checkInputs(_FakeNode("CT", transform=_FakeNode("T")))
+        logic.scene.checkInputs(_FakeNode("CT", transform=_FakeNode("T")))
     with pytest.raises(ValueError, match="'Segment_9' is not in segmentation 'Segmentation'"):
-        logic.checkInputs(volume, segmentation, "Segment_9")
+        logic.scene.checkInputs(volume, segmentation, "Segment_9")
     with pytest.raises(ValueError, match="Segmentation is not set"):
-        logic.checkInputs(volume, None, "Segment_1")
+        logic.scene.checkInputs(volume, None, "Segment_1")
 
 
 def test_segmentation_labels_keep_names_colours_terminology_and_grid(module, tmp_path):
@@ -237,7 +252,7 @@ def test_segmentation_labels_keep_names_colours_terminology_and_grid(module, tmp
     terminology = "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~Anatomic codes - DICOM master list~^^~^^"
     segmentation = _FakeNode("S", {"Segment_1": _FakeSegment("ball", (1.0, 0.0, 0.0), terminology), "Segment_2": _FakeSegment("box")})
     out = tmp_path / "labels.seg.nrrd"
-    logic.exportSegmentationLabels(_FakeNode("CT"), segmentation, str(image_path), str(out))
+    logic.scene.exportSegmentationLabels(_FakeNode("CT"), segmentation, str(out))
     labels = read_labels(out)
     assert read_volume(image_path).same_grid(labels.volume)
     assert [(s.value, s.name, s.color, s.terminology) for s in labels.segments] == [
@@ -246,31 +261,31 @@ def test_segmentation_labels_keep_names_colours_terminology_and_grid(module, tmp
     assert np.array_equal(labels.array == 1, ball & ~(second > 0))
     empty = _logic_on_files(module, image_path, {"Segment_1": np.zeros_like(drawn)})
     with pytest.raises(ValueError, match="'S' has no voxel"):
-        empty.exportSegmentationLabels(_FakeNode("CT"), _FakeNode("S", {"Segment_1": _FakeSegment("x")}), str(image_path), str(out))
+        empty.scene.exportSegmentationLabels(_FakeNode("CT"), _FakeNode("S", {"Segment_1": _FakeSegment("x")}), str(out))
 
 
 def test_a_result_off_the_image_grid_is_refused(module, tmp_path):
     from SAMFewShotLib.volume import LabelVolume, Volume
-    from SAMFewShotLib.volume_io import write_labels
+    from SAMFewShotLib.volume_io import read_volume, write_labels
 
     image_path, ball, drawn = _ball_case(tmp_path)
     shifted = tmp_path / "shifted.nrrd"
     write_labels(LabelVolume(Volume(drawn, spacing=(1.0, 1.0, 1.5), origin=(0.0, 0.0, 0.0))), shifted)
     with pytest.raises(RuntimeError, match="not on the input volume's grid"):
-        module.SAMFewShotLogic.readResultLabels(str(shifted), str(image_path))
+        module.SAMFewShotLogic().scene.readResultLabels(str(shifted), read_volume(image_path))
 
 
 # Propagate and suggest ---------------------------------------------------------------------
 
 
 def test_logic_runs_the_real_child_and_reads_its_result(module, tmp_path):
-    """startPropagation -> waitForJob -> finishPropagation against the real samfewshot child."""
+    """propagation.start -> jobs.waitForJob -> propagation.finish against the real samfewshot child."""
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, drawn)
-    job = logic.startPropagation(_FakeNode("ball"), _ball_segmentation(), "Segment_1", engine="interpolate")
+    job = logic.propagation.start(_FakeNode("ball"), _ball_segmentation(), "Segment_1", engine="interpolate")
     assert job.argv[:3] == [sys.executable, "-m", "SAMFewShotLib"] and os.path.isdir(job.folder)
-    assert logic.waitForJob(job, timeoutSeconds=TIMEOUT) == 0, job.runner.error_message()
-    result = logic.finishPropagation(job)
+    assert logic.jobs.waitForJob(job, timeoutSeconds=TIMEOUT) == 0, job.runner.error_message()
+    result = logic.propagation.finish(job)
     assert not os.path.exists(job.folder)
     assert result.labels.shape == ball.shape and result.labels.dtype == np.uint8
     for index in (16, 20, 24):
@@ -278,32 +293,36 @@ def test_logic_runs_the_real_child_and_reads_its_result(module, tmp_path):
     assert result.labels[17:24].reshape(7, -1).any(axis=1).all() and not result.labels[:16].any()
     assert result.segmentName == "ball" and result.report["engine"] == "interpolate"
     with pytest.raises(RuntimeError, match="already finished"):
-        logic.finishPropagation(job)
+        logic.propagation.finish(job)
+    # the preview parts: drawn slices exactly as drawn, predicted voxels elsewhere, nothing lost
+    assert np.array_equal(result.drawn, drawn)
+    parts = result.parts(threshold=0.5)
+    assert np.array_equal(parts.drawn, drawn) and np.array_equal(parts.union(), result.labels)
 
 
 def test_logic_reports_bad_input_as_value_error(module, tmp_path):
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, drawn)
     segmentation = _ball_segmentation()
-    job = logic.startPropagation(_FakeNode("ball"), segmentation, "Segment_1", engine="sam")  # no checkpoint: exit 2
-    assert logic.waitForJob(job, timeoutSeconds=TIMEOUT) == 2
+    job = logic.propagation.start(_FakeNode("ball"), segmentation, "Segment_1", engine="sam")  # no checkpoint: exit 2
+    assert logic.jobs.waitForJob(job, timeoutSeconds=TIMEOUT) == 2
     with pytest.raises(ValueError, match="samfewshot: error"):
-        logic.finishPropagation(job)
+        logic.propagation.finish(job)
     assert not os.path.exists(job.folder)
     empty = _logic_on_files(module, image_path, np.zeros_like(drawn))
     with pytest.raises(ValueError, match="'ball' is empty"):
-        empty.startPropagation(_FakeNode("ball"), segmentation, "Segment_1")
+        empty.propagation.start(_FakeNode("ball"), segmentation, "Segment_1")
     with pytest.raises(ValueError, match="Engine must be one of"):
-        logic.startPropagation(_FakeNode("ball"), segmentation, "Segment_1", engine="magic")
+        logic.propagation.start(_FakeNode("ball"), segmentation, "Segment_1", engine="magic")
     assert not list(tmp_path.glob("SAMFewShot-*")), "a failed start left its temporary folder"
 
 
 def test_logic_passes_the_meta_init_file(module, tmp_path):
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, drawn)
-    job = logic.startPropagation(_FakeNode("ball"), _ball_segmentation(), "Segment_1", engine="meta",
+    job = logic.propagation.start(_FakeNode("ball"), _ball_segmentation(), "Segment_1", engine="meta",
                                  checkpoint="sam_vit_b", init=str(tmp_path / "init.pt"))
-    logic.cancelJob(job)
+    logic.jobs.cancelJob(job)
     assert job.argv[job.argv.index("--init") + 1] == str(tmp_path / "init.pt")
     assert job.argv[job.argv.index("--checkpoint") + 1] == "sam_vit_b"
 
@@ -311,24 +330,24 @@ def test_logic_passes_the_meta_init_file(module, tmp_path):
 def test_logic_cancel_kills_the_child_and_removes_its_files(module, tmp_path):
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, drawn)
-    job = logic.startPropagation(_FakeNode("ball"), _ball_segmentation(), "Segment_1", engine="register:elastix")
+    job = logic.propagation.start(_FakeNode("ball"), _ball_segmentation(), "Segment_1", engine="register:elastix")
     assert job.running
-    logic.cancelJob(job)
+    logic.jobs.cancelJob(job)
     assert not job.running and job.runner.cancelled and not os.path.exists(job.folder)
     with pytest.raises(RuntimeError):
-        logic.finishPropagation(job)
+        logic.propagation.finish(job)
 
 
 def test_logic_suggestion(module, tmp_path):
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, drawn)
-    job = logic.startSuggestion(_FakeNode("ball"), 3, axis="axial")
-    logic.waitForJob(job, timeoutSeconds=TIMEOUT)
-    suggestion = logic.finishSuggestion(job)
+    job = logic.propagation.startSuggestion(_FakeNode("ball"), 3, axis="axial")
+    logic.jobs.waitForJob(job, timeoutSeconds=TIMEOUT)
+    suggestion = logic.propagation.finishSuggestion(job)
     assert suggestion["numpy_axis"] == 0 and len(suggestion["slices"]) == 3
     assert all(0 <= s < ball.shape[0] for s in suggestion["slices"])
     with pytest.raises(ValueError, match="Job kind must be 'propagate', not 'suggest'"):
-        logic.finishPropagation(job)
+        logic.propagation.finish(job)
 
 
 # SAM checkpoints ---------------------------------------------------------------------------
@@ -336,29 +355,29 @@ def test_logic_suggestion(module, tmp_path):
 
 def test_weights_list_import_and_verify_run_as_jobs(module, tmp_path, monkeypatch):
     """The Model row's three commands run as child processes and are read like the others."""
-    from tiny_sam import save_tiny_checkpoint
+    from Testing.tiny_sam import save_tiny_checkpoint
 
     monkeypatch.setenv("SAMFEWSHOT_HOME", str(tmp_path / "home"))
     logic = module.SAMFewShotLogic()
-    logic.pythonExecutable = lambda: sys.executable
+    logic.jobs.pythonExecutable = lambda: sys.executable
 
     def run(job):
-        assert logic.waitForJob(job, timeoutSeconds=TIMEOUT) in (0, 2)
+        assert logic.jobs.waitForJob(job, timeoutSeconds=TIMEOUT) in (0, 2)
         return job
 
     with pytest.raises(ValueError, match="does not exist"):
-        logic.startCheckpointImport(str(tmp_path / "missing.pth"))
+        logic.weights.startImport(str(tmp_path / "missing.pth"))
 
     tiny = save_tiny_checkpoint(tmp_path / "tiny.pth", seed=3)
-    job = run(logic.startCheckpointImport(str(tiny)))
+    job = run(logic.weights.startImport(str(tiny)))
     with pytest.raises(ValueError, match="Job kind must be 'weights list', not 'weights import'"):
-        logic.finishWeightsList(job)
-    assert logic.finishWeightsCommand(job).startswith("Imported tiny")
-    rows = logic.finishWeightsList(run(logic.startWeightsList()))
+        logic.weights.finishList(job)
+    assert logic.weights.finishCommand(job).startswith("Imported tiny")
+    rows = logic.weights.finishList(run(logic.weights.startList()))
     assert "sam_vit_b" in [row.name for row in rows]  # the registry's rows, not present
     usable = [row for row in rows if row.usable]
     assert [row.name for row in usable] == ["tiny"] and usable[0].size == tiny.stat().st_size
-    assert "tiny" in logic.finishWeightsCommand(run(logic.startCheckpointVerify()))
+    assert "tiny" in logic.weights.finishCommand(run(logic.weights.startVerify()))
 
 
 # Atlas -------------------------------------------------------------------------------------
@@ -372,12 +391,12 @@ def test_atlas_create_and_info_run_as_jobs(module, tmp_path):
     logic = _logic_on_files(module, image_path, {"Segment_1": ball.astype(np.uint8)})
     bundle = str(tmp_path / "ball atlas.zip")
     job = logic.atlas.startCreate(_FakeNode("ball"), _ball_segmentation(), bundle, name="ball atlas", modality="MR")
-    assert logic.waitForJob(job, TIMEOUT) == 0, job.runner.error_message()
+    assert logic.jobs.waitForJob(job, TIMEOUT) == 0, job.runner.error_message()
     assert logic.atlas.finishCreate(job) == bundle and os.path.isfile(bundle)
     assert type(logic.atlas).bundlePath(bundle) == bundle
 
     job = logic.atlas.startInfo(bundle)
-    assert logic.waitForJob(job, TIMEOUT) == 0, job.runner.error_message()
+    assert logic.jobs.waitForJob(job, TIMEOUT) == 0, job.runner.error_message()
     info = logic.atlas.finishInfo(job)
     assert (info.name, info.modality, info.atlases) == ("ball atlas", "MR", 1)
     assert [(label.name, label.color) for label in info.labels] == [("ball", (0.2, 0.4, 0.6))]
@@ -409,13 +428,13 @@ def test_atlas_apply_result_is_read_with_names_and_terminology(module, tmp_path)
     script = tmp_path / "fake_python"
     script.write_text(f"#!{sys.executable}\nTERMINOLOGY = {TERMINOLOGY!r}\n" + FAKE_ATLAS_APPLY)
     script.chmod(0o755)
-    logic.pythonExecutable = lambda: str(script)
+    logic.jobs.pythonExecutable = lambda: str(script)
     folder = tmp_path / "bundle"
     folder.mkdir()
     (folder / "manifest.json").write_text("{}")
     job = logic.atlas.startApply(_FakeNode("ball"), str(folder / "manifest.json"), fusion="staple")
     assert job.details["bundle"] == str(folder) and job.outputPath.endswith(".seg.nrrd")
-    assert logic.waitForJob(job, TIMEOUT) == 0, job.runner.error_message()
+    assert logic.jobs.waitForJob(job, TIMEOUT) == 0, job.runner.error_message()
     result = logic.atlas.finishApply(job)
     assert [(s.value, s.name, s.color, s.terminology) for s in result.labels.segments] == [(7, "ball", (0.9, 0.1, 0.1), TERMINOLOGY)]
     assert np.array_equal(result.labels.array == 7, ball) and result.report == {"fusion": "staple"}
@@ -524,7 +543,7 @@ def _poll_until(logic, job, condition, seconds: float = 60) -> list:
     seen, deadline = [], time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, job.runner.error_message()
-        logic.pollJob(job)
+        logic.jobs.pollJob(job)
         seen += logic.batch.readCases(job)
         time.sleep(0.02)
     return seen
@@ -537,7 +556,7 @@ def test_batch_over_scene_volumes_with_a_reference_fills_the_table_while_it_runs
     the failed case is in the table and only the done one is loadable."""
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, {"Segment_1": drawn})
-    logic.pythonExecutable = lambda: _fake_python(tmp_path)
+    logic.jobs.pythonExecutable = lambda: _fake_python(tmp_path)
     output = tmp_path / "batch out"
     job = logic.batch.start(
         str(output), volumeNodes=[_FakeNode("CT 1"), _FakeNode("bad wait/1")], modelKind="reference",
@@ -567,7 +586,7 @@ def test_batch_from_a_folder_with_a_bundle_that_stops_on_bad_input(module, tmp_p
     exit 2 raises its one error line after recording the case it finished."""
     image_path, ball, drawn = _ball_case(tmp_path)
     logic = _logic_on_files(module, image_path, drawn)
-    logic.pythonExecutable = lambda: _fake_python(tmp_path)
+    logic.jobs.pythonExecutable = lambda: _fake_python(tmp_path)
     bundle = tmp_path / "atlas"
     bundle.mkdir()
     (bundle / "manifest.json").write_text("{}")
@@ -585,3 +604,100 @@ def test_batch_from_a_folder_with_a_bundle_that_stops_on_bad_input(module, tmp_p
         logic.batch.finish(job)
     assert [(row.case, row.status) for row in table.rows] == [("a", "done")]
     assert not os.path.exists(job.folder)
+
+
+# Exchange with the child: uncompressed, geometry from the node, no second image read ---------
+
+
+class _FakeMatrix:
+    """vtk.vtkMatrix4x4 stand-in."""
+
+    def __init__(self):
+        self.values = np.eye(4)
+
+    def GetElement(self, row, column):
+        return float(self.values[row, column])
+
+
+class _FakeImageData:
+    def __init__(self, dimensions):
+        self._dimensions = dimensions
+
+    def GetDimensions(self):
+        return self._dimensions
+
+
+class _GeometryNode(_FakeNode):
+    """A volume node whose IJKToRAS and dimensions are those of ``volume`` (a SAMFewShotLib Volume)."""
+
+    def __init__(self, name, volume):
+        super().__init__(name)
+        from SAMFewShotLib.slicer_support.coordinates import ijk_to_ras_matrix
+
+        self._matrix = ijk_to_ras_matrix(volume)
+        self._dims = tuple(reversed(volume.shape))
+
+    def GetIJKToRASMatrix(self, matrix):
+        matrix.values = np.array(self._matrix)
+
+    def GetImageData(self):
+        return _FakeImageData(self._dims)
+
+
+def test_volume_is_exported_uncompressed(module, monkeypatch, tmp_path):
+    import contextlib
+
+    seen = []
+    monkeypatch.setattr(sys.modules["slicer"].util, "exportNode", lambda node, path, properties: seen.append(properties) or True,
+                        raising=False)
+    logic = module.SAMFewShotLogic()
+    monkeypatch.setattr(logic.scene, "temporarySceneNodes", lambda *a: contextlib.nullcontext())
+    logic.scene.exportVolume(_FakeNode("CT"), str(tmp_path / "image.nrrd"))
+    assert seen == [{"useCompression": 0}]
+
+
+def test_geometry_comes_from_the_node_and_the_result_is_read_once(module, monkeypatch, tmp_path):
+    """The child's inputs and result are checked against the node's grid: the image file is never
+    read back on the GUI thread (issue 12 item 7)."""
+    import SAMFewShotLib.volume_io as volume_io
+    from SAMFewShotLib.volume import LabelVolume
+
+    image_path, ball, drawn = _ball_case(tmp_path)
+    image = volume_io.read_volume(image_path)
+    monkeypatch.setattr(sys.modules["vtk"], "vtkMatrix4x4", _FakeMatrix, raising=False)
+    logic = module.SAMFewShotLogic()
+    geometry = logic.scene.volumeGeometry(_GeometryNode("CT", image))
+    assert geometry.same_grid(image) and geometry.array.strides == (0, 0, 0)  # no voxel copied
+    out = tmp_path / "labels.nrrd"
+    logic.scene.writeLabelsLike(drawn, (), geometry, str(out))
+    volume_io.write_labels(LabelVolume(image.with_array(ball.astype(np.uint8))), tmp_path / "result.nrrd")
+
+    real_read_volume = volume_io.read_volume
+
+    def no_image_read(path, *args, **kwargs):
+        assert Path(path) != Path(image_path), "the image was read again"
+        return real_read_volume(path, *args, **kwargs)
+
+    monkeypatch.setattr(volume_io, "read_volume", no_image_read)
+    result = logic.scene.readResultLabels(str(tmp_path / "result.nrrd"), geometry)
+    assert np.array_equal(result.array > 0, ball)
+    assert volume_io.read_labels(out).volume.same_grid(image)
+
+
+def test_batch_exports_one_volume_per_step(module, tmp_path):
+    """prepare() writes nothing; each step exports one volume (the GUI runs one per timer tick);
+    discard() removes the folder (Cancel while exporting)."""
+    image_path, ball, drawn = _ball_case(tmp_path)
+    logic = _logic_on_files(module, image_path, drawn)
+    exported = []
+    logic.scene.exportVolume = lambda volumeNode, path: exported.append(volumeNode.GetName()) or shutil.copyfile(image_path, path)
+    bundle = tmp_path / "atlas.zip"
+    bundle.write_bytes(b"not read before the child runs")
+    preparation = logic.batch.prepare(str(tmp_path / "out"), volumeNodes=[_FakeNode("a"), _FakeNode("b"), _FakeNode("c")],
+                                      modelKind="atlas", modelPath=str(bundle))
+    assert exported == [] and preparation.total == 3 and len(preparation.steps) == 3
+    assert preparation.runNextStep() == "volume 'a'" and exported == ["a"]
+    with pytest.raises(RuntimeError, match="2 export steps"):
+        logic.batch.launch(preparation)
+    preparation.discard()
+    assert not os.path.exists(preparation.folder) and preparation.steps == []

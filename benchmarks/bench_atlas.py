@@ -14,7 +14,7 @@ that is the target, and the warped reference is its true label map. Then:
 Dice per label, mean Dice, wall seconds and process CPU seconds (user + system; on a quiet
 2-core machine the wall time of a 2-thread run is about half of it). Not collected by pytest:
 
-    .venv/bin/python Testing/bench_atlas.py [--max-mm 10] [--control-mm 60] [--size 128] [--json OUT]
+    .venv/bin/python benchmarks/bench_atlas.py [--max-mm 10] [--control-mm 60] [--size 128] [--json OUT]
 """
 
 from __future__ import annotations
