@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 
 def torch_device(device: str):
     """The torch device for ``device`` ("auto": CUDA when available, "cpu", "cuda");
-    ValueError for an unknown name or "cuda" without a CUDA device."""
+    InputError for an unknown name or "cuda" without a CUDA device."""
     import torch
 
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"Device must be auto, cpu or cuda, not {device!r}")
+        raise InputError(f"Device must be auto, cpu or cuda, not {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+        raise InputError("--device cuda was asked for but torch sees no CUDA device")
     return torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
