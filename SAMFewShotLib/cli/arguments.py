@@ -72,6 +72,23 @@ def add_sam_model_arguments(
     add_device_argument(parser, help=device_help)
 
 
+#: Image-encoder runtimes of ``--encoder-runtime`` (sam/onnx_encoder.ENCODER_RUNTIMES; listed
+#: here so that parsing arguments imports no torch).
+ENCODER_RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
+def add_encoder_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--encoder-runtime torch|onnx|onnx-int8`` (default torch), for the sam engine."""
+    parser.add_argument(
+        "--encoder-runtime",
+        default="torch",
+        choices=ENCODER_RUNTIMES,
+        help="sam engine: SAM image-encoder runtime; onnx = ONNX Runtime fp32 on the CPU (exported once per "
+        "checkpoint, cached), onnx-int8 = its dynamic int8 quantisation (faster, masks differ slightly); "
+        "needs pip install 'samfewshot[onnx]' (default: torch)",
+    )
+
+
 def add_report_argument(
     parser: argparse.ArgumentParser, *, help: str = "write a JSON report: seconds per stage, counters"
 ) -> None:

@@ -15,7 +15,12 @@ Steps 3-4 for one slice and one label are :func:`~SAMFewShotLib.sam.refinement.r
 :func:`~SAMFewShotLib.sam.refinement.refine_label`, which the atlas's SAM refinement
 (``atlas/sam_refinement.py``) reuses with the atlas result as the coarse mask.
 
-Needs the ``sam`` extra (torch, segment-anything) and a checkpoint (``--checkpoint``).
+The image encoder runs in torch, or with ``encoder_runtime="onnx"``/``"onnx-int8"`` in ONNX
+Runtime on the CPU (sam/onnx_encoder.py: exported once per checkpoint and cached; embeddings
+cached under their own precision tag).
+
+Needs the ``sam`` extra (torch, segment-anything) and a checkpoint (``--checkpoint``); the ONNX
+runtimes need the ``onnx`` extra.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class SamEngine:
         window: intensity window for SAM: "auto" (CT preset or percentiles), a CT preset name.
         cache: the embedding cache (default: memory + disk under the SAMFewShot home).
         batch_size: slices per encoder call.
+        encoder_runtime: "torch", "onnx" (ONNX Runtime fp32) or "onnx-int8" (dynamic int8); the
+            ONNX runtimes run on the CPU only.
     """
 
     name = "sam"
@@ -60,7 +67,13 @@ class SamEngine:
         window: str = "auto",
         cache=None,
         batch_size: int = 1,
+        encoder_runtime: str = "torch",
     ) -> None:
+        from ..sam.onnx_encoder import check_runtime
+
+        check_runtime(encoder_runtime)
+        if encoder_runtime != "torch" and device == "cuda":
+            raise ValueError(f"--encoder-runtime {encoder_runtime} runs on the CPU; use --device cpu or auto")
         if coarse not in COARSE_ENGINES:
             raise ValueError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
         refine = 1 if refine is None else refine
@@ -74,6 +87,7 @@ class SamEngine:
         self.checkpoint, self.coarse, self.refine = checkpoint, coarse, refine
         self.model_type, self.device, self.window = model_type, device, window
         self.cache, self.batch_size = cache, batch_size
+        self.encoder_runtime = encoder_runtime
 
     def propagate(
         self,
@@ -97,7 +111,16 @@ class SamEngine:
             coarse = make_engine(self.coarse).propagate(image, annotation, progress=progress, cancel=cancel)
         with timer.stage("load model"):
             sam, loaded = load_sam(self.checkpoint, model_type=self.model_type, progress=progress, cancel=cancel)
-            sam = sam.to(torch_device(self.device))
+            device = torch_device(self.device) if self.encoder_runtime == "torch" else torch_device("cpu")
+            sam = sam.to(device)
+        image_encoder = None
+        if self.encoder_runtime != "torch":
+            from ..sam.onnx_encoder import onnx_image_encoder
+
+            with timer.stage("onnx encoder"):
+                progress("ONNX encoder", 0, 1)
+                image_encoder = onnx_image_encoder(sam, loaded.sha256, self.encoder_runtime)
+                progress("ONNX encoder", 1, 1)
         coarse_labels = annotation.to_canonical(coarse.labels.array)
         needed = {
             value: [
@@ -121,6 +144,7 @@ class SamEngine:
                 batch_size=self.batch_size,
                 progress=progress,
                 cancel=cancel,
+                image_encoder=image_encoder,
             )
         decoder_calls = [0]
 
@@ -152,6 +176,7 @@ class SamEngine:
             decoder_calls=decoder_calls[0],
             model=loaded.name,
             model_type=loaded.model_type,
+            encoder_runtime=self.encoder_runtime,
             coarse_engine=self.coarse,
             **{f"coarse_{k}": v for k, v in coarse.counters.items() if isinstance(v, (int, float))},
         )

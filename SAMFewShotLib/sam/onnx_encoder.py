@@ -118,11 +118,15 @@ def export_encoder(image_encoder: nn.Module, path: str | os.PathLike) -> Path:
 def quantize_encoder(fp32_path: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Dynamic int8 quantisation of the fp32 ONNX encoder at ``fp32_path`` (weights int8,
     activations quantised at run time, onnxruntime's ``quantize_dynamic``), written atomically to
-    ``path``; returns the path."""
+    ``path``; returns the path. Only MatMul/Gemm are quantised (the transformer's weights, nearly
+    all of the compute): TinyViT's convolutions carry folded batch-norm weights that are not
+    graph constants, which the quantiser refuses, and convolutions stay fp32 in ViT too."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def write(temp: Path) -> None:
-        quantize_dynamic(str(fp32_path), str(temp), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(fp32_path), str(temp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+        )
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(path, write, suffix=".onnx")
