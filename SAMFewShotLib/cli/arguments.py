@@ -89,6 +89,17 @@ def add_encoder_runtime_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_max_encode_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-encode N`` (default None: no limit), for the sam engine."""
+    parser.add_argument(
+        "--max-encode",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sam engine: refuse the run, before any SAM encoding, when more than N slices are not cached yet",
+    )
+
+
 def add_report_argument(
     parser: argparse.ArgumentParser, *, help: str = "write a JSON report: seconds per stage, counters"
 ) -> None:

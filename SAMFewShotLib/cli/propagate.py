@@ -15,6 +15,7 @@ from .arguments import (
     add_checkpoint_argument,
     add_device_argument,
     add_encoder_runtime_argument,
+    add_max_encode_argument,
     add_model_type_argument,
     add_progress_argument,
     add_report_argument,
@@ -43,6 +44,7 @@ def add_propagate_parser(subparsers) -> None:
     p.add_argument("--refine", type=int, default=None, help="SAM post-refinement rounds (default 1)")
     add_device_argument(p, help="SAM engines only")
     add_encoder_runtime_argument(p)
+    add_max_encode_argument(p)
     p.add_argument(
         "--init", default=None, metavar="PATH", help="meta engine: meta-learned initialisation (samfewshot meta-train)"
     )
@@ -64,6 +66,10 @@ def _engine(args: argparse.Namespace):
             if engine_family(args.engine) != "sam":
                 raise InputError(f"--encoder-runtime is for the sam engine, not {args.engine!r}")
             options["encoder_runtime"] = args.encoder_runtime
+        if getattr(args, "max_encode", None) is not None:
+            if engine_family(args.engine) != "sam":
+                raise InputError(f"--max-encode is for the sam engine, not {args.engine!r}")
+            options["max_encode"] = args.max_encode
         return make_engine(args.engine, **options)
     engine = make_engine(args.engine)
     if (
@@ -73,10 +79,11 @@ def _engine(args: argparse.Namespace):
         or args.model_type
         or args.init is not None
         or getattr(args, "encoder_runtime", "torch") != "torch"
+        or getattr(args, "max_encode", None) is not None
     ):
         raise InputError(
-            f"--checkpoint, --device, --refine, --model-type, --init and --encoder-runtime are for the SAM "
-            f"engines; engine "
+            f"--checkpoint, --device, --refine, --model-type, --init, --encoder-runtime and --max-encode are "
+            f"for the SAM engines; engine "
             f"{args.engine!r} needs no weights and runs on the CPU"
         )
     return engine

@@ -52,6 +52,8 @@ class SamEngine:
         batch_size: slices per encoder call.
         encoder_runtime: "torch", "onnx" (ONNX Runtime fp32) or "onnx-int8" (dynamic int8); the
             ONNX runtimes run on the CPU only.
+        max_encode: refuse the run (ValueError, before any encoder call, after the coarse
+            engine) when more than this many slices are not cached yet; None: no limit.
     """
 
     name = "sam"
@@ -68,12 +70,15 @@ class SamEngine:
         cache=None,
         batch_size: int = 1,
         encoder_runtime: str = "torch",
+        max_encode: int | None = None,
     ) -> None:
         from ..sam.onnx_encoder import check_runtime
 
         check_runtime(encoder_runtime)
         if encoder_runtime != "torch" and device == "cuda":
             raise ValueError(f"--encoder-runtime {encoder_runtime} runs on the CPU; use --device cpu or auto")
+        if max_encode is not None and max_encode < 0:
+            raise ValueError(f"--max-encode must be 0 or more, not {max_encode}")
         if coarse not in COARSE_ENGINES:
             raise ValueError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
         refine = 1 if refine is None else refine
@@ -87,7 +92,7 @@ class SamEngine:
         self.checkpoint, self.coarse, self.refine = checkpoint, coarse, refine
         self.model_type, self.device, self.window = model_type, device, window
         self.cache, self.batch_size = cache, batch_size
-        self.encoder_runtime = encoder_runtime
+        self.encoder_runtime, self.max_encode = encoder_runtime, max_encode
 
     def propagate(
         self,
@@ -145,6 +150,7 @@ class SamEngine:
                 progress=progress,
                 cancel=cancel,
                 image_encoder=image_encoder,
+                max_encode=self.max_encode,
             )
         decoder_calls = [0]
 

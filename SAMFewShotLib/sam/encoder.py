@@ -68,6 +68,24 @@ class EncodedSlices:
         return self.embeddings[index]
 
 
+class EncodeBudgetExceeded(ValueError):
+    """More slices to encode than ``max_encode`` allows (raised before any encoder call).
+
+    Attributes:
+        to_encode: slices the call would have encoded.
+        cached: slices found in the cache.
+        max_encode: the limit.
+    """
+
+    def __init__(self, to_encode: int, cached: int, max_encode: int) -> None:
+        self.to_encode, self.cached, self.max_encode = to_encode, cached, max_encode
+        super().__init__(
+            f"{to_encode} slices to encode ({cached} cached) exceed --max-encode {max_encode}; use a lighter "
+            "model (--checkpoint mobile_sam, --encoder-runtime onnx) or a weightless engine (--engine register "
+            "or interpolate)"
+        )
+
+
 @contextlib.contextmanager
 def torch_threads(num_threads: int | None) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(num_threads)`` (None: leave as is)."""
@@ -106,6 +124,7 @@ def encode_slices(
     num_threads: int | None = None,
     digest: str | None = None,
     image_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_encode: int | None = None,
 ) -> EncodedSlices:
     """Image embeddings of ``slices`` along ``axis``, encoding only those not cached.
 
@@ -128,6 +147,8 @@ def encode_slices(
             :class:`~SAMFewShotLib.sam.onnx_encoder.OnnxImageEncoder`: called on the
             (B, 3, 1024, 1024) float32 model input, returns (B, C, 64, 64); its ``precision``
             attribute tags its embeddings in the cache. Only with ``dtype`` float32.
+        max_encode: the most slices this call may run through the encoder (cached slices do
+            not count); more raises :class:`EncodeBudgetExceeded` before any encoding.
 
     Returns:
         :class:`EncodedSlices`: {slice index: :class:`SliceEmbedding` with a (C, 64, 64)
@@ -138,6 +159,8 @@ def encode_slices(
         raise ValueError(f"dtype must be one of {', '.join(str(d) for d in PRECISIONS)}, not {dtype}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    if max_encode is not None and max_encode < 0:
+        raise ValueError(f"max_encode must be 0 or more, not {max_encode}")
     if image_encoder is not None and dtype != torch.float32:
         raise ValueError(f"dtype {dtype} is for the torch encoder; another image_encoder runs as it was built")
     precision = PRECISIONS[dtype] if image_encoder is None else str(getattr(image_encoder, "precision"))
@@ -163,6 +186,8 @@ def encode_slices(
             found[index] = entry
     result.stats.cache_hits = len(found)
     missing = [index for index in wanted if index not in found]
+    if max_encode is not None and len(missing) > max_encode:
+        raise EncodeBudgetExceeded(len(missing), len(found), max_encode)
 
     progress(STAGE, 0, len(missing))
     with torch_threads(num_threads):
