@@ -33,14 +33,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: SAMFewShotLib, Testing
 
-from SAMFewShotLib.sam import onnx_encoder  # noqa: E402
-from SAMFewShotLib.sam.architecture import official_architecture  # noqa: E402
-from SAMFewShotLib.sam.decoder import Prompt, decode_slices  # noqa: E402
-from SAMFewShotLib.sam.encoder import encode_slices  # noqa: E402
-from SAMFewShotLib.sam.model_building import build_sam  # noqa: E402
-from SAMFewShotLib.sam.preprocess import Preprocessing  # noqa: E402
-from SAMFewShotLib.volume import Volume  # noqa: E402
-from Testing.phantoms import ellipsoid, render  # noqa: E402
+from SAMFewShotLib.sam import onnx_encoder
+from SAMFewShotLib.sam.architecture import official_architecture
+from SAMFewShotLib.sam.decoder import Prompt, decode_slices
+from SAMFewShotLib.sam.encoder import encode_slices
+from SAMFewShotLib.sam.model_building import build_sam
+from SAMFewShotLib.sam.preprocess import Preprocessing
+from SAMFewShotLib.volume import Volume
+from Testing.phantoms import ellipsoid, render
 
 RUNTIMES = ("torch", "bf16", "onnx", "onnx-int8")
 
@@ -84,14 +84,14 @@ def compare(sam, reference, other, slices, size) -> dict:
     a = decode_slices(sam, [(reference[s], sets) for s in slices])
     b = decode_slices(sam, [(other[s], sets) for s in slices])
     ious = [iou(x.masks[p, c], y.masks[p, c]) for x, y in zip(a, b) for p in range(len(sets)) for c in range(3)]
-    return dict(
-        embedding_max_abs=max(float((reference[s].embedding - other[s].embedding).abs().max()) for s in slices),
-        logit_max_abs=max(float(np.abs(x.logits - y.logits).max()) for x, y in zip(a, b)),
-        logit_scale=max(float(np.abs(x.logits).max()) for x in a),
-        mask_iou_min=min(ious),
-        mask_iou_mean=float(np.mean(ious)),
-        pixels_flipped=max(float((x.masks != y.masks).mean()) for x, y in zip(a, b)),
-    )
+    return {
+        "embedding_max_abs": max(float((reference[s].embedding - other[s].embedding).abs().max()) for s in slices),
+        "logit_max_abs": max(float(np.abs(x.logits - y.logits).max()) for x, y in zip(a, b)),
+        "logit_scale": max(float(np.abs(x.logits).max()) for x in a),
+        "mask_iou_min": min(ious),
+        "mask_iou_mean": float(np.mean(ious)),
+        "pixels_flipped": max(float((x.masks != y.masks).mean()) for x, y in zip(a, b)),
+    }
 
 
 def bench_model(model_type: str, runtimes, n_slices: int, threads: int, home: Path) -> list[dict]:
@@ -105,7 +105,7 @@ def bench_model(model_type: str, runtimes, n_slices: int, threads: int, home: Pa
     # warm-up: one slice through torch (allocator, thread pool), not timed
     encode_slices(sam, "warm", volume, 0, [0], prep)
     reference, wall, cpu = timed_encode(sam, volume, slices, prep)
-    rows = [dict(model=model_type, runtime="torch fp32", wall_s=wall, cpu_s=cpu, one_off_s=0.0)]
+    rows = [{"model": model_type, "runtime": "torch fp32", "wall_s": wall, "cpu_s": cpu, "one_off_s": 0.0}]
     for runtime in runtimes:
         if runtime == "torch":
             continue
@@ -118,8 +118,8 @@ def bench_model(model_type: str, runtimes, n_slices: int, threads: int, home: Pa
             encoder(torch.zeros(1, 3, 1024, 1024))  # warm-up run: ORT's first call plans memory
             one_off = time.perf_counter() - start
             encoded, wall, cpu = timed_encode(sam, volume, slices, prep, image_encoder=encoder)
-        row = dict(model=model_type, runtime={"bf16": "torch bf16", "onnx": "ONNX fp32"}.get(runtime, "ONNX int8"),
-                   wall_s=wall, cpu_s=cpu, one_off_s=one_off)
+        row = {"model": model_type, "runtime": {"bf16": "torch bf16", "onnx": "ONNX fp32"}.get(runtime, "ONNX int8"),
+                   "wall_s": wall, "cpu_s": cpu, "one_off_s": one_off}
         row.update(compare(sam, reference, encoded, slices, size))
         rows.append(row)
         print(f"  {row['runtime']:10} {wall:6.2f} s/slice wall {cpu:6.2f} CPU s  ({load()})", flush=True)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         for model_type in [m for m in args.models.split(",") if m]:
             print(f"{model_type}:", flush=True)
             rows += bench_model(model_type, runtimes, args.slices, args.threads, Path(home))
-    print(f"\n| model | runtime | s/slice (wall) | CPU s/slice | one-off s | max abs logit diff | mask IoU min / mean |")
+    print("\n| model | runtime | s/slice (wall) | CPU s/slice | one-off s | max abs logit diff | mask IoU min / mean |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         parity = (

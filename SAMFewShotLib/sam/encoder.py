@@ -163,7 +163,7 @@ def encode_slices(
         raise ValueError(f"max_encode must be 0 or more, not {max_encode}")
     if image_encoder is not None and dtype != torch.float32:
         raise ValueError(f"dtype {dtype} is for the torch encoder; another image_encoder runs as it was built")
-    precision = PRECISIONS[dtype] if image_encoder is None else str(getattr(image_encoder, "precision"))
+    precision = PRECISIONS[dtype] if image_encoder is None else str(image_encoder.precision)  # type: ignore[attr-defined]
     if axis not in (0, 1, 2):
         raise ValueError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis}")
     n_slices = volume.array.shape[axis]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -199,11 +198,3 @@ def onnx_image_encoder(
     path = ensure_onnx_encoder(sam.image_encoder, sha256, runtime, home)
     return OnnxImageEncoder(path, runtime, num_threads)
 
-
-def runtimes_help(runtimes: Sequence[str] = ENCODER_RUNTIMES) -> str:
-    """One line for ``--help``: the runtimes and what each means."""
-    return (
-        f"image-encoder runtime ({'|'.join(runtimes)}; default torch): onnx = ONNX Runtime fp32 "
-        "(exported once per checkpoint and cached), onnx-int8 = dynamic int8 quantisation (faster, "
-        "masks differ slightly)"
-    )
