@@ -74,18 +74,18 @@ def add_sam_model_arguments(
 
 #: Image-encoder runtimes of ``--encoder-runtime`` (sam/onnx_encoder.ENCODER_RUNTIMES; listed
 #: here so that parsing arguments imports no torch).
-ENCODER_RUNTIMES = ("torch", "onnx", "onnx-int8")
+ENCODER_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 
 
 def add_encoder_runtime_argument(parser: argparse.ArgumentParser) -> None:
-    """``--encoder-runtime torch|onnx|onnx-int8`` (default torch), for the sam engine."""
+    """``--encoder-runtime auto|torch|onnx|onnx-int8`` (default auto), for the sam engine."""
     parser.add_argument(
         "--encoder-runtime",
-        default="torch",
+        default="auto",
         choices=ENCODER_RUNTIMES,
         help="sam engine: SAM image-encoder runtime; onnx = ONNX Runtime fp32 on the CPU (exported once per "
         "checkpoint, cached), onnx-int8 = its dynamic int8 quantisation (faster, masks differ slightly); "
-        "needs pip install 'samfewshot[onnx]' (default: torch)",
+        "needs pip install 'samfewshot[onnx]'; auto = onnx on the CPU when installed, else torch (default: auto)",
     )
 
 

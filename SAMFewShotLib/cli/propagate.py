@@ -62,10 +62,11 @@ def _engine(args: argparse.Namespace):
             options["refine"] = args.refine
         if args.init is not None:
             options["init"] = args.init
-        if getattr(args, "encoder_runtime", "torch") != "torch":
-            if engine_family(args.engine) != "sam":
-                raise InputError(f"--encoder-runtime is for the sam engine, not {args.engine!r}")
-            options["encoder_runtime"] = args.encoder_runtime
+        runtime = getattr(args, "encoder_runtime", "auto")
+        if engine_family(args.engine) == "sam":
+            options["encoder_runtime"] = runtime
+        elif runtime not in ("auto", "torch"):
+            raise InputError(f"--encoder-runtime is for the sam engine, not {args.engine!r}")
         if getattr(args, "max_encode", None) is not None:
             if engine_family(args.engine) != "sam":
                 raise InputError(f"--max-encode is for the sam engine, not {args.engine!r}")
@@ -78,7 +79,7 @@ def _engine(args: argparse.Namespace):
         or args.refine is not None
         or args.model_type
         or args.init is not None
-        or getattr(args, "encoder_runtime", "torch") != "torch"
+        or getattr(args, "encoder_runtime", "auto") not in ("auto", "torch")
         or getattr(args, "max_encode", None) is not None
     ):
         raise InputError(

@@ -50,8 +50,9 @@ class SamEngine:
         window: intensity window for SAM: "auto" (CT preset or percentiles), a CT preset name.
         cache: the embedding cache (default: memory + disk under the SAMFewShot home).
         batch_size: slices per encoder call.
-        encoder_runtime: "torch", "onnx" (ONNX Runtime fp32) or "onnx-int8" (dynamic int8); the
-            ONNX runtimes run on the CPU only.
+        encoder_runtime: "torch", "onnx" (ONNX Runtime fp32), "onnx-int8" (dynamic int8) or
+            "auto" (onnx on the CPU when onnxruntime is installed, else torch; the CLI's
+            default); the ONNX runtimes run on the CPU only.
         max_encode: refuse the run (ValueError, before any encoder call, after the coarse
             engine) when more than this many slices are not cached yet; None: no limit.
     """
@@ -75,7 +76,7 @@ class SamEngine:
         from ..sam.onnx_encoder import check_runtime
 
         check_runtime(encoder_runtime)
-        if encoder_runtime != "torch" and device == "cuda":
+        if encoder_runtime in ("onnx", "onnx-int8") and device == "cuda":
             raise ValueError(f"--encoder-runtime {encoder_runtime} runs on the CPU; use --device cpu or auto")
         if max_encode is not None and max_encode < 0:
             raise ValueError(f"--max-encode must be 0 or more, not {max_encode}")
@@ -116,15 +117,17 @@ class SamEngine:
             coarse = make_engine(self.coarse).propagate(image, annotation, progress=progress, cancel=cancel)
         with timer.stage("load model"):
             sam, loaded = load_sam(self.checkpoint, model_type=self.model_type, progress=progress, cancel=cancel)
-            device = torch_device(self.device) if self.encoder_runtime == "torch" else torch_device("cpu")
-            sam = sam.to(device)
+            from ..sam.onnx_encoder import resolve_runtime
+
+            runtime = resolve_runtime(self.encoder_runtime, torch_device(self.device).type)
+            sam = sam.to(torch_device(self.device) if runtime == "torch" else torch_device("cpu"))
         image_encoder = None
-        if self.encoder_runtime != "torch":
+        if runtime != "torch":
             from ..sam.onnx_encoder import onnx_image_encoder
 
             with timer.stage("onnx encoder"):
                 progress("ONNX encoder", 0, 1)
-                image_encoder = onnx_image_encoder(sam, loaded.sha256, self.encoder_runtime)
+                image_encoder = onnx_image_encoder(sam, loaded.sha256, runtime)
                 progress("ONNX encoder", 1, 1)
         coarse_labels = annotation.to_canonical(coarse.labels.array)
         needed = {
@@ -182,7 +185,7 @@ class SamEngine:
             decoder_calls=decoder_calls[0],
             model=loaded.name,
             model_type=loaded.model_type,
-            encoder_runtime=self.encoder_runtime,
+            encoder_runtime=runtime,
             coarse_engine=self.coarse,
             **{f"coarse_{k}": v for k, v in coarse.counters.items() if isinstance(v, (int, float))},
         )

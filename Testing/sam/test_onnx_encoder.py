@@ -137,3 +137,14 @@ def test_unknown_runtime_and_bf16_with_onnx_are_refused(volume, vit):
         )
     with pytest.raises(ValueError, match="sha256"):
         oe.cached_encoder_path("../../etc")
+
+
+def test_auto_picks_onnx_on_the_cpu_only(monkeypatch):
+    assert oe.resolve_runtime("auto", "cpu") == "onnx"
+    assert oe.resolve_runtime("auto", "cuda") == "torch"
+    assert oe.resolve_runtime("torch", "cpu") == "torch"
+    assert oe.resolve_runtime("onnx-int8", "cpu") == "onnx-int8"
+    monkeypatch.setattr(oe, "onnx_available", lambda: False)
+    assert oe.resolve_runtime("auto", "cpu") == "torch"
+    with pytest.raises(ValueError, match="samfewshot\\[onnx\\]"):
+        oe.resolve_runtime("onnx", "cpu")

@@ -55,11 +55,11 @@ def _inputs(case, tmp_path):  # noqa: F811
             "--progress", "none"], checkpoint
 
 
-def test_cli_encoder_runtime_onnx_runs_and_reports_it(case, tmp_path):  # noqa: F811
+def test_cli_default_runtime_is_onnx_on_the_cpu_and_reported(case, tmp_path):  # noqa: F811
     command, checkpoint = _inputs(case, tmp_path)
     report = tmp_path / "report.json"
-    code = main([*command, "--engine", "sam:interpolate", "--checkpoint", str(checkpoint), "--encoder-runtime", "onnx",
-                 "--device", "cpu", "--report", str(report)])
+    code = main([*command, "--engine", "sam:interpolate", "--checkpoint", str(checkpoint), "--device", "cpu",
+                 "--report", str(report)])  # the default --encoder-runtime auto: onnx on the CPU
     assert code == 0
     assert json.loads(report.read_text())["counters"]["encoder_runtime"] == "onnx"
 
