@@ -1,4 +1,6 @@
-"""Run SAM's image encoder with ONNX Runtime on the CPU (opt-in: ``--encoder-runtime onnx``).
+"""Run SAM's image encoder with ONNX Runtime on the CPU (``--encoder-runtime onnx``, and the
+CLI's default ``auto`` when the model runs on the CPU and onnxruntime is installed: see
+:func:`resolve_runtime`).
 
 The encoder of a checkpoint is exported to ONNX once (``torch.onnx.export``, TorchScript
 exporter, opset 17, batch of one: TinyViT's reshapes trace the batch size as a constant, and
@@ -10,7 +12,7 @@ the cached file. Variants:
   models (Testing/sam/test_onnx_encoder.py: embeddings and decoded logits within 1e-3,
   identical masks).
 - ``int8``: ONNX Runtime's dynamic quantisation of the fp32 graph (weights int8, activations
-  quantised per call; ``onnxruntime.quantization.quantize_dynamic``). Opt-in
+  quantised per call; ``onnxruntime.quantization.quantize_dynamic``, MatMul/Gemm only). Opt-in
   (``--encoder-runtime onnx-int8``); its masks differ from fp32, see
   benchmarks/bench_encoder_runtimes.py for the measured mask agreement.
 
