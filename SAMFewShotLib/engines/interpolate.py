@@ -32,10 +32,16 @@ import numpy as np
 
 from ..annotation import SparseAnnotation
 from ..progress import Cancelled, CancelToken, Progress, no_progress
+from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid
 from ..volume import Volume
 from . import contour_interpolation
-from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid
-from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
+from .base import (
+    LabelProbability,
+    Prediction,
+    Timer,
+    check_same_grid,
+    per_label_prediction,
+)
 
 #: The file the child process runs (loaded by path, never through the package).
 CHILD_SCRIPT = Path(contour_interpolation.__file__)
