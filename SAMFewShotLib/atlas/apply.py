@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
+from ..sam.device import check_device_name
 from ..volume import LabelVolume, Volume
 from .bundle import AtlasBundle
 from .fusion import check_method, fuse_labels
@@ -114,8 +115,7 @@ def apply_bundle(
     """
     check_method(fusion)
     check_refine(refine, checkpoint)
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"Device must be auto, cpu or cuda, not {device!r}")
+    check_device_name(device)
     if rrl_output is not None and bundle.engine != "rrl_medsam":
         raise InputError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, not a {bundle.engine} bundle")
     total = time.perf_counter()
