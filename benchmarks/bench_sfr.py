@@ -16,7 +16,7 @@ copy (Dice and HD95 in mm, mean over the organs) and on the 5 study copies (Dice
 Training time counts the pseudo-labels (elastix) for SFR and SFR+ (made once, shared); apply
 time is one held-out volume (network: resample + sliding window; atlas: one registration).
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_sfr.py [--iterations 200] [--spacing 4.5] [--json OUT]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_sfr.py [--iterations 200] [--spacing 6] [--patch 32] [--json OUT]
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--patch", type=int, default=48)
-    parser.add_argument("--spacing", type=float, default=4.5, help="working spacing of the network, mm")
+    parser.add_argument("--patch", type=int, default=32)
+    parser.add_argument("--spacing", type=float, default=6.0, help="working spacing of the network, mm")
     parser.add_argument("--select", type=float, default=0.6, help="SFR+ kept fraction")
     parser.add_argument("--max-mm", type=float, default=25.0)
     parser.add_argument("--noise", type=float, default=10.0, help="Gaussian noise, HU")

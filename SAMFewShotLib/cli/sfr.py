@@ -1,7 +1,7 @@
 """``samfewshot sfr train|stitch``: SFR study models.
 
-    samfewshot sfr train LABELED LABELS UNLABELED_DIR -o study_model.zip [--pseudo atlas|none|off]
-                         [--select 0.5] [--method mean_teacher|supervised]
+    samfewshot sfr train LABELED LABELS UNLABELED_DIR -o study_model.zip [--pseudo atlas|sam|none|off]
+                         [--checkpoint C] [--select 0.5] [--method mean_teacher|supervised]
                          [--iterations N] [--patch P] [--spacing MM] [--work-dir DIR] [--resume]
                          [--device auto|cpu|cuda] [--progress bar|json|none]
     samfewshot sfr stitch IMAGE -o DIR [--axis 0|1|2] [--grid N] [--window auto|percentile|PRESET]
@@ -36,9 +36,12 @@ def register(subparsers) -> None:
     p.add_argument("labels", metavar="LABELS", help="its label map on the same grid (.nii.gz, .nrrd, .seg.nrrd)")
     p.add_argument("unlabeled_dir", metavar="UNLABELED_DIR", help="folder of the study's unlabelled images")
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle to write (.zip or a folder)")
-    p.add_argument("--pseudo", default="atlas", choices=("atlas", "none", "off"),
-                   help="pseudo-label source: atlas (elastix registration, no weights), none (labels copied, "
+    p.add_argument("--pseudo", default="atlas", choices=("atlas", "sam", "none", "off"),
+                   help="pseudo-label source: atlas (elastix registration, no weights), sam (SAM's decoder "
+                   "fine-tuned on the labelled volume's mosaics, needs --checkpoint), none (labels copied, "
                    "no registration), off (no pseudo-labels: supervised-only or plain Mean Teacher)")
+    p.add_argument("--checkpoint", default=None, help="SAM checkpoint (path or registry name) for --pseudo sam")
+    p.add_argument("--sam-iterations", type=int, default=100, help="mosaic fine-tuning steps of SAM's decoder (default 100)")
     p.add_argument("--select", type=float, default=None, metavar="FRACTION",
                    help="SFR+: keep this fraction (0-1] of the most confident pseudo-labels (default: all, SFR)")
     p.add_argument("--method", default="mean_teacher", choices=("mean_teacher", "supervised"),
@@ -86,6 +89,12 @@ def cmd_sfr_train(args: argparse.Namespace, progress: Progress, cancel: CancelTo
         raise ValueError(f"--select must be in (0, 1], not {args.select}")
     if args.spacing is not None and not args.spacing > 0:
         raise ValueError(f"--spacing must be positive (mm), not {args.spacing}")
+    if args.pseudo == "sam" and not args.checkpoint:
+        raise ValueError("--pseudo sam needs --checkpoint PATH or NAME (see: samfewshot weights list)")
+    if args.checkpoint and args.pseudo != "sam":
+        raise ValueError("--checkpoint is only used with --pseudo sam")
+    if args.sam_iterations < 1:
+        raise ValueError(f"--sam-iterations must be >= 1, not {args.sam_iterations}")
     output = Path(args.output).expanduser()
     inputs = [Path(p).expanduser().resolve() for p in (args.labeled, args.labels, args.unlabeled_dir)]
     if output.resolve() in inputs:
@@ -97,10 +106,13 @@ def cmd_sfr_train(args: argparse.Namespace, progress: Progress, cancel: CancelTo
     image.require_same_grid(labels.volume, "label map")
     unlabelled = _read_unlabelled(args.unlabeled_dir, progress, cancel)
     settings = RetrainSettings(iterations=args.iterations, patch=args.patch, method=args.method, seed=args.seed)
+    source_options = None
+    if args.pseudo == "sam":
+        source_options = {"checkpoint": args.checkpoint, "device": args.device, "iterations": args.sam_iterations}
     report = train_study_model(
         image, labels, unlabelled, output, pseudo=None if args.pseudo == "off" else args.pseudo, select=args.select,
         spacing_mm=None if args.spacing is None else (args.spacing,) * 3, settings=settings,
-        name=args.name, work_dir=args.work_dir, resume=args.resume,
+        source_options=source_options, name=args.name, work_dir=args.work_dir, resume=args.resume,
         device=args.device, progress=progress, cancel=cancel,
     )
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())

@@ -1,6 +1,6 @@
 """Segmenting a volume with a trained study network: resample to the working spacing, normalise,
-MONAI sliding-window inference (Gaussian-weighted overlapping patches), argmax, labels back on
-the image's grid (nearest)."""
+MONAI sliding-window inference (Gaussian-weighted overlapping patches), the class probabilities
+resampled linearly back onto the image's grid, argmax there."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from ..atlas.normalisation import normalise
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume, label_dtype
-from .resampling import onto_grid, to_spacing
+from .resampling import probabilities_onto_grid, to_spacing
 
 STAGE = "sfr: inference"
 
@@ -45,8 +45,10 @@ def segment(
     progress(STAGE, 0, 1)
     probabilities, working = predict_probabilities(network, image, spacing=spacing, normalisation=normalisation,
                                                    patch=patch, device=device)
+    if not working.same_grid(image):  # probabilities (not labels) go back: smooth boundaries at any working spacing
+        probabilities = probabilities_onto_grid(probabilities, working, image)
     classes = probabilities.argmax(axis=0)
     lookup = np.asarray([0] + [int(v) for v in label_values])
     labels = lookup[classes].astype(label_dtype(max(max(label_values, default=1), 1)))
     progress(STAGE, 1, 1)
-    return onto_grid(working.with_array(labels), image)
+    return image.with_array(labels)

@@ -8,9 +8,10 @@ cancel=...) -> PseudoLabel`` with a ``name``. Built in (:func:`make_source`):
   affine + B-spline), no weights needed.
 - ``"none"``: the labelled volume's labels copied onto the image's grid in physical space (no
   registration): the honest baseline every registration must beat.
+- ``"sam"``: the paper's way: SAM's decoder fine-tuned on the labelled volume's mosaics
+  (:mod:`.mosaic_finetuning`), needs weights.
 
-(The paper's own source, SAM fine-tuned on the labelled volume's mosaics (:mod:`.stitching`), is
-not built yet; any callable with this signature plugs in.)
+Any callable with this signature plugs in.
 
 Confidences (all in [0, 1]):
 
@@ -42,7 +43,7 @@ BOUNDARY_TAU_MM = 3.0
 #: Margin in mm around the pseudo-label's box where the volume confidence is measured.
 BOX_MARGIN_MM = 10.0
 #: Names of the built-in sources.
-SOURCES = ("atlas", "none")
+SOURCES = ("atlas", "none", "sam")
 
 
 @dataclass
@@ -194,11 +195,16 @@ def _linear_onto(volume: Volume, reference: Volume) -> np.ndarray:
 
 def make_source(name: str, **options) -> Callable:
     """The built-in source ``name`` (:data:`SOURCES`); options go to its constructor
-    (``parameters``: registration settings for atlas)."""
+    (``parameters``: registration settings for atlas; ``checkpoint``, ``device``, ``iterations``
+    for sam)."""
     if name == "atlas":
         return AtlasSource(**options)
     if name == "none":
         return CopySource()
+    if name == "sam":
+        from .mosaic_finetuning import SamSource
+
+        return SamSource(**options)
     raise ValueError(f"The pseudo-label source must be one of {', '.join(SOURCES)}, not {name!r}")
 
 

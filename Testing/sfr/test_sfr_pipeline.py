@@ -97,3 +97,7 @@ def test_cli_train_and_stitch(tmp_path, capsys):
                                 str(tmp_path / "study"), "-o", str(tmp_path / "m.zip"), "--select", "2"])
     with pytest.raises(ValueError, match="--select"):
         bad.func(bad, no_progress, CancelToken())
+    bad = _parser().parse_args(["sfr", "train", str(tmp_path / "labelled.nii.gz"), str(tmp_path / "labels.nii.gz"),
+                                str(tmp_path / "study"), "-o", str(tmp_path / "m.zip"), "--pseudo", "sam"])
+    with pytest.raises(ValueError, match="--checkpoint"):
+        bad.func(bad, no_progress, CancelToken())
