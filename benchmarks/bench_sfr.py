@@ -17,6 +17,10 @@ Training time counts the pseudo-labels (elastix) for SFR and SFR+ (made once, sh
 time is one held-out volume (network: resample + sliding window; atlas: one registration).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_sfr.py [--iterations 200] [--spacing 6] [--patch 32] [--json OUT]
+
+``--sam-cost N`` instead measures the cost of the SAM pseudo-label source: a randomly initialised
+full-size ViT-B SAM (cost only, random weights say nothing about quality) encodes the labelled
+volume's mosaics, then its few-shot decoder is fine-tuned on them for N steps.
 """
 
 from __future__ import annotations
@@ -109,6 +113,30 @@ class CachedAtlasSource:
         return self.cache[id(image)]
 
 
+def sam_cost(labelled: Volume, labels: LabelVolume, iterations: int) -> None:
+    """Print encoding and decoder fine-tuning seconds (wall, CPU) of the SAM source with a random ViT-B."""
+    from segment_anything import sam_model_registry
+
+    from SAMFewShotLib.sam.preprocess import Preprocessing
+    from SAMFewShotLib.sfr.mosaic_finetuning import SamSource, encode_mosaics
+    from SAMFewShotLib.sfr.stitching import default_grid, plan_mosaics
+
+    torch.manual_seed(0)
+    sam = sam_model_registry["vit_b"](checkpoint=None).eval()
+    layouts = plan_mosaics(labelled, 0, default_grid(labelled, 0))
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    encode_mosaics(sam, labelled, layouts, Preprocessing.for_volume(labelled))
+    print(f"encode {len(layouts)} mosaics ({layouts[0].grid}x{layouts[0].grid} slices): "
+          f"{time.perf_counter() - wall:.1f} s wall, {cpu_seconds() - cpu:.1f} s CPU", flush=True)
+    source = SamSource(sam, iterations=iterations, device="cpu")
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    source.fit(labelled, labels)  # encodes again, then trains
+    total_wall, total_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    print(f"encode + fine-tune {iterations} steps: {total_wall:.1f} s wall, {total_cpu:.1f} s CPU; "
+          f"training alone {source.training.seconds:.1f} s wall ({source.training.seconds / iterations:.2f} s/step), "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DATA))
@@ -121,6 +149,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", default="none,atlas,supervised,mean_teacher,sfr,sfr_plus")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--sam-cost", type=int, default=0, metavar="STEPS",
+                        help="only measure the SAM source's cost (random ViT-B) with this many decoder steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
@@ -129,6 +159,9 @@ def main() -> None:
     cases = build_study(Path(args.data), args.max_mm, args.noise)
     (image, labels), study, (held_out, held_truth) = cases[0], cases[1:6], cases[6]
     unlabelled = [c[0] for c in study]
+    if args.sam_cost:
+        sam_cost(image, labels, args.sam_cost)
+        return
     print(f"study: {len(cases)} copies of {image.shape} at {image.spacing} mm", flush=True)
     rows: dict[str, dict] = {}
     source = CachedAtlasSource()

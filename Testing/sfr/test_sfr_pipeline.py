@@ -88,6 +88,12 @@ def test_cli_train_and_stitch(tmp_path, capsys):
     ])
     assert args.func(args, no_progress, CancelToken()) == 0
     assert load_bundle(tmp_path / "model.zip").engine == "sfr"
+    # the bundle runs through samfewshot batch
+    from SAMFewShotLib import cli
+
+    code = cli.main(["batch", str(tmp_path / "study"), "--model", str(tmp_path / "model.zip"), "-o", str(tmp_path / "out"),
+                     "--progress", "none", "--workers", "1"])
+    assert code == 0 and sorted(p.name for p in (tmp_path / "out").glob("case*")) == ["case1.seg.nrrd", "case2.seg.nrrd"]
     args = _parser().parse_args(["sfr", "stitch", str(tmp_path / "labelled.nii.gz"), "-o", str(tmp_path / "png"),
                                  "--labels", str(tmp_path / "labels.nii.gz"), "--grid", "3"])
     assert args.func(args, no_progress, CancelToken()) == 0
