@@ -39,23 +39,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from SAMFewShotLib.atlas.apply import apply_bundle  # noqa: E402
-from SAMFewShotLib.atlas.bundle import load_bundle  # noqa: E402
-from SAMFewShotLib.atlas.deformation import deform_case  # noqa: E402
-from SAMFewShotLib.metrics import dice, hausdorff95  # noqa: E402
-from SAMFewShotLib.sfr.network import NetworkConfig  # noqa: E402
-from SAMFewShotLib.sfr.pipeline import train_study_model  # noqa: E402
-from SAMFewShotLib.sfr.pseudo_labels import AtlasSource  # noqa: E402
-from SAMFewShotLib.sfr.retraining import RetrainSettings  # noqa: E402
-from SAMFewShotLib.volume import LabelVolume, Volume  # noqa: E402
-from SAMFewShotLib.volume_io import read_labels, read_volume  # noqa: E402
+from SAMFewShotLib.atlas.apply import apply_bundle
+from SAMFewShotLib.atlas.bundle import load_bundle
+from SAMFewShotLib.atlas.deformation import deform_case
+from SAMFewShotLib.metrics import dice, hausdorff95
+from SAMFewShotLib.sfr.network import NetworkConfig
+from SAMFewShotLib.sfr.pipeline import train_study_model
+from SAMFewShotLib.sfr.pseudo_labels import AtlasSource
+from SAMFewShotLib.sfr.retraining import RetrainSettings
+from SAMFewShotLib.volume import LabelVolume, Volume
+from SAMFewShotLib.volume_io import read_labels, read_volume
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "abdomen_ct"
 ORGANS = {5: "liver", 1: "spleen", 3: "kidney_left", 2: "kidney_right", 52: "aorta", 21: "urinary_bladder",
           6: "stomach"}
 EDGE = 96
-#: elastix settings of the atlas source and baseline: the project's defaults with 2 threads
-REGISTRATION = {"threads": 2}
+#: elastix settings of the atlas source and baseline: the project's defaults (all cores; an explicit
+#: ``threads: 2`` made itk.elastix_registration_method segfault on this machine, 2026-12-03)
+REGISTRATION: dict = {}
 
 
 def cpu_seconds() -> float:
@@ -200,7 +201,7 @@ def main() -> None:
             wall, cpu = time.perf_counter(), cpu_seconds()
             start = time.perf_counter()
 
-            def progress(stage, done, total):
+            def progress(stage, done, total, key=key, start=start):
                 if stage.startswith("sfr: re-training") and done % 25 == 0:
                     print(f"  {key} {stage} {done}/{total} {time.perf_counter() - start:.0f} s", flush=True)
 

@@ -126,7 +126,12 @@ def cmd_sfr_stitch(args: argparse.Namespace, progress: Progress, cancel: CancelT
     from PIL import Image
 
     from SAMFewShotLib.sam.preprocess import Preprocessing
-    from SAMFewShotLib.sfr.stitching import default_grid, plan_mosaics, stitch, stitch_image
+    from SAMFewShotLib.sfr.stitching import (
+        default_grid,
+        plan_mosaics,
+        stitch,
+        stitch_image,
+    )
     from SAMFewShotLib.volume_io import read_labels, read_volume
 
     output = Path(args.output).expanduser()

@@ -8,7 +8,7 @@ function of (seed, iteration, slot) only and a resumed run draws exactly the sam
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,12 @@ def augment(
     image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, rng: np.random.RandomState
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """MONAI augmentation of one patch: (1, z, y, x) image, (z, y, x) target and weight."""
-    from monai.transforms import RandAffined, RandGaussianNoised, RandScaleIntensityd, RandShiftIntensityd
+    from monai.transforms import (
+        RandAffined,
+        RandGaussianNoised,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+    )
 
     data = {"image": image, "target": target[None].float(), "weight": weight[None]}
     transforms = (
@@ -60,6 +65,6 @@ def augment(
     for transform in transforms:
         transform.set_random_state(state=rng)
         data = transform(data)
-    as_tensor = lambda value: torch.as_tensor(value.as_tensor() if hasattr(value, "as_tensor") else value)  # noqa: E731
+    as_tensor = lambda value: torch.as_tensor(value.as_tensor() if hasattr(value, "as_tensor") else value)
     return (as_tensor(data["image"]).float(), as_tensor(data["target"])[0].round().long(),
             as_tensor(data["weight"])[0].float())

@@ -4,7 +4,7 @@ resampled linearly back onto the image's grid, argmax there."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

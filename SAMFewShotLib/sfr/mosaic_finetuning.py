@@ -18,7 +18,7 @@ Adapters in the encoder (the paper's option on a GPU) are not used: the encoder 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,14 @@ from ..progress import CancelToken, Progress, no_progress
 from ..sam.preprocess import Preprocessing
 from ..volume import LabelVolume, Volume, label_dtype
 from .pseudo_labels import PseudoLabel, probability_confidence
-from .stitching import MosaicLayout, default_grid, plan_mosaics, stitch, stitch_image, unstitch_volume
+from .stitching import (
+    MosaicLayout,
+    default_grid,
+    plan_mosaics,
+    stitch,
+    stitch_image,
+    unstitch_volume,
+)
 
 STAGE_ENCODE = "sfr: encode mosaics"
 STAGE_DECODE = "sfr: decode mosaics"

@@ -4,8 +4,8 @@ configuration, and the weights file of a bundle (versioned, atomic, ``weights_on
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from ..torch_files import read_versioned_file, save_torch_file
 
@@ -63,7 +63,7 @@ class NetworkConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict) -> "NetworkConfig":
+    def from_dict(cls, values: dict) -> NetworkConfig:
         try:
             return cls(**values)
         except TypeError as error:

@@ -29,8 +29,9 @@ trains only on voxels whose confidence reaches ``voxel_threshold``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage

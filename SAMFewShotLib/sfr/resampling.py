@@ -3,7 +3,7 @@ physical LPS mm, geometry kept), and labels resampled back onto an image's own g
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk

@@ -26,8 +26,8 @@ own nearest source is ``i`` again when ``h >= rows``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

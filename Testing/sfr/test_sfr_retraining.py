@@ -8,8 +8,19 @@ import torch
 from sfr_phantom import make_case
 
 from SAMFewShotLib.progress import Cancelled, CancelToken
-from SAMFewShotLib.sfr.network import NetworkConfig, build_network, load_network, save_network
-from SAMFewShotLib.sfr.retraining import CHECKPOINT_NAME, RetrainSettings, dice_ce, prepare_volume, retrain
+from SAMFewShotLib.sfr.network import (
+    NetworkConfig,
+    build_network,
+    load_network,
+    save_network,
+)
+from SAMFewShotLib.sfr.retraining import (
+    CHECKPOINT_NAME,
+    RetrainSettings,
+    dice_ce,
+    prepare_volume,
+    retrain,
+)
 from SAMFewShotLib.sfr.semi_supervised import MeanTeacher, make_method, sigmoid_rampup
 
 CONFIG = NetworkConfig(channels=(4, 8), strides=(2,))
@@ -90,7 +101,7 @@ def test_cancel_writes_a_checkpoint(tmp_path):
 def test_network_file_round_trip_and_bad_settings(tmp_path):
     network = build_network(CONFIG)
     save_network(tmp_path / "n.pt", network, CONFIG, [3])
-    loaded, config, values = load_network(tmp_path / "n.pt")
+    _, config, values = load_network(tmp_path / "n.pt")
     assert config == CONFIG and values == [3]
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(ValueError, match="SFR network file"):
