@@ -194,7 +194,7 @@ def main() -> None:
     names = {"supervised": "supervised-only", "mean_teacher": "Mean Teacher", "sfr": "SFR (atlas pseudo-labels)",
              "sfr_plus": f"SFR+ (atlas, keep {args.select:g})"}
     with tempfile.TemporaryDirectory() as work:
-        for key in ("supervised", "mean_teacher", "sfr", "sfr_plus"):
+        for key in ("sfr", "sfr_plus", "supervised", "mean_teacher"):
             if key not in methods:
                 continue
             pseudo_source, select, method = runs[key]
