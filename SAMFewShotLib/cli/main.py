@@ -11,6 +11,7 @@
     samfewshot meta-train LABELED_DIR -o INIT.pt --checkpoint C ...
     samfewshot atlas create|info|apply|train ...
     samfewshot batch INPUTS... --model MODEL -o DIR ...
+    samfewshot sfr train|stitch ...
 
     samfewshot --debug COMMAND ...   (an internal error prints its traceback)
 
@@ -52,6 +53,7 @@ from .exit_codes import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILURE
 from .fewshot import add_fewshot_parser
 from .meta import add_meta_parser
 from .propagate import add_propagate_parser
+from .sfr import add_sfr_parser
 from .suggest import add_suggest_parser
 from .weights import add_weights_parser
 
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_meta_parser(sub)
     add_atlas_parser(sub)
     add_batch_parser(sub)
+    add_sfr_parser(sub)
     return parser
 
 

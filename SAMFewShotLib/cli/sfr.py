@@ -3,12 +3,12 @@
     samfewshot sfr train LABELED LABELS UNLABELED_DIR -o study_model.zip [--pseudo atlas|sam|none|off]
                          [--checkpoint C] [--select 0.5] [--method mean_teacher|supervised]
                          [--iterations N] [--patch P] [--spacing MM] [--work-dir DIR] [--resume]
-                         [--device auto|cpu|cuda] [--progress bar|json|none]
+                         [--device auto|cpu|cuda|mps] [--progress bar|json|none]
     samfewshot sfr stitch IMAGE -o DIR [--axis 0|1|2] [--grid N] [--window auto|percentile|PRESET]
                           [--labels LABELS]
 
 The bundle ``sfr train`` writes runs through ``samfewshot atlas apply`` and ``batch``. Bad input
-raises ValueError (the top-level ``main`` prints one line and exits 2).
+raises InputError (the top-level ``main`` prints one line and exits 2).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from SAMFewShotLib.progress import CancelToken, Progress, add_progress_argument
+from ..progress import CancelToken, Progress, add_progress_argument
+from .arguments import add_checkpoint_argument, add_device_argument
+from .exit_codes import EXIT_OK
 
-EXIT_OK = 0
 
-
-def register(subparsers) -> None:
+def add_sfr_parser(subparsers) -> None:
     """Add ``samfewshot sfr train|stitch`` to the top-level ``subparsers`` action; each command's
     ``func(args, progress, cancel) -> exit code`` is set with ``set_defaults``."""
     parser = subparsers.add_parser(
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
                    help="pseudo-label source: atlas (elastix registration, no weights), sam (SAM's decoder "
                    "fine-tuned on the labelled volume's mosaics, needs --checkpoint), none (labels copied, "
                    "no registration), off (no pseudo-labels: supervised-only or plain Mean Teacher)")
-    p.add_argument("--checkpoint", default=None, help="SAM checkpoint (path or registry name) for --pseudo sam")
+    add_checkpoint_argument(p, help="SAM checkpoint (path or registry name) for --pseudo sam")
     p.add_argument("--sam-iterations", type=int, default=100, help="mosaic fine-tuning steps of SAM's decoder (default 100)")
     p.add_argument("--select", type=float, default=None, metavar="FRACTION",
                    help="SFR+: keep this fraction (0-1] of the most confident pseudo-labels (default: all, SFR)")
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--work-dir", default=None, metavar="DIR", help="pseudo-labels and checkpoints (default <BUNDLE>.work)")
     p.add_argument("--resume", action="store_true", help="reuse the work folder's pseudo-labels and checkpoint")
     p.add_argument("--seed", type=int, default=0, help="seed of the network and the patch draws")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
+    add_device_argument(p, help="torch device")
     add_progress_argument(p)
     p.set_defaults(func=cmd_sfr_train)
 

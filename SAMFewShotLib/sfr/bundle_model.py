@@ -4,6 +4,7 @@ atlas. ``samfewshot atlas apply`` and ``batch`` run it through :func:`apply_sfr`
 
 from __future__ import annotations
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume
 from .network import NETWORK_MEMBER, load_network
@@ -25,13 +26,13 @@ def apply_sfr(
     from .inference import segment
 
     if bundle.engine != ENGINE:
-        raise ValueError(f"{bundle.path}: is a {bundle.engine} bundle, not an {ENGINE} study model")
+        raise InputError(f"{bundle.path}: is a {bundle.engine} bundle, not an {ENGINE} study model")
     parameters = bundle.parameters
     try:
         spacing = check_spacing(parameters["spacing_mm"])
         patch = int(parameters["patch"])
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{bundle.path}: the sfr parameters need spacing_mm and patch ({error})") from None
+        raise InputError(f"{bundle.path}: the sfr parameters need spacing_mm and patch ({error})") from None
     network, _, label_values = load_network(bundle.weights_path(NETWORK_MEMBER))
     labels = segment(
         network, image, label_values=label_values, spacing=spacing, normalisation=bundle.normalisation, patch=patch,

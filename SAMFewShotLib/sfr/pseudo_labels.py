@@ -36,6 +36,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import LabelVolume, Volume
 
@@ -206,7 +207,7 @@ def make_source(name: str, **options) -> Callable:
         from .mosaic_finetuning import SamSource
 
         return SamSource(**options)
-    raise ValueError(f"The pseudo-label source must be one of {', '.join(SOURCES)}, not {name!r}")
+    raise InputError(f"The pseudo-label source must be one of {', '.join(SOURCES)}, not {name!r}")
 
 
 @dataclass(frozen=True)
@@ -229,9 +230,9 @@ def select_confident(pseudo: Sequence[PseudoLabel], fraction: float | None, voxe
     if fraction is None:
         return Selection(tuple(range(len(pseudo))), tuple(np.ones(p.labels.array.shape, np.float32) for p in pseudo))
     if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
-        raise ValueError(f"The kept fraction must be in (0, 1], not {fraction!r}")
+        raise InputError(f"The kept fraction must be in (0, 1], not {fraction!r}")
     if not 0.0 <= voxel_threshold <= 1.0:
-        raise ValueError(f"The voxel confidence threshold must be in [0, 1], not {voxel_threshold!r}")
+        raise InputError(f"The voxel confidence threshold must be in [0, 1], not {voxel_threshold!r}")
     if not pseudo:
         return Selection((), ())
     keep = max(1, int(math.ceil(fraction * len(pseudo) - 1e-9)))

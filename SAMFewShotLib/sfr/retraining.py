@@ -32,6 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from ..atlas.normalisation import normalise
+from ..errors import InputError
 from ..progress import Cancelled, CancelToken, Progress, no_progress
 from ..torch_files import read_torch_file, save_torch_file
 from ..volume import LabelVolume, Volume
@@ -76,11 +77,11 @@ class RetrainSettings:
         for name in ("iterations", "patch", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+                raise InputError(f"{name} must be a positive integer, not {value!r}")
         if self.method not in METHODS:
-            raise ValueError(f"The semi-supervised method must be one of {', '.join(METHODS)}, not {self.method!r}")
+            raise InputError(f"The semi-supervised method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if not self.learning_rate > 0:
-            raise ValueError(f"The learning rate must be positive, not {self.learning_rate!r}")
+            raise InputError(f"The learning rate must be positive, not {self.learning_rate!r}")
 
 
 @dataclass
@@ -169,9 +170,9 @@ class Trainer:
                  unlabelled: Sequence[torch.Tensor], config: NetworkConfig, settings: RetrainSettings,
                  device: torch.device) -> None:
         if not labelled:
-            raise ValueError("Re-training needs at least one labelled volume")
+            raise InputError("Re-training needs at least one labelled volume")
         if settings.patch % config.divisor or settings.patch < 2 * config.divisor:
-            raise ValueError(f"The patch edge must be a multiple of {config.divisor} and at least {2 * config.divisor} "
+            raise InputError(f"The patch edge must be a multiple of {config.divisor} and at least {2 * config.divisor} "
                              f"for this network, not {settings.patch}")
         self.labelled, self.pseudo, self.unlabelled = list(labelled), list(pseudo), list(unlabelled)
         self.config, self.settings, self.device = config, settings, device
@@ -207,7 +208,7 @@ class Trainer:
 
     def load_state(self, state: dict, source: Path) -> None:
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION or state.get("identity") != self.identity():
-            raise ValueError(f"{source}: the checkpoint belongs to another run (other inputs or settings); "
+            raise InputError(f"{source}: the checkpoint belongs to another run (other inputs or settings); "
                              "use another --work-dir or train without --resume")
         self.student.load_state_dict(state["student"])
         self.method.load_state_dict(state["method"])
@@ -301,7 +302,7 @@ def retrain(
     path = Path(work_dir) / CHECKPOINT_NAME if work_dir is not None else None
     if resume:
         if path is None or not path.is_file():
-            raise ValueError(f"{path}: no checkpoint to resume from (train without --resume first)")
+            raise InputError(f"{path}: no checkpoint to resume from (train without --resume first)")
         trainer.load_state(read_torch_file(path, "SFR checkpoint"), path)
 
     save = None

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from sfr_phantom import make_case
 
 from SAMFewShotLib.atlas.apply import apply_bundle
 from SAMFewShotLib.atlas.bundle import load_bundle
+from SAMFewShotLib.cli.main import build_parser, main
 from SAMFewShotLib.progress import CancelToken, no_progress
 from SAMFewShotLib.sfr.network import NetworkConfig
 from SAMFewShotLib.sfr.pipeline import train_study_model
@@ -24,18 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (16, 16, 16)
 
 
-def _cli_module():
-    """SAMFewShotLib/cli/sfr.py loaded by path (the cli package is being split in parallel)."""
-    spec = importlib.util.spec_from_file_location("samfewshot_cli_sfr", ROOT / "SAMFewShotLib" / "cli" / "sfr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _parser():
-    parser = argparse.ArgumentParser(prog="samfewshot")
-    _cli_module().register(parser.add_subparsers(dest="command", required=True))
-    return parser
+    """The ``samfewshot`` parser, with ``sfr`` registered like every subcommand."""
+    return build_parser()
 
 
 def test_pipeline_writes_a_bundle_that_atlas_apply_runs(tmp_path):
@@ -89,9 +79,7 @@ def test_cli_train_and_stitch(tmp_path, capsys):
     assert args.func(args, no_progress, CancelToken()) == 0
     assert load_bundle(tmp_path / "model.zip").engine == "sfr"
     # the bundle runs through samfewshot batch
-    from SAMFewShotLib import cli
-
-    code = cli.main(["batch", str(tmp_path / "study"), "--model", str(tmp_path / "model.zip"), "-o", str(tmp_path / "out"),
+    code = main(["batch", str(tmp_path / "study"), "--model", str(tmp_path / "model.zip"), "-o", str(tmp_path / "out"),
                      "--progress", "none", "--workers", "1"])
     assert code == 0 and sorted(p.name for p in (tmp_path / "out").glob("case*")) == ["case1.seg.nrrd", "case2.seg.nrrd"]
     args = _parser().parse_args(["sfr", "stitch", str(tmp_path / "labelled.nii.gz"), "-o", str(tmp_path / "png"),
