@@ -119,6 +119,19 @@ def _internal_error(args: argparse.Namespace, error: Exception) -> int:
     return EXIT_FAILURE
 
 
+#: Optional top-level packages -> the pyproject extra that installs them.
+_EXTRAS = {
+    "torch": "sam", "torchvision": "sam", "segment_anything": "sam", "mobile_sam": "sam", "timm": "sam",
+    "platformdirs": "sam", "onnx": "onnx", "onnxruntime": "onnx", "nilearn": "demo", "dask": "dist",
+    "distributed": "dist", "monai": "sfr", "torchio": "sfr",
+}
+
+
+def _extra_of(module: str | None) -> str:
+    """The extra that installs ``module`` (``all`` when it is not one of the optional packages)."""
+    return _EXTRAS.get((module or "").partition(".")[0], "all")
+
+
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -207,6 +220,10 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except (InputError, OSError) as error:
         print(f"samfewshot: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModuleNotFoundError as error:  # an optional extra the command needs is not installed
+        print(f"samfewshot: error: this command needs the Python package {error.name!r}, which is not installed "
+              f"(pip install 'samfewshot[{_extra_of(error.name)}]')", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
         cancel.cancel()

@@ -30,13 +30,14 @@ import numpy as np
 from ..annotation import SparseAnnotation
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
-from ..volume import Volume
 from ..sam.device import torch_device
 from ..sam.refinement import refine_label, refine_slice  # noqa: F401 - refine_slice: re-exported
+from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
+from .catalog import SAM_COARSE_ENGINES
 
 #: Coarse engines SAM can refine.
-COARSE_ENGINES = ("register", "interpolate")
+COARSE_ENGINES = SAM_COARSE_ENGINES  # the coarse engines SAM refines (engines/catalog.py)
 
 
 class SamEngine:
@@ -74,23 +75,23 @@ class SamEngine:
         encoder_runtime: str = "torch",
         max_encode: int | None = None,
     ) -> None:
-        from ..sam.onnx_encoder import check_runtime
-
-        check_runtime(encoder_runtime)
-        if encoder_runtime in ("onnx", "onnx-int8") and device == "cuda":
-            raise ValueError(f"--encoder-runtime {encoder_runtime} runs on the CPU; use --device cpu or auto")
-        if max_encode is not None and max_encode < 0:
-            raise ValueError(f"--max-encode must be 0 or more, not {max_encode}")
-        if coarse not in COARSE_ENGINES:
-            raise InputError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
-        refine = 1 if refine is None else refine
-        if refine < 0:
-            raise InputError(f"--refine must be 0 or more, not {refine}")
         from .options import SamOptions
 
         self.options = SamOptions(
             "sam", checkpoint, model_type=model_type, device=device, window=window, cache=cache, batch_size=batch_size
         )
+        if coarse not in COARSE_ENGINES:
+            raise InputError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
+        refine = 1 if refine is None else refine
+        if refine < 0:
+            raise InputError(f"--refine must be 0 or more, not {refine}")
+        if max_encode is not None and max_encode < 0:
+            raise InputError(f"--max-encode must be 0 or more, not {max_encode}")
+        from ..sam.onnx_encoder import check_runtime  # imports torch: after the checks that need none
+
+        check_runtime(encoder_runtime)
+        if encoder_runtime in ("onnx", "onnx-int8") and device == "cuda":
+            raise InputError(f"--encoder-runtime {encoder_runtime} runs on the CPU; use --device cpu or auto")
         self.checkpoint, self.coarse, self.refine = checkpoint, coarse, refine
         self.model_type, self.device, self.window = model_type, device, window
         self.cache, self.batch_size = cache, batch_size
