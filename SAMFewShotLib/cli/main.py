@@ -132,7 +132,12 @@ def _extra_of(module: str | None) -> str:
     return _EXTRAS.get((module or "").partition(".")[0], "all")
 
 
+#: Set by the SIGTERM handler: an exception after it is the cancel's consequence, not a bug.
+_TERMINATING = [False]
+
+
 def _raise_keyboard_interrupt(signum, frame) -> None:
+    _TERMINATING[0] = True
     raise KeyboardInterrupt
 
 
@@ -229,8 +234,12 @@ def _run(args: argparse.Namespace) -> int:
         cancel.cancel()
         print("samfewshot: cancelled, nothing written", file=sys.stderr)
         return EXIT_CANCELLED
-    except Exception as error:  # a bug: exit 1, the traceback under --debug and in the report
-        return _internal_error(args, error)
+    except Exception as error:
+        if not _TERMINATING[0]:  # a bug: exit 1, the traceback under --debug and in the report
+            return _internal_error(args, error)
+        cancel.cancel()  # a worker or child stopped by the same SIGTERM: the cancel's consequence
+        print("samfewshot: cancelled, nothing written", file=sys.stderr)
+        return EXIT_CANCELLED
     finally:
         close = getattr(progress, "close", None)
         if close is not None:

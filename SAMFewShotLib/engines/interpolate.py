@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -212,6 +213,8 @@ class ContourInterpolationChild:
             child_seconds = time.perf_counter() - self.start
             if summary is None:
                 summary = _delivered(job_dir, len(jobs))
+            if summary is None and exit_code in (-signal.SIGTERM, -signal.SIGINT):
+                raise Cancelled("the contour interpolation process was stopped (the command is being cancelled)")
             if summary is None:
                 tail = _stderr_tail(self.stderr_path)
                 raise RuntimeError(
