@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 #: (a dotted module name, or a package name ending in ".").
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("volume", "files", "errors", "progress", "memory", "metrics", "prediction",
-              "torch_files")),
-    ("io", ("volume_io", "annotation", "__init__")),  # __init__: the public API (Volume, SparseAnnotation)
+              "torch_files", "native_output")),
+    ("io", ("volume_io", "annotation", "input_checks", "__init__")),  # __init__: the public API (Volume, SparseAnnotation)
     ("propagation/sam", ("propagation.", "sam.")),
-    ("domain", ("atlas.", "fewshot.", "meta.", "sfr.")),
+    ("domain", ("atlas.", "fewshot.", "meta.", "sfr.", "baselines")),
     ("engines", ("engines.",)),
     ("batch", ("batch.", "bench", "demo", "demo_data", "suggest")),
     ("cli", ("cli", "cli.", "__main__", "slicer_support.")),

@@ -167,10 +167,10 @@ def markdown_table(rows: list[dict]) -> str:
         for k in sorted({r["k"] for r in rows if r["engine"] == engine}):
             chosen = {r["structure"]: r for r in rows if r["engine"] == engine and r["k"] == k}
             hd = [r["hd95"] for r in chosen.values() if r["hd95"] is not None]
-            mean = lambda key: float(np.mean([r[key] for r in chosen.values()]))  # noqa: E731
             cells = [engine, str(k)] + [f"{chosen[n]['dice']:.3f}" if n in chosen else "-" for n in names]
-            cells += [f"**{mean('dice'):.3f}**", f"{np.mean(hd):.1f}" if hd else "-"]
-            cells += [f"{mean('compute'):.1f}", f"{mean('wall'):.1f}", f"{mean('cpu'):.1f}"]
+            means = {key: float(np.mean([r[key] for r in chosen.values()])) for key in ("dice", "compute", "wall", "cpu")}
+            cells += [f"**{means['dice']:.3f}**", f"{np.mean(hd):.1f}" if hd else "-"]
+            cells += [f"{means['compute']:.1f}", f"{means['wall']:.1f}", f"{means['cpu']:.1f}"]
             cells += [f"{max(r['peak_rss_mib'] for r in chosen.values()):.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -43,4 +43,4 @@ def deviceProblem(device: str) -> Optional[str]:
     """Why ``device`` cannot be chosen yet (tooltip), or None."""
     if device in commands.CLI_DEVICES:
         return None
-    return commands.NEEDS_MPS_SUPPORT if device == "mps" else f"unknown device {device!r}"
+    return f"unknown device {device!r}"

@@ -3,7 +3,8 @@
 Engine ``registration``: every atlas of the bundle is registered onto the image
 (:mod:`.registration`, the bundle's ``parameters``) and the warped label maps are fused
 (:mod:`.fusion`: majority, STAPLE or locally weighted voting). Engine ``rrl_medsam``: the
-bundle's network segments the image (``SAMFewShotLib.atlas.rrl.apply.apply_rrl``). Either
+bundle's network segments the image (``SAMFewShotLib.atlas.rrl.apply.apply_rrl``). Engine ``sfr``:
+the SFR study model's 3D network segments it (``SAMFewShotLib.sfr.bundle_model.apply_sfr``). Any
 result can then be refined by SAM slice by slice (:mod:`.sam_refinement`).
 The result lies on the image's grid and carries the bundle's label names, colours and
 terminology.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
+from ..sam.device import check_device_name
 from ..volume import LabelVolume, Volume
 from .bundle import AtlasBundle
 from .fusion import check_method, fuse_labels
@@ -114,8 +116,7 @@ def apply_bundle(
     """
     check_method(fusion)
     check_refine(refine, checkpoint)
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"Device must be auto, cpu or cuda, not {device!r}")
+    check_device_name(device)
     if rrl_output is not None and bundle.engine != "rrl_medsam":
         raise InputError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, not a {bundle.engine} bundle")
     total = time.perf_counter()
@@ -128,6 +129,12 @@ def apply_bundle(
         start = time.perf_counter()
         labels = apply_rrl(bundle, image, device=device, output=rrl_output, progress=progress, cancel=cancel)
         details["rrl_output"] = rrl_output or bundle.parameters.get("output", "segmentation")
+        seconds["network"] = time.perf_counter() - start
+    elif bundle.engine == "sfr":  # an SFR study model (SAMFewShotLib.sfr)
+        from ..sfr.bundle_model import apply_sfr
+
+        start = time.perf_counter()
+        labels = apply_sfr(bundle, image, device=device, progress=progress, cancel=cancel)
         seconds["network"] = time.perf_counter() - start
     else:
         details["fusion"] = fusion

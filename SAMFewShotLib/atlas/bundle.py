@@ -8,7 +8,7 @@ Members::
                                       parameters, atlas members, sha256 of every member
     atlases/atlas_<i>_image.nii.gz    atlas image i (geometry kept: spacing, origin, direction)
     atlases/atlas_<i>_labels.nii.gz   its label map, on the same grid
-    weights/<member>                  optional network weights (engine "rrl_medsam")
+    weights/<member>                  optional network weights (engines "rrl_medsam", "sfr")
 
 :func:`load_bundle` validates everything on load (format version, JSON, every member present,
 every sha256) and raises a one-line ``ValueError`` naming the bundle and the problem. A zip
@@ -50,8 +50,9 @@ DEFAULT_MAX_BUNDLE_BYTES = 32 << 30
 _CHUNK = 1 << 20
 _MAX_MANIFEST_BYTES = 16 << 20
 MANIFEST = "manifest.json"
-#: Engines a bundle can name: 3D registration of the atlases, or the RRL-MedSAM network.
-ENGINES = ("registration", "rrl_medsam")
+#: Engines a bundle can name: 3D registration of the atlases, the RRL-MedSAM network, or an SFR
+#: study model (a MONAI 3D network, SAMFewShotLib.sfr; its atlas is the labelled volume).
+ENGINES = ("registration", "rrl_medsam", "sfr")
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def write_bundle(
             coloured from their segment tables.
         modality: "CT", "MR", ... (free text, recorded).
         normalisation: see :mod:`.normalisation`; default per modality.
-        engine: "registration" or "rrl_medsam".
+        engine: "registration", "rrl_medsam" or "sfr".
         parameters: the engine's parameters (JSON-able), recorded as given.
         weights: member name (plain file name) -> file to copy into ``weights/``; sha256 recorded.
 

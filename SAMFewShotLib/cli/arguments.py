@@ -72,6 +72,34 @@ def add_sam_model_arguments(
     add_device_argument(parser, help=device_help)
 
 
+#: Image-encoder runtimes of ``--encoder-runtime`` (sam/onnx_encoder.ENCODER_RUNTIMES; listed
+#: here so that parsing arguments imports no torch).
+ENCODER_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
+
+
+def add_encoder_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--encoder-runtime auto|torch|onnx|onnx-int8`` (default auto), for the sam engine."""
+    parser.add_argument(
+        "--encoder-runtime",
+        default="auto",
+        choices=ENCODER_RUNTIMES,
+        help="sam engine: SAM image-encoder runtime; onnx = ONNX Runtime fp32 on the CPU (exported once per "
+        "checkpoint, cached), onnx-int8 = its dynamic int8 quantisation (faster, masks differ slightly); "
+        "needs pip install 'samfewshot[onnx]'; auto = onnx on the CPU when installed, else torch (default: auto)",
+    )
+
+
+def add_max_encode_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-encode N`` (default None: no limit), for the sam engine."""
+    parser.add_argument(
+        "--max-encode",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sam engine: refuse the run, before any SAM encoding, when more than N slices are not cached yet",
+    )
+
+
 def add_report_argument(
     parser: argparse.ArgumentParser, *, help: str = "write a JSON report: seconds per stage, counters"
 ) -> None:

@@ -11,6 +11,7 @@
     samfewshot meta-train LABELED_DIR -o INIT.pt --checkpoint C ...
     samfewshot atlas create|info|apply|train ...
     samfewshot batch INPUTS... --model MODEL -o DIR ...
+    samfewshot sfr train|stitch ...
 
     samfewshot --debug COMMAND ...   (an internal error prints its traceback)
 
@@ -52,6 +53,7 @@ from .exit_codes import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILURE
 from .fewshot import add_fewshot_parser
 from .meta import add_meta_parser
 from .propagate import add_propagate_parser
+from .sfr import add_sfr_parser
 from .suggest import add_suggest_parser
 from .weights import add_weights_parser
 
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_meta_parser(sub)
     add_atlas_parser(sub)
     add_batch_parser(sub)
+    add_sfr_parser(sub)
     return parser
 
 
@@ -116,7 +119,25 @@ def _internal_error(args: argparse.Namespace, error: Exception) -> int:
     return EXIT_FAILURE
 
 
+#: Optional top-level packages -> the pyproject extra that installs them.
+_EXTRAS = {
+    "torch": "sam", "torchvision": "sam", "segment_anything": "sam", "mobile_sam": "sam", "timm": "sam",
+    "platformdirs": "sam", "onnx": "onnx", "onnxruntime": "onnx", "nilearn": "demo", "dask": "dist",
+    "distributed": "dist", "monai": "sfr", "torchio": "sfr",
+}
+
+
+def _extra_of(module: str | None) -> str:
+    """The extra that installs ``module`` (``all`` when it is not one of the optional packages)."""
+    return _EXTRAS.get((module or "").partition(".")[0], "all")
+
+
+#: Set by the SIGTERM handler: an exception after it is the cancel's consequence, not a bug.
+_TERMINATING = [False]
+
+
 def _raise_keyboard_interrupt(signum, frame) -> None:
+    _TERMINATING[0] = True
     raise KeyboardInterrupt
 
 
@@ -205,12 +226,20 @@ def _run(args: argparse.Namespace) -> int:
     except (InputError, OSError) as error:
         print(f"samfewshot: error: {one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ModuleNotFoundError as error:  # an optional extra the command needs is not installed
+        print(f"samfewshot: error: this command needs the Python package {error.name!r}, which is not installed "
+              f"(pip install 'samfewshot[{_extra_of(error.name)}]')", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
         cancel.cancel()
         print("samfewshot: cancelled, nothing written", file=sys.stderr)
         return EXIT_CANCELLED
-    except Exception as error:  # a bug: exit 1, the traceback under --debug and in the report
-        return _internal_error(args, error)
+    except Exception as error:
+        if not _TERMINATING[0]:  # a bug: exit 1, the traceback under --debug and in the report
+            return _internal_error(args, error)
+        cancel.cancel()  # a worker or child stopped by the same SIGTERM: the cancel's consequence
+        print("samfewshot: cancelled, nothing written", file=sys.stderr)
+        return EXIT_CANCELLED
     finally:
         close = getattr(progress, "close", None)
         if close is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..engines.catalog import needs_weights
+from ..engines.catalog import engine_family, needs_weights
 from ..errors import InputError
 from ..files import write_json_atomic
 from ..progress import CancelToken
@@ -14,6 +14,8 @@ from .arguments import (
     add_annotation_arguments,
     add_checkpoint_argument,
     add_device_argument,
+    add_encoder_runtime_argument,
+    add_max_encode_argument,
     add_model_type_argument,
     add_progress_argument,
     add_report_argument,
@@ -41,6 +43,8 @@ def add_propagate_parser(subparsers) -> None:
     add_model_type_argument(p)
     p.add_argument("--refine", type=int, default=None, help="SAM post-refinement rounds (default 1)")
     add_device_argument(p, help="SAM engines only")
+    add_encoder_runtime_argument(p)
+    add_max_encode_argument(p)
     p.add_argument(
         "--init", default=None, metavar="PATH", help="meta engine: meta-learned initialisation (samfewshot meta-train)"
     )
@@ -58,6 +62,15 @@ def _engine(args: argparse.Namespace):
             options["refine"] = args.refine
         if args.init is not None:
             options["init"] = args.init
+        runtime = getattr(args, "encoder_runtime", "auto")
+        if engine_family(args.engine) == "sam":
+            options["encoder_runtime"] = runtime
+        elif runtime not in ("auto", "torch"):
+            raise InputError(f"--encoder-runtime is for the sam engine, not {args.engine!r}")
+        if getattr(args, "max_encode", None) is not None:
+            if engine_family(args.engine) != "sam":
+                raise InputError(f"--max-encode is for the sam engine, not {args.engine!r}")
+            options["max_encode"] = args.max_encode
         return make_engine(args.engine, **options)
     engine = make_engine(args.engine)
     if (
@@ -66,9 +79,12 @@ def _engine(args: argparse.Namespace):
         or args.refine is not None
         or args.model_type
         or args.init is not None
+        or getattr(args, "encoder_runtime", "auto") not in ("auto", "torch")
+        or getattr(args, "max_encode", None) is not None
     ):
         raise InputError(
-            f"--checkpoint, --device, --refine, --model-type and --init are for the SAM engines; engine "
+            f"--checkpoint, --device, --refine, --model-type, --init, --encoder-runtime and --max-encode are "
+            f"for the SAM engines; engine "
             f"{args.engine!r} needs no weights and runs on the CPU"
         )
     return engine

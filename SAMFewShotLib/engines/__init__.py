@@ -5,7 +5,7 @@
 (SAM-MPA refinement), ``fewshot`` (mask decoder fine-tuned on the annotated slices' embeddings,
 Xie et al.) and ``meta`` (adapters and self-sampling prompts adapted online, SSM-SAM). A suffix
 chooses the slice registration of ``register`` and ``auto``: ``register:dis``, ``auto:elastix``
-(default TV-L1 optical flow, see propagation/slice_registration.py). The names live in
+(default DIS optical flow, see propagation/registrar_names.py). The names live in
 catalog.py (no heavy imports); the SAM-based engines' shared options in options.py.
 """
 

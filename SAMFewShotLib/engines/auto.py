@@ -23,8 +23,8 @@ from scipy import ndimage
 
 from ..annotation import SparseAnnotation
 from ..metrics import dice
-from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..progress import CancelToken, Progress, no_progress
+from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
 from .interpolate import ContourInterpolationChild, plan_label, plan_probability

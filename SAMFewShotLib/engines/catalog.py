@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..atlas.fusion_methods import FUSION_METHODS
 from ..errors import InputError
 from ..propagation.registrar_names import DEFAULT_REGISTRAR, REGISTRAR_NAMES
+from ..sam.device import DEVICES
 
 #: Engines that need no weights and run on the CPU.
 WEIGHTLESS_ENGINES = ("auto", "interpolate", "register")
@@ -28,8 +29,6 @@ WEIGHTED_ENGINES = ("sam", "fewshot", "meta")
 #: Slice registrars of ``register`` / ``auto`` (``register:NAME``).
 #: Coarse engines the ``sam`` engine refines (``sam:NAME``; default the first).
 SAM_COARSE_ENGINES = ("register", "interpolate")
-#: Devices of the SAM-based engines.
-DEVICES = ("auto", "cpu", "cuda")
 #: Every engine name, as listed in messages (the registrar suffixes apply to ``auto`` too).
 ENGINE_NAMES = (
     "auto",

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,16 @@ import numpy as np
 
 from ..annotation import SparseAnnotation
 from ..progress import Cancelled, CancelToken, Progress, no_progress
+from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid
 from ..volume import Volume
 from . import contour_interpolation
-from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid
-from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
+from .base import (
+    LabelProbability,
+    Prediction,
+    Timer,
+    check_same_grid,
+    per_label_prediction,
+)
 
 #: The file the child process runs (loaded by path, never through the package).
 CHILD_SCRIPT = Path(contour_interpolation.__file__)
@@ -206,6 +213,8 @@ class ContourInterpolationChild:
             child_seconds = time.perf_counter() - self.start
             if summary is None:
                 summary = _delivered(job_dir, len(jobs))
+            if summary is None and exit_code in (-signal.SIGTERM, -signal.SIGINT):
+                raise Cancelled("the contour interpolation process was stopped (the command is being cancelled)")
             if summary is None:
                 tail = _stderr_tail(self.stderr_path)
                 raise RuntimeError(

@@ -41,7 +41,7 @@ class SamOptions:
                 f"The {self.engine} engine needs --checkpoint PATH or NAME (see: samfewshot weights list)"
             )
         if self.device not in DEVICES:
-            raise InputError(f"Device must be auto, cpu or cuda, not {self.device!r}")
+            raise InputError(f"Device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, not {self.batch_size}")
         from ..sam.weights_store import resolve_checkpoint

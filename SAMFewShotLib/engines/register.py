@@ -24,9 +24,20 @@ from ..progress import CancelToken, Progress, no_progress
 from ..propagation.mask_chain import ChainSettings, propagate_label_masks, robust_range
 from ..propagation.slice_flows import RegistrationPool, SliceFlows
 from ..propagation.slice_registration import DEFAULT_REGISTRAR, make_registrar
-from ..propagation.working_grid import DEFAULT_WORKING_MM, WorkingGrid, grown_box, occupied_slices
+from ..propagation.working_grid import (
+    DEFAULT_WORKING_MM,
+    WorkingGrid,
+    grown_box,
+    occupied_slices,
+)
 from ..volume import Volume
-from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
+from .base import (
+    LabelProbability,
+    Prediction,
+    Timer,
+    check_same_grid,
+    per_label_prediction,
+)
 
 #: Window for registration: these percentiles of the values in and around the drawn masks.
 WINDOW_PERCENTILES = (0.5, 99.5)

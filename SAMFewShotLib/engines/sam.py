@@ -15,7 +15,12 @@ Steps 3-4 for one slice and one label are :func:`~SAMFewShotLib.sam.refinement.r
 :func:`~SAMFewShotLib.sam.refinement.refine_label`, which the atlas's SAM refinement
 (``atlas/sam_refinement.py``) reuses with the atlas result as the coarse mask.
 
-Needs the ``sam`` extra (torch, segment-anything) and a checkpoint (``--checkpoint``).
+The image encoder runs in torch, or with ``encoder_runtime="onnx"``/``"onnx-int8"`` in ONNX
+Runtime on the CPU (sam/onnx_encoder.py: exported once per checkpoint and cached; embeddings
+cached under their own precision tag).
+
+Needs the ``sam`` extra (torch, segment-anything) and a checkpoint (``--checkpoint``); the ONNX
+runtimes need the ``onnx`` extra.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import numpy as np
 from ..annotation import SparseAnnotation
 from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
-from ..volume import Volume
 from ..sam.device import torch_device
 from ..sam.refinement import refine_label, refine_slice  # noqa: F401 - refine_slice: re-exported
+from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, check_same_grid, per_label_prediction
+from .catalog import SAM_COARSE_ENGINES
 
 #: Coarse engines SAM can refine.
-COARSE_ENGINES = ("register", "interpolate")
+COARSE_ENGINES = SAM_COARSE_ENGINES  # the coarse engines SAM refines (engines/catalog.py)
 
 
 class SamEngine:
@@ -46,6 +52,11 @@ class SamEngine:
         window: intensity window for SAM: "auto" (CT preset or percentiles), a CT preset name.
         cache: the embedding cache (default: memory + disk under the SAMFewShot home).
         batch_size: slices per encoder call.
+        encoder_runtime: "torch", "onnx" (ONNX Runtime fp32), "onnx-int8" (dynamic int8) or
+            "auto" (onnx on the CPU when onnxruntime is installed, else torch; the CLI's
+            default); the ONNX runtimes run on the CPU only.
+        max_encode: refuse the run (ValueError, before any encoder call, after the coarse
+            engine) when more than this many slices are not cached yet; None: no limit.
     """
 
     name = "sam"
@@ -61,20 +72,30 @@ class SamEngine:
         window: str = "auto",
         cache=None,
         batch_size: int = 1,
+        encoder_runtime: str = "torch",
+        max_encode: int | None = None,
     ) -> None:
-        if coarse not in COARSE_ENGINES:
-            raise InputError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
-        refine = 1 if refine is None else refine
-        if refine < 0:
-            raise InputError(f"--refine must be 0 or more, not {refine}")
         from .options import SamOptions
 
         self.options = SamOptions(
             "sam", checkpoint, model_type=model_type, device=device, window=window, cache=cache, batch_size=batch_size
         )
+        if coarse not in COARSE_ENGINES:
+            raise InputError(f"The coarse engine must be one of {', '.join(COARSE_ENGINES)}, not {coarse!r}")
+        refine = 1 if refine is None else refine
+        if refine < 0:
+            raise InputError(f"--refine must be 0 or more, not {refine}")
+        if max_encode is not None and max_encode < 0:
+            raise InputError(f"--max-encode must be 0 or more, not {max_encode}")
+        from ..sam.onnx_encoder import check_runtime  # imports torch: after the checks that need none
+
+        check_runtime(encoder_runtime)
+        if encoder_runtime in ("onnx", "onnx-int8") and device == "cuda":
+            raise InputError(f"--encoder-runtime {encoder_runtime} runs on the CPU; use --device cpu or auto")
         self.checkpoint, self.coarse, self.refine = checkpoint, coarse, refine
         self.model_type, self.device, self.window = model_type, device, window
         self.cache, self.batch_size = cache, batch_size
+        self.encoder_runtime, self.max_encode = encoder_runtime, max_encode
 
     def propagate(
         self,
@@ -98,7 +119,18 @@ class SamEngine:
             coarse = make_engine(self.coarse).propagate(image, annotation, progress=progress, cancel=cancel)
         with timer.stage("load model"):
             sam, loaded = load_sam(self.checkpoint, model_type=self.model_type, progress=progress, cancel=cancel)
-            sam = sam.to(torch_device(self.device))
+            from ..sam.onnx_encoder import resolve_runtime
+
+            runtime = resolve_runtime(self.encoder_runtime, torch_device(self.device).type)
+            sam = sam.to(torch_device(self.device) if runtime == "torch" else torch_device("cpu"))
+        image_encoder = None
+        if runtime != "torch":
+            from ..sam.onnx_encoder import onnx_image_encoder
+
+            with timer.stage("onnx encoder"):
+                progress("ONNX encoder", 0, 1)
+                image_encoder = onnx_image_encoder(sam, loaded.sha256, runtime)
+                progress("ONNX encoder", 1, 1)
         coarse_labels = annotation.to_canonical(coarse.labels.array)
         needed = {
             value: [
@@ -122,6 +154,8 @@ class SamEngine:
                 batch_size=self.batch_size,
                 progress=progress,
                 cancel=cancel,
+                image_encoder=image_encoder,
+                max_encode=self.max_encode,
             )
         decoder_calls = [0]
 
@@ -153,6 +187,7 @@ class SamEngine:
             decoder_calls=decoder_calls[0],
             model=loaded.name,
             model_type=loaded.model_type,
+            encoder_runtime=runtime,
             coarse_engine=self.coarse,
             **{f"coarse_{k}": v for k, v in coarse.counters.items() if isinstance(v, (int, float))},
         )

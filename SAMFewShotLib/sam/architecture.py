@@ -41,6 +41,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..errors import InputError
 from ..torch_files import first_sentence
 from .checkpoints import MODEL_TYPES
 
@@ -158,9 +159,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Checkpoint file not found: {path}")
+        raise InputError(f"Checkpoint file not found: {path}")
     if path.stat().st_size == 0:
-        raise ValueError(f"Checkpoint file {path} is empty")
+        raise InputError(f"Checkpoint file {path} is empty")
     obj = _torch_load(path)
     return _state_dict_from(obj, path)
 
@@ -171,16 +172,16 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         if "weights only load failed" in str(error).lower() or "weights_only" in str(error):
-            raise ValueError(
+            raise InputError(
                 f"Checkpoint {path} holds pickled Python objects (e.g. a whole saved model), not a plain "
                 "state dict; refusing to unpickle code from a weights file (re-save it with "
                 "torch.save(model.state_dict(), path))"
             ) from None
-        raise ValueError(f"Checkpoint {path} is not a readable torch checkpoint ({first_sentence(error)})") from None
+        raise InputError(f"Checkpoint {path} is not a readable torch checkpoint ({first_sentence(error)})") from None
     except KeyError:  # torch's legacy reader on bytes that are no pickle protocol it knows
-        raise ValueError(f"Checkpoint {path} is not a torch checkpoint file (unrecognised content)") from None
+        raise InputError(f"Checkpoint {path} is not a torch checkpoint file (unrecognised content)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(
+        raise InputError(
             f"Checkpoint {path} cannot be read as a torch checkpoint (truncated or corrupt?): {first_sentence(error)}"
         ) from None
 
@@ -194,10 +195,10 @@ def _state_dict_from(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                     obj = inner
                     break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"Checkpoint {path} holds a {type(obj).__name__}, not a state dict of tensors")
+        raise InputError(f"Checkpoint {path} holds a {type(obj).__name__}, not a state dict of tensors")
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ValueError(f"Checkpoint {path} holds no tensors (keys found: {_sample(list(map(str, obj.keys())))})")
+        raise InputError(f"Checkpoint {path} holds no tensors (keys found: {_sample(list(map(str, obj.keys())))})")
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
@@ -226,17 +227,17 @@ def infer_architecture(
     file in error messages.
     """
     if model_type is not None and model_type not in MODEL_TYPES:
-        raise ValueError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+        raise InputError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     keys = list(state_dict)
     encoder_keys = [k for k in keys if k.startswith("image_encoder.")]
     if not encoder_keys:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)} is not a SAM checkpoint: it has no image_encoder.* weights "
             f"(found {_sample(keys)}); is it a checkpoint of another model family?"
         )
     missing_parts = [p for p in ("prompt_encoder.", "mask_decoder.") if not any(k.startswith(p) for k in keys)]
     if missing_parts:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)} has image_encoder weights but no {' or '.join(p + '*' for p in missing_parts)} "
             "weights: an encoder-only or partial checkpoint, not a whole SAM"
         )
@@ -248,7 +249,7 @@ def infer_architecture(
         encoder = _infer_tiny_vit(sd, source)
         inferred_type = "vit_t" if _is_official_tiny_vit(encoder) else CUSTOM
     else:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)} has an image encoder of an unknown layout (found image_encoder "
             f"{_sample(sorted(sd))}); expected SAM's ViT (patch_embed.proj) or MobileSAM's TinyViT (layers.*)"
         )
@@ -257,7 +258,7 @@ def infer_architecture(
         found = (
             f"{inferred_type} ({_describe_encoder(encoder)})" if inferred_type != CUSTOM else _describe_encoder(encoder)
         )
-        raise ValueError(f"--model-type {model_type} contradicts the weights of {source}: they are {found}")
+        raise InputError(f"--model-type {model_type} contradicts the weights of {source}: they are {found}")
     return SamArchitecture(model_type=inferred_type, encoder=encoder, decoder=decoder)
 
 
@@ -276,7 +277,7 @@ def _block_indices(sd: Mapping[str, torch.Tensor], prefix: str) -> list[int]:
     found = {int(m.group(1)) for k in sd if (m := pattern.match(k))}
     indices = sorted(found)
     if indices != list(range(len(indices))):
-        raise ValueError(f"Non-contiguous {prefix}N weights: found indices {indices}")
+        raise InputError(f"Non-contiguous {prefix}N weights: found indices {indices}")
     return indices
 
 
@@ -284,28 +285,28 @@ def _require(sd: Mapping[str, torch.Tensor], key: str, source: str, prefix: str 
     try:
         return sd[key]
     except KeyError:
-        raise ValueError(f"{_cap(source)} lacks {prefix}{key}: not a complete SAM checkpoint") from None
+        raise InputError(f"{_cap(source)} lacks {prefix}{key}: not a complete SAM checkpoint") from None
 
 
 def _infer_vit(sd: Mapping[str, torch.Tensor], source: str) -> ViTEncoderSpec:
     proj = sd["patch_embed.proj.weight"]  # (embed_dim, in_chans, patch, patch)
     if proj.ndim != 4:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)}: image_encoder.patch_embed.proj.weight has shape {tuple(proj.shape)}, expected 4-D"
         )
     embed_dim, in_chans, patch_size = int(proj.shape[0]), int(proj.shape[1]), int(proj.shape[2])
     pos = sd.get("pos_embed")  # (1, grid, grid, embed_dim)
     if pos is None or pos.ndim != 4:
-        raise ValueError(f"{_cap(source)} has no 4-D image_encoder.pos_embed: SAM's ViT always has one")
+        raise InputError(f"{_cap(source)} has no 4-D image_encoder.pos_embed: SAM's ViT always has one")
     grid = int(pos.shape[1])
     depth = len(_block_indices(sd, "blocks."))
     if depth == 0:
-        raise ValueError(f"{_cap(source)} has no image_encoder.blocks.N weights")
+        raise InputError(f"{_cap(source)} has no image_encoder.blocks.N weights")
     head_dims, window_size, global_indexes = set(), None, []
     for i in range(depth):
         rel = sd.get(f"blocks.{i}.attn.rel_pos_h")
         if rel is None:
-            raise ValueError(
+            raise InputError(
                 f"{_cap(source)} has no relative-position tables (image_encoder.blocks.{i}.attn.rel_pos_h): "
                 "not SAM's ViT layout, head count cannot be inferred"
             )
@@ -316,12 +317,12 @@ def _infer_vit(sd: Mapping[str, torch.Tensor], source: str) -> ViTEncoderSpec:
         elif window_size is None:
             window_size = size
         elif size != window_size:
-            raise ValueError(
+            raise InputError(
                 f"{_cap(source)}: windowed blocks have different window sizes ({window_size} and {size}); "
                 "SAM's ViT uses one"
             )
     if len(head_dims) != 1 or embed_dim % next(iter(head_dims)):
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)}: inconsistent attention head widths {sorted(head_dims)} for width {embed_dim}"
         )
     num_heads = embed_dim // head_dims.pop()
@@ -362,7 +363,7 @@ def _official_vit_type(encoder: ViTEncoderSpec) -> str:
 def _infer_tiny_vit(sd: Mapping[str, torch.Tensor], source: str) -> TinyViTEncoderSpec:
     layers = _block_indices(sd, "layers.")
     if len(layers) != 4:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)}: MobileSAM's TinyViT has 4 stages (image_encoder.layers.0-3), found {len(layers)}"
         )
     stem = _require(sd, "patch_embed.seq.2.c.weight", source)
@@ -371,7 +372,7 @@ def _infer_tiny_vit(sd: Mapping[str, torch.Tensor], source: str) -> TinyViTEncod
         dims.append(int(_require(sd, f"layers.{i}.downsample.conv1.c.weight", source).shape[0]))
     depths = [len(_block_indices(sd, f"layers.{i}.blocks.")) for i in range(4)]
     if dims[-1] not in _TINY_VIT_FINAL_DIMS:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)}: the last TinyViT stage is {dims[-1]} wide; MobileSAM's TinyViT yields SAM's "
             f"64x64 grid only for widths {', '.join(map(str, _TINY_VIT_FINAL_DIMS))}"
         )
@@ -384,7 +385,7 @@ def _infer_tiny_vit(sd: Mapping[str, torch.Tensor], source: str) -> TinyViTEncod
         biases = _require(sd, f"layers.{i}.blocks.0.attn.attention_biases", source)  # (heads, window**2)
         window = math.isqrt(int(biases.shape[1]))
         if window * window != int(biases.shape[1]):
-            raise ValueError(
+            raise InputError(
                 f"{_cap(source)}: attention_biases of stage {i} has {biases.shape[1]} offsets, not a square window"
             )
         heads.append(int(biases.shape[0]))
@@ -392,7 +393,7 @@ def _infer_tiny_vit(sd: Mapping[str, torch.Tensor], source: str) -> TinyViTEncod
         fc1 = _require(sd, f"layers.{i}.blocks.0.mlp.fc1.weight", source)
         mlp_ratios.add(int(fc1.shape[0]) / dims[i])
     if len(mlp_ratios) > 1:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)}: TinyViT stages have different MLP ratios {sorted(mlp_ratios)}; MobileSAM uses one"
         )
     expand = 4.0
@@ -405,7 +406,7 @@ def _infer_tiny_vit(sd: Mapping[str, torch.Tensor], source: str) -> TinyViTEncod
     head = sd.get("head.weight")
     neck = _require(sd, "neck.0.weight", source)
     if int(neck.shape[0]) != 256:
-        raise ValueError(f"{_cap(source)}: MobileSAM's TinyViT neck is 256 wide, found {int(neck.shape[0])}")
+        raise InputError(f"{_cap(source)}: MobileSAM's TinyViT neck is 256 wide, found {int(neck.shape[0])}")
     return TinyViTEncoderSpec(
         embed_dims=tuple(dims),
         depths=tuple(depths),
@@ -441,27 +442,27 @@ def _infer_decoder(
     gaussian = get("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix")  # (2, prompt_dim // 2)
     prompt_dim = int(gaussian.shape[1]) * 2
     if encoder.out_chans != prompt_dim:
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)}: the image encoder yields {encoder.out_chans} channels but the prompt encoder is "
             f"{prompt_dim} wide"
         )
     mask_in_chans = int(get("prompt_encoder.mask_downscaling.3.weight").shape[0])
     depth = len(_block_indices(state_dict, "mask_decoder.transformer.layers."))
     if depth == 0:
-        raise ValueError(f"{_cap(source)} has no mask_decoder.transformer.layers.N weights")
+        raise InputError(f"{_cap(source)} has no mask_decoder.transformer.layers.N weights")
     mlp_dim = int(get("mask_decoder.transformer.layers.0.mlp.lin1.weight").shape[0])
     cross = int(get("mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight").shape[0])
     if cross == 0 or prompt_dim % cross:
-        raise ValueError(f"{_cap(source)}: cross-attention width {cross} does not divide the prompt width {prompt_dim}")
+        raise InputError(f"{_cap(source)}: cross-attention width {cross} does not divide the prompt width {prompt_dim}")
     downsample = prompt_dim // cross
     iou_layers = _block_indices(state_dict, "mask_decoder.iou_prediction_head.layers.")
     if not iou_layers:
-        raise ValueError(f"{_cap(source)} has no mask_decoder.iou_prediction_head weights")
+        raise InputError(f"{_cap(source)} has no mask_decoder.iou_prediction_head weights")
     iou_hidden = int(get("mask_decoder.iou_prediction_head.layers.0.weight").shape[0])
     num_mask_tokens = int(get("mask_decoder.mask_tokens.weight").shape[0])
     heads = decoder_num_heads if decoder_num_heads is not None else _default_decoder_heads(prompt_dim, downsample)
     if heads < 1 or prompt_dim % heads or cross % heads:
-        raise ValueError(f"Decoder head count {heads} must divide the decoder widths {prompt_dim} and {cross}")
+        raise InputError(f"Decoder head count {heads} must divide the decoder widths {prompt_dim} and {cross}")
     return DecoderSpec(
         prompt_dim=prompt_dim,
         mask_in_chans=mask_in_chans,
@@ -493,7 +494,7 @@ def official_architecture(model_type: str) -> SamArchitecture:
         return SamArchitecture(model_type=model_type, encoder=encoder)
     if model_type == "vit_t":
         return SamArchitecture(model_type="vit_t", encoder=TinyViTEncoderSpec(**_OFFICIAL_TINY_VIT))
-    raise ValueError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+    raise InputError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
 
 
 def inspect_checkpoint(path: str | os.PathLike, *, model_type: str | None = None) -> SamArchitecture:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")
 """Architectures the loader builds: SAM's three ViT image encoders and MobileSAM's TinyViT."""
 
@@ -155,7 +157,7 @@ def get_checkpoint(name: str) -> Checkpoint:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"Unknown checkpoint name {name!r}; known checkpoints: {', '.join(REGISTRY)}") from None
+        raise InputError(f"Unknown checkpoint name {name!r}; known checkpoints: {', '.join(REGISTRY)}") from None
 
 
 def entry_for_filename(filename: str) -> Checkpoint | None:

@@ -70,7 +70,8 @@ class EmbeddingKey:
         slice_index: index along ``axis``.
         preprocessing: ``Preprocessing.key()``.
         model_digest: sha256 of the checkpoint (any stable text naming the weights).
-        precision: encoder compute precision, ``"fp32"`` or ``"bf16"``/``"fp16"`` (autocast).
+        precision: encoder compute precision, ``"fp32"`` or ``"bf16"``/``"fp16"`` (autocast), or
+            the ONNX Runtime encoder's ``"onnx-fp32"``/``"onnx-int8"``.
     """
 
     volume_digest: str

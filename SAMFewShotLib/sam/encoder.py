@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from segment_anything.modeling import Sam
@@ -68,6 +68,24 @@ class EncodedSlices:
         return self.embeddings[index]
 
 
+class EncodeBudgetExceeded(ValueError):
+    """More slices to encode than ``max_encode`` allows (raised before any encoder call).
+
+    Attributes:
+        to_encode: slices the call would have encoded.
+        cached: slices found in the cache.
+        max_encode: the limit.
+    """
+
+    def __init__(self, to_encode: int, cached: int, max_encode: int) -> None:
+        self.to_encode, self.cached, self.max_encode = to_encode, cached, max_encode
+        super().__init__(
+            f"{to_encode} slices to encode ({cached} cached) exceed --max-encode {max_encode}; use a lighter "
+            "model (--checkpoint mobile_sam, --encoder-runtime onnx) or a weightless engine (--engine register "
+            "or interpolate)"
+        )
+
+
 @contextlib.contextmanager
 def torch_threads(num_threads: int | None) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(num_threads)`` (None: leave as is)."""
@@ -105,6 +123,8 @@ def encode_slices(
     dtype: torch.dtype = torch.float32,
     num_threads: int | None = None,
     digest: str | None = None,
+    image_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_encode: int | None = None,
 ) -> EncodedSlices:
     """Image embeddings of ``slices`` along ``axis``, encoding only those not cached.
 
@@ -123,6 +143,12 @@ def encode_slices(
         dtype: float32, or bfloat16/float16 to run the encoder under autocast.
         num_threads: torch CPU threads during the call (None: torch's current setting).
         digest: :func:`volume_digest` of ``volume`` when the caller already has it.
+        image_encoder: another runtime for ``sam.image_encoder``, e.g.
+            :class:`~SAMFewShotLib.sam.onnx_encoder.OnnxImageEncoder`: called on the
+            (B, 3, 1024, 1024) float32 model input, returns (B, C, 64, 64); its ``precision``
+            attribute tags its embeddings in the cache. Only with ``dtype`` float32.
+        max_encode: the most slices this call may run through the encoder (cached slices do
+            not count); more raises :class:`EncodeBudgetExceeded` before any encoding.
 
     Returns:
         :class:`EncodedSlices`: {slice index: :class:`SliceEmbedding` with a (C, 64, 64)
@@ -133,6 +159,11 @@ def encode_slices(
         raise ValueError(f"dtype must be one of {', '.join(str(d) for d in PRECISIONS)}, not {dtype}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    if max_encode is not None and max_encode < 0:
+        raise ValueError(f"max_encode must be 0 or more, not {max_encode}")
+    if image_encoder is not None and dtype != torch.float32:
+        raise ValueError(f"dtype {dtype} is for the torch encoder; another image_encoder runs as it was built")
+    precision = PRECISIONS[dtype] if image_encoder is None else str(image_encoder.precision)  # type: ignore[attr-defined]
     if axis not in (0, 1, 2):
         raise ValueError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis}")
     n_slices = volume.array.shape[axis]
@@ -143,7 +174,7 @@ def encode_slices(
     cache = cache if cache is not None else EmbeddingCache.memory_only()
     digest = digest or volume_digest(volume)
     keys = {
-        index: EmbeddingKey(digest, axis, index, preprocessing.key(), model_digest, PRECISIONS[dtype])
+        index: EmbeddingKey(digest, axis, index, preprocessing.key(), model_digest, precision)
         for index in wanted
     }
 
@@ -155,6 +186,8 @@ def encode_slices(
             found[index] = entry
     result.stats.cache_hits = len(found)
     missing = [index for index in wanted if index not in found]
+    if max_encode is not None and len(missing) > max_encode:
+        raise EncodeBudgetExceeded(len(missing), len(found), max_encode)
 
     progress(STAGE, 0, len(missing))
     with torch_threads(num_threads):
@@ -164,7 +197,8 @@ def encode_slices(
             batch = missing[first : first + batch_size]
             prepared = [preprocess_slice(sam, volume, axis, index, preprocessing) for index in batch]
             with torch.inference_mode(), _autocast(sam.device.type, dtype):
-                features = sam.image_encoder(model_input(sam, prepared))
+                pixels = model_input(sam, prepared)
+                features = sam.image_encoder(pixels) if image_encoder is None else image_encoder(pixels)
             features = features.to("cpu", torch.float32)
             result.stats.encoder_calls += 1
             for index, item, embedding in zip(batch, prepared, features):

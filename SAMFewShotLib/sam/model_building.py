@@ -26,6 +26,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..torch_files import first_sentence
 from .architecture import SamArchitecture, TinyViTEncoderSpec, _cap, _sample, infer_architecture, official_architecture
 
@@ -49,7 +50,7 @@ def _tiny_vit_class() -> type:
             warnings.simplefilter("ignore")
             from mobile_sam.modeling.tiny_vit_sam import TinyViT
     except ImportError as error:
-        raise ValueError(
+        raise InputError(
             "This is a MobileSAM (vit_t, TinyViT) checkpoint; loading it needs the packages mobilesam-mirror "
             f"and timm (pip install 'samfewshot[sam]'): {first_sentence(error)}"
         ) from None
@@ -166,7 +167,7 @@ def load_weights(
             parts.append(f"unexpected {_sample(unexpected, 3)}")
         if mismatched:
             parts.append(f"shape mismatch {_sample(mismatched, 2)}")
-        raise ValueError(
+        raise InputError(
             f"{_cap(source)} does not fit the {architecture.model_type} SAM ({architecture.describe()}): "
             + "; ".join(parts or ["load_state_dict failed"])
         ) from None

@@ -17,6 +17,7 @@ from typing import Callable
 
 from torch import nn
 
+from ..errors import InputError
 from ..files import sha256_file
 from ..progress import CancelToken, no_progress
 from ..torch_files import check_torch_file_format
@@ -58,7 +59,7 @@ def load_sam(
     path, expected = resolve_checkpoint(checkpoint, home=home)
     digest = sha256_file(path, progress=progress, cancel=cancel)
     if expected is not None and digest != expected:
-        raise ValueError(
+        raise InputError(
             f"Checkpoint {path} has sha256 {digest[:12]}..., expected {expected[:12]}... "
             "(wrong or corrupted file; run `samfewshot weights verify`)"
         )

@@ -30,6 +30,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
+from ..errors import InputError
 from ..volume import Volume
 
 #: CT display windows as (level, width) in HU.
@@ -71,7 +72,7 @@ class Preprocessing:
         object.__setattr__(self, "low", float(self.low))
         object.__setattr__(self, "high", float(self.high))
         if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
-            raise ValueError(f"Window must have finite low < high, not ({self.low}, {self.high})")
+            raise InputError(f"Window must have finite low < high, not ({self.low}, {self.high})")
 
     @classmethod
     def from_window(
@@ -79,14 +80,14 @@ class Preprocessing:
     ) -> "Preprocessing":
         """A window centred on ``level`` spanning ``width`` (HU for CT)."""
         if width <= 0:
-            raise ValueError(f"Window width must be positive, not {width}")
+            raise InputError(f"Window width must be positive, not {width}")
         return cls(name, level - width / 2.0, level + width / 2.0, square_pixels)
 
     @classmethod
     def ct(cls, name: str, square_pixels: bool = True) -> "Preprocessing":
         """A CT preset by name (see :data:`CT_WINDOWS`)."""
         if name not in CT_WINDOWS:
-            raise ValueError(f"CT window must be one of {', '.join(CT_WINDOWS)}, not {name!r}")
+            raise InputError(f"CT window must be one of {', '.join(CT_WINDOWS)}, not {name!r}")
         level, width = CT_WINDOWS[name]
         return cls.from_window(level, width, name, square_pixels)
 
@@ -100,7 +101,7 @@ class Preprocessing:
         """The window from the ``percentiles`` (in [0, 100]) of the whole volume (MR)."""
         lower, upper = percentiles
         if not 0 <= lower < upper <= 100:
-            raise ValueError(f"Percentiles must satisfy 0 <= low < high <= 100, not {percentiles}")
+            raise InputError(f"Percentiles must satisfy 0 <= low < high <= 100, not {percentiles}")
         low, high = (float(v) for v in np.percentile(volume.array, [lower, upper]))
         if not high > low:  # a constant volume (or nearly): any window maps it to one grey level
             high = low + 1.0
@@ -117,7 +118,7 @@ class Preprocessing:
             return cls.from_percentiles(volume, square_pixels=square_pixels)
         if window in CT_WINDOWS:
             return cls.ct(window, square_pixels)
-        raise ValueError(f"Window must be auto, percentile or one of {', '.join(CT_WINDOWS)}, not {window!r}")
+        raise InputError(f"Window must be auto, percentile or one of {', '.join(CT_WINDOWS)}, not {window!r}")
 
     def key(self) -> str:
         """A stable text naming this preprocessing exactly (for cache keys)."""

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..errors import InputError
 from ..files import file_digests, fsync_file, sha256_file, write_stream_atomic, write_text_atomic  # noqa: F401 - sha256_file: callers of this module use it
 from ..progress import CancelToken, no_progress
 from .checkpoints import (
@@ -142,7 +143,7 @@ def load_records(home: str | os.PathLike | None = None) -> dict[str, WeightRecor
         items = payload["checkpoints"]
         records = [WeightRecord(**item) for item in items]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
+        raise InputError(
             f"Weights records {path} are unreadable ({error}); move the file away to start afresh"
         ) from None
     return {r.name: r for r in records}
@@ -204,7 +205,7 @@ def _copy_atomic(source: Path, target: Path, sha256: str, progress: Progress, ca
                 done += len(chunk)
                 progress("copy", done, total)
         if sha.hexdigest() != sha256:
-            raise ValueError(f"File {source} changed while it was being imported; nothing imported")
+            raise InputError(f"File {source} changed while it was being imported; nothing imported")
 
     write_stream_atomic(target, copy)
 
@@ -252,11 +253,11 @@ def import_checkpoint(
     """
     source = Path(path).expanduser()
     if not source.is_file():
-        raise ValueError(f"Checkpoint file not found: {source}")
+        raise InputError(f"Checkpoint file not found: {source}")
     if model_type is not None and model_type not in MODEL_TYPES:
-        raise ValueError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
+        raise InputError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     if name is not None and not _NAME.match(name):
-        raise ValueError(f"Checkpoint name must be letters, digits, '.', '_' or '-' (at most 64), not {name!r}")
+        raise InputError(f"Checkpoint name must be letters, digits, '.', '_' or '-' (at most 64), not {name!r}")
     size = source.stat().st_size
     named_entry = None
     if name is not None and name in REGISTRY:
@@ -277,19 +278,19 @@ def import_checkpoint(
         match = match_digest(named_entry, sha, md5) if named_entry.size in (None, size) else False
         if match is False:
             hint = "" if name is not None else "; to import it as your own checkpoint, pass --name"
-            raise ValueError(_mismatch_message(source, named_entry, sha, md5, size) + hint)
+            raise InputError(_mismatch_message(source, named_entry, sha, md5, size) + hint)
         entry = named_entry  # no reference digest: trust on first use
     if entry is not None:
         if name is not None and name != entry.name:
             notes.append(f"recognised as registry checkpoint {entry.name}; --name {name} ignored")
         if model_type is not None and model_type != entry.model_type:
-            raise ValueError(
+            raise InputError(
                 f"--model-type {model_type} contradicts registry checkpoint {entry.name}, which is {entry.model_type}"
             )
         if match is None:
             previous = load_records(home).get(entry.name)
             if previous is not None and previous.sha256 != sha:
-                raise ValueError(
+                raise InputError(
                     f"Registry checkpoint {entry.name} was imported with sha256 {previous.sha256[:12]}... (recorded "
                     f"on first use, no reference hash) and {source} differs ({sha[:12]}...); "
                     f"run `samfewshot weights verify {entry.name}`"
@@ -301,7 +302,7 @@ def import_checkpoint(
         user_name = name if name is not None else _name_from_stem(source.stem)
         existing = load_records(home).get(user_name)
         if existing is not None and existing.sha256 != sha:
-            raise ValueError(
+            raise InputError(
                 f"A different checkpoint is already imported as {user_name} (sha256 {existing.sha256[:12]}...); "
                 "choose another --name"
             )
@@ -327,7 +328,7 @@ def inspect_model_type(path: Path, model_type: str | None):
     try:
         from .architecture import inspect_checkpoint
     except ImportError as error:
-        raise ValueError(f"Checking a SAM checkpoint needs the sam extra (torch, segment-anything): {error}") from None
+        raise InputError(f"Checking a SAM checkpoint needs the sam extra (torch, segment-anything): {error}") from None
     from ..torch_files import check_torch_file_format
 
     if path.is_file() and path.stat().st_size > 0:
@@ -448,11 +449,11 @@ def verify_weights(
     if name is not None:
         if name not in records:
             if name in REGISTRY:
-                raise ValueError(
+                raise InputError(
                     f"Checkpoint {name} is not in the weights cache {weights_dir(home)}; import it with "
                     f"`samfewshot weights import PATH` or `samfewshot weights download {name}`"
                 )
-            raise ValueError(f"No imported checkpoint is called {name!r}; see `samfewshot weights list`")
+            raise InputError(f"No imported checkpoint is called {name!r}; see `samfewshot weights list`")
         selected = [records[name]]
     else:
         selected = sorted(records.values(), key=lambda r: r.name)
@@ -517,17 +518,17 @@ def resolve_checkpoint(spec: str | os.PathLike, home: str | os.PathLike | None =
         record = records[text]
         cached = record.path(home)
         if not cached.is_file():
-            raise ValueError(f"Checkpoint {text} is recorded but its file {cached} is missing; import it again")
+            raise InputError(f"Checkpoint {text} is recorded but its file {cached} is missing; import it again")
         return cached, _expected_digest(record)
     if text in REGISTRY:
-        raise ValueError(
+        raise InputError(
             f"Checkpoint {text} is not in the weights cache {weights_dir(home)}; import it with "
             f"`samfewshot weights import PATH` or download it with `samfewshot weights download {text}`"
         )
     if os.sep in text or (os.altsep and os.altsep in text) or path.suffix in _SUFFIXES:
-        raise ValueError(f"Checkpoint file not found: {text}")
+        raise InputError(f"Checkpoint file not found: {text}")
     known = list(REGISTRY) + [n for n in records if n not in REGISTRY]
-    raise ValueError(f"Unknown checkpoint {text!r}: not a file, and not one of {', '.join(known)}")
+    raise InputError(f"Unknown checkpoint {text!r}: not a file, and not one of {', '.join(known)}")
 
 
 def _expected_digest(record: WeightRecord) -> str:
@@ -573,7 +574,7 @@ def download_checkpoint(
     entry = get_checkpoint(name)
     scheme = urllib.parse.urlsplit(entry.url).scheme.lower()
     if scheme not in ("http", "https"):
-        raise ValueError(f"Checkpoint {name} URL {entry.url!r} is not http(s); refusing to download it")
+        raise InputError(f"Checkpoint {name} URL {entry.url!r} is not http(s); refusing to download it")
     target = weights_dir(home) / entry.filename
     record = load_records(home).get(entry.name)
     if record is not None and target.is_file() and target.stat().st_size == record.size:
@@ -587,7 +588,7 @@ def download_checkpoint(
     size = part.stat().st_size
     if match is False:
         part.unlink(missing_ok=True)
-        raise ValueError(_mismatch_message(f"downloaded from {entry.url}", entry, sha, md5, size) + "; deleted it")
+        raise InputError(_mismatch_message(f"downloaded from {entry.url}", entry, sha, md5, size) + "; deleted it")
     notes = []
     if match is None:
         notes.append(f"{entry.name} has no reference hash: sha256 {sha} recorded on first use")

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Union
 
-from ..engines.catalog import WEIGHTED_ENGINES, WEIGHTLESS_ENGINES  # the one engine list
+from ..engines.catalog import DEVICES, WEIGHTED_ENGINES, WEIGHTLESS_ENGINES  # the one engine list
 
 PathLike = Union[str, "os.PathLike[str]"]
 EmptySlices = Union[str, Sequence[int], Mapping[int, Sequence[int]], None]
@@ -32,10 +32,8 @@ INIT_ENGINES = ("meta",)
 #: ``--axis`` choices of ``propagate`` (``suggest`` has no ``auto``).
 AXES = ("auto", "axial", "coronal", "sagittal")
 
-#: ``--device`` choices of the ``samfewshot`` command today; the module also lists ``mps``
-#: (Apple GPUs), disabled with :data:`NEEDS_MPS_SUPPORT` until the command accepts it.
-CLI_DEVICES = ("auto", "cpu", "cuda")
-NEEDS_MPS_SUPPORT = "the samfewshot command does not run on Apple GPUs (mps) yet"
+#: ``--device`` choices of the ``samfewshot`` command (auto, cpu, cuda, mps).
+CLI_DEVICES = DEVICES
 
 #: Tooltip texts of :func:`engine_requirements`.
 NEEDS_TORCH = "needs PyTorch (install from the Extension Manager: PyTorch)"
@@ -132,7 +130,7 @@ def propagate_command(
         empty_slices: see :func:`empty_slices_spec`.
         init: meta-learned initialisation file of the ``meta`` engine (None: its default);
             ignored for the other engines.
-        device: ``auto``, ``cpu`` or ``cuda`` (:data:`CLI_DEVICES`); added for the weighted
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` (:data:`CLI_DEVICES`); added for the weighted
             engines when not ``auto``.
 
     Raises:
@@ -169,8 +167,7 @@ def propagate_command(
     if family in INIT_ENGINES and init is not None and os.fspath(init):
         argv += ["--init", os.fspath(init)]
     if device not in CLI_DEVICES:
-        reason = f": {NEEDS_MPS_SUPPORT}" if device == "mps" else ""
-        raise ValueError(f"Device must be one of {', '.join(CLI_DEVICES)}, not {device!r}{reason}")
+        raise ValueError(f"Device must be one of {', '.join(CLI_DEVICES)}, not {device!r}")
     if family in WEIGHTED_ENGINES and device != "auto":
         argv += ["--device", device]
     return argv

@@ -75,7 +75,7 @@ def test_refinement_arguments_are_checked(refine, checkpoint, message):
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"fusion": "vote"}, "Fusion must be one of"), ({"device": "tpu"}, "Device must be auto, cpu or cuda")],
+    [({"fusion": "vote"}, "Fusion must be one of"), ({"device": "tpu"}, "Device must be one of auto, cpu, cuda, mps")],
 )
 def test_bad_options_fail_before_any_work(case, options, message):
     bundle, target, *_ = case

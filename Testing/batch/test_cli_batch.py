@@ -70,6 +70,7 @@ def test_a_second_run_skips_and_exits_0_when_nothing_fails(tmp_path, capsys, mon
 def test_a_local_dask_scheduler_runs_the_batch_with_a_gpu_per_case_when_cuda_is_asked(tmp_path, capsys, monkeypatch):
     """local:2 workers declare one GPU each and every task asks for one (the test model only
     pretends to use it); a worker without the resource would leave the tasks unscheduled."""
+    pytest.importorskip("distributed", reason="the dist extra is not installed")
     monkeypatch.setattr(
         models, "load_model", lambda model, **options: ThresholdModel(fail_tags=(2,), device=options["device"])
     )

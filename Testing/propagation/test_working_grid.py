@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from SAMFewShotLib.metrics import dice
-from SAMFewShotLib.propagation.working_grid import WorkingGrid, grown_box, occupied_slices, working_shape
+from SAMFewShotLib.propagation.working_grid import (
+    WorkingGrid,
+    grown_box,
+    occupied_slices,
+    working_shape,
+)
 
 
 def disc(shape, centre, radius):

@@ -195,5 +195,7 @@ def test_propagate_device_is_passed_to_weighted_engines_only():
     )
     assert argv[argv.index("--device") + 1] == "cpu"
     assert "--device" not in propagate_command("python", "i", "a", "o", "r", engine="register", device="cpu")
-    with pytest.raises(ValueError, match="mps"):
-        propagate_command("python", "i", "a", "o", "r", engine="sam", device="mps")
+    mps = propagate_command("python", "i", "a", "o", "r", engine="sam", checkpoint="c", device="mps")
+    assert mps[mps.index("--device") + 1] == "mps"  # Apple GPUs
+    with pytest.raises(ValueError, match="tpu"):
+        propagate_command("python", "i", "a", "o", "r", engine="sam", device="tpu")

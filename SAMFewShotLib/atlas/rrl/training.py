@@ -104,16 +104,10 @@ class TrainSettings:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``; ValueError otherwise."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("Device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-        return torch.device("cuda")
-    raise InputError(f"Device must be auto, cpu or cuda, not {device!r}")
+    """The torch device of ``--device`` (see :func:`SAMFewShotLib.sam.device.torch_device`)."""
+    from ...sam.device import torch_device
+
+    return torch_device(device)
 
 
 def jrs_losses(

@@ -1,0 +1,112 @@
+"""Semi-supervised methods, losses, checkpoints and resume of the 3D re-training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sfr_phantom import make_case
+
+from SAMFewShotLib.progress import Cancelled, CancelToken
+from SAMFewShotLib.sfr.network import (
+    NetworkConfig,
+    build_network,
+    load_network,
+    save_network,
+)
+from SAMFewShotLib.sfr.retraining import (
+    CHECKPOINT_NAME,
+    RetrainSettings,
+    dice_ce,
+    prepare_volume,
+    retrain,
+)
+from SAMFewShotLib.sfr.semi_supervised import MeanTeacher, make_method, sigmoid_rampup
+
+CONFIG = NetworkConfig(channels=(4, 8), strides=(2,))
+
+
+def test_sigmoid_rampup_goes_from_exp_minus_5_to_1():
+    assert sigmoid_rampup(0, 10) == pytest.approx(np.exp(-5))
+    assert sigmoid_rampup(10, 10) == 1.0 and sigmoid_rampup(50, 10) == 1.0
+    assert sigmoid_rampup(3, 0) == 1.0
+
+
+def test_mean_teacher_moves_the_teacher_towards_the_student():
+    torch.manual_seed(0)
+    student = build_network(CONFIG)
+    method = MeanTeacher(student, alpha=0.9)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    before = [t.clone() for t in method.teacher.parameters()]
+    method.after_step(student, iteration=100)
+    for old, new, s in zip(before, method.teacher.parameters(), student.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * s)
+    with pytest.raises(ValueError, match="semi-supervised method"):
+        make_method("magic", student)
+
+
+def test_weighted_dice_ce_ignores_zero_weight_voxels():
+    target = torch.zeros((1, 4, 4, 4), dtype=torch.int64)
+    target[0, :2] = 1
+    perfect = torch.where(target[:, None] == torch.arange(2).view(1, 2, 1, 1, 1), 20.0, -20.0)
+    wrong = perfect.clone()
+    wrong[:, :, 2:] = -wrong[:, :, 2:]  # wrong only where the weight is 0
+    weight = torch.ones((1, 4, 4, 4))
+    weight[0, 2:] = 0
+    assert float(dice_ce(wrong, target, weight)) == pytest.approx(float(dice_ce(perfect, target, weight)), abs=1e-4)
+    assert float(dice_ce(wrong, target, torch.ones_like(weight))) > 1.0
+
+
+def _data():
+    image, labels = make_case(0, shape=(16, 16, 16))
+    prepare = dict(spacing=image.spacing, normalisation={"method": "none"}, label_values=[1])
+    labelled = [prepare_volume(image, labels, None, **prepare)]
+    other, other_labels = make_case(1, shape=(16, 16, 16))
+    pseudo = [prepare_volume(other, other_labels, np.ones(other.shape, np.float32), **prepare)]
+    return labelled, pseudo, [pseudo[0].image]
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    labelled, pseudo, unlabelled = _data()
+    settings = RetrainSettings(iterations=4, patch=8, checkpoint_every=2)
+    whole = retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=settings, work_dir=tmp_path / "a")
+    retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=RetrainSettings(iterations=2, patch=8, checkpoint_every=2),
+            work_dir=tmp_path / "b")
+    resumed = retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=settings, work_dir=tmp_path / "b", resume=True)
+    assert resumed.iterations == whole.iterations == 4
+    for a, b in zip(whole.network.state_dict().values(), resumed.network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="another run"):
+        retrain(labelled, [], unlabelled, config=CONFIG, settings=settings, work_dir=tmp_path / "b", resume=True)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        retrain(labelled, [], unlabelled, config=CONFIG, settings=settings, work_dir=tmp_path / "c", resume=True)
+
+
+def test_cancel_writes_a_checkpoint(tmp_path):
+    labelled, pseudo, unlabelled = _data()
+    cancel = CancelToken()
+
+    def progress(stage, done, total):
+        if done == 1:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=RetrainSettings(iterations=5, patch=8),
+                work_dir=tmp_path, progress=progress, cancel=cancel)
+    assert (tmp_path / CHECKPOINT_NAME).is_file()
+
+
+def test_network_file_round_trip_and_bad_settings(tmp_path):
+    network = build_network(CONFIG)
+    save_network(tmp_path / "n.pt", network, CONFIG, [3])
+    _, config, values = load_network(tmp_path / "n.pt")
+    assert config == CONFIG and values == [3]
+    (tmp_path / "bad.pt").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="SFR network file"):
+        load_network(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="iterations"):
+        RetrainSettings(iterations=0)
+    with pytest.raises(ValueError, match="architecture"):
+        NetworkConfig(architecture="resnet")
