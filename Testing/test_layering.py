@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("volume", "files", "errors", "progress", "memory", "metrics", "prediction",
               "torch_files", "native_output")),
-    ("io", ("volume_io", "annotation", "input_checks", "__init__")),  # __init__: the public API (Volume, SparseAnnotation)
+    # __init__: the public API (Volume, SparseAnnotation)
+    ("io", ("volume_io", "annotation", "input_checks", "__init__")),
     ("propagation/sam", ("propagation.", "sam.")),
     ("domain", ("atlas.", "fewshot.", "meta.", "sfr.", "baselines")),
     ("engines", ("engines.",)),

@@ -78,7 +78,8 @@ def clinical_grid(cache: Path = CACHE) -> tuple[Path, Path]:
         return f.Execute(volume)
 
     sitk.WriteImage(resample(image, sitk.sitkLinear, sitk.sitkInt16), str(image_path.with_suffix(".tmp.nii")))
-    sitk.WriteImage(resample(labels, sitk.sitkNearestNeighbor, sitk.sitkUInt8), str(labels_path.with_suffix(".tmp.nii")))
+    sitk.WriteImage(resample(labels, sitk.sitkNearestNeighbor, sitk.sitkUInt8),
+                    str(labels_path.with_suffix(".tmp.nii")))
     os.replace(image_path.with_suffix(".tmp.nii"), image_path)
     os.replace(labels_path.with_suffix(".tmp.nii"), labels_path)
     return image_path, labels_path
@@ -168,7 +169,8 @@ def markdown_table(rows: list[dict]) -> str:
             chosen = {r["structure"]: r for r in rows if r["engine"] == engine and r["k"] == k}
             hd = [r["hd95"] for r in chosen.values() if r["hd95"] is not None]
             cells = [engine, str(k)] + [f"{chosen[n]['dice']:.3f}" if n in chosen else "-" for n in names]
-            means = {key: float(np.mean([r[key] for r in chosen.values()])) for key in ("dice", "compute", "wall", "cpu")}
+            means = {key: float(np.mean([r[key] for r in chosen.values()]))
+                     for key in ("dice", "compute", "wall", "cpu")}
             cells += [f"**{means['dice']:.3f}**", f"{np.mean(hd):.1f}" if hd else "-"]
             cells += [f"{means['compute']:.1f}", f"{means['wall']:.1f}", f"{means['cpu']:.1f}"]
             cells += [f"{max(r['peak_rss_mib'] for r in chosen.values()):.0f}"]
@@ -203,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     ks = parse_ints(args.k, "--k values") if not args.multi or args.k != "1,3,10" else [3]
     print(f"load before: {os.getloadavg()}", flush=True)
-    print("| engine | structure | k | Dice | HD95 mm | compute s | wall s | CPU s | peak RSS MiB | stages s | registrations |")
+    print("| engine | structure | k | Dice | HD95 mm | compute s | wall s | CPU s | peak RSS MiB | stages s "
+          "| registrations |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     work = cache / "runs"
@@ -229,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.multi:
                     for r in per:
                         print(f"|  {r['structure']} | Dice {r['dice']:.3f} | HD95 {r['hd95']} |")
-                    summary = dict(per[0], structure="all " + str(len(group)), dice=float(np.mean([r["dice"] for r in per])))
+                    summary = dict(per[0], structure="all " + str(len(group)),
+                                   dice=float(np.mean([r["dice"] for r in per])))
                     print_row(summary)
                 rows += per
     print(f"load after: {os.getloadavg()}", flush=True)

@@ -151,11 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         parity = (
             "reference" if "logit_max_abs" not in r
-            else f"{r['logit_max_abs']:.2e} (of {r['logit_scale']:.2f}) | {r['mask_iou_min']:.4f} / {r['mask_iou_mean']:.4f}"
+            else f"{r['logit_max_abs']:.2e} (of {r['logit_scale']:.2f}) | "
+            f"{r['mask_iou_min']:.4f} / {r['mask_iou_mean']:.4f}"
         )
         if "logit_max_abs" not in r:
             parity += " | -"
-        print(f"| {r['model']} | {r['runtime']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['one_off_s']:.1f} | {parity} |")
+        print(f"| {r['model']} | {r['runtime']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['one_off_s']:.1f} "
+              f"| {parity} |")
     print(load())
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -183,7 +183,8 @@ def main() -> None:
         held_atlas = AtlasSource(REGISTRATION)(image, labels, held_out)
         atlas_apply, atlas_apply_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         row("elastix atlas", scores(held_atlas.labels.array, held_truth),
-            [scores(p.labels.array, t)["dice"] for p, (_, t) in zip(pseudo, study)], 0.0, 0.0, atlas_apply, atlas_apply_cpu)
+            [scores(p.labels.array, t)["dice"] for p, (_, t) in zip(pseudo, study)], 0.0, 0.0,
+            atlas_apply, atlas_apply_cpu)
         rows["elastix atlas"]["pseudo_label_s"] = pseudo_wall
         rows["elastix atlas"]["pseudo_label_cpu_s"] = pseudo_cpu
         rows["elastix atlas"]["volume_confidences"] = [p.volume_confidence for p in pseudo]
@@ -222,7 +223,8 @@ def main() -> None:
             row(names[key], scores(held, held_truth), study_dices, train_s, train_cpu, apply_s, apply_cpu)
             rows[names[key]]["kept"] = report.kept
     print(f"\nload at end {os.getloadavg()}")
-    print("| method | held-out Dice | held-out HD95 (mm) | study Dice (5 copies) | training s (CPU s) | apply s (CPU s) |")
+    print("| method | held-out Dice | held-out HD95 (mm) | study Dice (5 copies) | training s (CPU s) "
+          "| apply s (CPU s) |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         study_dice = "-" if r["study_dice"] is None else f"{r['study_dice']:.3f}"

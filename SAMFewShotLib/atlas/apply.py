@@ -118,7 +118,8 @@ def apply_bundle(
     check_refine(refine, checkpoint)
     check_device_name(device)
     if rrl_output is not None and bundle.engine != "rrl_medsam":
-        raise InputError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, not a {bundle.engine} bundle")
+        raise InputError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, "
+                         f"not a {bundle.engine} bundle")
     total = time.perf_counter()
     seconds: dict[str, float] = {}
     details: dict = {}

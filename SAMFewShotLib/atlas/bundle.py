@@ -31,9 +31,9 @@ import tempfile
 import uuid
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..errors import InputError
 from ..files import sha256_file, write_atomic
@@ -94,7 +94,7 @@ class AtlasLabel:
         return {"value": self.value, "name": self.name, "color": list(self.color), "terminology": self.terminology}
 
     @classmethod
-    def from_json(cls, entry) -> "AtlasLabel":
+    def from_json(cls, entry) -> AtlasLabel:
         """The label of a manifest / --labels-json entry ``{"value", "name", "color", "terminology"}``."""
         if not isinstance(entry, dict) or not {"value", "name", "color"} <= set(entry):
             raise InputError(f"A label must be an object with value, name and color, not {entry!r}")
@@ -118,7 +118,8 @@ def labels_from_atlases(atlases: Sequence[tuple[Volume, LabelVolume]]) -> tuple[
     values = sorted({value for _, labels in atlases for value in labels.label_values()})
     out = []
     for n, value in enumerate(values):
-        segment = next((l.segment(value) for _, l in atlases if any(s.value == value for s in l.segments)), None)
+        segment = next((labels.segment(value) for _, labels in atlases
+                        if any(s.value == value for s in labels.segments)), None)
         segment = segment or Segment(value=value)
         out.append(
             AtlasLabel(
@@ -306,7 +307,7 @@ class AtlasBundle:
             shutil.rmtree(self.root, ignore_errors=True)
             _EXTRACTIONS.discard(str(self.root))
 
-    def __enter__(self) -> "AtlasBundle":
+    def __enter__(self) -> AtlasBundle:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -435,7 +436,8 @@ def _load_zip(path: Path) -> AtlasBundle:
         if MANIFEST not in names:
             raise InputError(f"{path}: not a valid atlas bundle: missing member {MANIFEST}")
         if archive.getinfo(MANIFEST).file_size > _MAX_MANIFEST_BYTES:
-            raise InputError(f"{path}: not a valid atlas bundle: {MANIFEST} declares more than {_MAX_MANIFEST_BYTES:,} bytes")
+            raise InputError(f"{path}: not a valid atlas bundle: {MANIFEST} declares more than "
+                             f"{_MAX_MANIFEST_BYTES:,} bytes")
         try:
             text = archive.read(MANIFEST)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
@@ -484,7 +486,8 @@ def _check_declared_sizes(path: Path, archive: zipfile.ZipFile, members: dict[st
         return
     if declared > free:
         raise InputError(
-            f"{path}: its members declare {declared:,} bytes but only {free:,} are free in {root.parent}; nothing extracted"
+            f"{path}: its members declare {declared:,} bytes but only {free:,} are free in {root.parent}; "
+            "nothing extracted"
         )
 
 
@@ -522,7 +525,8 @@ def _copy_member(path: Path, archive: zipfile.ZipFile, member: str, target: Path
         raise InputError(f"{path}: member {member} is corrupt and cannot be read ({_one_line(error)})") from None
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
-            raise OSError(error.errno, f"cannot extract member {member} of {path}: {os.strerror(error.errno).lower()}") from None
+            reason = os.strerror(error.errno).lower()
+            raise OSError(error.errno, f"cannot extract member {member} of {path}: {reason}") from None
         raise InputError(f"{path}: member {member} cannot be read ({_one_line(error)})") from None
     actual = digest.hexdigest()
     if actual != expected:

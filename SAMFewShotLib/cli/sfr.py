@@ -41,17 +41,20 @@ def add_sfr_parser(subparsers) -> None:
                    "fine-tuned on the labelled volume's mosaics, needs --checkpoint), none (labels copied, "
                    "no registration), off (no pseudo-labels: supervised-only or plain Mean Teacher)")
     add_checkpoint_argument(p, help="SAM checkpoint (path or registry name) for --pseudo sam")
-    p.add_argument("--sam-iterations", type=int, default=100, help="mosaic fine-tuning steps of SAM's decoder (default 100)")
+    p.add_argument("--sam-iterations", type=int, default=100,
+                   help="mosaic fine-tuning steps of SAM's decoder (default 100)")
     p.add_argument("--select", type=float, default=None, metavar="FRACTION",
                    help="SFR+: keep this fraction (0-1] of the most confident pseudo-labels (default: all, SFR)")
     p.add_argument("--method", default="mean_teacher", choices=("mean_teacher", "supervised"),
                    help="semi-supervised method of the re-training (default mean_teacher)")
     p.add_argument("--iterations", type=int, default=300, help="re-training iterations (default 300)")
-    p.add_argument("--patch", type=int, default=48, help="patch edge in working voxels, a multiple of 8, >= 16 (default 48)")
+    p.add_argument("--patch", type=int, default=48,
+                   help="patch edge in working voxels, a multiple of 8, >= 16 (default 48)")
     p.add_argument("--spacing", type=float, default=None, metavar="MM",
                    help="isotropic working spacing of the network in mm (default: the labelled image's spacing)")
     p.add_argument("--name", default=None, help="bundle name (default: the output's stem)")
-    p.add_argument("--work-dir", default=None, metavar="DIR", help="pseudo-labels and checkpoints (default <BUNDLE>.work)")
+    p.add_argument("--work-dir", default=None, metavar="DIR",
+                   help="pseudo-labels and checkpoints (default <BUNDLE>.work)")
     p.add_argument("--resume", action="store_true", help="reuse the work folder's pseudo-labels and checkpoint")
     p.add_argument("--seed", type=int, default=0, help="seed of the network and the patch draws")
     add_device_argument(p, help="torch device")
@@ -62,9 +65,11 @@ def add_sfr_parser(subparsers) -> None:
     p.add_argument("image", metavar="IMAGE", help="image file or DICOM folder")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for mosaic_<i>.png (created)")
     p.add_argument("--axis", type=int, default=0, choices=(0, 1, 2), help="numpy axis: 0 axial, 1 coronal, 2 sagittal")
-    p.add_argument("--grid", type=int, default=None, help="n for n x n slices per mosaic (default: largest without down-sampling, <= 4)")
+    p.add_argument("--grid", type=int, default=None,
+                   help="n for n x n slices per mosaic (default: largest without down-sampling, <= 4)")
     p.add_argument("--window", default="auto", help="auto, percentile or a CT preset (soft-tissue, liver, ...)")
-    p.add_argument("--labels", default=None, metavar="LABELS", help="also write the label map's mosaics (labels_<i>.png)")
+    p.add_argument("--labels", default=None, metavar="LABELS",
+                   help="also write the label map's mosaics (labels_<i>.png)")
     add_progress_argument(p)
     p.set_defaults(func=cmd_sfr_stitch)
 
@@ -154,7 +159,8 @@ def cmd_sfr_stitch(args: argparse.Namespace, progress: Progress, cancel: CancelT
         if labels is not None:
             mosaic = stitch(labels.array, layout, linear=False)
             scale = 255 // max(1, int(labels.array.max()))
-            Image.fromarray((mosaic.astype(np.int64) * scale).clip(0, 255).astype(np.uint8)).save(output / f"labels_{i}.png")
+            grey = (mosaic.astype(np.int64) * scale).clip(0, 255).astype(np.uint8)
+            Image.fromarray(grey).save(output / f"labels_{i}.png")
         progress("sfr: stitch", i + 1, len(layouts))
     print(f"Wrote {len(layouts)} mosaic(s) of {grid}x{grid} slices along axis {args.axis} to {output}")
     return EXIT_OK

@@ -122,7 +122,7 @@ def run_job(job_dir: Path) -> dict:
         start = time.perf_counter()
         result = interpolate_slab(slab, entry["slices"], tuple(entry["spacing"]), job.get("settings"))
         filter_seconds += time.perf_counter() - start
-        _save_atomic(job_dir / entry["output"], lambda stream: np.save(stream, result))
+        _save_atomic(job_dir / entry["output"], lambda stream, array=result: np.save(stream, array))
     summary = {"count": len(job["slabs"]), "import_seconds": import_seconds, "filter_seconds": filter_seconds}
     _save_atomic(job_dir / DONE_FILE, lambda stream: stream.write(json.dumps(summary).encode()))
     return summary

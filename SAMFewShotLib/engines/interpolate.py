@@ -239,7 +239,7 @@ class ContourInterpolationChild:
         if self.job_dir is not None:
             shutil.rmtree(self.job_dir, ignore_errors=True)
 
-    def __enter__(self) -> "ContourInterpolationChild":
+    def __enter__(self) -> ContourInterpolationChild:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -405,7 +405,8 @@ class InterpolateEngine:
         check_same_grid(image, annotation)
         timer = Timer()
         with timer.stage("prepare"):
-            plans = {value: plan_label(annotation, value, working_mm=self.working_mm) for value in annotation.label_values}
+            plans = {value: plan_label(annotation, value, working_mm=self.working_mm)
+                     for value in annotation.label_values}
         pending = [plan for plan in plans.values() if plan.job is not None]
         with timer.stage("contour interpolation"):
             filled, statistics = run_contour_interpolation(

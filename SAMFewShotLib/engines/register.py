@@ -1,9 +1,10 @@
 """Engine ``register``: SAM-MPA mask propagation by slice-to-slice registration.
 
 Each adjacent slice pair is registered once (with the default registrar of
-``propagation/slice_registration.py`` or the one asked for) inside a crop around the structure, and the drawn masks are chained through the
-resulting displacement fields: both directions fused between drawn slices, intensity-trimmed
-extrapolation with a stop rule beyond them (see ``propagation/mask_chain.py``).
+``propagation/slice_registration.py`` or the one asked for) inside a crop around the structure, and
+the drawn masks are chained through the resulting displacement fields: both directions fused
+between drawn slices, intensity-trimmed extrapolation with a stop rule beyond them (see
+``propagation/mask_chain.py``).
 
 Registration and chaining run on each structure's working grid (``propagation/working_grid.py``):
 its crop resampled to ``working_mm`` (1.2 mm by default) where the slices' pixels are finer, so
@@ -45,7 +46,8 @@ WINDOW_PERCENTILES = (0.5, 99.5)
 WINDOW_BAND_PX = 8
 
 
-def structure_crop(masks: list[np.ndarray], shape: tuple[int, int], spacing: tuple[float, float] = (3.0, 3.0)) -> tuple[slice, slice]:
+def structure_crop(masks: list[np.ndarray], shape: tuple[int, int],
+                   spacing: tuple[float, float] = (3.0, 3.0)) -> tuple[slice, slice]:
     """In-plane (rows, cols) crop around the union of ``masks`` (each of ``shape``) with a margin
     (see :func:`~SAMFewShotLib.propagation.working_grid.grown_box`); ``spacing`` (row, col) mm."""
     if any(m.shape != tuple(shape) for m in masks):
@@ -128,7 +130,7 @@ class PreparedImage:
     def close(self) -> None:
         self.pool.close()
 
-    def __enter__(self) -> "PreparedImage":
+    def __enter__(self) -> PreparedImage:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -180,7 +182,8 @@ class RegisterEngine:
         """The in-plane crop of label ``value``: around all its drawn masks."""
         mask = annotation.mask(value)
         spacing = annotation.spacing_canonical
-        return structure_crop([mask[z] for z in annotation.drawn_slices(value)], mask.shape[1:], (spacing[1], spacing[2]))
+        drawn = [mask[z] for z in annotation.drawn_slices(value)]
+        return structure_crop(drawn, mask.shape[1:], (spacing[1], spacing[2]))
 
     def grid(self, annotation: SparseAnnotation, crop: tuple[slice, slice]) -> WorkingGrid:
         """The working grid of an in-plane ``crop``."""

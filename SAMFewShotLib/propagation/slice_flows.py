@@ -86,7 +86,7 @@ class RegistrationPool:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> "RegistrationPool":
+    def __enter__(self) -> RegistrationPool:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -180,7 +180,7 @@ class SliceFlows:
         if self._owns_pool:
             self.pool.close()
 
-    def __enter__(self) -> "SliceFlows":
+    def __enter__(self) -> SliceFlows:
         return self
 
     def __exit__(self, *exc) -> None:

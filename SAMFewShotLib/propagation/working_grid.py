@@ -74,7 +74,7 @@ class WorkingGrid:
     @classmethod
     def around(
         cls, crop: tuple[slice, slice], spacing: tuple[float, float], working_mm: float = DEFAULT_WORKING_MM
-    ) -> "WorkingGrid":
+    ) -> WorkingGrid:
         """The working grid of ``crop`` (pixels of ``spacing`` mm) at ``working_mm``."""
         size = (crop[0].stop - crop[0].start, crop[1].stop - crop[1].start)
         shape = working_shape(size, spacing, working_mm)

@@ -13,8 +13,8 @@ runs on a batch whose every element carries its own slice embedding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -179,7 +179,7 @@ class EmbeddingCache:
         self._lock = threading.Lock()
 
     @classmethod
-    def memory_only(cls, max_memory_bytes: int = DEFAULT_MEMORY_BYTES) -> "EmbeddingCache":
+    def memory_only(cls, max_memory_bytes: int = DEFAULT_MEMORY_BYTES) -> EmbeddingCache:
         return cls(disk=False, max_memory_bytes=max_memory_bytes)
 
     @property

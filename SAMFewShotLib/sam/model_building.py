@@ -19,9 +19,9 @@ of that form in the process (warnings silenced); only vit_t loading imports it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Mapping
 
 import torch
 from torch import nn

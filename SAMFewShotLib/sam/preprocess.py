@@ -21,8 +21,8 @@ Coordinates follow SAM: a point is (X, Y) = (col, row) in pixels, a box is XYXY.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -77,14 +77,14 @@ class Preprocessing:
     @classmethod
     def from_window(
         cls, level: float, width: float, name: str = "custom", square_pixels: bool = True
-    ) -> "Preprocessing":
+    ) -> Preprocessing:
         """A window centred on ``level`` spanning ``width`` (HU for CT)."""
         if width <= 0:
             raise InputError(f"Window width must be positive, not {width}")
         return cls(name, level - width / 2.0, level + width / 2.0, square_pixels)
 
     @classmethod
-    def ct(cls, name: str, square_pixels: bool = True) -> "Preprocessing":
+    def ct(cls, name: str, square_pixels: bool = True) -> Preprocessing:
         """A CT preset by name (see :data:`CT_WINDOWS`)."""
         if name not in CT_WINDOWS:
             raise InputError(f"CT window must be one of {', '.join(CT_WINDOWS)}, not {name!r}")
@@ -97,7 +97,7 @@ class Preprocessing:
         volume: Volume,
         percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
         square_pixels: bool = True,
-    ) -> "Preprocessing":
+    ) -> Preprocessing:
         """The window from the ``percentiles`` (in [0, 100]) of the whole volume (MR)."""
         lower, upper = percentiles
         if not 0 <= lower < upper <= 100:
@@ -108,7 +108,7 @@ class Preprocessing:
         return cls(f"percentile-{lower:g}-{upper:g}", low, high, square_pixels)
 
     @classmethod
-    def for_volume(cls, volume: Volume, window: str = "auto", square_pixels: bool = True) -> "Preprocessing":
+    def for_volume(cls, volume: Volume, window: str = "auto", square_pixels: bool = True) -> Preprocessing:
         """The preprocessing named by ``window``: a CT preset, ``"percentile"``, or ``"auto"``
         (the soft-tissue preset when the volume looks like CT in HU, see :func:`looks_like_ct`,
         else percentiles)."""

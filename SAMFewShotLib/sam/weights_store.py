@@ -9,8 +9,9 @@ file: name, file, sha256, size, model type, family, source (registry entry or ``
 how it was verified, when and from where it was imported.
 
 Nothing here touches the network except :func:`download_checkpoint`, which the user calls
-explicitly (``samfewshot weights download NAME``); the HTTP transfer itself is in :mod:`.download`. Imports copy (never move) the source,
-atomically; the source is only ever read. Every user error is a one-line ValueError.
+explicitly (``samfewshot weights download NAME``); the HTTP transfer itself is in :mod:`.download`.
+Imports copy (never move) the source, atomically; the source is only ever read. Every user error
+is a one-line ValueError.
 Needs no torch, except to check that a user import is a SAM checkpoint at all.
 """
 

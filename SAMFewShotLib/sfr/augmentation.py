@@ -65,6 +65,9 @@ def augment(
     for transform in transforms:
         transform.set_random_state(state=rng)
         data = transform(data)
-    as_tensor = lambda value: torch.as_tensor(value.as_tensor() if hasattr(value, "as_tensor") else value)
+
+    def as_tensor(value):
+        return torch.as_tensor(value.as_tensor() if hasattr(value, "as_tensor") else value)
+
     return (as_tensor(data["image"]).float(), as_tensor(data["target"])[0].round().long(),
             as_tensor(data["weight"])[0].float())

@@ -139,8 +139,8 @@ class SamSource:
                 valid = _frames(layout.content_mask(), grid)[1] > 0
                 examples.append(Example(label_index, m, embeddings[m], target, valid, torch.stack(others)))
         decoder = FewShotMaskDecoder.from_sam(self.sam, len(values)).to(self.device)
-        self.training = train_decoder(decoder, examples, config=TrainingConfig(iterations=self.iterations, seed=self.seed),
-                                      progress=progress, cancel=cancel)
+        config = TrainingConfig(iterations=self.iterations, seed=self.seed)
+        self.training = train_decoder(decoder, examples, config=config, progress=progress, cancel=cancel)
         self._fitted = (key, decoder, tokens, values, preprocessing)
 
     @torch.no_grad()
@@ -170,7 +170,8 @@ class SamSource:
         start = time.perf_counter()
         self.fit(labelled_image, labelled_labels, progress=progress, cancel=cancel)
         values = self._fitted[3]
-        index, confidence, volume_confidence = probability_confidence(self.probabilities(image, progress=progress, cancel=cancel))
+        probabilities = self.probabilities(image, progress=progress, cancel=cancel)
+        index, confidence, volume_confidence = probability_confidence(probabilities)
         lookup = np.asarray([0] + list(values))
         labels = image.with_array(lookup[index].astype(label_dtype(max(values))))
         return PseudoLabel(LabelVolume(labels, labelled_labels.segments), confidence, volume_confidence, self.name,

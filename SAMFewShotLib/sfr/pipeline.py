@@ -72,7 +72,8 @@ def _pseudo_labels(
         if entry is not None and entry["digest"] == digest and labels_file.is_file() and confidence_file.is_file():
             labels = LabelVolume(read_labels(labels_file).volume, labelled_labels.segments)
             confidence = read_volume(confidence_file).array.astype(np.float32)
-            out.append(PseudoLabel(labels, confidence, float(entry["volume_confidence"]), key[0], float(entry["seconds"])))
+            out.append(PseudoLabel(labels, confidence, float(entry["volume_confidence"]), key[0],
+                                   float(entry["seconds"])))
         else:
             pseudo = source(labelled_image, labelled_labels, image, progress=progress, cancel=cancel)
             write_labels(LabelVolume(pseudo.labels.volume), labels_file)

@@ -76,7 +76,8 @@ class PseudoLabelSource(Protocol):
     ) -> PseudoLabel: ...
 
 
-def boundary_confidence(labels: np.ndarray, spacing_zyx: Sequence[float], tau_mm: float = BOUNDARY_TAU_MM) -> np.ndarray:
+def boundary_confidence(labels: np.ndarray, spacing_zyx: Sequence[float],
+                        tau_mm: float = BOUNDARY_TAU_MM) -> np.ndarray:
     """(z, y, x) float32 ``1 - exp(-d / tau_mm)``, d = distance in mm from each voxel to the
     nearest voxel whose face neighbour has another label (0 on such voxels)."""
     labels = np.asarray(labels)
@@ -151,7 +152,8 @@ class AtlasSource:
         from ..atlas.registration import register
 
         start = time.perf_counter()
-        registration = register(labelled_image, labelled_labels, image, parameters=self.parameters, progress=progress, cancel=cancel)
+        registration = register(labelled_image, labelled_labels, image, parameters=self.parameters,
+                                progress=progress, cancel=cancel)
         labels = registration.labels
         return PseudoLabel(
             labels=labels,

@@ -60,7 +60,8 @@ def probabilities_onto_grid(probabilities: np.ndarray, source: Volume, reference
     out = []
     for channel in probabilities:
         image = source.with_array(np.ascontiguousarray(channel, dtype=np.float32)).to_sitk()
-        out.append(sitk.GetArrayFromImage(sitk.Resample(image, reference.to_sitk(), sitk.Transform(), sitk.sitkLinear, 0.0)))
+        resampled = sitk.Resample(image, reference.to_sitk(), sitk.Transform(), sitk.sitkLinear, 0.0)
+        out.append(sitk.GetArrayFromImage(resampled))
     return np.stack(out).astype(np.float32)
 
 

@@ -147,7 +147,8 @@ def dice_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
     probability = torch.softmax(logits, dim=1)
     one_hot = F.one_hot(target, classes).permute(0, 4, 1, 2, 3).float()
     w = weight[:, None]
-    dice = DiceLoss(include_background=False, softmax=False, to_onehot_y=False, batch=True)(probability * w, one_hot * w)
+    dice_loss = DiceLoss(include_background=False, softmax=False, to_onehot_y=False, batch=True)
+    dice = dice_loss(probability * w, one_hot * w)
     ce = F.cross_entropy(logits, target, reduction="none")
     ce = (ce * weight).sum() / weight.sum().clamp_min(1.0)
     return dice + ce
@@ -207,7 +208,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict()}
 
     def load_state(self, state: dict, source: Path) -> None:
-        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION or state.get("identity") != self.identity():
+        if (not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION
+                or state.get("identity") != self.identity()):
             raise InputError(f"{source}: the checkpoint belongs to another run (other inputs or settings); "
                              "use another --work-dir or train without --resume")
         self.student.load_state_dict(state["student"])
@@ -228,7 +230,8 @@ class Trainer:
         rng = np.random.RandomState((self.settings.seed * 1_000_003 + self.iteration) % (2**32))
         generator = torch.Generator().manual_seed(int(rng.randint(2**31)))
         first = self.labelled[rng.randint(len(self.labelled))]
-        second = self.pseudo[rng.randint(len(self.pseudo))] if self.pseudo else self.labelled[rng.randint(len(self.labelled))]
+        second = (self.pseudo[rng.randint(len(self.pseudo))] if self.pseudo
+                  else self.labelled[rng.randint(len(self.labelled))])
         patches = [self._patch(first, rng, True), self._patch(second, rng, True)]
         images = torch.stack([p[0] for p in patches]).to(self.device)
         targets = torch.stack([p[1] for p in patches]).to(self.device)
@@ -240,7 +243,8 @@ class Trainer:
         if self.method.uses_unlabelled:
             pool = self.unlabelled or [v.image for v in self.labelled]
             source = pool[rng.randint(len(pool))]
-            dummy = TrainingVolume(source, torch.zeros(source.shape[1:], dtype=torch.int64), torch.zeros(source.shape[1:]))
+            dummy = TrainingVolume(source, torch.zeros(source.shape[1:], dtype=torch.int64),
+                                   torch.zeros(source.shape[1:]))
             image = self._patch(dummy, rng, False)[0][None].to(self.device)
             losses["consistency"] = self.method.unsupervised_loss(self.student, image, self.iteration, generator)
             total = total + losses["consistency"]

@@ -94,7 +94,7 @@ class LocalServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}{path}"
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         self.thread.start()
         return self
 

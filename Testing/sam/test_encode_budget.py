@@ -35,12 +35,12 @@ def test_cli_max_encode_refuses_in_one_line_and_writes_nothing(case, tmp_path, c
     image, annotation, checkpoint, _, _ = case
     write_volume(image, tmp_path / "image.nrrd")
     write_labels(annotation.labels, tmp_path / "drawn.nrrd")
-    code = main(["propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"), "-o", str(tmp_path / "o.nrrd"),
-                 "--engine", "sam:interpolate", "--checkpoint", str(checkpoint), "--max-encode", "0",
-                 "--progress", "none"])
+    code = main(["propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"),
+                 "-o", str(tmp_path / "o.nrrd"), "--engine", "sam:interpolate", "--checkpoint", str(checkpoint),
+                 "--max-encode", "0", "--progress", "none"])
     assert code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "exceed --max-encode 0" in lines[0]
     assert not (tmp_path / "o.nrrd").exists()
-    assert main(["propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"), "-o", str(tmp_path / "o.nrrd"),
-                 "--engine", "register", "--max-encode", "3"]) == 2
+    assert main(["propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"),
+                 "-o", str(tmp_path / "o.nrrd"), "--engine", "register", "--max-encode", "3"]) == 2

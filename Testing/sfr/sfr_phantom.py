@@ -47,4 +47,5 @@ class PerturbedTruthSource:
         shifted = np.roll(truth, tuple(self.rng.integers(-2, 3, size=3)), axis=(0, 1, 2))
         grown = ndimage.binary_dilation(shifted) if self.rng.random() < 0.5 else ndimage.binary_erosion(shifted)
         labels = LabelVolume(image.with_array(grown.astype(np.uint8)), labelled_labels.segments)
-        return PseudoLabel(labels, boundary_confidence(labels.array, image.spacing_zyx), float(self.rng.random()), self.name)
+        confidence = boundary_confidence(labels.array, image.spacing_zyx)
+        return PseudoLabel(labels, confidence, float(self.rng.random()), self.name)

@@ -31,9 +31,9 @@ def test_retrained_model_beats_supervised_only_and_its_pseudo_labels():
     # a threshold finds the ball and the same-intensity cube alike
     for case_image, case_labels in study:
         assert dice(case_image.array > 0.5, case_labels.array > 0) < 0.75
-    source = PerturbedTruthSource({id(i): l for i, l in study})
+    source = PerturbedTruthSource({id(case_image): case_labels for case_image, case_labels in study})
     pseudo = [source(image, labels, case_image) for case_image, _ in study]
-    pseudo_dice = np.mean([dice(p.labels.array > 0, l.array > 0) for p, (_, l) in zip(pseudo, study)])
+    pseudo_dice = np.mean([dice(p.labels.array > 0, truth.array > 0) for p, (_, truth) in zip(pseudo, study)])
     prepare = dict(spacing=image.spacing, normalisation=NORMALISATION, label_values=[1])
     labelled = [prepare_volume(image, labels, None, **prepare)]
     pseudo_volumes = [prepare_volume(i, p.labels, None, **prepare) for p, (i, _) in zip(pseudo, study)]
@@ -41,7 +41,8 @@ def test_retrained_model_beats_supervised_only_and_its_pseudo_labels():
 
     def score(network, cases):
         return np.mean([dice(segment(network, i, label_values=[1], patch=PATCH, spacing=image.spacing,
-                                     normalisation=NORMALISATION).array > 0, l.array > 0) for i, l in cases])
+                                     normalisation=NORMALISATION).array > 0, truth.array > 0)
+                        for i, truth in cases])
 
     supervised = _train(labelled, [], unlabelled, "supervised")
     sfr = _train(labelled, pseudo_volumes, unlabelled, "mean_teacher")

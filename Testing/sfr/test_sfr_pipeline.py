@@ -74,18 +74,21 @@ def test_cli_train_and_stitch(tmp_path, capsys):
         write_volume(make_case(seed, SHAPE)[0], tmp_path / "study" / f"case{seed}.nii.gz")
     args = _parser().parse_args([
         "sfr", "train", str(tmp_path / "labelled.nii.gz"), str(tmp_path / "labels.nii.gz"), str(tmp_path / "study"),
-        "-o", str(tmp_path / "model.zip"), "--pseudo", "none", "--iterations", "1", "--patch", "16", "--progress", "none",
+        "-o", str(tmp_path / "model.zip"), "--pseudo", "none", "--iterations", "1", "--patch", "16",
+        "--progress", "none",
     ])
     assert args.func(args, no_progress, CancelToken()) == 0
     assert load_bundle(tmp_path / "model.zip").engine == "sfr"
     # the bundle runs through samfewshot batch
     code = main(["batch", str(tmp_path / "study"), "--model", str(tmp_path / "model.zip"), "-o", str(tmp_path / "out"),
                      "--progress", "none", "--workers", "1"])
-    assert code == 0 and sorted(p.name for p in (tmp_path / "out").glob("case*")) == ["case1.seg.nrrd", "case2.seg.nrrd"]
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("case*")) == ["case1.seg.nrrd", "case2.seg.nrrd"]
     args = _parser().parse_args(["sfr", "stitch", str(tmp_path / "labelled.nii.gz"), "-o", str(tmp_path / "png"),
                                  "--labels", str(tmp_path / "labels.nii.gz"), "--grid", "3"])
     assert args.func(args, no_progress, CancelToken()) == 0
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["labels_0.png", "labels_1.png", "mosaic_0.png", "mosaic_1.png"]
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
+        "labels_0.png", "labels_1.png", "mosaic_0.png", "mosaic_1.png"]
     assert "Wrote 2 mosaic(s)" in capsys.readouterr().out
     bad = _parser().parse_args(["sfr", "train", str(tmp_path / "labelled.nii.gz"), str(tmp_path / "labels.nii.gz"),
                                 str(tmp_path / "study"), "-o", str(tmp_path / "m.zip"), "--select", "2"])

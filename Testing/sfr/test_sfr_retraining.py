@@ -72,9 +72,10 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     labelled, pseudo, unlabelled = _data()
     settings = RetrainSettings(iterations=4, patch=8, checkpoint_every=2)
     whole = retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=settings, work_dir=tmp_path / "a")
-    retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=RetrainSettings(iterations=2, patch=8, checkpoint_every=2),
-            work_dir=tmp_path / "b")
-    resumed = retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=settings, work_dir=tmp_path / "b", resume=True)
+    interrupted = RetrainSettings(iterations=2, patch=8, checkpoint_every=2)
+    retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=interrupted, work_dir=tmp_path / "b")
+    resumed = retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=settings, work_dir=tmp_path / "b",
+                      resume=True)
     assert resumed.iterations == whole.iterations == 4
     for a, b in zip(whole.network.state_dict().values(), resumed.network.state_dict().values()):
         torch.testing.assert_close(a, b)
