@@ -144,6 +144,7 @@ def apply_bundle(
         from .sam_refinement import refine_with_sam
 
         start = time.perf_counter()
+        assert checkpoint is not None  # check_refine requires one for SAM refinement
         labels, counters = refine_with_sam(image, labels, checkpoint, device=device, progress=progress, cancel=cancel)
         seconds["sam"] = time.perf_counter() - start
         details["sam"] = counters

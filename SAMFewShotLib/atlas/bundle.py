@@ -136,7 +136,7 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _check_member_name(member: str) -> str:
+def _check_member_name(member: object) -> str:
     """``member`` when it is a plain file name (no folders, not hidden); ValueError otherwise."""
     if not isinstance(member, str) or not member or "/" in member or "\\" in member or member.startswith("."):
         raise ValueError(f"A weights member name must be a plain file name, not {member!r}")
@@ -217,8 +217,8 @@ def write_bundle(
     labels = tuple(labels) if labels is not None else labels_from_atlases(atlases)
     labels_from_json([label.as_json() for label in labels])  # unique values
     normalisation = check_normalisation(normalisation if normalisation is not None else default_normalisation(modality))
-    weights = {_check_member_name(member): Path(path) for member, path in (weights or {}).items()}
-    for member, path in weights.items():
+    weight_files = {_check_member_name(member): Path(path) for member, path in (weights or {}).items()}
+    for member, path in weight_files.items():
         if not path.is_file():
             raise ValueError(f"Weights file {path} (member {member!r}) does not exist")
     try:
@@ -238,9 +238,9 @@ def write_bundle(
             write_labels(LabelVolume(atlas_labels.volume), built / entry["labels"])
             entries.append(entry)
         weight_entries = []
-        if weights:
+        if weight_files:
             (built / "weights").mkdir()
-        for member, path in weights.items():
+        for member, path in weight_files.items():
             shutil.copyfile(path, built / "weights" / member)
             weight_entries.append({"member": member, "sha256": _sha256(built / "weights" / member)})
         for entry in entries:

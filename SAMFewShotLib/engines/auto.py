@@ -27,7 +27,7 @@ from ..progress import CancelToken, Progress, no_progress
 from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
-from .interpolate import ContourInterpolationChild, plan_label, plan_probability
+from .interpolate import ContourInterpolationChild, LabelPlan, plan_label, plan_probability
 from .register import RegisterEngine, slice_progress
 
 CANDIDATES = ("register", "interpolate", "fusion")
@@ -96,7 +96,7 @@ class AutoEngine:
             working_mm = self.register.working_mm
             shape = annotation.canonical_shape
             slice_spacing = annotation.spacing_canonical[0]
-            plans = {}
+            plans: dict[tuple[int, int | None], LabelPlan] = {}
             crops = {value: self.register.crop(annotation, value) for value in annotation.label_values}
             for value in annotation.label_values:
                 drawn = annotation.drawn_slices(value)
@@ -105,6 +105,7 @@ class AutoEngine:
                     for left_out in drawn[1:-1]:
                         plans[(value, left_out)] = plan_label(annotation, value, left_out, working_mm)
         pending = [key for key, plan in plans.items() if plan.job is not None]
+        jobs = [plan.job for plan in plans.values() if plan.job is not None]  # in the order of pending
         if cancel is not None:
             cancel.raise_if_cancelled()
         filled_by_key: dict = {}
@@ -136,15 +137,16 @@ class AutoEngine:
                     guess = candidate_probability(name, reg[None], interp[None])[0]
                     validation[name].append(dice(guess[None] > 0.5, mask[None, left_out]))
             scores = {name: float(np.mean(v)) for name, v in validation.items() if v}
-            choice = max(scores, key=scores.get) if scores else "register"
+            choice = max(scores, key=scores.__getitem__) if scores else "register"
             probability, box = full.probability, full.box
             if choice != "register":
                 interpolation = interpolated(value, None)
-                box = union_box(full.box, interpolation.box, shape)
-                inside = slice(drawn[0] - box[0].start, drawn[-1] + 1 - box[0].start)
-                whole = in_box(full, box, shape)
-                whole[inside] = candidate_probability(choice, whole[inside], in_box(interpolation, box, shape)[inside])
-                probability = whole
+                union = union_box(full.box, interpolation.box, shape)
+                inside = slice(drawn[0] - union[0].start, drawn[-1] + 1 - union[0].start)
+                whole = in_box(full, union, shape)
+                interpolated_inside = in_box(interpolation, union, shape)[inside]
+                whole[inside] = candidate_probability(choice, whole[inside], interpolated_inside)
+                probability, box = whole, (union[0], union[1], union[2])
             chosen = validation[choice] if scores else []
             per_slice = chosen + outer_dice
             expected = float(np.mean(per_slice)) if per_slice else None
@@ -164,7 +166,7 @@ class AutoEngine:
 
         fulls: dict[int, LabelProbability] = {}
         # The child imports ITK and interpolates while this process registers.
-        with prepared, ContourInterpolationChild([plans[key].job for key in pending]) as child:
+        with prepared, ContourInterpolationChild(jobs) as child:
             with timer.stage("register"):
                 for value in annotation.label_values:
                     if cancel is not None:

@@ -173,7 +173,7 @@ class RegisterEngine:
             stack=stack,
             window=registration_window(stack, annotation),
             value_range=robust_range(stack),
-            spacing=tuple(annotation.spacing_canonical),
+            spacing=annotation.spacing_canonical,
             pool=RegistrationPool(self.registrar, self.workers),
         )
 

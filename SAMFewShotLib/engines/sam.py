@@ -118,6 +118,7 @@ class SamEngine:
         with timer.stage("coarse"):
             coarse = make_engine(self.coarse).propagate(image, annotation, progress=progress, cancel=cancel)
         with timer.stage("load model"):
+            assert self.checkpoint is not None  # SamOptions requires a checkpoint
             sam, loaded = load_sam(self.checkpoint, model_type=self.model_type, progress=progress, cancel=cancel)
             from ..sam.onnx_encoder import resolve_runtime
 

@@ -61,7 +61,8 @@ class DisOpticalFlowRegistrar:
     def register(self, fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
         import cv2
 
-        flow_method = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        # opencv's stubs omit the DISOpticalFlow_create factory, present at runtime
+        flow_method = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
         flow_method.setFinestScale(0)
         flow_method.setPatchSize(self.patch_size)
         flow_method.setPatchStride(self.patch_stride)

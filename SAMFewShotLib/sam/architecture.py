@@ -243,6 +243,7 @@ def infer_architecture(
             "weights: an encoder-only or partial checkpoint, not a whole SAM"
         )
     sd = {k[len("image_encoder.") :]: v for k, v in state_dict.items() if k.startswith("image_encoder.")}
+    encoder: ViTEncoderSpec | TinyViTEncoderSpec
     if "patch_embed.proj.weight" in sd:
         encoder = _infer_vit(sd, source)
         inferred_type = _official_vit_type(encoder)
@@ -421,6 +422,16 @@ def _infer_tiny_vit(sd: Mapping[str, torch.Tensor], source: str) -> TinyViTEncod
     )
 
 
+def _official_tiny_vit_spec() -> TinyViTEncoderSpec:
+    """MobileSAM's TinyViT encoder as ``mobile_sam``'s ``vit_t`` builder makes it."""
+    return TinyViTEncoderSpec(
+        embed_dims=_OFFICIAL_TINY_VIT["embed_dims"],
+        depths=_OFFICIAL_TINY_VIT["depths"],
+        num_heads=_OFFICIAL_TINY_VIT["num_heads"],
+        window_sizes=_OFFICIAL_TINY_VIT["window_sizes"],
+    )
+
+
 def _is_official_tiny_vit(encoder: TinyViTEncoderSpec) -> bool:
     return (
         all(tuple(getattr(encoder, k)) == tuple(v) for k, v in _OFFICIAL_TINY_VIT.items() if k != "num_heads")
@@ -494,7 +505,7 @@ def official_architecture(model_type: str) -> SamArchitecture:
         )
         return SamArchitecture(model_type=model_type, encoder=encoder)
     if model_type == "vit_t":
-        return SamArchitecture(model_type="vit_t", encoder=TinyViTEncoderSpec(**_OFFICIAL_TINY_VIT))
+        return SamArchitecture(model_type="vit_t", encoder=_official_tiny_vit_spec())
     raise InputError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
 
 

@@ -138,7 +138,7 @@ def decode_slices(
         max_batch = DEFAULT_MAX_BATCH.get(sam.device.type, 4)
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, not {max_batch}")
-    items = []  # (request index, prompt index, embedding, prompt)
+    items: list[tuple[int, int, SliceEmbedding, Prompt]] = []  # (request index, prompt index, embedding, prompt)
     per_request: list[list[Prompt]] = []
     for r, (embedding, prompts) in enumerate(requests):
         prompts = [prompts] if isinstance(prompts, Prompt) else list(prompts)
@@ -170,6 +170,13 @@ def decode_slices(
     return results
 
 
+def _given(arrays: list[np.ndarray | None]) -> list[np.ndarray]:
+    """One prompt field across a chunk; a chunk holds prompt sets of one kind, so all are given."""
+    given = [a for a in arrays if a is not None]
+    assert len(given) == len(arrays), "a chunk mixes prompt kinds"
+    return given
+
+
 def _decode_chunk(sam: Sam, chunk: list, multimask_output: bool, keep_logits: bool) -> list[tuple]:
     """Decode prompt sets of one kind; returns (masks, logits, iou, low-res) per item."""
     device = sam.device
@@ -182,11 +189,11 @@ def _decode_chunk(sam: Sam, chunk: list, multimask_output: bool, keep_logits: bo
         if prompts[0].points is not None:
             coords = np.stack(
                 [
-                    transform.apply_coords(e.geometry.points_to_model(p.points), e.original_size)
-                    for e, p in zip(embeddings, prompts)
+                    transform.apply_coords(e.geometry.points_to_model(p), e.original_size)
+                    for e, p in zip(embeddings, _given([p.points for p in prompts]))
                 ]
             )
-            labels = np.stack([p.labels for p in prompts])
+            labels = np.stack(_given([p.labels for p in prompts]))
             points = (
                 torch.as_tensor(coords, dtype=torch.float, device=device),
                 torch.as_tensor(labels, dtype=torch.int, device=device),
@@ -194,13 +201,14 @@ def _decode_chunk(sam: Sam, chunk: list, multimask_output: bool, keep_logits: bo
         if prompts[0].box is not None:
             box = np.concatenate(
                 [
-                    transform.apply_boxes(e.geometry.boxes_to_model(p.box), e.original_size)
-                    for e, p in zip(embeddings, prompts)
+                    transform.apply_boxes(e.geometry.boxes_to_model(b), e.original_size)
+                    for e, b in zip(embeddings, _given([p.box for p in prompts]))
                 ]
             )
             boxes = torch.as_tensor(box, dtype=torch.float, device=device)
         if prompts[0].mask_input is not None:
-            masks = torch.as_tensor(np.stack([p.mask_input for p in prompts]), dtype=torch.float, device=device)
+            mask_inputs = np.stack(_given([p.mask_input for p in prompts]))
+            masks = torch.as_tensor(mask_inputs, dtype=torch.float, device=device)
 
         sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
         if sparse.shape[0] != len(chunk):  # empty prompt sets: the prompt encoder makes one
@@ -216,15 +224,15 @@ def _decode_chunk(sam: Sam, chunk: list, multimask_output: bool, keep_logits: bo
         low_res, iou = low_res[:, mask_slice], iou[:, mask_slice]
 
         results: list = [None] * len(chunk)
-        shapes = {}
+        shapes: dict[tuple[tuple[int, ...], ...], list[int]] = {}
         for i, e in enumerate(embeddings):
             shapes.setdefault((tuple(e.input_size), tuple(e.original_size), tuple(e.slice_shape)), []).append(i)
         for indices in shapes.values():
             geometry = embeddings[indices[0]].geometry
             upscaled = sam.postprocess_masks(low_res[indices], embeddings[indices[0]].input_size, geometry.model_shape)
-            logits = geometry.logits_to_slice(upscaled)
-            binary = (logits > sam.mask_threshold).cpu().numpy()
-            logits = logits.float().cpu().numpy() if keep_logits else None
+            slice_logits = geometry.logits_to_slice(upscaled)
+            binary = (slice_logits > sam.mask_threshold).cpu().numpy()
+            logits = slice_logits.float().cpu().numpy() if keep_logits else None
             for j, i in enumerate(indices):
                 results[i] = (
                     binary[j],
@@ -273,7 +281,7 @@ def _predict_masks(
 
 
 def _predict_masks_per_item(
-    decoder: torch.nn.Module,
+    decoder: MaskDecoder,
     image_embeddings: torch.Tensor,
     image_pe: torch.Tensor,
     sparse_prompt_embeddings: torch.Tensor,

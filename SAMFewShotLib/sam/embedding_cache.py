@@ -22,6 +22,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,11 @@ def _path_part(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _pair(values: Sequence[int]) -> tuple[int, int]:
+    """(rows, cols) of a two-element size."""
+    return values[0], values[1]
+
+
 @dataclass(frozen=True, eq=False)
 class SliceEmbedding:
     """The encoder output for one slice and the sizes needed to decode it.
@@ -133,7 +139,7 @@ class SliceEmbedding:
 
     @property
     def geometry(self) -> SliceGeometry:
-        return SliceGeometry(tuple(self.slice_shape), tuple(self.original_size))
+        return SliceGeometry(_pair(self.slice_shape), _pair(self.original_size))
 
     @property
     def nbytes(self) -> int:
@@ -189,6 +195,7 @@ class EmbeddingCache:
 
     def path(self, key: EmbeddingKey) -> Path:
         """The file of ``key`` on disk."""
+        assert self.directory is not None  # set by __post_init__
         return self.directory / key.relative_path()
 
     def get(self, key: EmbeddingKey) -> SliceEmbedding | None:
@@ -254,7 +261,7 @@ class EmbeddingCache:
                 self.stats.corrupt += 1
             path.unlink(missing_ok=True)
             return None
-        return SliceEmbedding(torch.from_numpy(embedding), *sizes)
+        return SliceEmbedding(torch.from_numpy(embedding), _pair(sizes[0]), _pair(sizes[1]), _pair(sizes[2]))
 
     def _write(self, key: EmbeddingKey, entry: SliceEmbedding) -> None:
         path = self.path(key)

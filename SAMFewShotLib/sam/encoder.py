@@ -205,9 +205,8 @@ def encode_slices(
             for index, item, embedding in zip(batch, prepared, features):
                 # clone outside inference mode: an ordinary tensor (trainable modules may take it)
                 # that holds one slice, not a view keeping the whole batch alive
-                entry = SliceEmbedding(
-                    embedding.clone(), item.original_size, item.input_size, tuple(item.geometry.slice_shape)
-                )
+                rows, cols = item.geometry.slice_shape
+                entry = SliceEmbedding(embedding.clone(), item.original_size, item.input_size, (rows, cols))
                 cache.put(keys[index], entry)
                 found[index] = entry
             result.stats.slices_encoded += len(batch)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
 from ..errors import InputError
 from ..files import sha256_file
-from ..progress import CancelToken, no_progress
+from ..progress import CancelToken, Progress, no_progress
 from ..torch_files import check_torch_file_format
 from .architecture import SamArchitecture, inspect_checkpoint, read_state_dict
 from .model_building import build_from_state_dict
@@ -46,7 +45,7 @@ def load_sam(
     model_type: str | None = None,
     home: str | os.PathLike | None = None,
     decoder_num_heads: int | None = None,
-    progress: Callable[[str, int, int], None] = no_progress,
+    progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> tuple[nn.Module, LoadedModel]:
     """Load a SAM checkpoint given as a path or a name (registry entry or import in the cache).

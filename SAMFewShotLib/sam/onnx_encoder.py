@@ -209,6 +209,8 @@ def onnx_image_encoder(
 ) -> OnnxImageEncoder:
     """The ONNX Runtime encoder of ``sam`` (checkpoint digest ``sha256``): exported and cached on
     first use, loaded from the cache afterwards."""
-    path = ensure_onnx_encoder(sam.image_encoder, sha256, runtime, home)
+    image_encoder = sam.image_encoder
+    assert isinstance(image_encoder, nn.Module), "sam.image_encoder is SAM's encoder module"
+    path = ensure_onnx_encoder(image_encoder, sha256, runtime, home)
     return OnnxImageEncoder(path, runtime, num_threads)
 

@@ -313,7 +313,7 @@ def preprocess_slice(
         rgb = rgb[..., ::-1]
     resized = ResizeLongestSide(sam.image_encoder.img_size).apply_image(rgb)
     pixels = torch.as_tensor(resized).permute(2, 0, 1).contiguous()
-    return PreprocessedSlice(pixels, tuple(rgb.shape[:2]), tuple(pixels.shape[-2:]), geometry)
+    return PreprocessedSlice(pixels, (rgb.shape[0], rgb.shape[1]), (pixels.shape[-2], pixels.shape[-1]), geometry)
 
 
 def model_input(sam: Sam, slices: Sequence[PreprocessedSlice]) -> torch.Tensor:

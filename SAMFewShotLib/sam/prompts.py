@@ -53,8 +53,8 @@ def interior_point(component: np.ndarray) -> tuple[float, float]:
     if component[r, c]:
         return centre
     depth = ndimage.distance_transform_edt(component)
-    r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return float(r), float(c)
+    deepest_r, deepest_c = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return float(deepest_r), float(deepest_c)
 
 
 def component_prompts(coarse: np.ndarray, min_pixels: int = MIN_COMPONENT_PX) -> list[ComponentPrompt]:

@@ -58,6 +58,7 @@ def refine_slice(sam, embedding, coarse: np.ndarray, refine: int, decoder_calls:
         calls += 1
     if decoder_calls is not None:
         decoder_calls[0] += calls
+    assert decoded.logits is not None  # decode keeps the logits by default
     union = decoded.logits[:, 0].max(axis=0).astype(np.float32)
     return union, float(decoded.iou_predictions[:, 0].mean())
 

@@ -25,11 +25,10 @@ import re
 import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import InputError
 from ..files import file_digests, fsync_file, sha256_file, write_stream_atomic, write_text_atomic  # noqa: F401 - sha256_file: callers of this module use it
-from ..progress import CancelToken, no_progress
+from ..progress import CancelToken, Progress, no_progress
 from .checkpoints import (
     MODEL_TYPES,
     REGISTRY,
@@ -48,8 +47,6 @@ USER_SOURCE = "user"
 _CHUNK = 8 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -479,6 +476,7 @@ def _verify_one(record: WeightRecord, home, progress: Progress, cancel) -> Verif
             "matches the registry sha256" if ok else "sha256 differs from the registry",
         )
     if use_md5:
+        assert entry is not None  # use_md5 implies a registry entry
         ok = md5 == entry.md5 and sha == record.sha256
         message = (
             "matches the registry md5 (no published sha256)"

@@ -8,7 +8,7 @@ function of (seed, iteration, slot) only and a resumed run draws exactly the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,8 @@ def augment(
         RandShiftIntensityd,
     )
 
-    data = {"image": image, "target": target[None].float(), "weight": weight[None]}
+    data: dict[Hashable, torch.Tensor | np.ndarray] = {
+        "image": image, "target": target[None].float(), "weight": weight[None]}
     transforms = (
         RandAffined(keys=("image", "target", "weight"), prob=0.5, rotate_range=(0.2, 0.2, 0.2),
                     scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest", "nearest"), padding_mode="border"),

@@ -30,6 +30,7 @@ def predict_probabilities(
     with torch.no_grad():
         logits = sliding_window_inference(tensor, (patch,) * 3, 1, network, overlap=overlap, mode="gaussian",
                                           padding_mode="replicate")
+    assert isinstance(logits, torch.Tensor), "the network gives one logits tensor, not a tuple or dict"
     logits = logits.as_tensor() if hasattr(logits, "as_tensor") else logits
     return torch.softmax(logits, dim=1)[0].cpu().numpy().astype(np.float32), working
 

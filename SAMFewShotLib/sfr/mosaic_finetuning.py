@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from .stitching import (
     stitch_image,
     unstitch_volume,
 )
+
+if TYPE_CHECKING:
+    from ..fewshot.training import TrainingResult
 
 STAGE_ENCODE = "sfr: encode mosaics"
 STAGE_DECODE = "sfr: decode mosaics"
@@ -99,11 +103,12 @@ class SamSource:
         if sam is None:
             from ..sam.model_loading import load_sam
 
+            assert checkpoint is not None  # exactly one of sam and checkpoint, checked above
             sam, _ = load_sam(checkpoint)
         self.sam = sam.to(self.device).eval()
         self.axis, self.grid, self.window, self.iterations, self.seed = axis, grid, window, iterations, seed
         self._fitted: tuple | None = None  # (key, decoder, tokens per label, label values, preprocessing)
-        self.training = None
+        self.training: TrainingResult | None = None
 
     def _grid(self, volume: Volume) -> int:
         return self.grid if self.grid is not None else default_grid(volume, self.axis)
@@ -169,6 +174,7 @@ class SamSource:
     def __call__(self, labelled_image, labelled_labels, image, *, progress=no_progress, cancel=None) -> PseudoLabel:
         start = time.perf_counter()
         self.fit(labelled_image, labelled_labels, progress=progress, cancel=cancel)
+        assert self._fitted is not None  # set by fit
         values = self._fitted[3]
         probabilities = self.probabilities(image, progress=progress, cancel=cancel)
         index, confidence, volume_confidence = probability_confidence(probabilities)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def train_study_model(
     selection = select_confident(pseudo_labels, select, voxel_threshold)
 
     start = time.perf_counter()
-    prepare = dict(spacing=spacing, normalisation=normalisation, label_values=label_values)
+    prepare: dict[str, Any] = dict(spacing=spacing, normalisation=normalisation, label_values=label_values)
     labelled = [prepare_volume(labelled_image, labelled_labels, None, **prepare)]
     pseudo_volumes = [prepare_volume(unlabelled[i], pseudo_labels[i].labels, w, **prepare)
                       for i, w in zip(selection.indices, selection.weights)]

@@ -238,7 +238,7 @@ def select_confident(pseudo: Sequence[PseudoLabel], fraction: float | None, voxe
     if not pseudo:
         return Selection((), ())
     keep = max(1, int(math.ceil(fraction * len(pseudo) - 1e-9)))
-    order = sorted(range(len(pseudo)), key=lambda i: -pseudo[i].volume_confidence)[:keep]
-    order = tuple(sorted(order))
+    most_confident = sorted(range(len(pseudo)), key=lambda i: -pseudo[i].volume_confidence)[:keep]
+    order = tuple(sorted(most_confident))
     weights = tuple((pseudo[i].confidence >= voxel_threshold).astype(np.float32) for i in order)
     return Selection(order, weights)

@@ -91,11 +91,17 @@ def content_shape(slice_shape: tuple[int, int], pixel_spacing: tuple[float, floa
     return max(1, min(tile, int(height_mm * scale + 0.5))), max(1, min(tile, int(width_mm * scale + 0.5)))
 
 
+def _in_plane_shape(volume: Volume, axis: int) -> tuple[int, int]:
+    """(rows, cols) of the slices along ``axis``."""
+    rows, cols = (s for a, s in enumerate(volume.shape) if a != axis)
+    return rows, cols
+
+
 def default_grid(volume: Volume, axis: int, size: int = MOSAIC_SIZE, largest: int = 4) -> int:
     """The largest n <= ``largest`` whose tiles still hold a slice without down-sampling it
     (content at least the slice's rows and cols), so that :func:`unstitch` is exact; 1 when even
     a whole mosaic is smaller than the slice."""
-    shape = tuple(s for a, s in enumerate(volume.shape) if a != axis)
+    shape = _in_plane_shape(volume, axis)
     spacing = in_plane_spacing(volume, axis)
     for n in range(largest, 0, -1):
         h, w = content_shape(shape, spacing, size // n)
@@ -115,7 +121,7 @@ def plan_mosaics(volume: Volume, axis: int, grid: int, size: int = MOSAIC_SIZE) 
         raise ValueError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis}")
     if isinstance(grid, bool) or not isinstance(grid, int) or not 1 <= grid <= size:
         raise ValueError(f"The mosaic grid must be an integer in [1, {size}], not {grid!r}")
-    shape = tuple(s for a, s in enumerate(volume.shape) if a != axis)
+    shape = _in_plane_shape(volume, axis)
     content = content_shape(shape, in_plane_spacing(volume, axis), size // grid)
     per_mosaic = grid * grid
     count = volume.shape[axis]
