@@ -183,20 +183,29 @@ def write_atomic(path: PathLike, write: Callable[[Path], None], *, suffix: str =
         Exception: whatever else ``write`` raised, after the same clean-up.
     """
     target = Path(path)
-    temp = temporary_path(target, suffix)
-    try:
+    with _temporary_beside(target, suffix) as temp:
         write(temp)
         size = fsync_file(temp)
         if size < min_size:
             raise OSError(f"writing left {size} bytes, expected at least {min_size}")
         _finish(temp, target)
+    return target
+
+
+@contextmanager
+def _temporary_beside(target: Path, suffix: str) -> Iterator[Path]:
+    """A temporary path beside ``target`` for the block to write and rename; on an OSError the
+    temporary file is removed and a :class:`WriteError` naming ``target`` is raised, on any other
+    exception it is removed and the exception goes on."""
+    temp = temporary_path(target, suffix)
+    try:
+        yield temp
     except OSError as error:
         _remove_quietly(temp)
         raise _write_error(target, error) from None
     except BaseException:
         _remove_quietly(temp)
         raise
-    return target
 
 
 def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], object], *, suffix: str = "") -> Path:
@@ -209,8 +218,7 @@ def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], object], *, 
             ``path`` is untouched.
     """
     target = Path(path)
-    temp = temporary_path(target, suffix)
-    try:
+    with _temporary_beside(target, suffix) as temp:
         with open(temp, "wb") as stream:
             write(stream)
             stream.flush()
@@ -220,12 +228,6 @@ def write_stream_atomic(path: PathLike, write: Callable[[BinaryIO], object], *, 
         if size != written:
             raise OSError(f"wrote {written} bytes but the file holds {size}")
         _finish(temp, target)
-    except OSError as error:
-        _remove_quietly(temp)
-        raise _write_error(target, error) from None
-    except BaseException:
-        _remove_quietly(temp)
-        raise
     return target
 
 

@@ -123,7 +123,7 @@ def _internal_error(args: argparse.Namespace, error: Exception) -> int:
 _EXTRAS = {
     "torch": "sam", "torchvision": "sam", "segment_anything": "sam", "mobile_sam": "sam", "timm": "sam",
     "platformdirs": "sam", "onnx": "onnx", "onnxruntime": "onnx", "nilearn": "demo", "dask": "dist",
-    "distributed": "dist", "monai": "sfr", "torchio": "sfr",
+    "distributed": "dist", "monai": "sfr",
 }
 
 

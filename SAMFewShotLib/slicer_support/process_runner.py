@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Callable
 
 from .progress_lines import ProgressEvent, ProgressTracker, parse_progress_line
@@ -319,9 +319,10 @@ def taskkill_command(pid: int, force: bool) -> list:
     return ["taskkill", "/T"] + (["/F"] if force else []) + ["/PID", str(int(pid))]
 
 
-def parent_map_from_proc(proc: str = "/proc") -> dict:
-    """{pid: parent pid} of every process, read from Linux's /proc (live and zombie)."""
-    parents = {}
+def proc_stat_fields(proc: str = "/proc") -> Iterator[tuple[int, list]]:
+    """(pid, fields) of every process in Linux's /proc: the fields of ``/proc/PID/stat`` after the
+    command name (state, parent pid, process group, ...), as bytes; processes gone meanwhile are
+    skipped."""
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
@@ -330,9 +331,12 @@ def parent_map_from_proc(proc: str = "/proc") -> dict:
                 fields = stat.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):  # gone meanwhile
             continue
-        if len(fields) > 1:
-            parents[int(entry)] = int(fields[1])
-    return parents
+        yield int(entry), fields
+
+
+def parent_map_from_proc(proc: str = "/proc") -> dict:
+    """{pid: parent pid} of every process, read from Linux's /proc (live and zombie)."""
+    return {pid: int(fields[1]) for pid, fields in proc_stat_fields(proc) if len(fields) > 1}
 
 
 def parent_map_from_ps() -> dict:
@@ -410,17 +414,10 @@ def _group_alive(pgid: int) -> bool:
     them) do not count; elsewhere ``killpg(pgid, 0)`` tells whether the group has any member."""
     proc = "/proc"
     if sys.platform.startswith("linux") and os.path.isdir(proc):
-        for entry in os.listdir(proc):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(os.path.join(proc, entry, "stat"), "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):  # gone meanwhile
-                continue
-            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                return True
-        return False
+        return any(
+            len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
+            for _, fields in proc_stat_fields(proc)
+        )
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):

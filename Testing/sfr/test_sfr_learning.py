@@ -4,14 +4,19 @@ volume and beats the pseudo-labels it was trained on."""
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("monai")  # the sfr extra
+
 import numpy as np
 import torch
-from sfr_phantom import PerturbedTruthSource, make_case
 
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.sfr.inference import segment
 from SAMFewShotLib.sfr.network import NetworkConfig
 from SAMFewShotLib.sfr.retraining import RetrainSettings, prepare_volume, retrain
+from Testing.sfr.sfr_phantom import PerturbedTruthSource, make_case
 
 NORMALISATION = {"method": "none"}
 CONFIG = NetworkConfig(channels=(8, 16, 32), strides=(2, 2))

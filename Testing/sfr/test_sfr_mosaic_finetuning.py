@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("monai")  # the sfr extra
 import torch
-from sfr_phantom import make_case
-from tiny_sam import build_tiny_sam
 
 from SAMFewShotLib.sfr.mosaic_finetuning import SamSource
+from Testing.sfr.sfr_phantom import make_case
+from Testing.tiny_sam import build_tiny_sam
 
 
 def test_sam_source_trains_on_mosaics_and_labels_an_unlabelled_volume():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sfr_phantom import make_case
 
+pytest.importorskip("torch")
+pytest.importorskip("monai")  # the sfr extra
 from SAMFewShotLib.atlas.apply import apply_bundle
 from SAMFewShotLib.atlas.bundle import load_bundle
 from SAMFewShotLib.cli.main import build_parser, main
@@ -18,6 +19,7 @@ from SAMFewShotLib.sfr.pipeline import train_study_model
 from SAMFewShotLib.sfr.retraining import RetrainSettings
 from SAMFewShotLib.volume import LabelVolume, Volume
 from SAMFewShotLib.volume_io import write_labels, write_volume
+from Testing.sfr.sfr_phantom import make_case
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (16, 16, 16)

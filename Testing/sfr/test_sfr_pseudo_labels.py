@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sfr_phantom import make_case
 
+pytest.importorskip("torch")
+pytest.importorskip("monai")  # the sfr extra
 from SAMFewShotLib.sfr.pseudo_labels import (
     CopySource,
     PseudoLabel,
@@ -16,6 +17,7 @@ from SAMFewShotLib.sfr.pseudo_labels import (
     select_confident,
 )
 from SAMFewShotLib.volume import LabelVolume, Volume
+from Testing.sfr.sfr_phantom import make_case
 
 
 def test_boundary_confidence_grows_with_the_distance_in_mm():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("monai")  # the sfr extra
 import torch
-from sfr_phantom import make_case
 
 from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.sfr.network import (
@@ -22,6 +24,7 @@ from SAMFewShotLib.sfr.retraining import (
     retrain,
 )
 from SAMFewShotLib.sfr.semi_supervised import MeanTeacher, make_method, sigmoid_rampup
+from Testing.sfr.sfr_phantom import make_case
 
 CONFIG = NetworkConfig(channels=(4, 8), strides=(2,))
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")
+pytest.importorskip("monai")  # the sfr extra
+
 from SAMFewShotLib.sam.preprocess import Preprocessing
 from SAMFewShotLib.sfr.stitching import (
     content_shape,
