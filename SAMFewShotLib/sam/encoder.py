@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from segment_anything.modeling import Sam
 
+from ..errors import InputError
 from ..progress import CancelToken, Progress, no_progress
 from ..volume import Volume
 from .embedding_cache import EmbeddingCache, EmbeddingKey, SliceEmbedding, volume_digest
@@ -69,7 +70,7 @@ class EncodedSlices:
         return self.embeddings[index]
 
 
-class EncodeBudgetExceeded(ValueError):
+class EncodeBudgetExceeded(InputError):
     """More slices to encode than ``max_encode`` allows (raised before any encoder call).
 
     Attributes:
