@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(json.loads(Path(args.table).read_text())))
         return 0
 
-    from SAMFewShotLib.bench import parse_ints
+    from SAMFewShotLib.cli.arguments import parse_ints
     from SAMFewShotLib.volume_io import read_labels
 
     cache = Path(args.cache)
