@@ -225,18 +225,34 @@ def _groups(examples: Sequence) -> list[list]:
     return list(groups.values())
 
 
+def _random_shift(
+    embedding: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    target_dims: tuple[int, int],
+    config: TrainingConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """With probability ``config.shift_probability``, roll the embedding (C, h, w) by one cell in
+    y and x (-1, 0 or +1 each) and the target (rows/cols on ``target_dims``) and valid mask
+    (4h, 4w) by the same shift in their own pixels; otherwise return them unchanged."""
+    if float(torch.rand((), generator=generator)) < config.shift_probability:
+        dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
+        scale = target.shape[-1] // embedding.shape[-1]
+        embedding = torch.roll(embedding, (dy, dx), dims=(1, 2))
+        target = torch.roll(target, (dy * scale, dx * scale), dims=target_dims)
+        valid = torch.roll(valid, (dy * scale, dx * scale), dims=(0, 1))
+    return embedding, target, valid
+
+
 def _joint_augmented(group: list[JointExample], config: TrainingConfig, generator: torch.Generator):
     """(embeddings (B, C, h, w), tokens per label (B, N_l, C), targets (B, L, 4h, 4w), valid
     (B, 4h, 4w)): :func:`_augmented` for joint examples (one shift per slice, all labels)."""
     shifted, targets, valids = [], [], []
     for example in group:
-        embedding, target, valid = example.embedding, example.targets, example.valid
-        if float(torch.rand((), generator=generator)) < config.shift_probability:
-            dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
-            scale = target.shape[-1] // embedding.shape[-1]
-            embedding = torch.roll(embedding, (dy, dx), dims=(1, 2))
-            target = torch.roll(target, (dy * scale, dx * scale), dims=(1, 2))
-            valid = torch.roll(valid, (dy * scale, dx * scale), dims=(0, 1))
+        embedding, target, valid = _random_shift(
+            example.embedding, example.targets, example.valid, (1, 2), config, generator
+        )
         shifted.append(embedding)
         targets.append(target)
         valids.append(valid)
@@ -267,13 +283,9 @@ def _augmented(group: list[Example], config: TrainingConfig, generator: torch.Ge
     example shifted by one embedding cell with probability ``shift_probability`` and noised."""
     shifted, prompts, targets, valids = [], [], [], []
     for example in group:
-        embedding, target, valid = example.embedding, example.target, example.valid
-        if float(torch.rand((), generator=generator)) < config.shift_probability:
-            dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
-            scale = target.shape[-1] // embedding.shape[-1]
-            embedding = torch.roll(embedding, (dy, dx), dims=(1, 2))
-            target = torch.roll(target, (dy * scale, dx * scale), dims=(0, 1))
-            valid = torch.roll(valid, (dy * scale, dx * scale), dims=(0, 1))
+        embedding, target, valid = _random_shift(
+            example.embedding, example.target, example.valid, (0, 1), config, generator
+        )
         shifted.append(embedding)
         prompts.append(example.tokens)
         targets.append(target)

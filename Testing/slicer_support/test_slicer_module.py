@@ -590,13 +590,7 @@ def test_template_shape():
     logic = module_class("SAMFewShotLogic")
     assert [base.id for base in logic.bases if isinstance(base, ast.Name)] == ["ScriptedLoadableModuleLogic"]
     init = next(f for f in logic.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
-    parts = {
-        t.attr: v.func.id
-        for n in ast.walk(init)
-        if isinstance(n, ast.Assign)
-        for t, v in [(n.targets[0], n.value)]
-        if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
-    }
+    parts = _constructed_parts(init)
     assert parts == {
         "jobs": "ChildJobs",
         "scene": "SceneExchange",
@@ -1186,13 +1180,7 @@ def test_panels_call_only_members_that_exist():
               and isinstance(v.func, ast.Name) and v.func.id.endswith("Panel")}
     logic = module_class("SAMFewShotLogic")
     init = next(f for f in logic.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
-    parts = {
-        t.attr: v.func.id
-        for n in ast.walk(init)
-        if isinstance(n, ast.Assign)
-        for t, v in [(n.targets[0], n.value)]
-        if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
-    }
+    parts = _constructed_parts(init)
     base = _class_members(classes["ModulePanel"])
     checked = 0
     for name, node in list(classes.items()) + [("SAMFewShotWidget", widget)]:
@@ -1258,3 +1246,14 @@ def test_editor_bridge_functions_exist_and_bind():
                 )
                 assert all(k.arg in names for k in n.keywords)
     assert used >= 10
+
+
+def _constructed_parts(function: ast.FunctionDef) -> dict:
+    """{attribute: class name} of every ``self.attribute = ClassName(...)`` in ``function``."""
+    return {
+        t.attr: v.func.id
+        for n in ast.walk(function)
+        if isinstance(n, ast.Assign)
+        for t, v in [(n.targets[0], n.value)]
+        if isinstance(t, ast.Attribute) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
+    }
