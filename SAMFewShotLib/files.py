@@ -276,6 +276,15 @@ def _remove_quietly(path: Path) -> None:
 
 
 # Hashes -----------------------------------------------------------------------------------------
+def read_chunks(stream: BinaryIO, cancel: CancelToken | None = None, size: int = _CHUNK) -> Iterator[bytes]:
+    """The bytes of ``stream`` in chunks of ``size`` bytes (1 MiB) up to its end; ``cancel`` is
+    checked before each chunk is handed out."""
+    while chunk := stream.read(size):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        yield chunk
+
+
 def file_digests(
     path: PathLike,
     *,
@@ -291,9 +300,7 @@ def file_digests(
     md = hashlib.md5(usedforsecurity=False) if md5 else None
     done = 0
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
+        for chunk in read_chunks(handle, cancel):
             sha.update(chunk)
             if md is not None:
                 md.update(chunk)

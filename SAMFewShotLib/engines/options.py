@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
-from .catalog import DEVICES
+from ..sam.device import check_device_name
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,7 @@ class SamOptions:
             raise InputError(
                 f"The {self.engine} engine needs --checkpoint PATH or NAME (see: samfewshot weights list)"
             )
-        if self.device not in DEVICES:
-            raise InputError(f"Device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        check_device_name(self.device)
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, not {self.batch_size}")
         from ..sam.weights_store import resolve_checkpoint

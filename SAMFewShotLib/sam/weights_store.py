@@ -27,7 +27,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..files import file_digests, fsync_file, sha256_file, write_stream_atomic, write_text_atomic  # noqa: F401 - sha256_file: callers of this module use it
+from ..files import (  # noqa: F401 - sha256_file: callers of this module use it
+    file_digests,
+    fsync_file,
+    read_chunks,
+    sha256_file,
+    write_stream_atomic,
+    write_text_atomic,
+)
 from ..progress import CancelToken, Progress, no_progress
 from .checkpoints import (
     MODEL_TYPES,
@@ -195,9 +202,7 @@ def _copy_atomic(source: Path, target: Path, sha256: str, progress: Progress, ca
         sha = hashlib.sha256()
         done = 0
         with source.open("rb") as src:
-            while chunk := src.read(_CHUNK):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
+            for chunk in read_chunks(src, cancel, _CHUNK):
                 destination.write(chunk)
                 sha.update(chunk)
                 done += len(chunk)
