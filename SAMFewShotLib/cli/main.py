@@ -132,13 +132,11 @@ def _extra_of(module: str | None) -> str:
     return _EXTRAS.get((module or "").partition(".")[0], "all")
 
 
-#: Set by the SIGTERM handler: an exception after it is the cancel's consequence, not a bug.
-_TERMINATING = [False]
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    _TERMINATING[0] = True
-    raise KeyboardInterrupt
+def _cancelled(cancel: CancelToken) -> int:
+    """Mark the command cancelled and say so in one line; exit code 130."""
+    cancel.cancel()
+    print("samfewshot: cancelled, nothing written", file=sys.stderr)
+    return EXIT_CANCELLED
 
 
 @contextmanager
@@ -211,8 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cancel = CancelToken()
+
+    def stop_on_sigterm(signum, frame) -> None:
+        cancel.cancel()  # whatever fails after this is the cancel's consequence, not a bug
+        raise KeyboardInterrupt
+
     if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
     progress = make_progress(args.progress)
     both = (getattr(args, "output", None), getattr(args, "report", None))
     try:
@@ -231,15 +234,11 @@ def _run(args: argparse.Namespace) -> int:
               f"(pip install 'samfewshot[{_extra_of(error.name)}]')", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
-        cancel.cancel()
-        print("samfewshot: cancelled, nothing written", file=sys.stderr)
-        return EXIT_CANCELLED
+        return _cancelled(cancel)
     except Exception as error:
-        if not _TERMINATING[0]:  # a bug: exit 1, the traceback under --debug and in the report
-            return _internal_error(args, error)
-        cancel.cancel()  # a worker or child stopped by the same SIGTERM: the cancel's consequence
-        print("samfewshot: cancelled, nothing written", file=sys.stderr)
-        return EXIT_CANCELLED
+        if cancel.cancelled:  # a worker or child stopped by the same SIGTERM
+            return _cancelled(cancel)
+        return _internal_error(args, error)  # a bug: exit 1, the traceback under --debug and in the report
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
