@@ -210,12 +210,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     cancel = CancelToken()
 
-    def stop_on_sigterm(signum, frame) -> None:
+    def stop_on_signal(signum, frame) -> None:
+        # The token first: a KeyboardInterrupt raised where Python swallows it (an at-fork hook
+        # while a worker starts) still stops the run at the engine's next cancel check.
         cancel.cancel()  # whatever fails after this is the cancel's consequence, not a bug
         raise KeyboardInterrupt
 
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
+    for name in ("SIGTERM", "SIGINT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop_on_signal)
+    default_unraisable_hook = sys.unraisablehook
+
+    def quiet_swallowed_cancel(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and cancel.cancelled:
+            return  # the token carries that cancel; stderr keeps its one line
+        default_unraisable_hook(unraisable)
+
+    sys.unraisablehook = quiet_swallowed_cancel
     progress = make_progress(args.progress)
     both = (getattr(args, "output", None), getattr(args, "report", None))
     try:
@@ -240,6 +251,7 @@ def _run(args: argparse.Namespace) -> int:
             return _cancelled(cancel)
         return _internal_error(args, error)  # a bug: exit 1, the traceback under --debug and in the report
     finally:
+        sys.unraisablehook = default_unraisable_hook
         close = getattr(progress, "close", None)
         if close is not None:
             close()
