@@ -22,7 +22,9 @@ import numpy as np
 
 from ..annotation import SparseAnnotation
 from ..progress import CancelToken, Progress, no_progress
-from ..propagation.mask_chain import ChainSettings, propagate_label_masks, robust_range
+from ..propagation.intensity_model import IntensityModel
+from ..propagation.intensity_refinement import refine_slices
+from ..propagation.mask_chain import ChainResult, ChainSettings, propagate_label_masks, robust_range
 from ..propagation.slice_flows import RegistrationPool, SliceFlows
 from ..propagation.slice_registration import DEFAULT_REGISTRAR, make_registrar
 from ..propagation.working_grid import (
@@ -137,6 +139,25 @@ class PreparedImage:
         self.close()
 
 
+@dataclass
+class ChainedLabel:
+    """One label's chained propagation on its working grid, before resampling.
+
+    Attributes:
+        working: the grid's stack (raw values, flows).
+        drawn: {slice: (rows, cols) bool working mask} of the drawn slices used.
+        result: the chain's probability (n, rows, cols) on the working grid, confidence, stops.
+        slice_mm: slice spacing in mm.
+        value_range: the image's robust value range (intensity model bins).
+    """
+
+    working: GridStack
+    drawn: dict[int, np.ndarray]
+    result: ChainResult
+    slice_mm: float
+    value_range: float
+
+
 class RegisterEngine:
     """Registration-based propagation (SAM-MPA).
 
@@ -190,7 +211,7 @@ class RegisterEngine:
         spacing = annotation.spacing_canonical
         return WorkingGrid.around(crop, (spacing[1], spacing[2]), self.working_mm)
 
-    def propagate_label(
+    def chain_label(
         self,
         prepared: PreparedImage,
         annotation: SparseAnnotation,
@@ -200,12 +221,10 @@ class RegisterEngine:
         only: int | None = None,
         crop: tuple[slice, slice] | None = None,
         on_slice: Callable[[int, int], None] | None = None,
-    ) -> LabelProbability:
-        """Propagate label ``value``; ``drawn_slices`` restricts the drawn slices used (auto's
-        leave-one-out), default all of them; ``only`` computes just that slice; ``crop`` is the
-        in-plane crop, default :func:`structure_crop` of the label's drawn slices; ``on_slice(done,
-        total)`` reports the slices filled. The probability covers the crop and the slices it is
-        non-zero on, at full resolution."""
+    ) -> ChainedLabel:
+        """Chain label ``value``'s drawn masks on its working grid (arguments: see
+        :meth:`propagate_label`); :meth:`label_probability` turns the result into a
+        :class:`LabelProbability`."""
         mask = annotation.mask(value)
         if crop is None:
             crop = self.crop(annotation, value)
@@ -228,20 +247,59 @@ class RegisterEngine:
             (spacing[0], grid.spacing[0], grid.spacing[1]),
             on_slice,
         )
-        slices = occupied_slices(result.probability)
+        return ChainedLabel(working, drawn, result, spacing[0], prepared.value_range)
+
+    def label_probability(
+        self, chained: ChainedLabel, refine: bool = False, only: int | None = None
+    ) -> LabelProbability:
+        """The chained probability resampled onto the full-resolution crop, boxed to the slices
+        it covers; ``refine`` first re-decides every propagated slice by the intensity model
+        (``propagation/intensity_refinement.py``); ``only`` keeps just that slice (validation)."""
+        grid, probability = chained.working.grid, chained.result.probability
+        if only is not None:
+            probability = np.where((np.arange(len(probability)) == only)[:, None, None], probability, 0)
+            probability = probability.astype(np.float32, copy=False)
+        if refine:
+            masks = list(chained.drawn.values())
+            model = IntensityModel([chained.working.values[z] for z in chained.drawn], masks, chained.value_range)
+            probability = refine_slices(probability, chained.working.values, model, chained.drawn, chained.slice_mm)
+        slices = occupied_slices(probability)
         if slices.stop == 0:
-            slices = slice(min(drawn_slices), min(drawn_slices) + 1)
+            first = min(chained.drawn)
+            slices = slice(first, first + 1)
+        result = chained.result
         return LabelProbability(
-            probability=grid.upsample(result.probability[slices]),
-            box=(slices, crop[0], crop[1]),
+            probability=grid.upsample(probability[slices]),
+            box=(slices, grid.crop[0], grid.crop[1]),
             slice_confidence=result.confidence,
             details={
                 "stopped_at": result.stopped_at,
                 "intensity_separability": round(result.separability, 3),
                 "backend": self.backend,
                 "working_grid": list(grid.shape),
+                "refined": refine,
             },
         )
+
+    def propagate_label(
+        self,
+        prepared: PreparedImage,
+        annotation: SparseAnnotation,
+        value: int,
+        drawn_slices: list[int] | None = None,
+        cancel: CancelToken | None = None,
+        only: int | None = None,
+        crop: tuple[slice, slice] | None = None,
+        on_slice: Callable[[int, int], None] | None = None,
+        refine: bool = False,
+    ) -> LabelProbability:
+        """Propagate label ``value``; ``drawn_slices`` restricts the drawn slices used (auto's
+        leave-one-out), default all of them; ``only`` computes just that slice; ``crop`` is the
+        in-plane crop, default :func:`structure_crop` of the label's drawn slices; ``on_slice(done,
+        total)`` reports the slices filled; ``refine``: see :meth:`label_probability`. The
+        probability covers the crop and the slices it is non-zero on, at full resolution."""
+        chained = self.chain_label(prepared, annotation, value, drawn_slices, cancel, only, crop, on_slice)
+        return self.label_probability(chained, refine)
 
     def propagate(
         self,

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from SAMFewShotLib.annotation import SparseAnnotation
 from SAMFewShotLib.engines import make_engine
-from SAMFewShotLib.engines.auto import CANDIDATES
+from SAMFewShotLib.engines.auto import CANDIDATES, DEFAULT_EXTRAPOLATION
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.volume import LabelVolume, Volume
 
@@ -105,10 +105,10 @@ def moving_case() -> Comparison:
 
 
 # Reports -----------------------------------------------------------------------------------------
-def test_with_one_drawn_slice_auto_chooses_register_without_an_expected_dice():
+def test_with_one_drawn_slice_auto_fills_with_the_default_extrapolation_without_an_expected_dice():
     image, truth, _ = moving_phantom()
     prediction = make_engine("auto").propagate(image, annotate(image, truth, [16]))
-    assert prediction.details[1]["choice"] == "register"
+    assert prediction.details[1]["choice"] == DEFAULT_EXTRAPOLATION == "refined"
     assert 1 not in prediction.expected_dice
     assert (prediction.labels.array == 1).sum() > truth[16].sum()  # it did propagate
 
@@ -152,11 +152,11 @@ def test_the_moving_phantom_favours_registration(moving_case):
 
 
 def test_auto_follows_registration_on_a_textured_moving_structure(moving_case):
-    assert moving_case.auto.details[1]["choice"] == "register"
+    assert moving_case.auto.details[1]["choice"] in ("register", "refined")
     assert moving_case.dice["auto"] >= moving_case.dice["register"] - DICE_SLACK
 
 
-def test_beyond_the_drawn_slices_auto_extrapolates_like_register(shape_case):
+def test_beyond_the_drawn_slices_auto_extrapolates_like_register_when_intensity_is_uninformative(shape_case):
     outside = [z for z in range(SHAPE[0]) if not shape_case.drawn[0] <= z <= shape_case.drawn[-1]]
     np.testing.assert_array_equal(
         shape_case.auto.labels.array[outside], shape_case.predictions["register"].labels.array[outside]
