@@ -46,6 +46,8 @@ from .base import (
 WINDOW_PERCENTILES = (0.5, 99.5)
 #: Width of the neighbourhood (pixels) around drawn masks that sets the registration window.
 WINDOW_BAND_PX = 8
+#: Least crop margin (mm) of a structure drawn on one slice.
+SINGLE_SLICE_MARGIN_MM = 48.0
 
 
 def structure_crop(masks: list[np.ndarray], shape: tuple[int, int],
@@ -200,10 +202,16 @@ class RegisterEngine:
 
     @staticmethod
     def crop(annotation: SparseAnnotation, value: int) -> tuple[slice, slice]:
-        """The in-plane crop of label ``value``: around all its drawn masks."""
+        """The in-plane crop of label ``value``: around all its drawn masks, with the margin of
+        :func:`structure_crop`, at least :data:`SINGLE_SLICE_MARGIN_MM` for a structure drawn on
+        one slice (its chains run furthest from the drawing, and the intensity refinement of
+        ``auto`` can only reach what the crop holds: on the abdominal CT a 24 mm margin cut 19 %
+        of the stomach off, README "Accuracy")."""
         mask = annotation.mask(value)
         spacing = annotation.spacing_canonical
         drawn = [mask[z] for z in annotation.drawn_slices(value)]
+        if len(drawn) == 1:
+            return grown_box(drawn, (spacing[1], spacing[2]), min_mm=SINGLE_SLICE_MARGIN_MM)
         return structure_crop(drawn, mask.shape[1:], (spacing[1], spacing[2]))
 
     def grid(self, annotation: SparseAnnotation, crop: tuple[slice, slice]) -> WorkingGrid:
