@@ -7,8 +7,9 @@ shape). The candidate with the best mean Dice on the left-out slices fills the r
 outermost drawn slices; beyond them only ``register`` can extrapolate, so it always does.
 Outermost drawn slices are left out too, and predicted by registration alone, so the reported
 expected Dice covers extrapolation as well. With one or two drawn slices there is nothing
-interior to validate and ``register`` fills everything (the expected Dice is then the mean Dice
-of each drawn slice predicted from the other, or unknown with one slice).
+interior to validate and ``register`` fills everything (the expected Dice then rests on each
+drawn slice predicted from the other, and is unknown with one slice). ``expected_dice.py`` turns
+the validation Dice of the left-out slices into the structure's expected Dice.
 
 All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them, one
 worker pool serves every label), and every interpolation, validation ones included, runs in one
@@ -27,6 +28,7 @@ from ..progress import CancelToken, Progress, no_progress
 from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
+from .expected_dice import expected_dice, slice_areas
 from .interpolate import ContourInterpolationChild, LabelPlan, plan_label, plan_probability
 from .register import RegisterEngine, slice_progress
 
@@ -148,8 +150,9 @@ class AutoEngine:
                 whole[inside] = candidate_probability(choice, whole[inside], interpolated_inside)
                 probability, box = whole, (union[0], union[1], union[2])
             chosen = validation[choice] if scores else []
-            per_slice = chosen + outer_dice
-            expected = float(np.mean(per_slice)) if per_slice else None
+            scored = drawn[1:-1] + [drawn[0], drawn[-1]] if len(drawn) >= 2 else []  # the order of chosen + outer
+            areas = slice_areas(probability, box, shape[0])
+            expected = expected_dice(drawn, dict(zip(scored, chosen + outer_dice)), areas)
             return LabelProbability(
                 probability=probability,
                 box=box,
