@@ -4,7 +4,6 @@ annotation to a full 3D segmentation with one engine."""
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from .arguments import (
     axis_or_auto,
 )
 from .exit_codes import EXIT_OK
-from .outputs import check_output_and_report, check_outputs_differ
+from .outputs import check_output_and_report, check_outputs_differ, check_report_path
 
 
 def add_propagate_parser(subparsers) -> None:
@@ -65,16 +64,9 @@ def add_propagate_parser(subparsers) -> None:
 def check_qc_path(path: str, others: list[str]) -> None:
     """InputError unless ``path`` can take the QC picture: a .png file name in an existing,
     writable folder, none of ``others`` (the inputs and the other outputs)."""
-    target = Path(path)
-    if target.suffix.lower() != ".png":
+    if Path(path).suffix.lower() != ".png":
         raise InputError(f"QC picture {path}: give a file name ending in .png")
-    if target.is_dir():
-        raise InputError(f"QC picture {path} is a folder, not a file")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"QC picture folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"QC picture folder {folder} is not writable")
+    check_report_path(path, "QC picture")
     check_outputs_differ(path, others)
 
 
