@@ -7,9 +7,10 @@ RGB picture, and written as a PNG through :func:`~SAMFewShotLib.files.write_atom
 absent). The batch montage (``batch/montage.py``) and the propagation result montage
 (``result_montage.py``) draw with these functions.
 
-Slices are taken along the index axes: axis 0 gives ``array[i]`` (rows y, cols x), axis 1
-``array[:, i]`` (rows z, cols x) and axis 2 ``array[:, :, i]`` (rows z, cols y), the latter two
-flipped so that z increases upwards.
+Slices are taken along the index axes (axis 0 gives ``array[i]``, axis 1 ``array[:, i]``, axis 2
+``array[:, :, i]``) and shown as Slicer's slice view of the nearest orientation shows them
+(:func:`plane`): axial with the patient's left on the right and anterior up, coronal and sagittal
+with superior up.
 """
 
 from __future__ import annotations
@@ -62,19 +63,49 @@ def palette(labels: LabelVolume) -> np.ndarray:
     return table
 
 
-def plane(array: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """Slice ``index`` along numpy ``axis`` of a (z, y, x) array, oriented for display (see the
-    module docstring): (y, x) for axis 0, (z, x) and (z, y) with z upwards for axes 1 and 2."""
+#: Slicer's slice views as (screen rightward, screen downward) unit vectors in LPS, by the patient
+#: axis closest to the slice normal (0 = L, 1 = P, 2 = S): sagittal, coronal, axial
+#: (vtkMRMLSliceNode::InitializeSagittal/Coronal/AxialMatrix: radiological, anterior or superior up).
+VIEW_AXES = {
+    0: ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
+    1: ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
+    2: ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
+}
+
+
+def plane(
+    array: np.ndarray, axis: int, index: int, spacing_xyz: Sequence[float], direction: Sequence[float]
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Slice ``index`` along numpy ``axis`` of a (z, y, x) array as Slicer's slice view of that
+    orientation shows it, and its (row, col) pixel size in mm.
+
+    The view is the one whose normal is closest to the slice's (:data:`VIEW_AXES`); the slice's
+    in-plane axes are transposed and flipped so that screen right and down follow that view's
+    patient directions (on an identity direction: axial (y, x) as is, coronal (z, x) and sagittal
+    (z, y) with z upwards).
+
+    Args:
+        array: (z, y, x) voxels.
+        axis: numpy axis 0, 1 or 2.
+        index: slice index along ``axis``.
+        spacing_xyz: voxel size (x, y, z) in mm.
+        direction: the 3x3 direction matrix, row-major (ITK/SimpleITK order, LPS).
+    """
     if axis not in (0, 1, 2):
         raise ValueError(f"Axis must be 0, 1 or 2 (numpy z, y, x), not {axis!r}")
+    matrix = np.asarray(direction, np.float64).reshape(3, 3)
+    vector = {a: matrix[:, 2 - a] for a in range(3)}  # numpy axis a is ITK index axis 2 - a
+    spacing = {a: float(spacing_xyz[2 - a]) for a in range(3)}
+    rows, cols = [a for a in range(3) if a != axis]
+    right, down = (np.asarray(v) for v in VIEW_AXES[int(np.argmax(np.abs(vector[axis])))])
     out = np.take(array, index, axis=axis)
-    return out if axis == 0 else out[::-1]
-
-
-def plane_pixel_mm(spacing_xyz: Sequence[float], axis: int) -> tuple[float, float]:
-    """(row, col) pixel size in mm of :func:`plane` along ``axis``, from a spacing (x, y, z)."""
-    sx, sy, sz = (float(s) for s in spacing_xyz)
-    return {0: (sy, sx), 1: (sz, sx), 2: (sz, sy)}[axis]
+    if abs(vector[rows] @ down) < abs(vector[rows] @ right):
+        out, rows, cols = out.T, cols, rows
+    if vector[rows] @ down < 0:
+        out = out[::-1]
+    if vector[cols] @ right < 0:
+        out = out[:, ::-1]
+    return out, (spacing[rows], spacing[cols])
 
 
 def edges(label: np.ndarray, width: int = 1) -> np.ndarray:

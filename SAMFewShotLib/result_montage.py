@@ -8,9 +8,9 @@ Slices along the annotated axis, in order, as tiles of one PNG:
   outlined in their colours, in a grey frame captioned with the slice's confidence, or an orange
   frame captioned "LOW" when its confidence is under the threshold (the same rule and colour as
   the Slicer preview's low-confidence part: ``slicer_support/preview_parts.py``);
-- under the tiles, a strip with one column per slice of the whole axis: the confidence as a bar
-  (grey), drawn slices white, low-confidence predicted slices orange, so low slices between the
-  tiles show too;
+- under the tiles, a strip with one column per slice from the first to the last slice drawn or
+  predicted: the confidence as a bar (grey), drawn slices white, low-confidence predicted slices
+  orange, so low slices between the tiles show too;
 - above them, one line: the engine, the expected Dice per label where the engine estimates it.
 
 A slice's confidence is the lowest ``Prediction.slice_confidence`` among the labels predicted on
@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .annotation import SparseAnnotation
-from .overlay import CAPTION_HEIGHT, GAP, framed, palette, panel, plane, plane_pixel_mm, stack, tile, window, write_png
+from .overlay import CAPTION_HEIGHT, GAP, framed, palette, panel, plane, stack, tile, window, write_png
 from .prediction import Prediction
 from .volume import Volume
 
@@ -147,17 +147,21 @@ def result_montage(
 
     grey = window(image.array)
     colors = palette(labels)
-    pixel_mm = plane_pixel_mm(image.spacing, axis)
+
+    def view(array: np.ndarray, s: int) -> np.ndarray:
+        return plane(array, axis, s, image.spacing, image.direction)[0]
+
+    pixel_mm = plane(grey, axis, 0, image.spacing, image.direction)[1]
     low_set = set(low)
     pictures, described = [], []
     for s in sorted(shown_drawn + shown_propagated):
         kind = "drawn" if s in drawn_set else "propagated"
-        here = plane(labels.array, axis, s)
+        here = view(labels.array, s)
         if kind == "drawn":
-            picture = panel(plane(grey, axis, s), colors, pixel_mm, tile_height, filled=here)
+            picture = panel(view(grey, s), colors, pixel_mm, tile_height, filled=here)
             frame, caption = DRAWN_FRAME, f"{s} drawn"
         else:
-            picture = panel(plane(grey, axis, s), colors, pixel_mm, tile_height, outlined=here)
+            picture = panel(view(grey, s), colors, pixel_mm, tile_height, outlined=here)
             value = confidence[s]
             frame = LOW_FRAME if s in low_set else PROPAGATED_FRAME
             caption = f"{s} " + ("-" if value is None else f"c {value:.2f}") + (" LOW" if s in low_set else "")
@@ -166,8 +170,9 @@ def result_montage(
     tiles_picture, boxes = tile(pictures, columns) if pictures else (Image.new("RGB", (tile_height, tile_height)), [])
     width = tiles_picture.width
     header = _header(prediction, engine, len(drawn), len(low), threshold, width)
-    strip = framed(_confidence_strip(confidence, drawn_set, low_set, width - 2), (0, 0, 0), 1,
-                   f"confidence per slice 0-{len(confidence) - 1} along axis {axis}")
+    shown = range(min(occupied + drawn), max(occupied + drawn) + 1)
+    strip = framed(_confidence_strip(confidence, shown, drawn_set, low_set, width - 2), (0, 0, 0), 1,
+                   f"confidence per slice, slices {shown[0]}-{shown[-1]} along axis {axis}")
     picture = stack([header, tiles_picture, strip])
     top = header.height + GAP
     tiles = [
@@ -195,14 +200,14 @@ def _header(prediction: Prediction, engine: str, drawn: int, low: int, threshold
     return out
 
 
-def _confidence_strip(confidence: list, drawn: set, low: set, width: int) -> Image.Image:
-    """One column per slice (left = slice 0): a bar as high as the confidence (grey), drawn
-    slices white, low-confidence slices orange; slices without prediction stay black."""
-    n = len(confidence)
+def _confidence_strip(confidence: list, shown: range, drawn: set, low: set, width: int) -> Image.Image:
+    """One column per slice of ``shown`` (left = its first): a bar as high as the confidence
+    (grey), drawn slices white, low-confidence slices orange; slices without prediction black."""
     array = np.zeros((STRIP_HEIGHT, max(width, 1), 3), np.uint8)
-    edges = np.linspace(0, array.shape[1], n + 1).round().astype(int)
-    for s, value in enumerate(confidence):
-        left, right = edges[s], max(edges[s + 1], edges[s] + 1)
+    edges = np.linspace(0, array.shape[1], len(shown) + 1).round().astype(int)
+    for n, s in enumerate(shown):
+        value = confidence[s]
+        left, right = edges[n], max(edges[n + 1], edges[n] + 1)
         if s in drawn:
             array[:, left:right] = DRAWN_FRAME
         elif value is not None:

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from SAMFewShotLib.annotation import SparseAnnotation
+from SAMFewShotLib.overlay import plane
 from SAMFewShotLib.prediction import Prediction
 from SAMFewShotLib.result_montage import (
     DRAWN_FRAME,
@@ -162,3 +163,21 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_result_montage(tmp_path / "qc.png", image, annotation, prediction)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_slices_are_shown_as_slicer_shows_them():
+    """A (-1, -1, 1) direction (a NIfTI stored in RAS) is shown turned by 180 degrees in-plane:
+    anterior up and the patient's left on the right, as in Slicer's axial view."""
+    array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    flipped = (-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0)
+    identity = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
+    view, pixel_mm = plane(array, 0, 1, (1.0, 2.0, 3.0), flipped)
+    np.testing.assert_array_equal(view, array[1][::-1, ::-1])
+    assert pixel_mm == (2.0, 1.0)
+    np.testing.assert_array_equal(plane(array, 0, 1, (1.0, 2.0, 3.0), identity)[0], array[1])
+    np.testing.assert_array_equal(plane(array, 1, 2, (1.0, 2.0, 3.0), identity)[0], array[:, 2][::-1])  # z up
+    # A coronal stack stored with z as its first index axis: the slices are (y, x) coronal planes.
+    coronal = (1.0, 0, 0, 0, 0, -1.0, 0, 1.0, 0)  # columns: index x -> L, index y -> S, index z -> -P
+    view, pixel_mm = plane(array, 0, 0, (1.0, 2.0, 3.0), coronal)
+    np.testing.assert_array_equal(view, array[0][::-1])  # superior (index y) up
+    assert pixel_mm == (2.0, 1.0)

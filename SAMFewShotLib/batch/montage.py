@@ -1,8 +1,9 @@
 """QC montage: axial, coronal and sagittal slices through the labels' centroid, labels overlaid.
 
-Slices are taken along the index axes (numpy z, y, x): the axial panel is ``array[z]``, the
-coronal ``array[:, y]`` and the sagittal ``array[:, :, x]``, the latter two with z increasing
-upwards. Each panel is drawn with its physical aspect ratio (pixel sizes from the spacing).
+Slices are taken along the index axes (numpy z, y, x): the first panel is ``array[z]``, the
+second ``array[:, y]`` and the third ``array[:, :, x]``, each shown as Slicer's nearest view shows
+it (``overlay.plane``: on an identity direction axial, coronal and sagittal with z upwards).
+Each panel is drawn with its physical aspect ratio (pixel sizes from the spacing).
 Intensities are windowed to the image's 1st-99th percentiles; each label is blended with its
 segment colour (or the default palette) at :data:`~SAMFewShotLib.overlay.OVERLAY_ALPHA`. The
 drawing itself is :mod:`SAMFewShotLib.overlay`'s.
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..overlay import GAP, palette, panel, plane, plane_pixel_mm, tile, window, write_png
+from ..overlay import GAP, palette, panel, plane, tile, window, write_png
 from ..volume import LabelVolume, Volume
 
 __all__ = ["GAP", "label_centroid", "montage", "write_montage"]
@@ -41,11 +42,11 @@ def montage(image: Volume, labels: LabelVolume, *, height: int = 256) -> Image.I
     grey = window(image.array)
     colors = palette(labels)
     centre = label_centroid(labels)
-    panels = [
-        panel(plane(grey, axis, centre[axis]), colors, plane_pixel_mm(image.spacing, axis), height,
-              filled=plane(labels.array, axis, centre[axis]))
-        for axis in (0, 1, 2)
-    ]
+    panels = []
+    for axis in (0, 1, 2):
+        view, pixel_mm = plane(grey, axis, centre[axis], image.spacing, image.direction)
+        label_view, _ = plane(labels.array, axis, centre[axis], image.spacing, image.direction)
+        panels.append(panel(view, colors, pixel_mm, height, filled=label_view))
     return tile(panels, columns=len(panels), gap=GAP)[0]
 
 
