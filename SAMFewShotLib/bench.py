@@ -168,12 +168,80 @@ class BenchResult:
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def expected_dice_error(self) -> dict[str, dict]:
+        """How far each engine's own expected Dice is from the true Dice, for the engines that
+        report one (``auto``).
+
+        Returns:
+            {engine: {"estimated": records with an expected Dice, "not_estimated": records
+            without (e.g. one drawn slice), "not_estimated_k": the k values of those,
+            "mean_absolute_error": mean |expected - true| (None when nothing was estimated),
+            "mean_error": mean (expected - true) (> 0: too optimistic), "worst": {"name", "k",
+            "expected", "dice", "error"} of the largest |error|}}.
+        """
+        out = {}
+        for engine in self.engines():
+            records = [r for r in self.records if r.engine == engine]
+            estimated = [r for r in records if r.expected_dice is not None]
+            if not estimated:
+                continue
+            errors = [r.expected_dice - r.dice for r in estimated]  # type: ignore[operator]
+            worst_error, worst = max(zip(errors, estimated), key=lambda pair: abs(pair[0]))
+            out[engine] = {
+                "estimated": len(estimated),
+                "not_estimated": len(records) - len(estimated),
+                "not_estimated_k": sorted({r.k for r in records if r.expected_dice is None}),
+                "mean_absolute_error": float(np.mean(np.abs(errors))),
+                "mean_error": float(np.mean(errors)),
+                "worst": {"name": worst.name, "k": worst.k, "expected": worst.expected_dice, "dice": worst.dice,
+                          "error": float(worst_error)},
+            }
+        return out
+
+    def expected_dice_table(self) -> str:
+        """For the engines that report an expected Dice: a markdown table of "true / expected"
+        Dice per structure and k with the mean absolute error per k, then one line per engine with
+        the mean absolute error, the worst case and the structures without an estimate. Empty
+        when no engine reports one."""
+        errors = self.expected_dice_error()
+        if not errors:
+            return ""
+        names = [name for _, name in self.labels()]
+        header = ["engine", "k", *(f"{name} true / expected" for name in names), "mean abs error"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for engine in errors:
+            for k in self.ks():
+                chosen = {r.name: r for r in self.records if r.engine == engine and r.k == k}
+                if not chosen:
+                    continue
+                cells = [engine, str(k)]
+                for name in names:
+                    r = chosen.get(name)
+                    expected = "-" if r is None or r.expected_dice is None else f"{r.expected_dice:.3f}"
+                    cells.append("-" if r is None else f"{r.dice:.3f} / {expected}")
+                gaps = [abs(r.expected_dice - r.dice) for r in chosen.values() if r.expected_dice is not None]
+                cells.append(f"{np.mean(gaps):.3f}" if gaps else "not estimated")
+                lines.append("| " + " | ".join(cells) + " |")
+        for engine, e in errors.items():
+            w = e["worst"]
+            missing = (
+                f"; not estimated: {e['not_estimated']} (k = {', '.join(map(str, e['not_estimated_k']))})"
+                if e["not_estimated"] else ""
+            )
+            lines.append(
+                f"\n{engine} expected Dice: mean absolute error {e['mean_absolute_error']:.3f} over "
+                f"{e['estimated']} estimates (mean error {e['mean_error']:+.3f}), worst {w['name']} at k = {w['k']} "
+                f"(expected {w['expected']:.3f}, true {w['dice']:.3f}){missing}"
+            )
+        return "\n".join(lines)
+
     def as_json(self) -> dict:
         return {
             "image": self.image,
             "reference": self.reference,
             "records": [r.as_json() for r in self.records],
             "summary": self.summary(),
+            "expected_dice_error": self.expected_dice_error(),
         }
 
 

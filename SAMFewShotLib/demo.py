@@ -19,8 +19,10 @@ import numpy as np
 from .bench import simulate_annotation
 from .demo_data import DemoCase, load_demo_case
 from .errors import InputError
+from .files import write_text_atomic
 from .metrics import evaluate
 from .progress import CancelToken, Progress, no_progress
+from .result_montage import write_result_montage
 from .volume_io import PathLike, same_file, write_labels, write_volume
 
 #: The engine every other one is compared with.
@@ -128,8 +130,8 @@ def _hd_change(baseline: float, value: float) -> str:
     return f"HD95 {value - baseline:+.2f} mm"
 
 
-def _engine_file_name(engine: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in engine) + ".seg.nrrd"
+def _engine_file_name(engine: str, extension: str = ".seg.nrrd") -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in engine) + extension
 
 
 def _check_outputs(paths: Iterable[Path], inputs: Iterable[Path]) -> None:
@@ -151,8 +153,9 @@ def run_demo(
     """Simulate k annotated slices of the demo structure, propagate them with each engine, score.
 
     Writes to ``out_dir`` (created when missing): ``image.nii.gz``, ``reference.seg.nrrd``,
-    ``annotation.seg.nrrd``, ``<engine>.seg.nrrd`` per engine (":" becomes "-") and
-    ``summary.json`` (source, k, engines, dice, hd95 in mm, seconds, per-label metrics).
+    ``annotation.seg.nrrd``, ``<engine>.seg.nrrd`` and the QC picture ``<engine>-qc.png``
+    (:mod:`~SAMFewShotLib.result_montage`) per engine (":" becomes "-") and ``summary.json``
+    (source, k, engines, dice, hd95 in mm, seconds, per-label metrics).
     Existing files of these names in ``out_dir`` are replaced; the case's input files never are.
 
     Args:
@@ -187,6 +190,7 @@ def run_demo(
         "reference": out / "reference.seg.nrrd",
         "annotation": out / "annotation.seg.nrrd",
         **{name: out / _engine_file_name(name) for name in engines},
+        **{f"{name} qc": out / _engine_file_name(name, "-qc.png") for name in engines},
         "summary": out / "summary.json",
     }
     _check_outputs(files.values(), case.input_files)
@@ -207,6 +211,7 @@ def run_demo(
         seconds = time.perf_counter() - start
         per_label = {v: evaluate(prediction.labels.array == v, case.reference.array == v, spacing_zyx) for v in values}
         write_labels(prediction.labels, files[name])
+        write_result_montage(files[f"{name} qc"], case.image, annotation, prediction, engine=name)
         scores.append(
             EngineScore(
                 engine=name,
@@ -224,8 +229,5 @@ def run_demo(
         annotated_slices={v: annotation.drawn_slices(v) for v in values},
         scores=scores, files=files, structure=structure,
     )
-    text = json.dumps(result.summary(), indent=2) + "\n"
-    temp = files["summary"].with_name(f".summary-{time.time_ns()}.tmp.json")
-    temp.write_text(text)
-    temp.replace(files["summary"])
+    write_text_atomic(files["summary"], json.dumps(result.summary(), indent=2) + "\n")
     return result

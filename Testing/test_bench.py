@@ -141,3 +141,50 @@ def test_table_marks_a_missing_structure():
     lines = result.table().splitlines()
     assert lines[2] == "| register | 1 | - | 0.800 | **0.800** | 1.0 | 0.5 |"
     assert lines[3] == "| register | 3 | 0.900 | - | **0.900** | 2.0 | 0.5 |"
+
+
+# Expected Dice against the true Dice -------------------------------------------------------------
+def auto_record(name: str, k: int, dice: float, expected: float | None) -> BenchRecord:
+    out = record("auto", 1 if name == "liver" else 2, name, k, dice, 1.0, 1.0)
+    out.expected_dice = expected
+    return out
+
+
+def test_expected_dice_error_mean_worst_and_the_structures_without_an_estimate():
+    result = BenchResult(records=[
+        auto_record("liver", 1, 0.90, None),
+        auto_record("kidney", 1, 0.80, None),
+        auto_record("liver", 3, 0.95, 0.97),  # +0.02
+        auto_record("kidney", 3, 0.90, 0.84),  # -0.06: the worst
+        record("register", 1, "liver", 3, 0.9, 2.0, 0.5),  # reports no expected Dice: not listed
+    ])
+    errors = result.expected_dice_error()
+    assert list(errors) == ["auto"]
+    auto = errors["auto"]
+    assert auto["estimated"] == 2 and auto["not_estimated"] == 2 and auto["not_estimated_k"] == [1]
+    assert auto["mean_absolute_error"] == pytest.approx(0.04)
+    assert auto["mean_error"] == pytest.approx(-0.02)
+    assert auto["worst"] == {"name": "kidney", "k": 3, "expected": 0.84, "dice": 0.90, "error": pytest.approx(-0.06)}
+    assert json.loads(json.dumps(result.as_json()))["expected_dice_error"]["auto"]["estimated"] == 2
+
+
+def test_expected_dice_table_puts_the_estimate_beside_the_true_dice():
+    result = BenchResult(records=[
+        auto_record("liver", 1, 0.90, None),
+        auto_record("kidney", 1, 0.80, None),
+        auto_record("liver", 3, 0.95, 0.97),
+        auto_record("kidney", 3, 0.90, 0.84),
+    ])
+    lines = result.expected_dice_table().splitlines()
+    assert lines[0] == "| engine | k | liver true / expected | kidney true / expected | mean abs error |"
+    assert lines[2] == "| auto | 1 | 0.900 / - | 0.800 / - | not estimated |"
+    assert lines[3] == "| auto | 3 | 0.950 / 0.970 | 0.900 / 0.840 | 0.040 |"
+    assert lines[-1] == (
+        "auto expected Dice: mean absolute error 0.040 over 2 estimates (mean error -0.020), worst kidney at "
+        "k = 3 (expected 0.840, true 0.900); not estimated: 2 (k = 1)"
+    )
+
+
+def test_no_expected_dice_table_when_no_engine_estimates():
+    result = BenchResult(records=[record("register", 2, "liver", 3, 0.9, 2.0, 0.5)])
+    assert result.expected_dice_table() == "" and result.expected_dice_error() == {}

@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from SAMFewShotLib import demo_data
 from SAMFewShotLib.bench import annotation_slices, simulate_annotation, slice_positions
@@ -196,8 +197,12 @@ def test_run_demo_writes_everything(tmp_path):
     case = phantom_case(SMALL_PHANTOM)
     result = run_demo(out, k=3, case=case)
     names = {"image.nii.gz", "reference.seg.nrrd", "annotation.seg.nrrd", "interpolate.seg.nrrd",
-             "register.seg.nrrd", "auto.seg.nrrd", "summary.json"}
-    assert names <= {p.name for p in out.iterdir()}
+             "register.seg.nrrd", "auto.seg.nrrd", "summary.json",
+             "interpolate-qc.png", "register-qc.png", "auto-qc.png"}
+    assert names == {p.name for p in out.iterdir()}  # no temporary file left either
+    for engine in ("interpolate", "register", "auto"):  # the QC picture of each result
+        assert Image.open(out / f"{engine}-qc.png").format == "PNG"
+        assert result.files[f"{engine} qc"] == out / f"{engine}-qc.png"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engines"] == ["interpolate", "register", "auto"]
     assert summary["k"] == 3 and summary["source"] == case.source

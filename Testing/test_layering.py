@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("volume", "files", "errors", "progress", "memory", "metrics", "prediction",
               "torch_files", "native_output")),
     # __init__: the public API (Volume, SparseAnnotation)
-    ("io", ("volume_io", "annotation", "input_checks", "__init__")),
+    ("io", ("volume_io", "annotation", "input_checks", "__init__", "overlay", "result_montage")),
     ("propagation/sam", ("propagation.", "sam.")),
     ("domain", ("atlas.", "fewshot.", "meta.", "sfr.", "baselines")),
     ("engines", ("engines.",)),

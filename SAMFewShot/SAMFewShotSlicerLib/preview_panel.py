@@ -8,7 +8,7 @@ its masking, as one Undo step; Reject removes it.
 import slicer
 
 from SAMFewShotLib.slicer_support import progress_lines, slice_views
-from SAMFewShotLib.slicer_support.report_summary import summarize_report
+from SAMFewShotLib.slicer_support.report_summary import expected_dice_text, summarize_report
 
 from . import editor_bridge
 from .module_panel import ModulePanel
@@ -41,7 +41,8 @@ class PreviewPanel(ModulePanel):
         return parameterNode.inputVolume if parameterNode else None
 
     def showSummary(self, result, parts=None) -> None:
-        """Expected Dice, per-slice confidence by slice offset, low-confidence slices (None clears)."""
+        """Expected Dice of the structure (or why there is none), per-slice confidence by slice offset,
+        low-confidence slices (None clears)."""
         self.ui.sliceConfidenceList.clear()
         self.previewSlices, self.lowSlices, self.currentLowSlice = [], [], None
         self.previewAxis = None
@@ -49,7 +50,7 @@ class PreviewPanel(ModulePanel):
             self.ui.previewSummaryLabel.text = "No preview."
             self.ui.expectedDiceLabel.text = ""
             return
-        expectedDice, slices = summarize_report(result.report)
+        _expectedDice, slices = summarize_report(result.report)
         self.previewAxis = result.axis
         self.lowSlices = list(parts.low_slices) if parts is not None else []
         self.ui.previewSummaryLabel.text = (
@@ -57,8 +58,7 @@ class PreviewPanel(ModulePanel):
             "drawn "
             f"slices filled, propagated voxels outlined, {len(self.lowSlices)} low-confidence slice(s) in orange. "
             "Accept writes it into the segment (Segment Editor masking applies), Reject removes it.")
-        self.ui.expectedDiceLabel.text = (f"Expected Dice: {expectedDice:.3f}" if expectedDice is not None
-                                          else "Expected Dice: not estimated by this engine (use auto).")
+        self.ui.expectedDiceLabel.text = expected_dice_text(result.report, result.segmentName)
         for index, confidence in slices:
             flag = "  LOW" if index in self.lowSlices else ""
             self.ui.sliceConfidenceList.addItem(

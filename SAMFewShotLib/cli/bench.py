@@ -46,6 +46,9 @@ def cmd_bench(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     )
     result.image, result.reference = args.image, args.reference
     print(result.table())
+    expected = result.expected_dice_table()
+    if expected:
+        print("\nExpected Dice (the engine's own estimate) against the true Dice:\n" + expected)
     if args.json:
         write_json_atomic(args.json, result.as_json())
     return EXIT_OK

@@ -26,5 +26,5 @@ def cmd_demo(args: argparse.Namespace, progress, cancel: CancelToken) -> int:
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
     result = run_demo(args.output, engines=engines, k=args.k, progress=progress, cancel=cancel)
     print(result.table())
-    print(f"Outputs written to {Path(args.output).resolve()}")
+    print(f"Outputs written to {Path(args.output).resolve()} (QC pictures: <engine>-qc.png)")
     return EXIT_OK

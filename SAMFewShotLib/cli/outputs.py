@@ -9,18 +9,18 @@ from pathlib import Path
 from ..errors import InputError
 
 
-def check_report_path(path: str | None) -> None:
-    """InputError unless ``path`` (when given) can be written as a file."""
+def check_report_path(path: str | None, what: str = "Report") -> None:
+    """InputError unless ``path`` (when given) can be written as a file; messages start with ``what``."""
     if path is None:
         return
     target = Path(path)
     if target.is_dir():
-        raise InputError(f"Report path {path} is a folder, not a file")
+        raise InputError(f"{what} path {path} is a folder, not a file")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        raise InputError(f"Report folder {folder} does not exist")
+        raise InputError(f"{what} folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
-        raise InputError(f"Report folder {folder} is not writable")
+        raise InputError(f"{what} folder {folder} is not writable")
 
 
 def check_outputs_differ(output: str, inputs: Sequence[str]) -> None:

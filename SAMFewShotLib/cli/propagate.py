@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from ..engines.catalog import engine_family, needs_weights
 from ..errors import InputError
@@ -22,7 +23,7 @@ from .arguments import (
     axis_or_auto,
 )
 from .exit_codes import EXIT_OK
-from .outputs import check_output_and_report
+from .outputs import check_output_and_report, check_outputs_differ, check_report_path
 
 
 def add_propagate_parser(subparsers) -> None:
@@ -49,8 +50,24 @@ def add_propagate_parser(subparsers) -> None:
         "--init", default=None, metavar="PATH", help="meta engine: meta-learned initialisation (samfewshot meta-train)"
     )
     add_report_argument(p)
+    p.add_argument(
+        "--qc",
+        default=None,
+        metavar="PNG",
+        help="also write a QC picture: the drawn slices, the result outlined on evenly spaced slices, "
+        "low-confidence slices in orange",
+    )
     add_progress_argument(p)
     p.set_defaults(func=cmd_propagate)
+
+
+def check_qc_path(path: str, others: list[str]) -> None:
+    """InputError unless ``path`` can take the QC picture: a .png file name in an existing,
+    writable folder, none of ``others`` (the inputs and the other outputs)."""
+    if Path(path).suffix.lower() != ".png":
+        raise InputError(f"QC picture {path}: give a file name ending in .png")
+    check_report_path(path, "QC picture")
+    check_outputs_differ(path, others)
 
 
 def _engine(args: argparse.Namespace):
@@ -98,6 +115,8 @@ def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> in
     engine = _engine(args)
     check_writable(args.output, "labels")
     check_output_and_report(args.output, args.report, [args.image, args.annotation])
+    if args.qc:
+        check_qc_path(args.qc, [args.image, args.annotation, args.output, *([args.report] if args.report else [])])
     image = read_volume(args.image)
     labels = read_labels(args.annotation)
     image.require_same_grid(labels.volume, "annotation")
@@ -108,6 +127,10 @@ def cmd_propagate(args: argparse.Namespace, progress, cancel: CancelToken) -> in
     read_seconds = time.perf_counter() - start
     prediction = engine.propagate(image, annotation, progress=progress, cancel=cancel)
     write_start = time.perf_counter()
+    if args.qc:  # first: a failed picture leaves no output behind (the labels and report are both or neither)
+        from ..result_montage import write_result_montage
+
+        write_result_montage(args.qc, image, annotation, prediction, engine=args.engine)
     write_labels(prediction.labels, args.output)
     seconds = dict(prediction.seconds, read=read_seconds, write=time.perf_counter() - write_start)
     seconds["total"] = time.perf_counter() - start

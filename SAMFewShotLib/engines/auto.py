@@ -8,10 +8,11 @@ and predicted from the others by every candidate of :data:`CANDIDATES`: ``regist
 candidate with the best mean Dice on the left-out slices fills the range between the outermost
 drawn slices. Beyond them only registration can extrapolate: the outermost drawn slices are left
 out too and predicted by ``register`` and ``refined``, and the better of the two on them
-extrapolates, so the reported expected Dice (the mean Dice of the chosen candidates on the
-left-out drawn slices) covers extrapolation as well. With one drawn slice nothing can be
+extrapolates, so the validation covers extrapolation as well. With one drawn slice nothing can be
 validated and ``refined`` fills everything (measured better on every structure of the abdominal
 CT but the urinary bladder, README "Accuracy"); the expected Dice is then unknown.
+``expected_dice.py`` turns the validation Dice of the left-out slices into the structure's
+expected Dice.
 
 All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them, one
 worker pool serves every label), and every interpolation, validation ones included, runs in one
@@ -32,6 +33,7 @@ from ..progress import CancelToken, Progress, no_progress
 from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
+from .expected_dice import expected_dice, slice_areas
 from .interpolate import ContourInterpolationChild, LabelPlan, plan_label, plan_probability
 from .register import RegisterEngine, slice_progress
 
@@ -184,8 +186,10 @@ class AutoEngine:
                 inputs = {name: in_box(part, union, shape)[inside] for name, part in parts.items()}
                 whole[inside] = candidate_probability(choice, inputs)
                 probability, box = whole, (union[0], union[1], union[2])
-            per_slice = (validation[choice] if scores else []) + outer[outside]
-            expected = float(np.mean(per_slice)) if per_slice else None
+            chosen = validation[choice] if scores else []
+            scored = drawn[1:-1] + [drawn[0], drawn[-1]] if len(drawn) >= 2 else []  # the order of chosen + outer
+            areas = slice_areas(probability, box, shape[0])
+            expected = expected_dice(drawn, dict(zip(scored, chosen + outer[outside])), areas)
             return LabelProbability(
                 probability=probability,
                 box=box,
