@@ -67,12 +67,11 @@ def test_slice_areas_of_a_boxed_probability():
 
 
 def test_auto_s_expected_dice_is_within_003_of_the_true_dice_on_the_moving_phantom():
-    """The mean Dice of the left-out slices (predicted across twice the gap, the outermost by
-    extrapolation) said about 0.84 here, 0.12 below the true Dice."""
+    """End to end through auto. (Before the ``refined`` candidate, the plain mean of the left-out
+    slices was 0.12 below the true Dice here; with it that mean happens to be close as well, so
+    what the model fixes is shown by the retention tests above: a failed extrapolation and
+    twice-the-gap predictions no longer pull the estimate down.)"""
     image, truth, drawn = moving_phantom()
     prediction = make_engine("auto").propagate(image, annotate(image, truth, drawn))
     true_dice = dice(prediction.labels.array == 1, truth)
     assert prediction.expected_dice[1] == pytest.approx(true_dice, abs=0.03)
-    details = prediction.details[1]
-    left_out_mean = (2 * details["validation_dice"][details["choice"]] + 2 * details["extrapolation_dice"]) / 4
-    assert abs(left_out_mean - true_dice) > 0.08  # what the expected Dice was before
