@@ -156,10 +156,13 @@ class _Likelihood:
         low, high = np.percentile(both, (0.1, 99.9))
         high = max(float(high), float(low) + 1e-6)
         self.edges = np.linspace(low, high, bins + 1)
-        floor = 0.5 / max(inside.size + ring.size, 1)
-        h_in = ndimage.gaussian_filter1d(np.histogram(np.clip(inside, low, high), self.edges)[0] / max(inside.size, 1), 1.0)
-        h_out = ndimage.gaussian_filter1d(np.histogram(np.clip(ring, low, high), self.edges)[0] / max(ring.size, 1), 1.0)
-        self.table = np.clip(np.log(h_in + floor) - np.log(h_out + floor), -cap, cap).astype(np.float32)
+        floor = 0.5 / max(both.size, 1)
+
+        def density(values: np.ndarray) -> np.ndarray:
+            counts = np.histogram(np.clip(values, low, high), self.edges)[0] / max(values.size, 1)
+            return ndimage.gaussian_filter1d(counts, 1.0) + floor
+
+        self.table = np.clip(np.log(density(inside)) - np.log(density(ring)), -cap, cap).astype(np.float32)
         self.separability = _auc(self(inside), self(ring)) if inside.size and ring.size else 0.5
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
