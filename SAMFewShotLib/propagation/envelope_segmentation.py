@@ -7,9 +7,9 @@ drawn mask. This module does not follow shapes from slice to slice at all. It
 1. builds the structure's *envelope* (where it may be): the signed distance (mm, > 0 inside) of
    each drawn mask (holes filled) is interpolated linearly along the slice axis between drawn
    slices and held constant beyond the outermost ones (shape-based interpolation, Raya & Udupa
-   1990); the envelope is where that distance exceeds ``-(margin_mm + margin_growth * gap_mm)``,
-   ``gap_mm`` being the distance (mm) to the nearest drawn slice, so it widens where the drawn
-   shapes say least;
+   1990); the envelope is where that distance exceeds ``-(margin_mm + margin_growth * gap_mm)``
+   between drawn slices, ``gap_mm`` being the distance (mm) to the nearest drawn slice, so it
+   widens where the drawn shapes say least (``-margin_mm`` beyond the outermost drawn slices);
 2. learns an intensity likelihood from the drawn slices: histograms of the values inside the
    drawn masks and in a ring of ``background_ring_mm`` around them (the tissue the envelope
    holds), giving the log-likelihood ratio ``llr(v) = log p(v | inside) - log p(v | outside)``;
@@ -21,7 +21,9 @@ drawn mask. This module does not follow shapes from slice to slice at all. It
    a cheap stand-in for a pairwise MRF, thresholds it at 0 inside the envelope and keeps the 3D
    components that touch a drawn mask;
 5. ends the structure beyond the outermost drawn slices at the first slice whose segmented area
-   falls under ``stop_fraction`` of the nearest drawn mask's area (or at a slice declared empty).
+   falls under ``stop_fraction`` of the nearest drawn mask's area, or grows again by more than
+   ``regrowth`` over the smallest area met on the way (a neighbour of similar intensity), or at a
+   slice declared empty. Beyond the outermost drawn slices the envelope does not widen.
 
 Every step is a whole-volume numpy/scipy operation on the structure's box (no per-slice
 registration), a few seconds for the cerebral white matter of a 1 mm brain on one core.
@@ -58,6 +60,12 @@ class EnvelopeSettings:
         bins: histogram bins over the drawn slices' value range (inside and ring).
         stop_fraction: beyond the outermost drawn slice, the structure ends at the first slice
             whose area is under this fraction of that drawn mask's area.
+        regrowth: ... or whose area exceeds the smallest area met since that drawn slice by more
+            than this fraction (the structure has ended and a neighbour of similar intensity
+            begins).
+        min_separability: below this intensity separability (AUC, see :class:`EnvelopeResult`)
+            the intensities cannot carry the segmentation between vague shapes:
+            :attr:`EnvelopeResult.reliable` is False and auto does not consider the method.
         reach_of_gap: how far (in mean gaps between drawn slices) the structure may continue
             beyond the outermost drawn slice; with one drawn slice, ``reach_of_radius`` times the
             drawn mask's equivalent radius.
@@ -74,6 +82,8 @@ class EnvelopeSettings:
     smoothing_mm: float = 0.8
     bins: int = 128
     stop_fraction: float = 0.05
+    regrowth: float = 0.3
+    min_separability: float = 0.95
     reach_of_gap: float = 1.5
     reach_of_radius: float = 1.0
 
@@ -87,6 +97,7 @@ class EnvelopeResult:
         box: (slices, rows, cols) slices of the canonical volume ``probability`` covers.
         slice_confidence: (n_slices,) float32 of the whole volume (1 on drawn slices).
         separability: AUC of the intensity likelihood between drawn voxels and their ring.
+        reliable: separability reaches ``EnvelopeSettings.min_separability``.
         details: the envelope's size and where the structure was ended.
     """
 
@@ -94,6 +105,7 @@ class EnvelopeResult:
     box: tuple[slice, slice, slice]
     slice_confidence: np.ndarray
     separability: float
+    reliable: bool = True
     details: dict = field(default_factory=dict)
 
     def label_probability(self, shape: tuple[int, int, int]) -> LabelProbability:
@@ -234,16 +246,17 @@ def segment_in_envelope(
     hulls = {z: signed_distance_mm(ndimage.binary_fill_holes(m), in_plane) for z, m in masks.items()}
     distances = {z: signed_distance_mm(m, in_plane) for z, m in masks.items()}
     gap_mm = np.array([min(abs(z - s) for s in slices) * slice_mm for z in range(low, high)], np.float32)
-    margin = settings.margin_mm + settings.margin_growth * gap_mm
+    between = (np.arange(low, high) > slices[0]) & (np.arange(low, high) < slices[-1])
+    margin = settings.margin_mm + settings.margin_growth * np.where(between, gap_mm, 0.0)
     envelope = interpolate_along_slices(hulls, low, high) > -margin[:, None, None]
     sdf = interpolate_along_slices(distances, low, high)
 
     # 2. Intensity likelihood from the drawn slices (inside vs. the ring around).
     inside_values, ring_values = [], []
     for z in slices:
-        here = np.asarray(image[z][crop], np.float32)
-        inside_values.append(here[masks[z]])
-        ring_values.append(here[(distances[z] <= 0) & (distances[z] > -settings.background_ring_mm)])
+        values = np.asarray(image[z][crop], np.float32)
+        inside_values.append(values[masks[z]])
+        ring_values.append(values[(distances[z] <= 0) & (distances[z] > -settings.background_ring_mm)])
     likelihood = _Likelihood(np.concatenate(inside_values), np.concatenate(ring_values), settings.bins,
                              settings.llr_cap)
 
@@ -254,20 +267,23 @@ def segment_in_envelope(
     sigma = [settings.smoothing_mm / s for s in (slice_mm, *in_plane)]
     log_odds = ndimage.gaussian_filter(log_odds, sigma, mode="nearest")
     inside = (log_odds > 0) & envelope
-    here = [z for z in slices if low <= z < high]  # all drawn slices unless ``only`` is given
-    for z in here:
+    in_box = [z for z in slices if low <= z < high]  # all drawn slices unless ``only`` is given
+    for z in in_box:
         inside[z - low] = masks[z]
     components, _ = ndimage.label(inside)
-    touching = np.unique(np.concatenate([components[z - low][masks[z]] for z in here]))
+    touching = np.unique(np.concatenate([components[z - low][masks[z]] for z in in_box]))
     inside = np.isin(components, touching[touching > 0])
 
     # 5. End the structure beyond the outermost drawn slices.
     stopped: dict[str, int | None] = {"low": None, "high": None}
     for side, start, direction in (("low", slices[0], -1), ("high", slices[-1], 1)):
         floor_area = settings.stop_fraction * masks[start].sum()
+        smallest = float(masks[start].sum())
         z = start + direction
         while low <= z < high and low <= start < high:
-            if inside[z - low].sum() < floor_area:
+            area = float(inside[z - low].sum())
+            smallest = min(smallest, area)
+            if area < floor_area or area > (1.0 + settings.regrowth) * smallest:
                 cut = slice(low - low, z - low + 1) if direction < 0 else slice(z - low, high - low)
                 inside[cut] = False
                 stopped[side] = z
@@ -278,13 +294,14 @@ def segment_in_envelope(
     confidence = np.zeros(n, np.float32)
     present = inside.any(axis=(1, 2))
     confidence[low:high] = np.where(present, likelihood.separability * np.exp(-gap_mm / 50.0), 0.0)
-    for z in here:
+    for z in in_box:
         confidence[z] = 1.0
     return EnvelopeResult(
         probability=probability,
         box=box,
         slice_confidence=confidence,
         separability=likelihood.separability,
+        reliable=likelihood.separability >= settings.min_separability,
         details={"envelope_voxels": int(envelope.sum()), "stopped_at": stopped},
     )
 
