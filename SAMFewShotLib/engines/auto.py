@@ -24,6 +24,7 @@ from scipy import ndimage
 from ..annotation import SparseAnnotation
 from ..metrics import dice
 from ..progress import CancelToken, Progress, no_progress
+from ..propagation.envelope_segmentation import leave_one_out_dice, segment_in_envelope
 from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
@@ -31,6 +32,9 @@ from .interpolate import ContourInterpolationChild, LabelPlan, plan_label, plan_
 from .register import RegisterEngine, slice_progress
 
 CANDIDATES = ("register", "interpolate", "fusion")
+#: Every choice auto reports: the candidates above, or the envelope segmentation of a structure
+#: (``envelope_if_better``), which replaces the whole result when it validates better.
+CHOICES = (*CANDIDATES, "envelope")
 #: Softness (pixels) of the interpolated shape's edge when fused with the registration.
 FUSION_EDGE_PX = 1.0
 
@@ -72,6 +76,28 @@ def in_box(result: LabelProbability, box: tuple[slice, ...], shape) -> np.ndarra
     inner = tuple(slice(o.indices(n)[0] - b.start, o.indices(n)[1] - b.start) for o, b, n in zip(own, box, shape))
     out[inner] = result.probability
     return out
+
+
+def envelope_if_better(
+    stack: np.ndarray, annotation: SparseAnnotation, value: int, chosen_dice: list[float]
+) -> tuple[LabelProbability, list[float]] | None:
+    """The envelope segmentation of label ``value`` (``propagation/envelope_segmentation.py``,
+    for large folded structures) and its leave-one-slice-out Dice on every drawn slice, when its
+    intensities separate the structure (``reliable``) and that Dice's mean beats ``chosen_dice``
+    (the choice's Dice on the same left-out slices, interior and outermost); else None.
+    ``stack``: the canonical image (n_slices, rows, cols)."""
+    drawn = annotation.drawn_slices(value)
+    if len(drawn) < 2 or len(chosen_dice) != len(drawn):
+        return None
+    mask, spacing = annotation.mask(value), annotation.spacing_canonical
+    empty = set(annotation.empty_slices.get(value, ()))
+    result = segment_in_envelope(stack, {z: mask[z] for z in drawn}, spacing, empty)
+    if not result.reliable:  # intensities too weak to carry it
+        return None
+    per_slice = list(leave_one_out_dice(stack, mask, drawn, spacing, empty).values())
+    if not float(np.mean(per_slice)) > float(np.mean(chosen_dice)):
+        return None
+    return result.label_probability(annotation.canonical_shape), per_slice
 
 
 class AutoEngine:
@@ -149,6 +175,10 @@ class AutoEngine:
                 probability, box = whole, (union[0], union[1], union[2])
             chosen = validation[choice] if scores else []
             per_slice = chosen + outer_dice
+            envelope = envelope_if_better(prepared.stack, annotation, value, per_slice)
+            if envelope is not None:  # large folded structures: see envelope_if_better
+                choice, (full, per_slice) = "envelope", envelope
+                probability, box = full.probability, full.box
             expected = float(np.mean(per_slice)) if per_slice else None
             return LabelProbability(
                 probability=probability,
