@@ -11,8 +11,11 @@ out too and predicted by ``register`` and ``refined``, and the better of the two
 extrapolates, so the validation covers extrapolation as well. With one drawn slice nothing can be
 validated and ``refined`` fills everything (measured better on every structure of the abdominal
 CT but the urinary bladder, README "Accuracy"); the expected Dice is then unknown.
-``expected_dice.py`` turns the validation Dice of the left-out slices into the structure's
-expected Dice.
+For structures whose intensities separate them, the envelope segmentation
+(``propagation/envelope_segmentation.py``, for large folded structures such as white matter)
+replaces the whole result when its own leave-one-slice-out Dice beats the choice
+(:func:`envelope_if_better`). ``expected_dice.py`` turns the validation Dice of the left-out
+slices into the structure's expected Dice.
 
 All validation runs reuse the registrations of the final run (``SliceFlows`` memoises them, one
 worker pool serves every label), and every interpolation, validation ones included, runs in one
@@ -30,6 +33,7 @@ from scipy import ndimage
 from ..annotation import SparseAnnotation
 from ..metrics import dice
 from ..progress import CancelToken, Progress, no_progress
+from ..propagation.envelope_segmentation import leave_one_out_dice, segment_in_envelope
 from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
@@ -68,6 +72,9 @@ CANDIDATES: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
     "interpolate": lambda inputs: inputs["interpolate"],
     "fusion": _fusion,
 }
+#: Every choice auto reports: the candidates above, or the envelope segmentation of a structure
+#: (``envelope_if_better``), which replaces the whole result when it validates better.
+CHOICES = (*CANDIDATES, "envelope")
 
 
 def candidate_probability(name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -93,6 +100,28 @@ def in_box(result: LabelProbability, box: tuple[slice, ...], shape) -> np.ndarra
     inner = tuple(slice(o.indices(n)[0] - b.start, o.indices(n)[1] - b.start) for o, b, n in zip(own, box, shape))
     out[inner] = result.probability
     return out
+
+
+def envelope_if_better(
+    stack: np.ndarray, annotation: SparseAnnotation, value: int, chosen_dice: dict[int, float]
+) -> tuple[LabelProbability, dict[int, float]] | None:
+    """The envelope segmentation of label ``value`` (``propagation/envelope_segmentation.py``,
+    for large folded structures) and its leave-one-slice-out Dice on every drawn slice, when its
+    intensities separate the structure (``reliable``) and that Dice's mean beats ``chosen_dice``
+    ({left-out drawn slice: the choice's Dice there}, interior and outermost); else None.
+    ``stack``: the canonical image (n_slices, rows, cols)."""
+    drawn = annotation.drawn_slices(value)
+    if len(drawn) < 2 or len(chosen_dice) != len(drawn):
+        return None
+    mask, spacing = annotation.mask(value), annotation.spacing_canonical
+    empty = set(annotation.empty_slices.get(value, ()))
+    result = segment_in_envelope(stack, {z: mask[z] for z in drawn}, spacing, empty)
+    if not result.reliable:  # intensities too weak to carry it
+        return None
+    per_slice = leave_one_out_dice(stack, mask, drawn, spacing, empty)
+    if not float(np.mean(list(per_slice.values()))) > float(np.mean(list(chosen_dice.values()))):
+        return None
+    return result.label_probability(annotation.canonical_shape), per_slice
 
 
 class AutoEngine:
@@ -188,8 +217,13 @@ class AutoEngine:
                 probability, box = whole, (union[0], union[1], union[2])
             chosen = validation[choice] if scores else []
             scored = drawn[1:-1] + [drawn[0], drawn[-1]] if len(drawn) >= 2 else []  # the order of chosen + outer
+            per_slice = dict(zip(scored, chosen + outer[outside]))
+            envelope = envelope_if_better(prepared.stack, annotation, value, per_slice)
+            if envelope is not None:  # large folded structures: see envelope_if_better
+                choice, (full, per_slice) = "envelope", envelope
+                probability, box = full.probability, full.box
             areas = slice_areas(probability, box, shape[0])
-            expected = expected_dice(drawn, dict(zip(scored, chosen + outer[outside])), areas)
+            expected = expected_dice(drawn, per_slice, areas)
             return LabelProbability(
                 probability=probability,
                 box=box,
