@@ -39,8 +39,6 @@ class MetaConfig:
             input channel of the FMAD's fusion convolution (see the README's A/B).
         online_optimizer: "sgd" (the paper's Algorithm 1) or "adam" (deviation: every per-pair
             update follows Adam's direction; see the README's A/B).
-        evidence_in_fusion: deviation from the paper (off by default): each flexible mask
-            attention block also hands its un-normalised mask evidence A M' to the fusion.
         checkpointing: recompute each ViT block in the backward pass instead of keeping its
             activations (the full-size encoder's attention maps do not fit in 8 GB otherwise).
     """
@@ -61,7 +59,6 @@ class MetaConfig:
     seed: int = 0
     checkpointing: bool = True
     prior_in_fusion: bool = False
-    evidence_in_fusion: bool = False
     online_optimizer: str = "sgd"
 
     def __post_init__(self) -> None:

@@ -49,20 +49,16 @@ class FlexibleMaskAttention(nn.Module):
         self.norm = nn.InstanceNorm2d(dim, affine=True, eps=norm_eps)
         self.heads, self.temperature, self.key_pool = heads, float(temperature), key_pool
 
-    def forward(
-        self, query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor, evidence: bool = False
-    ) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, support: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """
         Args:
             query: (B, C, h, w) query stage embedding.
             support: (B, C, h, w) support stage embedding.
             mask: (B, 1, h, w) float in [0, 1], M': the support mask on the embedding grid.
 
-            evidence: also return the un-normalised mask evidence A M' (mean over the heads) as
-                one more channel (``MetaConfig.evidence_in_fusion``, a deviation).
 
         Returns:
-            (B, d, h, w) float, O of Eq. 10 (B, d + 1, h, w with ``evidence``).
+            (B, d, h, w) float, O of Eq. 10.
         """
         b, _, h, w = query.shape
         features = self.project(query)
@@ -74,14 +70,7 @@ class FlexibleMaskAttention(nn.Module):
 
         q = F.normalize(heads(self.w_q(features.flatten(2).transpose(1, 2))), dim=-1)
         k = F.normalize(heads(self.w_k(support_features.flatten(2).transpose(1, 2))), dim=-1)
-        values = pooled_mask.flatten(2).transpose(1, 2)
-        v = heads(self.w_v(values))
-        if evidence:  # A M' rides along as one more value channel of every head
-            v = torch.cat([v, values[:, None].expand(-1, self.heads, -1, -1)], dim=-1)
+        v = heads(self.w_v(pooled_mask.flatten(2).transpose(1, 2)))
         attended = F.scaled_dot_product_attention(q, k, v, scale=1.0 / self.temperature)
-        if evidence:
-            gathered = attended[..., -1].mean(1).reshape(b, 1, h, w)
-            attended = attended[..., :-1]
         attended = attended.transpose(1, 2).reshape(b, h, w, -1).permute(0, 3, 1, 2)
-        out = self.norm(attended * (self.gate_scale * features + self.gate_shift))
-        return torch.cat([out, gathered], dim=1) if evidence else out
+        return self.norm(attended * (self.gate_scale * features + self.gate_shift))

@@ -36,26 +36,23 @@ class FlexibleMaskAttentionDecoder(nn.Module):
         key_pool: average pooling of the support keys and mask.
         prior_channel: also concatenate the prior mask (on the low-resolution grid) into the
             fusion's input (a deviation from the paper, ``MetaConfig.prior_in_fusion``).
-        evidence_channels: also concatenate each block's un-normalised mask evidence A M' (a
-            deviation, ``MetaConfig.evidence_in_fusion``: the instance norm of Eq. 10 hides how
-            much target evidence a slice holds at all).
+        norm_eps: epsilon of the mask attention's instance norm.
     """
 
     def __init__(
         self, stage_dim: int, token_dim: int, dim: int, heads: int, temperature: float, key_pool: int,
-        prior_channel: bool = False, evidence_channels: bool = False, norm_eps: float = 1e-5,
+        prior_channel: bool = False, norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             FlexibleMaskAttention(stage_dim, dim, heads, temperature, key_pool, norm_eps) for _ in range(N_STAGES)
         )
         self.fusion = nn.Sequential(
-            nn.Conv2d(N_STAGES * (dim + int(evidence_channels)) + int(prior_channel), dim, kernel_size=3, padding=1),
+            nn.Conv2d(N_STAGES * dim + int(prior_channel), dim, kernel_size=3, padding=1),
             LayerNorm2d(dim),
             nn.GELU(),
             nn.Conv2d(dim, dim, kernel_size=3, padding=1),
         )
-        self.evidence = evidence_channels
         self.hypernetwork = nn.Sequential(nn.Linear(token_dim, token_dim), nn.GELU(), nn.Linear(token_dim, dim))
 
     def forward(
@@ -73,7 +70,7 @@ class FlexibleMaskAttentionDecoder(nn.Module):
         Returns:
             (B, 1, 4h, 4w) float low-resolution mask logits in SAM's input frame.
         """
-        outputs = [block(q, s, mask, self.evidence) for block, q, s in zip(self.blocks, query.stages, support.stages)]
+        outputs = [block(q, s, mask) for block, q, s in zip(self.blocks, query.stages, support.stages)]
         upsampled = [F.interpolate(o, scale_factor=UPSCALE, mode="bilinear", align_corners=False) for o in outputs]
         if prior is not None:
             upsampled.append(prior)

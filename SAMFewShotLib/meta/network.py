@@ -48,7 +48,7 @@ class SSMSam(nn.Module):
             self.decoder = FlexibleMaskAttentionDecoder(
                 self.encoder.width, token_dim, config.decoder_dim, _divisor(config.mask_heads, config.decoder_dim),
                 config.temperature, config.key_pool, prior_channel=config.prior_in_fusion,
-                evidence_channels=config.evidence_in_fusion, norm_eps=config.norm_eps,
+                norm_eps=config.norm_eps,
             )
         self.to(device)
         self._sam = (sam,)  # a tuple: not registered twice as a submodule

@@ -109,3 +109,19 @@ def test_decode_gives_logits_on_the_slice_grid_even_with_non_square_pixels(check
         empty_prior = net.decode_example(fq, query, fs, support, prior=np.zeros_like(truth[2]))
     assert logits.shape == (40, 30) and empty_prior.shape == (40, 30)
     assert torch.isfinite(logits).all()
+
+
+def test_the_prior_reaches_the_fusion_only_with_the_prior_in_fusion_deviation(checkpoint):
+    volume, truth = meta_cases.textured_case(0, shape=(6, 40, 30))
+    outputs = {}
+    for deviation in (False, True):
+        net = network(checkpoint, prior_in_fusion=deviation, positive_points=1, negative_points=0)
+        assert net.decoder.fusion[0].in_channels == 4 * net.config.decoder_dim + int(deviation)
+        prep = Preprocessing.for_volume(volume)
+        query, support = (prepare(net.sam, volume, 0, z, prep, truth[z]) for z in (2, 3))
+        with torch.no_grad():
+            fq, fs = (net.features(net.embed([e.item])) for e in (query, support))
+            shifted = np.roll(truth[2], 6, axis=1)  # same area, elsewhere
+            outputs[deviation] = [net.decode_example(fq, query, fs, support, prior=p) for p in (truth[2], shifted)]
+    with_prior = outputs[True]
+    assert not torch.allclose(with_prior[0], with_prior[1])
