@@ -5,8 +5,9 @@ Per structure (label):
 1. The network starts from the init: a meta-learned one (``--init INIT.pt`` from
    ``samfewshot meta-train``), or the plain init - the engine then says so (a warning, and
    ``init`` in the report's counters).
-2. The online optimiser (Algorithm 1, meta/online.py) takes S steps over the K support pairs:
-   the label's drawn slices (image slice, mask), plus the slices declared empty for it.
+2. The online optimiser (Algorithm 1, meta/online.py) takes S sweeps of per-pair SGD updates
+   over the K support pairs: the label's drawn slices (image slice, mask), plus the slices
+   declared empty for it.
 3. The slices between the drawn ones, then outward while the prediction is not empty, are
    predicted with the adapted network (meta/predict.py). Drawn slices stay exactly as drawn.
 

@@ -3,12 +3,15 @@
 An init file is a ``torch.save`` of a plain dict (read back with ``weights_only=True``: no
 pickled code runs):
 
-    format "samfewshot-meta-init", version 1,
+    format "samfewshot-meta-init", version 2,
     base: {sha256, name, model_type, architecture}   the SAM checkpoint it was trained on,
     config: MetaConfig fields,
     names: the trainable tensors' names (network order),
     state: {name: tensor}, learning_rates: (S, T) float32 per-step, per-tensor step sizes,
     training: what the meta-learner did (iterations, tasks, seconds, losses, ...).
+
+Version 2 is the network as published (self-sampling prompt encoder, FMAD; issue 17); a version 1
+file (the previous network: SAM's prompt encoder and mask decoder) is refused with one line.
 
 An init belongs to one base checkpoint: the adapters and decoders were trained on its frozen
 features, so an init is refused (one line) for any other checkpoint, with both named.
@@ -27,7 +30,7 @@ from ..torch_files import read_versioned_file, save_torch_file
 from .config import MetaConfig
 
 FORMAT = "samfewshot-meta-init"
-VERSION = 1
+VERSION = 2
 
 
 @dataclass

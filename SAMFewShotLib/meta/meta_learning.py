@@ -1,29 +1,24 @@
-"""Algorithm 2 of SSM-SAM: the offline meta-learner of the online optimiser's starting point.
+"""Algorithm 2 of SSM-SAM (Leng et al.): meta-training of the online optimiser's starting point.
 
-MAML++-style, first-order:
+First-order, over tasks (one structure of one labelled volume each, see tasks.py):
 
-    theta_0 <- plain init;  log alpha <- log(config.learning_rate)  (S x tensors)
-    for i in 1..N (outer iterations):
-        sample a task and an episode (K supports, Q queries, see tasks.py)
-        theta <- theta_0
-        for s in 1..S: the online step of Algorithm 1 on the supports,
-                       theta <- theta - alpha[s] * d_s   (d_s: Adam direction, kept)
-                       if w_s > 0: L_s = query loss at theta (balanced BCE + IoU)
-        meta-gradients (first order): dtheta_0 = sum_s w_s dL_s/dtheta,
-                       dalpha[t] = -sum_{s >= t} w_s <dL_s/dtheta, d_t>  (per tensor)
-        Adam step on (theta_0, log alpha), meta step size cosine-annealed to ``min_meta_lr``
+    theta_0 <- plain init
+    for i in 1..N (meta-steps):
+        sample T tasks (organs; distinct when there are at least T)
+        for every task tau:
+            theta <- theta_0
+            Algorithm 1 on tau's supports: S sweeps of per-pair updates at rate alpha
+            g_tau = dL_query(theta) / dtheta     (query slices of tau, at the adapted theta)
+        theta_0 <- AdamW(theta_0, mean over tau of g_tau)   lr 2e-4, cosine-annealed to ``min_meta_lr``
 
-MAML++ pieces used: learned per-step, per-tensor step sizes (LSLR), the multi-step loss (MSL:
-query losses after every inner step, weights annealed from uniform to the last step over the
-first ``msl_fraction`` of the iterations), cosine annealing of the meta step size (CA).
-Not used: second-order derivatives (derivative-order annealing) - the inner loop runs through
-SAM's ViT with gradient checkpointing and would need its double backward - and per-step batch
-norm (the network has no batch norm).
+``alpha`` stays the configured step size (the meta-learner does not learn step sizes); the
+init file stores it per step and tensor. First order: second derivatives through the inner
+loop would need a double backward through SAM's checkpointed ViT. Leave-one-organ-out (the
+paper's protocol) is chosen where the tasks are made (``samfewshot meta-train --held-out``).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +29,7 @@ import torch
 from ..progress import CancelToken, Progress, no_progress
 from .config import MetaTrainingSettings  # noqa: F401 (re-exported)
 from .network import SSMSam
-from .online import InnerAdam, PatchCache, apply_step, gradients, pairs_loss
+from .online import PatchCache, adapt, gradients, pairs_loss
 from .tasks import Task, sample_episode
 
 STAGE = "meta-train"
@@ -46,9 +41,9 @@ class MetaTrainingResult:
 
     Attributes:
         state: {name: tensor} theta_0.
-        learning_rates: (S, T) float32 alpha.
-        query_losses: per iteration, the query loss after the last inner step.
-        support_losses: per iteration, the support loss before the first inner step.
+        learning_rates: (S, T) float32 alpha (the configured step size: not learned).
+        query_losses: per meta-step, the mean query loss after adaptation over its T tasks.
+        support_losses: per meta-step, the mean support loss of the first inner sweep.
         seconds: wall time; iterations: N; tasks: task names.
     """
 
@@ -61,19 +56,10 @@ class MetaTrainingResult:
     tasks: list[str] = field(default_factory=list)
 
 
-def msl_weights(iteration: int, iterations: int, steps: int, fraction: float) -> np.ndarray:
-    """MAML++ multi-step loss weights of the S inner steps at an outer iteration: uniform at
-    the start, all on the last step after ``fraction`` of the iterations (non-final weights
-    never below 0.03 / S before that)."""
-    weights = np.zeros(steps)
-    horizon = fraction * iterations
-    if steps == 1 or iteration >= horizon:
-        weights[-1] = 1.0
-        return weights
-    non_final = max((1.0 - iteration / horizon) / steps, 0.03 / steps)
-    weights[:-1] = non_final
-    weights[-1] = 1.0 - non_final * (steps - 1)
-    return weights
+def pick_tasks(tasks: Sequence[Task], count: int, rng: np.random.Generator) -> list[Task]:
+    """``count`` tasks of one meta-step: distinct when there are enough, else with repeats."""
+    picks = rng.choice(len(tasks), size=count, replace=len(tasks) < count)
+    return [tasks[int(i)] for i in picks]
 
 
 def meta_train(
@@ -84,10 +70,10 @@ def meta_train(
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> MetaTrainingResult:
-    """Meta-learn theta_0 and alpha from ``network``'s current (plain) init over ``tasks``.
+    """Meta-learn theta_0 from ``network``'s current (plain) init over ``tasks`` (Algorithm 2).
 
     The network's trainable tensors are used as the fast weights and hold theta_0 again at
-    the end. Progress: ``(STAGE, iteration, N)``; cancel is polled before every inner step.
+    the end. Progress: ``(STAGE, meta-step, N)``; cancel is polled before every inner sweep.
     """
     if not tasks:
         raise ValueError("Meta-training needs at least one task")
@@ -95,62 +81,44 @@ def meta_train(
     rng = np.random.default_rng(settings.seed)
     named = network.trainable()
     params = list(named.values())
-    steps = network.config.steps
+    config = network.config
+    rates = torch.full((config.steps, len(params)), float(config.learning_rate))
     theta0 = [p.detach().clone().requires_grad_(True) for p in params]
-    log_rates = torch.full((steps, len(params)), math.log(network.config.learning_rate), requires_grad=True)
-    outer = torch.optim.Adam(
-        [{"params": theta0, "lr": settings.meta_lr}, {"params": [log_rates], "lr": settings.rate_lr}]
-    )
+    outer = torch.optim.AdamW(theta0, lr=settings.meta_lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         outer, T_max=settings.iterations, eta_min=settings.min_meta_lr
     )
-    result = MetaTrainingResult(state={}, learning_rates=torch.empty(0), tasks=[t.name for t in tasks])
+    result = MetaTrainingResult(state={}, learning_rates=rates, tasks=[t.name for t in tasks])
     progress(STAGE, 0, settings.iterations)
     for iteration in range(settings.iterations):
-        task = tasks[int(rng.integers(len(tasks)))]
-        episode = sample_episode(network.sam, task, settings.shots, settings.queries, network.config.max_shift, rng)
-        with torch.no_grad():
-            for p, p0 in zip(params, theta0):
-                p.copy_(p0)
-        cache = PatchCache(network)
-        inner = InnerAdam(params)
-        rates = log_rates.detach().exp()
-        weights = msl_weights(iteration, settings.iterations, steps, settings.msl_fraction)
         meta_grads = [torch.zeros_like(p) for p in params]
-        rate_grads = torch.zeros_like(log_rates)
-        directions: list[list[torch.Tensor]] = []
-        for step in range(steps):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            loss, _ = pairs_loss(network, episode.support_set.pairs(network.sam, rng), cache)
-            if step == 0:
-                result.support_losses.append(float(loss.detach()))
-            directions.append(inner.direction(gradients(loss, params)))
-            apply_step(params, directions[-1], rates[step])
-            if weights[step] == 0:
-                continue
-            query_loss, _ = pairs_loss(network, episode.queries, cache)
-            query_grads = gradients(query_loss, params)
+        query_losses, support_losses = [], []
+        for task in pick_tasks(tasks, settings.tasks_per_step, rng):
+            episode = sample_episode(network.sam, task, settings.shots, settings.queries, config.max_shift, rng)
             with torch.no_grad():
-                for total, g in zip(meta_grads, query_grads):
-                    total.add_(g, alpha=float(weights[step]))
-                for earlier in range(step + 1):
-                    products = torch.stack([(g * d).sum() for g, d in zip(query_grads, directions[earlier])])
-                    rate_grads[earlier] -= float(weights[step]) * products.cpu()
-            if step == steps - 1:
-                result.query_losses.append(float(query_loss.detach()))
+                for p, p0 in zip(params, theta0):
+                    p.copy_(p0)
+            cache = PatchCache(network)
+            online = adapt(network, episode.support_set, rates, rng=rng, cache=cache, evaluate_final=False,
+                           stage=STAGE + ": inner", cancel=cancel)
+            support_losses.append(online.losses[0])
+            query_loss, _ = pairs_loss(network, episode.queries, cache, rng)
+            with torch.no_grad():
+                for total, g in zip(meta_grads, gradients(query_loss, params)):
+                    total.add_(g, alpha=1.0 / settings.tasks_per_step)
+            query_losses.append(float(query_loss.detach()))
         for p0, g in zip(theta0, meta_grads):
             p0.grad = g.to(p0.device)
-        log_rates.grad = rate_grads * rates  # d/dlog(alpha) = alpha * d/dalpha
         outer.step()
         outer.zero_grad(set_to_none=True)
         schedule.step()
+        result.query_losses.append(float(np.mean(query_losses)))
+        result.support_losses.append(float(np.mean(support_losses)))
         progress(STAGE, iteration + 1, settings.iterations)
     with torch.no_grad():
         for p, p0 in zip(params, theta0):
             p.copy_(p0)
     result.state = {name: p0.detach().cpu().clone() for name, p0 in zip(named, theta0)}
-    result.learning_rates = log_rates.detach().exp().float()
     result.iterations = settings.iterations
     result.seconds = time.perf_counter() - start
     return result

@@ -1,20 +1,17 @@
-"""SSM-SAM: a frozen SAM with adapters, self-sampling prompts and a mask attention decoder.
+"""SSM-SAM (Leng et al., WACV 2024): a frozen SAM ViT with adapters, the self-sampling prompt
+encoder and the flexible mask attention decoder (FMAD).
 
-Trainable: the encoder's adapters, the self-sampling prompt module, the mask attention
-sub-blocks and their fusion weights, and a copy of SAM's mask decoder. Frozen: SAM's ViT, its
-neck and its prompt encoder (positional encodings, point embeddings). Only the trainable
-tensors are saved in an init file (:mod:`SAMFewShotLib.meta.init_file`).
+Trainable: the encoder's adapters, the self-sampling prompt encoder and the FMAD (mask
+attention blocks, fusion, hypernetwork). Frozen: SAM's ViT and its neck. SAM's prompt encoder
+and mask decoder are not used: as in the paper, the decode path is adapted encoder ->
+self-sampled prompt tokens + FMAD -> mask logits. Only the trainable tensors are saved in an
+init file (:mod:`SAMFewShotLib.meta.init_file`).
 
-The plain init (no meta-learning) is deterministic (``config.seed``) and starts from SAM itself:
-zero adapters (the encoder is exactly SAM's), zero fusion weights (the decoder sees SAM's image
-embedding), zero residual branches in the prompt module (the point tokens are SAM's point
-prompts; the global queries start as copies of SAM's padding token), SAM's own mask decoder,
-given the prior mask as SAM's dense mask prompt (SAM-MPA's softened coarse mask).
+The plain init (no meta-learning) is deterministic (``config.seed``): zero adapters (the encoder
+starts as exactly SAM's encoder), PyTorch's default random init for the new modules.
 """
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import torch
@@ -22,12 +19,11 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from ..sam.preprocess import PreprocessedSlice, model_input
-from ..sam.prompts import mask_prompt, soft_logits
 from .config import MetaConfig
 from .mask_attention_decoder import FlexibleMaskAttentionDecoder
 from .model import AdaptedViT, EncoderFeatures
-from .self_sampling_prompt import SelfSamplingPrompt
-from .slices import SliceExample, prompt_points, support_weights
+from .self_sampling_prompt import SelfSamplingPromptEncoder
+from .slices import SliceExample, frame_fraction, prompt_grid_points, support_mask_grid
 
 
 class SSMSam(nn.Module):
@@ -43,18 +39,16 @@ class SSMSam(nn.Module):
         super().__init__()
         sam.requires_grad_(False)
         self.config = config
-        self.prompt_encoder = sam.prompt_encoder
-        dim = int(sam.prompt_encoder.embed_dim)
-        heads = config.attention_heads(dim)
+        token_dim = int(sam.image_encoder.neck[0].out_channels)
         device = sam.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.encoder = AdaptedViT(sam.image_encoder, config.adapter_rank, config.checkpointing)
-            self.prompt = SelfSamplingPrompt(
-                dim, config.global_queries, heads, sam.prompt_encoder.not_a_point_embed.weight
-            )
+            self.prompt = SelfSamplingPromptEncoder(token_dim, config.global_queries, config.attention_heads(token_dim))
             self.decoder = FlexibleMaskAttentionDecoder(
-                self.encoder.width, copy.deepcopy(sam.mask_decoder), heads, config.key_pool
+                self.encoder.width, token_dim, config.decoder_dim, _divisor(config.mask_heads, config.decoder_dim),
+                config.temperature, config.key_pool, prior_channel=config.prior_in_fusion,
+                norm_eps=config.norm_eps,
             )
         self.to(device)
         self._sam = (sam,)  # a tuple: not registered twice as a submodule
@@ -105,44 +99,48 @@ class SSMSam(nn.Module):
     def decode(
         self, query: EncoderFeatures, query_item: PreprocessedSlice, support: EncoderFeatures,
         support_mask: np.ndarray, support_item: PreprocessedSlice, prior: np.ndarray,
+        rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
         """Mask logits of one query slice on its slice grid.
 
         Args:
             query: the query's features (batch 1); ``query_item`` its prepared slice.
             support: the support slice's features (batch 1), ``support_mask`` its (rows, cols)
-                bool mask, ``support_item`` its prepared slice.
+                bool mask (M' of the mask attention), ``support_item`` its prepared slice.
             prior: (rows, cols) bool mask the prompt points are sampled from (the support mask
                 within the annotated range, the neighbouring prediction beyond it).
+            rng: samples the prompt points (None: a generator seeded with ``config.seed``, so
+                a prediction is reproducible).
 
         Returns:
             (rows, cols) float logits on the query's slice grid (differentiable).
         """
         device = query.image_embedding.device
-        points = prompt_points(prior, query_item, self.image_size)
-        coords, labels = (None, None) if points is None else (points[0].to(device), points[1].to(device))
-        prior_in_model = query_item.geometry.image_to_model(soft_logits(prior))
-        mask_input = mask_prompt(prior_in_model, query_item.input_size, self.image_size)
-        sparse, dense = self.prompt_encoder(
-            points=None if coords is None else (coords, labels), boxes=None, masks=mask_input[None].to(device)
+        rng = rng if rng is not None else np.random.default_rng(self.config.seed)
+        grid, labels = prompt_grid_points(
+            prior, query_item, self.image_size, self.config.positive_points, self.config.negative_points, rng
         )
-        if coords is not None and labels is not None:  # SAM pads point prompts with one "not a point" token
-            coords = torch.cat([coords, torch.zeros_like(coords[:, :1])], dim=1)
-            labels = torch.cat([labels, -torch.ones_like(labels[:, :1])], dim=1)
-        image_pe = self.prompt_encoder.get_dense_pe()
-        tokens = self.prompt(sparse, coords, labels, query.image_embedding, image_pe, self.image_size)
-        weights = support_weights(support_mask, support_item, self.config.mask_sigma, self.image_size).to(device)
-        low_res = self.decoder(query, support, weights, tokens, image_pe, dense)
+        tokens = self.prompt(grid.to(device), labels.to(device), query.image_embedding)
+        mask = support_mask_grid(support_mask, support_item, self.image_size).to(device)
+        prior_grid = None
+        if self.config.prior_in_fusion:
+            prior_grid = frame_fraction(prior, query_item, self.image_size, 4 * mask.shape[-1]).to(device)
+        low_res = self.decoder(query, support, mask, tokens, prior_grid)
         geometry = query_item.geometry
         upscaled = self.sam.postprocess_masks(low_res, tuple(query_item.input_size), tuple(geometry.model_shape))
         return geometry.logits_to_slice(upscaled)[0, 0]
 
     def decode_example(
         self, query: EncoderFeatures, query_example: SliceExample, support: EncoderFeatures,
-        support_example: SliceExample, prior: np.ndarray | None = None,
+        support_example: SliceExample, prior: np.ndarray | None = None, rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
         """:meth:`decode` with the support's mask as prior unless ``prior`` is given."""
         return self.decode(
             query, query_example.item, support, support_example.mask, support_example.item,
-            support_example.mask if prior is None else prior,
+            support_example.mask if prior is None else prior, rng,
         )
+
+
+def _divisor(heads: int, width: int) -> int:
+    """The largest number of heads <= ``heads`` that divides ``width``."""
+    return max(h for h in range(1, heads + 1) if width % h == 0)

@@ -1,23 +1,29 @@
-"""Algorithm 1 of SSM-SAM: the online fast gradient-descent optimiser.
+"""Algorithm 1 of SSM-SAM (Leng et al.): the online fast gradient-descent optimiser.
 
 Given the K annotated slices of a structure (the support pairs: image slice, mask), the
-trainable tensors start from an init (the plain init or a meta-learned one) and take S steps:
+trainable tensors start from an init (the plain init or a meta-learned one) and take S x K
+plain SGD updates, one per training pair, as the paper's Algorithm 1:
 
     for s in 1..S:
-        L = mean over the training pairs of (balanced BCE + IoU loss)
-        g = dL/dtheta
-        d = Adam direction of g (bias-corrected first / second moments)
-        theta_t <- theta_t - alpha[s, t] * d_t        for every trainable tensor t
+        for every training pair (query q, support p):
+            L = balanced BCE + IoU loss of the prediction of q (given p) against q's mask
+            theta_t <- theta_t - alpha[s, t] * dL/dtheta_t        for every trainable tensor t
 
-``alpha`` (S x tensors) is the plain init's constant step size or the meta-learner's per-step,
-per-tensor step sizes (MAML++'s learned step sizes).
+``alpha`` (S x tensors) is the plain init's constant step size (``config.learning_rate``), or
+the meta-learned init's. Deviation, off by default (``config.online_optimizer = "adam"``): each
+per-pair update follows Adam's bias-corrected direction instead of the raw gradient (from the
+plain init, plain SGD does not fit the supports in tens of updates; see the README's A/B).
 
-Training pairs: with K >= 2 every support slice is a query whose support (keys/values of the
-mask attention, and the prior its prompt points are sampled from) is the nearest other support
-slice; a slice declared empty for the structure is a query (empty target) with the nearest
-support. With K = 1 the query is a copy of the support slice shifted by a random offset of up
-to ``config.max_shift`` of its size, new at every step (without it, the decoder could learn to
-copy the support's mask).
+Training pairs: with K >= 2 every support slice is a query whose support (keys and mask values
+of the flexible mask attention, and the prior its prompt points are sampled from) is the
+nearest other support slice; a slice declared empty for the structure is a query (empty target)
+with the nearest support. With K = 1 the query is a copy of the support slice shifted by a
+random offset of up to ``config.max_shift`` of its size, new at every step.
+
+Cost: only the query side is differentiated; the support's features are the detached output of
+that slice's latest adapted-encoder pass (its own query pass in this or the previous sweep; a
+no-gradient pass at the start, and every sweep for a support that is never a query), so an
+update costs one adapted-encoder pass with gradients.
 """
 
 from __future__ import annotations
@@ -102,25 +108,43 @@ class PatchCache:
 
 
 def pairs_loss(
-    network: SSMSam, pairs: Sequence[tuple[SliceExample, SliceExample]], cache: PatchCache
+    network: SSMSam, pairs: Sequence[tuple[SliceExample, SliceExample]], cache: PatchCache,
+    rng: np.random.Generator | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Mean segmentation loss of the pairs (every distinct slice encoded once) and the number of
-    encoder forward passes."""
+    """Mean segmentation loss of the pairs at the current tensors (every distinct slice encoded
+    once, with gradients) and the number of encoder forward passes."""
     features: dict[int, EncoderFeatures] = {}
     for example in dict.fromkeys(e for pair in pairs for e in pair):
         features[id(example)] = network.features(cache.get(example))
     losses = [
-        segmentation_loss(network.decode_example(features[id(q)], q, features[id(s)], s), q.mask) for q, s in pairs
+        segmentation_loss(network.decode_example(features[id(q)], q, features[id(s)], s, rng=rng), q.mask)
+        for q, s in pairs
     ]
     return torch.stack(losses).mean(), len(features)
 
 
-class InnerAdam:
-    """Adam update directions for tensors whose step sizes are given per step from outside.
+def detached(features: EncoderFeatures) -> EncoderFeatures:
+    """``features`` without their autograd history."""
+    return EncoderFeatures([s.detach() for s in features.stages], features.image_embedding.detach())
 
-    ``direction(grads)`` updates the moments and returns ``m_hat / (sqrt(v_hat) + eps)`` per
-    tensor; the caller multiplies by its step size.
-    """
+
+def gradients(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d params (zeros for tensors the loss does not reach)."""
+    grads = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+@torch.no_grad()
+def apply_step(params: Sequence[torch.Tensor], directions: Sequence[torch.Tensor], rates: torch.Tensor) -> None:
+    """theta_t -= rates[t] * direction_t for every tensor t (in place; ``rates`` (T,))."""
+    for p, d, rate in zip(params, directions, rates.tolist()):
+        p.sub_(d, alpha=rate)
+
+
+class InnerAdam:
+    """Adam update directions (the ``online_optimizer = "adam"`` deviation): ``direction(grads)``
+    updates the moments and returns ``m_hat / (sqrt(v_hat) + eps)`` per tensor; the caller
+    multiplies by its step size."""
 
     def __init__(self, params: Sequence[torch.Tensor], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.betas, self.eps, self.count = betas, eps, 0
@@ -135,23 +159,45 @@ class InnerAdam:
         for m, v, g in zip(self.first, self.second, grads):
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            m_hat = m / (1 - b1**self.count)
-            v_hat = v / (1 - b2**self.count)
-            out.append(m_hat / (v_hat.sqrt() + self.eps))
+            out.append((m / (1 - b1**self.count)) / ((v / (1 - b2**self.count)).sqrt() + self.eps))
         return out
 
 
-def gradients(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """d loss / d params (zeros for tensors the loss does not reach)."""
-    grads = torch.autograd.grad(loss, list(params), allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+def sgd_sweep(
+    network: SSMSam,
+    pairs: Sequence[tuple[SliceExample, SliceExample]],
+    params: Sequence[torch.Tensor],
+    rates: torch.Tensor,
+    cache: PatchCache,
+    support_features: dict[int, EncoderFeatures],
+    rng: np.random.Generator,
+    adam: InnerAdam | None = None,
+) -> tuple[float, int]:
+    """One s of Algorithm 1: an SGD update per pair, in place. Returns the pairs' mean loss
+    (each before its update) and the adapted-encoder passes made.
 
-
-@torch.no_grad()
-def apply_step(params: Sequence[torch.Tensor], directions: Sequence[torch.Tensor], rates: torch.Tensor) -> None:
-    """theta_t -= rates[t] * direction_t for every tensor t (in place)."""
-    for p, d, rate in zip(params, directions, rates.tolist()):
-        p.sub_(d, alpha=rate)
+    ``support_features`` ({id(example): detached features}) is read for the supports and updated
+    with every query's pass (see the module docstring). ``adam``: the deviation's moments (None:
+    plain SGD, the paper's update)."""
+    queries = {id(q) for q, _ in pairs}
+    passes = 0
+    for _, support in pairs:
+        if id(support) not in support_features or id(support) not in queries:
+            with torch.no_grad():
+                support_features[id(support)] = network.features(cache.get(support))
+            passes += 1
+    losses = []
+    for query, support in pairs:
+        features = network.features(cache.get(query))
+        passes += 1
+        loss = segmentation_loss(
+            network.decode_example(features, query, support_features[id(support)], support, rng=rng), query.mask
+        )
+        grads = gradients(loss, params)
+        apply_step(params, grads if adam is None else adam.direction(grads), rates)
+        support_features[id(query)] = detached(features)
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses)), passes
 
 
 @dataclass
@@ -159,11 +205,12 @@ class OnlineResult:
     """What one online adaptation did.
 
     Attributes:
-        losses: the support loss before each step (S values).
+        losses: per s, the mean over the pairs of each pair's loss before its update (S values).
         final_loss: the support loss after the last step (without the random shift's
             randomness only when K >= 2); None when not evaluated.
         seconds: wall time of the steps (and of the final evaluation).
-        encoder_passes: adapted-encoder forward passes (with gradients).
+        encoder_passes: adapted-encoder forward passes (with gradients, and the detached support
+            passes).
     """
 
     losses: list[float]
@@ -184,18 +231,18 @@ def adapt(
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> OnlineResult:
-    """Run Algorithm 1 on ``network``'s trainable tensors, in place.
+    """Run Algorithm 1 (S sweeps of per-pair SGD updates) on ``network``'s trainable tensors, in place.
 
     Args:
         network: the network, holding the init to start from.
         support_set: the K support pairs (and declared-empty slices).
-        learning_rates: (S, T) float step sizes, T = number of trainable tensors in
-            ``network.trainable()`` order; S = the number of steps.
-        rng: draws the shifts of a single support slice.
+        learning_rates: (S, T) float step sizes alpha, T = number of trainable tensors in
+            ``network.trainable()`` order; S = the number of sweeps.
+        rng: draws the shifts of a single support slice and the self-sampled prompt points.
         cache: patch embeddings already computed (a new cache otherwise).
-        evaluate_final: also compute the support loss after the last step.
-        stage, progress: ``progress(stage, step, S)`` after every step.
-        cancel: polled before every step.
+        evaluate_final: also compute the support loss after the last sweep.
+        stage, progress: ``progress(stage, s, S)`` after every sweep.
+        cancel: polled before every sweep.
     """
     start = time.perf_counter()
     params = list(network.trainable().values())
@@ -204,20 +251,21 @@ def adapt(
             f"learning_rates must have shape (steps, {len(params)}), not {tuple(learning_rates.shape)}"
         )
     cache = cache or PatchCache(network)
-    optimiser = InnerAdam(params)
     steps = int(learning_rates.shape[0])
     losses, passes = [], 0
+    support_features: dict[int, EncoderFeatures] = {}
+    adam = InnerAdam(params) if network.config.online_optimizer == "adam" else None
     progress(stage, 0, steps)
     for step in range(steps):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        loss, used = pairs_loss(network, support_set.pairs(network.sam, rng), cache)
-        apply_step(params, optimiser.direction(gradients(loss, params)), learning_rates[step])
-        losses.append(float(loss.detach()))
+        pairs = support_set.pairs(network.sam, rng)
+        loss, used = sgd_sweep(network, pairs, params, learning_rates[step], cache, support_features, rng, adam)
+        losses.append(loss)
         passes += used
         progress(stage, step + 1, steps)
     final = None
     if evaluate_final:
         with torch.no_grad():
-            final = float(pairs_loss(network, support_set.pairs(network.sam, rng), cache)[0])
+            final = float(pairs_loss(network, support_set.pairs(network.sam, rng), cache, rng)[0])
     return OnlineResult(losses, final, time.perf_counter() - start, passes)

@@ -12,12 +12,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy import ndimage
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
 from ..sam.preprocess import PreprocessedSlice, Preprocessing, in_plane_spacing, preprocess_slice, volume_slice
-from ..sam.prompts import component_prompts
 from ..volume import Volume
 
 #: Pixels of SAM's input frame per embedding-grid cell.
@@ -75,37 +73,26 @@ def frame_fraction(mask: np.ndarray, item: PreprocessedSlice, image_size: int, g
     return F.adaptive_avg_pool2d(frame, grid)
 
 
-def support_weights(mask: np.ndarray, item: PreprocessedSlice, sigma: float, image_size: int) -> torch.Tensor:
-    """(1, 1, image_size/16, image_size/16) float32 in [0, 1]: the support mask on the
-    embedding grid, Gaussian-blurred by ``sigma`` cells and scaled to a maximum of 1."""
-    grid = image_size // PATCH
-    fraction = frame_fraction(mask, item, image_size, grid)[0, 0].numpy()
-    blurred = ndimage.gaussian_filter(fraction, sigma, mode="constant")
-    peak = float(blurred.max())
-    if peak > 0:
-        blurred = blurred / peak
-    return torch.as_tensor(blurred, dtype=torch.float32)[None, None]
+def support_mask_grid(mask: np.ndarray, item: PreprocessedSlice, image_size: int) -> torch.Tensor:
+    """(1, 1, image_size/16, image_size/16) float32 in [0, 1]: M', the support mask on the
+    embedding grid (the fraction of each cell it covers; 0 in the padding)."""
+    return frame_fraction(mask, item, image_size, image_size // PATCH)
 
 
-def prompt_points(
-    mask: np.ndarray, item: PreprocessedSlice, image_size: int
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Self-sampled points of a prior mask in SAM's input frame, or None for an empty mask.
-
-    The largest connected component gives a foreground point (its centroid, or its most
-    interior pixel) and four background points (its bounding-box corners), as SAM-MPA's
-    prompts (:func:`~SAMFewShotLib.sam.prompts.component_prompts`).
+def prompt_grid_points(
+    prior: np.ndarray, item: PreprocessedSlice, image_size: int, positive: int, negative: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-sampled points of a prior mask (:func:`~SAMFewShotLib.meta.self_sampling_prompt.sample_points`)
+    in grid_sample's [-1, 1] frame of the query's image embedding.
 
     Returns:
-        ((1, 5, 2) float32 (X, Y) coordinates, (1, 5) int64 labels), or None.
+        ((1, N, 2) float32 (x, y) in [-1, 1], (1, N) int64 labels: 1 positive, 0 negative).
     """
-    components = component_prompts(np.asarray(mask, bool))
-    if not components:
-        return None
-    first = components[0]
-    model_points = item.geometry.points_to_model(first.points)
-    coords = ResizeLongestSide(image_size).apply_coords(model_points, item.original_size)
-    return (
-        torch.as_tensor(coords, dtype=torch.float32)[None],
-        torch.as_tensor(first.labels, dtype=torch.int64)[None],
-    )
+    from .self_sampling_prompt import sample_points
+
+    rows_cols, labels = sample_points(prior, positive, negative, rng)
+    xy = rows_cols[:, ::-1].copy()
+    coords = ResizeLongestSide(image_size).apply_coords(item.geometry.points_to_model(xy), item.original_size)
+    grid = (np.asarray(coords, np.float64).reshape(-1, 2) + 0.5) / image_size * 2.0 - 1.0
+    return torch.as_tensor(grid, dtype=torch.float32)[None], torch.as_tensor(labels, dtype=torch.int64)[None]

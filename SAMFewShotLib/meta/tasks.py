@@ -63,9 +63,11 @@ def tasks_from_volumes(
     labels: Sequence[int] | None = None,
     window: str = "auto",
     min_slices: int = 3,
+    held_out: int | None = None,
 ) -> tuple[list[Task], list[str]]:
     """Tasks of every (or of the listed) label of every volume, and notes on those skipped
-    (fewer than ``min_slices`` slices). ValueError (one line) when a listed label is in no
+    (fewer than ``min_slices`` slices). ``held_out``: a label left out of every volume
+    (leave-one-organ-out). InputError (one line) when a listed or held-out label is in no
     volume or when no task is left."""
     tasks, notes = [], []
     seen: set[int] = set()
@@ -73,7 +75,7 @@ def tasks_from_volumes(
         volume.require_same_grid(label_volume.volume, f"labels of {name}")
         values = label_volume.label_values()
         seen |= set(values)
-        chosen = values if labels is None else [v for v in labels if v in values]
+        chosen = [v for v in (values if labels is None else [v for v in labels if v in values]) if v != held_out]
         preprocessing = Preprocessing.for_volume(volume, window=window)
         for value in chosen:
             mask = np.moveaxis(label_volume.array == value, axis, 0)
@@ -82,7 +84,7 @@ def tasks_from_volumes(
                 notes.append(f"{task.name} skipped: {len(task.slices)} slices (fewer than {min_slices})")
                 continue
             tasks.append(task)
-    for value in labels or ():
+    for value in [*(labels or ()), *([] if held_out is None else [held_out])]:
         if value not in seen:
             raise InputError(f"Label {value} is in none of the labelled volumes (labels found: {sorted(seen)})")
     if not tasks:

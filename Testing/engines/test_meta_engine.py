@@ -24,7 +24,9 @@ from Testing import tiny_sam
 from Testing.meta import meta_cases  # noqa: E402
 
 DRAWN = [4, 8, 12]
-FAST = MetaConfig(learning_rate=6e-3, checkpointing=False)
+#: The plain init with the "adam" deviation of Algorithm 1 (see the README: from the plain init,
+#: the paper's plain SGD does not beat copying the nearest drawn mask on this phantom).
+FAST = MetaConfig(steps=24, learning_rate=2e-3, online_optimizer="adam", checkpointing=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,72 +37,97 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def annotation_of(volume, truth, drawn):
+    labels = np.zeros(truth.shape, np.uint8)
+    for z in drawn:
+        labels[z][truth[z]] = 1
+    return SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
+
+
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     folder = tmp_path_factory.mktemp("meta_engine")
     volume, truth = meta_cases.textured_case(1)
-    labels = np.zeros(truth.shape, np.uint8)
-    for z in DRAWN:
-        labels[z][truth[z]] = 1
-    annotation = SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
     checkpoint = meta_cases.small_sam_checkpoint(folder / "small.pth")
-    return volume, truth, annotation, str(checkpoint), folder
+    return volume, truth, annotation_of(volume, truth, DRAWN), str(checkpoint), folder
 
 
 @pytest.fixture(scope="module")
 def plain_run(case):
     volume, _, annotation, checkpoint, _ = case
     with pytest.warns(UserWarning, match="plain"):
-        return MetaEngine(checkpoint, steps=16, config=FAST).propagate(volume, annotation)
+        return MetaEngine(checkpoint, config=FAST).propagate(volume, annotation)
 
 
-def test_it_learns_the_structure_and_keeps_the_drawn_slices(case, plain_run):
-    volume, truth, annotation, *_ = case
+def untrained_dice(checkpoint, volume, truth, drawn) -> float:
+    """Dice on the other slices of the same network without online adaptation (plain init)."""
+    from SAMFewShotLib.meta.load import load_meta_model
+    from SAMFewShotLib.meta.online import PatchCache
+    from SAMFewShotLib.meta.predict import predict_structure
+    from SAMFewShotLib.meta.slices import prepare
+    from SAMFewShotLib.sam.preprocess import Preprocessing
+
+    meta = load_meta_model(checkpoint, config=FAST)
+    prep = Preprocessing.for_volume(volume)
+    supports = [prepare(meta.network.sam, volume, 0, z, prep, truth[z]) for z in drawn]
+    result = predict_structure(meta.network, volume, 0, prep, supports, set(), cache=PatchCache(meta.network))
+    predicted = np.zeros(truth.shape, bool)
+    predicted[result.first : result.first + len(result.probability)] = result.probability > 0.5
+    others = [z for z in range(truth.shape[0]) if z not in drawn]
+    return meta_cases.dice(predicted[others], truth[others])
+
+
+def honest_comparison(case, prediction, drawn) -> tuple[float, dict[str, float]]:
+    """(the engine's Dice on the unannotated slices, {baseline: its Dice there})."""
+    from SAMFewShotLib.baselines import copy_nearest_drawn
+
+    volume, truth, _, checkpoint, _ = case
+    annotation = annotation_of(volume, truth, drawn)
+    others = [z for z in range(truth.shape[0]) if z not in drawn]
+    learned = meta_cases.dice(prediction.labels.array[others] == 1, truth[others])
+    baselines = {
+        "copy-nearest": meta_cases.dice(copy_nearest_drawn(annotation)[others] == 1, truth[others]),
+        "threshold": meta_cases.best_threshold_dice(volume.array, truth, drawn, others),
+        "untrained": untrained_dice(checkpoint, volume, truth, drawn),
+    }
+    print(f"meta K={len(drawn)}: {learned:.3f} vs " + ", ".join(f"{k} {v:.3f}" for k, v in baselines.items()))
+    return learned, baselines
+
+
+def test_it_keeps_the_drawn_slices(case, plain_run):
+    volume, _, annotation, *_ = case
     assert plain_run.labels.volume.same_grid(volume)
     predicted = plain_run.labels.array == 1
     for z in DRAWN:
         np.testing.assert_array_equal(predicted[z], annotation.labels.array[z] == 1)
-    others = [z for z in range(truth.shape[0]) if z not in DRAWN]
-    assert meta_cases.dice(predicted[others], truth[others]) > 0.75
 
 
-def test_with_three_drawn_slices_it_beats_copying_the_nearest_drawn_mask(case, plain_run):
-    """Issue 17's target for K = 3: Dice >= copy-nearest + 0.08 on the unannotated slices."""
-    from SAMFewShotLib.baselines import copy_nearest_drawn
-
-    _, truth, annotation, *_ = case
-    others = [z for z in range(truth.shape[0]) if z not in DRAWN]
-    learned = meta_cases.dice(plain_run.labels.array[others] == 1, truth[others])
-    copied = meta_cases.dice(copy_nearest_drawn(annotation)[others] == 1, truth[others])
-    print(f"meta K=3: {learned:.3f}, copy-nearest {copied:.3f}")
-    assert learned >= copied + 0.08, (learned, copied)
+def test_with_three_drawn_slices_it_beats_every_honest_baseline_by_008(case, plain_run):
+    """Issue 17's target for K = 3 on the distractor phantom: Dice >= the best of copy-nearest,
+    the best intensity threshold and the untrained network + 0.08."""
+    learned, baselines = honest_comparison(case, plain_run, DRAWN)
+    assert learned >= max(baselines.values()) + 0.08, (learned, baselines)
 
 
-def test_with_one_drawn_slice_it_beats_copying_the_nearest_drawn_mask(case):
-    """Issue 17's target for K = 1: Dice >= copy-nearest + 0.03 on the unannotated slices."""
-    from SAMFewShotLib.baselines import copy_nearest_drawn
-
+def test_with_one_drawn_slice_it_beats_every_honest_baseline_by_003(case):
+    """Issue 17's target for K = 1: Dice >= the best baseline + 0.03."""
     volume, truth, _, checkpoint, _ = case
-    labels = np.zeros(truth.shape, np.uint8)
-    labels[8][truth[8]] = 1
-    annotation = SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
     with pytest.warns(UserWarning, match="plain"):
-        run = MetaEngine(checkpoint, steps=16, config=FAST).propagate(volume, annotation)
-    others = [z for z in range(truth.shape[0]) if z != 8]
-    learned = meta_cases.dice(run.labels.array[others] == 1, truth[others])
-    copied = meta_cases.dice(copy_nearest_drawn(annotation)[others] == 1, truth[others])
-    print(f"meta K=1: {learned:.3f}, copy-nearest {copied:.3f}")
-    assert learned >= copied + 0.03, (learned, copied)
+        run = MetaEngine(checkpoint, config=FAST).propagate(volume, annotation_of(volume, truth, [8]))
+    learned, baselines = honest_comparison(case, run, [8])
+    assert learned >= max(baselines.values()) + 0.03, (learned, baselines)
 
 
 def test_the_report_counts_steps_time_and_memory_and_names_the_plain_init(plain_run):
     counters = plain_run.counters
-    assert counters["online_steps"] == 16 and counters["online_steps_per_label"] == 16
-    assert counters["support_pairs"] == 3 and counters["online_encoder_passes"] == 16 * 3
+    assert counters["online_steps"] == 24 and counters["online_steps_per_label"] == 24
+    # one pass with gradients per pair update, plus one detached pass at the start for each slice
+    # serving as a support (4 and 8: slice 12's nearest other is 8)
+    assert counters["support_pairs"] == 3 and counters["online_encoder_passes"] == 24 * 3 + 2
     assert counters["online_seconds"] > 0 and counters["peak_rss_mib"] > 100
     assert counters["init"].startswith("plain")
     losses = plain_run.details[1]["online_losses"]
-    assert len(losses) == 16 and plain_run.details[1]["online_final_loss"] < losses[0]
+    assert len(losses) == 24 and plain_run.details[1]["online_final_loss"] < losses[0]
     assert plain_run.seconds["online adaptation"] > 0 and plain_run.seconds["predict"] > 0
 
 
@@ -108,7 +135,7 @@ def test_a_declared_empty_slice_stops_the_outward_propagation(case):
     volume, _, annotation, checkpoint, _ = case
     stopped = SparseAnnotation.from_labels(annotation.labels, axis=0, empty_slices={1: [13]})
     with pytest.warns(UserWarning):
-        prediction = MetaEngine(checkpoint, steps=4, config=FAST).propagate(volume, stopped)
+        prediction = MetaEngine(checkpoint, steps=2, config=FAST).propagate(volume, stopped)
     assert not (prediction.labels.array[13:] == 1).any()
     assert prediction.details[1]["empty_slices"] == [13]
 
@@ -157,7 +184,8 @@ def cli_case(tmp_path_factory):
     write_labels(LabelVolume(volume.with_array(truth.astype(np.uint8))), data / "labels" / "a.nrrd")
     init = folder / "init.pt"
     assert main(["meta-train", str(data), "-o", str(init), "--checkpoint", str(checkpoint), "--iterations", "1",
-                 "--steps", "2", "--shots", "2", "--queries", "1", "--progress", "none"]) == 0
+                 "--steps", "2", "--shots", "2", "--queries", "1", "--tasks-per-step", "1",
+                 "--progress", "none"]) == 0
     image, annotation = folder / "image.nii.gz", folder / "drawn.nii.gz"
     write_volume(volume, image)
     drawn = np.zeros(truth.shape, np.uint8)

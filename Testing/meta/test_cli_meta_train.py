@@ -32,7 +32,7 @@ def labeled_dir(tmp_path_factory):
 def meta_train(folder, checkpoint, output, *extra) -> int:
     return main(
         ["meta-train", str(folder), "-o", str(output), "--checkpoint", str(checkpoint), "--iterations", "2",
-         "--steps", "2", "--shots", "2", "--queries", "1", "--progress", "none", *extra]
+         "--steps", "2", "--shots", "2", "--queries", "1", "--tasks-per-step", "2", "--progress", "none", *extra]
     )
 
 
@@ -47,6 +47,14 @@ def test_meta_train_writes_an_init_and_a_cost_report(labeled_dir, tmp_path, caps
     assert payload["iterations"] == 2 and payload["seconds"] > 0 and payload["peak_rss_mib"] > 100
     assert len(payload["query_losses"]) == 2 and payload["online_steps"] == 2
     assert "Meta-learned init written" in capsys.readouterr().out
+    assert payload["held_out"] is None and payload["settings"]["tasks_per_step"] == 2
+
+
+def test_leave_one_organ_out_is_recorded_and_an_absent_organ_refused(labeled_dir, tmp_path, capsys):
+    folder, checkpoint = labeled_dir
+    code = meta_train(folder, checkpoint, tmp_path / "never.pt", "--held-out", "4")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Label 4" in err and "\n" not in err and not (tmp_path / "never.pt").exists()
 
 
 @pytest.mark.parametrize(

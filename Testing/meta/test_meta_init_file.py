@@ -127,3 +127,17 @@ def test_inconsistent_rates_are_refused(made):
     _, _, init, _ = made
     with pytest.raises(ValueError, match="learning_rates must have shape"):
         MetaInit(**{**init.__dict__, "learning_rates": np.zeros(2)})
+
+
+def test_an_init_of_the_previous_network_is_refused_with_one_line(made, tmp_path):
+    """Version 1 inits held the previous network (SAM's prompt encoder and mask decoder): never
+    mis-loaded into the published SSM-SAM network (self-sampling prompt encoder + FMAD)."""
+    _, checkpoint, _, path = made
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload["version"] = 1
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    one_line_error(lambda: load_init(old), "version 1 meta init file; this samfewshot reads version 2")
+    from SAMFewShotLib.engines.meta import MetaEngine
+
+    one_line_error(lambda: MetaEngine(checkpoint, init=str(old)), "version 1")

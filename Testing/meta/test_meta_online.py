@@ -1,6 +1,6 @@
-"""Algorithm 1 really learns: on a striped ellipsoid among distractors of the same intensity,
-online adaptation from the plain init beats the un-adapted model by >= 0.2 Dice on the
-unannotated slices and beats the best intensity threshold; the support loss falls."""
+"""Algorithm 1 (online adaptation): S x K per-pair SGD updates at rate alpha, the training pairs,
+the support loss falls, progress and cancel. Whether what it learns beats the honest baselines
+is tested end to end in Testing/engines/test_meta_engine.py."""
 
 from __future__ import annotations
 
@@ -9,40 +9,18 @@ import pytest
 pytest.importorskip("torch")
 
 import numpy as np
+import torch
 
+from SAMFewShotLib.meta import online as online_module
 from SAMFewShotLib.meta.config import MetaConfig
 from SAMFewShotLib.meta.load import load_meta_model
-from SAMFewShotLib.meta.online import PatchCache, SupportSet, adapt
-from SAMFewShotLib.meta.predict import predict_structure
+from SAMFewShotLib.meta.online import SupportSet, adapt
 from SAMFewShotLib.meta.slices import prepare
 from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.sam.preprocess import Preprocessing
 from Testing.meta import meta_cases
 
-CONFIG = MetaConfig(steps=16, learning_rate=6e-3, checkpointing=False)
-
-
-def run(checkpoint, drawn: list[int], adapt_steps: bool):
-    """(Dice on the other slices, online result or None, threshold Dice)."""
-    volume, truth = meta_cases.textured_case(1)
-    meta = load_meta_model(checkpoint, config=CONFIG)
-    net = meta.network
-    prep = Preprocessing.for_volume(volume)
-    supports = [prepare(net.sam, volume, 0, z, prep, truth[z]) for z in drawn]
-    cache = PatchCache(net)
-    online = None
-    if adapt_steps:
-        support_set = SupportSet(supports, [], volume, 0, prep, CONFIG.max_shift)
-        online = adapt(net, support_set, meta.learning_rates, rng=np.random.default_rng(0), cache=cache)
-    result = predict_structure(net, volume, 0, prep, supports, set(), cache=cache)
-    predicted = np.zeros(truth.shape, bool)
-    predicted[result.first : result.first + len(result.probability)] = result.probability > 0.5
-    others = [z for z in range(truth.shape[0]) if z not in drawn]
-    return (
-        meta_cases.dice(predicted[others], truth[others]),
-        online,
-        meta_cases.best_threshold_dice(volume.array, truth, drawn, others),
-    )
+CONFIG = MetaConfig(steps=16, checkpointing=False)
 
 
 @pytest.fixture(scope="module")
@@ -50,44 +28,47 @@ def checkpoint(tmp_path_factory):
     return str(meta_cases.small_sam_checkpoint(tmp_path_factory.mktemp("online") / "small.pth"))
 
 
-@pytest.fixture(scope="module")
-def three_slices(checkpoint):
-    drawn = [4, 8, 12]
-    plain_dice, _, threshold = run(checkpoint, drawn, adapt_steps=False)
-    adapted_dice, online, _ = run(checkpoint, drawn, adapt_steps=True)
-    return plain_dice, adapted_dice, threshold, online
+def support_set(meta, drawn, negatives=()):
+    volume, truth = meta_cases.textured_case(1)
+    prep = Preprocessing.for_volume(volume)
+    supports = [prepare(meta.network.sam, volume, 0, z, prep, truth[z]) for z in drawn]
+    empty = [prepare(meta.network.sam, volume, 0, z, prep, np.zeros_like(truth[z])) for z in negatives]
+    return SupportSet(supports, empty, volume, 0, prep, CONFIG.max_shift)
 
 
-def test_the_support_loss_falls(three_slices):
-    *_, online = three_slices
-    assert len(online.losses) == CONFIG.steps
-    assert online.final_loss < 0.5 * online.losses[0]
+def test_every_pair_gets_its_own_plain_sgd_update_at_rate_alpha(checkpoint, monkeypatch):
+    """Algorithm 1: S sweeps x K pairs updates, each theta_t -= alpha[s, t] * dL_pair/dtheta_t."""
+    meta = load_meta_model(checkpoint, config=MetaConfig(steps=2, checkpointing=False))
+    rates = meta.learning_rates.clone()
+    rates[1] *= 3.0
+    updates = []
+    real_apply = online_module.apply_step
+
+    def recording(params, directions, step_rates):
+        before = [p.detach().clone() for p in params]
+        real_apply(params, directions, step_rates)
+        moved = [(b - p.detach()) for b, p in zip(before, params)]
+        for m, d, r in zip(moved, directions, step_rates.tolist()):
+            torch.testing.assert_close(m, r * d, rtol=1e-4, atol=1e-6)
+        updates.append(step_rates.clone())
+
+    monkeypatch.setattr(online_module, "apply_step", recording)
+    adapt(meta.network, support_set(meta, [4, 8, 12]), rates, rng=np.random.default_rng(0), evaluate_final=False)
+    assert len(updates) == 2 * 3
+    assert all(torch.equal(u, rates[0]) for u in updates[:3]) and all(torch.equal(u, rates[1]) for u in updates[3:])
 
 
-def test_adaptation_beats_the_unadapted_model_by_at_least_02_dice(three_slices):
-    plain_dice, adapted_dice, *_ = three_slices
-    assert adapted_dice >= plain_dice + 0.2, (plain_dice, adapted_dice)
-
-
-def test_adaptation_beats_the_best_intensity_threshold(three_slices):
-    _, adapted_dice, threshold, _ = three_slices
-    assert adapted_dice > threshold + 0.1, (threshold, adapted_dice)
-
-
-def test_a_single_support_slice_learns_from_shifted_copies(checkpoint):
-    plain_dice, _, _ = run(checkpoint, [8], adapt_steps=False)
-    adapted_dice, online, _ = run(checkpoint, [8], adapt_steps=True)
-    assert online.losses[-1] < online.losses[0] - 0.3
-    assert adapted_dice >= plain_dice + 0.2, (plain_dice, adapted_dice)
+@pytest.mark.parametrize("drawn", [[4, 8, 12], [8]])
+def test_the_support_loss_falls_with_the_papers_sgd(checkpoint, drawn):
+    meta = load_meta_model(checkpoint, config=MetaConfig(steps=8, checkpointing=False))
+    result = adapt(meta.network, support_set(meta, drawn), meta.learning_rates, rng=np.random.default_rng(0))
+    assert len(result.losses) == 8
+    assert np.mean(result.losses[-2:]) < result.losses[0] - 0.2, result.losses
 
 
 def test_pairs_use_the_nearest_other_support_and_the_declared_empty_slices(checkpoint):
-    volume, truth = meta_cases.textured_case(1)
     meta = load_meta_model(checkpoint, config=CONFIG)
-    prep = Preprocessing.for_volume(volume)
-    supports = [prepare(meta.network.sam, volume, 0, z, prep, truth[z]) for z in (3, 6, 12)]
-    negative = prepare(meta.network.sam, volume, 0, 15, prep, np.zeros_like(truth[15]))
-    pairs = SupportSet(supports, [negative], volume, 0, prep, 0.1).pairs(meta.network.sam, np.random.default_rng(0))
+    pairs = support_set(meta, [3, 6, 12], [15]).pairs(meta.network.sam, np.random.default_rng(0))
     assert [(q.index, s.index) for q, s in pairs] == [(3, 6), (6, 3), (12, 6), (15, 12)]
 
 

@@ -1,4 +1,4 @@
-"""Slices for SSM-SAM: shifted copies, the blurred support mask on the embedding grid, sampled points."""
+"""Slices for SSM-SAM: shifted copies, the support mask on the embedding grid, self-sampled points."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ pytest.importorskip("torch")
 import numpy as np
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from SAMFewShotLib.meta.slices import prepare, prompt_points, shifted, support_weights
+from SAMFewShotLib.meta.self_sampling_prompt import sample_points
+from SAMFewShotLib.meta.slices import prepare, prompt_grid_points, shifted, support_mask_grid
 from SAMFewShotLib.sam.model_loading import load_sam
 from SAMFewShotLib.sam.preprocess import Preprocessing
 from Testing.meta import meta_cases
@@ -33,22 +34,39 @@ def test_a_shifted_copy_moves_image_and_mask_together(setup):
     assert unmoved.item.pixels.equal(example.item.pixels) and unmoved.item.input_size == example.item.input_size
 
 
-def test_support_weights_cover_the_mask_and_not_the_padding(setup):
+def test_the_support_mask_on_the_grid_is_the_covered_fraction_and_empty_in_the_padding(setup):
     _, _, truth, _, example = setup
-    weights = support_weights(truth[4], example.item, sigma=1.0, image_size=256)[0, 0].numpy()
-    assert weights.shape == (16, 16) and weights.max() == pytest.approx(1.0)
-    # 48 x 32 slice -> 256 x 171 input: columns from 171 / 16 = 10.7 on are padding, 2+ cells away is ~0
-    assert weights[:, 13:].max() < 0.02
-    rows, cols = np.nonzero(truth[4])
-    centre = (int(rows.mean() * 256 / 48 / 16), int(cols.mean() * 256 / 48 / 16))
-    assert weights[centre] > 0.8
+    grid = support_mask_grid(truth[4], example.item, image_size=256)[0, 0].numpy()
+    assert grid.shape == (16, 16) and 0.0 <= grid.min() and grid.max() == pytest.approx(1.0)
+    # 48 x 32 slice -> 256 x 171 input: columns from 171 / 16 = 10.7 on are padding
+    assert grid[:, 11:].max() == 0.0
+    # the covered fraction: its sum is the mask's area in grid cells (48 / 16 * 256 / 48 = 3 pixels a cell)
+    assert grid.sum() == pytest.approx(truth[4].sum() / (48 / 16) ** 2, rel=0.05)
 
 
-def test_points_come_from_the_largest_component_in_sam_input_coordinates(setup):
+def test_sampled_points_fall_inside_the_prior_and_in_the_band_around_it(setup):
+    rng = np.random.default_rng(0)
+    _, _, truth, _, _ = setup
+    prior = truth[4]
+    points, labels = sample_points(prior, 5, 7, rng)
+    assert labels.tolist() == [1] * 5 + [0] * 7
+    rows, cols = points.astype(int).T
+    assert prior[rows[:5], cols[:5]].all() and not prior[rows[5:], cols[5:]].any()
+    r, c = np.nonzero(prior)
+    height, width = r.max() - r.min() + 1, c.max() - c.min() + 1
+    assert (rows[5:] >= r.min() - height // 2).all() and (rows[5:] <= r.max() + height // 2).all()
+    assert (cols[5:] >= c.min() - width // 2).all() and (cols[5:] <= c.max() + width // 2).all()
+    again, _ = sample_points(prior, 5, 7, np.random.default_rng(0))
+    np.testing.assert_array_equal(points, again)
+    empty_points, empty_labels = sample_points(np.zeros_like(prior), 5, 3, rng)
+    assert empty_labels.tolist() == [0, 0, 0] and empty_points.shape == (3, 2)
+
+
+def test_points_map_to_the_embedding_grid_of_sams_input_frame(setup):
     _, _, truth, _, example = setup
-    coords, labels = prompt_points(truth[4], example.item, 256)
-    assert labels.tolist() == [[1, 0, 0, 0, 0]]
-    rows, cols = np.nonzero(truth[4])
-    expected = ResizeLongestSide(256).apply_coords(np.array([[cols.mean(), rows.mean()]]), (48, 32))
-    np.testing.assert_allclose(coords[0, 0].numpy(), expected[0], atol=1.0)
-    assert prompt_points(np.zeros_like(truth[4]), example.item, 256) is None
+    grid, labels = prompt_grid_points(truth[4], example.item, 256, 3, 2, np.random.default_rng(1))
+    assert grid.shape == (1, 5, 2) and labels.tolist() == [[1, 1, 1, 0, 0]]
+    points, _ = sample_points(truth[4], 3, 2, np.random.default_rng(1))
+    xy = ResizeLongestSide(256).apply_coords(points[:, ::-1].copy(), (48, 32))
+    np.testing.assert_allclose(grid[0].numpy(), (xy + 0.5) / 256 * 2 - 1, atol=1e-5)
+    assert (grid.abs() <= 1).all()
