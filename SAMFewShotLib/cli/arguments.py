@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..engines.catalog import DEVICES
+from ..engines.catalog import DEFAULT_SUPPORT, DEVICES, SUPPORT_MODES
 from ..errors import InputError
 from ..progress import add_progress_argument
 from ..volume import LabelVolume
@@ -21,6 +21,7 @@ __all__ = [
     "add_progress_argument",
     "add_report_argument",
     "add_sam_model_arguments",
+    "add_support_argument",
     "axis_or_auto",
     "parse_ints",
     "parse_label_values",
@@ -105,6 +106,20 @@ def add_report_argument(
 ) -> None:
     """``--report PATH`` (default None: no report)."""
     parser.add_argument("--report", default=None, metavar="PATH", help=help)
+
+
+def add_support_argument(parser: argparse.ArgumentParser) -> None:
+    """``--support nearest|kcentroid|kcentroid-direct`` (default None: the engine's own, which is
+    nearest unless its name says otherwise, e.g. ``register:kcentroid``)."""
+    parser.add_argument(
+        "--support",
+        default=None,
+        choices=SUPPORT_MODES,
+        help="register/auto: which drawn slice each slice takes its mask from: nearest (the drawn slices "
+        "next to it, both sides fused), kcentroid (SAM-MPA: the drawn slice nearest in appearance, chained "
+        "from it), kcentroid-direct (the same, registered directly onto it) "
+        f"(default: {DEFAULT_SUPPORT})",
+    )
 
 
 def add_axis_argument(parser: argparse.ArgumentParser, *, auto: bool = True, help: str | None = None) -> None:

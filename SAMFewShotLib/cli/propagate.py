@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..engines.catalog import engine_family, needs_weights
+from ..engines.catalog import engine_family, needs_weights, with_support
 from ..errors import InputError
 from ..files import write_json_atomic
 from ..progress import CancelToken
@@ -20,6 +20,7 @@ from .arguments import (
     add_model_type_argument,
     add_progress_argument,
     add_report_argument,
+    add_support_argument,
     axis_or_auto,
 )
 from .exit_codes import EXIT_OK
@@ -40,6 +41,7 @@ def add_propagate_parser(subparsers) -> None:
         "(register:tvl1, auto:elastix, ...); sam, fewshot, meta need weights (default: auto)",
     )
     add_annotation_arguments(p)
+    add_support_argument(p)
     add_checkpoint_argument(p, help="SAM checkpoint path or name (SAM engines only)")
     add_model_type_argument(p)
     p.add_argument("--refine", type=int, default=None, help="SAM post-refinement rounds (default 1)")
@@ -73,6 +75,7 @@ def check_qc_path(path: str, others: list[str]) -> None:
 def _engine(args: argparse.Namespace):
     from ..engines import make_engine
 
+    args.engine = with_support(args.engine, getattr(args, "support", None))
     if needs_weights(args.engine):
         options = dict(checkpoint=args.checkpoint, model_type=args.model_type, device=args.device)
         if args.refine is not None:

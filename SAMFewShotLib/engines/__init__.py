@@ -5,7 +5,9 @@
 (SAM-MPA refinement), ``fewshot`` (mask decoder fine-tuned on the annotated slices' embeddings,
 Xie et al.) and ``meta`` (adapters and self-sampling prompts adapted online, SSM-SAM). A suffix
 chooses the slice registration of ``register`` and ``auto``: ``register:dis``, ``auto:elastix``
-(default DIS optical flow, see propagation/registrar_names.py). The names live in
+(default DIS optical flow, see propagation/registrar_names.py), and a further one how slices
+take their masks from the drawn ones: ``register:kcentroid``, ``auto:elastix:kcentroid`` (SAM-MPA's
+cluster-centre propagation; default nearest, see propagation/support_names.py). The names live in
 catalog.py (no heavy imports); the SAM-based engines' shared options in options.py.
 """
 
@@ -45,10 +47,12 @@ def make_engine(spec: str, **options) -> Engine:
         from .interpolate import InterpolateEngine
 
         return InterpolateEngine()
+    from ..propagation.mask_chain import ChainSettings
     from .auto import AutoEngine
     from .register import RegisterEngine
 
-    engine_class = RegisterEngine if engine.family == "register" else AutoEngine
-    registrar = engine.registrar
-    assert registrar is not None  # the catalogue fills in the default registrar of register and auto
-    return engine_class(backend=registrar)
+    registrar, support = engine.registrar, engine.support
+    assert registrar is not None and support is not None  # the catalogue fills in register/auto defaults
+    if engine.family == "register":
+        return RegisterEngine(backend=registrar, settings=ChainSettings(support=support))
+    return AutoEngine(backend=registrar, settings=ChainSettings(support=support))

@@ -34,6 +34,7 @@ from ..annotation import SparseAnnotation
 from ..metrics import dice
 from ..progress import CancelToken, Progress, no_progress
 from ..propagation.envelope_segmentation import leave_one_out_dice, segment_in_envelope
+from ..propagation.mask_chain import ChainSettings
 from ..propagation.slice_registration import DEFAULT_REGISTRAR
 from ..volume import Volume
 from .base import LabelProbability, Prediction, Timer, per_label_prediction
@@ -129,8 +130,8 @@ class AutoEngine:
 
     name = "auto"
 
-    def __init__(self, backend: str = DEFAULT_REGISTRAR) -> None:
-        self.register = RegisterEngine(backend=backend)
+    def __init__(self, backend: str = DEFAULT_REGISTRAR, settings: ChainSettings | None = None) -> None:
+        self.register = RegisterEngine(backend=backend, settings=settings)
 
     def propagate(
         self,

@@ -5,7 +5,9 @@ An engine is named ``FAMILY`` or ``FAMILY:OPTION``:
 
 - ``interpolate``: Fill-between-slices; no option.
 - ``register``, ``auto``: slice-to-slice registration; the option picks the registrar
-  (``register:dis``, ``auto:elastix``; default :data:`DEFAULT_REGISTRAR`).
+  (``register:dis``, ``auto:elastix``; default :data:`DEFAULT_REGISTRAR`), the support mode
+  (``register:kcentroid``: SAM-MPA's cluster-centre propagation; default :data:`DEFAULT_SUPPORT`)
+  or both, registrar first (``register:elastix-mpa:kcentroid``).
 - ``sam``: SAM-MPA refinement of a coarse engine (``sam:register`` = ``sam``, ``sam:interpolate``).
 - ``fewshot``, ``meta``: SAM-based engines without option.
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from ..atlas.fusion_methods import FUSION_METHODS
 from ..errors import InputError
 from ..propagation.registrar_names import DEFAULT_REGISTRAR, REGISTRAR_NAMES
+from ..propagation.support_names import DEFAULT_SUPPORT, SUPPORT_MODES
 from ..sam.device import DEVICES
 
 #: Engines that need no weights and run on the CPU.
@@ -35,6 +38,7 @@ ENGINE_NAMES = (
     "interpolate",
     "register",
     *(f"register:{name}" for name in REGISTRAR_NAMES if name != DEFAULT_REGISTRAR),
+    *(f"register:{mode}" for mode in SUPPORT_MODES if mode != DEFAULT_SUPPORT),
     "sam",
     "sam:interpolate",
     "fewshot",
@@ -43,17 +47,20 @@ ENGINE_NAMES = (
 
 __all__ = [
     "DEFAULT_REGISTRAR",
+    "DEFAULT_SUPPORT",
     "DEVICES",
     "ENGINE_NAMES",
     "FUSION_METHODS",
     "REGISTRAR_NAMES",
     "SAM_COARSE_ENGINES",
+    "SUPPORT_MODES",
     "WEIGHTED_ENGINES",
     "WEIGHTLESS_ENGINES",
     "EngineSpec",
     "engine_family",
     "needs_weights",
     "parse_engine",
+    "with_support",
 ]
 
 
@@ -74,7 +81,16 @@ class EngineSpec:
         """The slice registrar of ``register`` / ``auto`` (default filled in); None for the others."""
         if self.family not in ("register", "auto"):
             return None
-        return self.option or DEFAULT_REGISTRAR
+        named = [part for part in self.option.split(":") if part in REGISTRAR_NAMES]
+        return named[0] if named else DEFAULT_REGISTRAR
+
+    @property
+    def support(self) -> str | None:
+        """The support mode of ``register`` / ``auto`` (default filled in); None for the others."""
+        if self.family not in ("register", "auto"):
+            return None
+        named = [part for part in self.option.split(":") if part in SUPPORT_MODES]
+        return named[0] if named else DEFAULT_SUPPORT
 
     @property
     def coarse(self) -> str | None:
@@ -86,15 +102,21 @@ class EngineSpec:
 
 def _valid(family: str, option: str) -> bool:
     if family in ("register", "auto"):
-        return not option or option in REGISTRAR_NAMES
+        if not option:
+            return True
+        parts = option.split(":")
+        if len(parts) == 1:
+            return parts[0] in REGISTRAR_NAMES or parts[0] in SUPPORT_MODES
+        return len(parts) == 2 and parts[0] in REGISTRAR_NAMES and parts[1] in SUPPORT_MODES
     if family == "sam":
         return not option or option in SAM_COARSE_ENGINES
     return family in ("interpolate", "fewshot", "meta") and not option
 
 
 def parse_engine(spec: str) -> EngineSpec:
-    """``"register:dis"`` -> EngineSpec("register", "dis"); InputError naming the known engines
-    for anything else."""
+    """``"register:dis"`` -> EngineSpec("register", "dis"), ``"auto:elastix:kcentroid"`` ->
+    EngineSpec("auto", "elastix:kcentroid"); InputError naming the known engines for anything
+    else."""
     family, _, option = spec.partition(":")
     if not _valid(family, option):
         raise InputError(f"Engine must be one of {', '.join(ENGINE_NAMES)}, not {spec!r}")
@@ -109,3 +131,25 @@ def engine_family(spec: str) -> str:
 def needs_weights(spec: str) -> bool:
     """True when the engine named ``spec`` is SAM-based (no validation of the rest of the name)."""
     return engine_family(spec) in WEIGHTED_ENGINES
+
+
+def with_support(spec: str, support: str | None) -> str:
+    """``spec`` with the support mode ``support`` (``--support``) added to its option: ``("auto",
+    "kcentroid")`` -> ``"auto:kcentroid"``; None or the mode the spec already has leaves it as it
+    is. InputError for an unknown mode, an engine without support modes, or a spec naming another
+    mode."""
+    if support is None:
+        return spec
+    if support not in SUPPORT_MODES:
+        raise InputError(f"--support must be one of {', '.join(SUPPORT_MODES)}, not {support!r}")
+    parsed = parse_engine(spec)
+    if parsed.support is None:
+        if support == DEFAULT_SUPPORT:
+            return spec
+        raise InputError(f"--support is for the register and auto engines, not {spec!r}")
+    named = [part for part in parsed.option.split(":") if part in SUPPORT_MODES]
+    if named:
+        if named[0] != support:
+            raise InputError(f"--support {support} contradicts the engine {spec!r}")
+        return spec
+    return f"{parsed.family}:{':'.join(filter(None, (parsed.option, support)))}"

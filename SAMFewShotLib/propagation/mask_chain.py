@@ -9,6 +9,14 @@ outward area trend of the two outermost drawn slices. The chain stops when the t
 falls below ``stop_fraction`` of the area it started from or the area trend reaches zero: the
 stop rule sees only the image and the annotated slices, never the true extent.
 
+That is the ``nearest`` support (``ChainSettings.support``). With ``kcentroid`` or
+``kcentroid-direct`` (SAM-MPA), the same run decides which slices hold the structure, and then
+every one of them takes its mask from its cluster's centre instead (``support_propagation.py``):
+the drawn slice nearest in feature space, chained or registered directly onto it. A slice beyond
+the drawn slices whose centre is the drawn slice its outward chain started from keeps that chain
+(trimmed and grown at every step); one taken from another centre is trimmed once by the
+intensity model. With one drawn slice every support is ``nearest``.
+
 Everything here works in the canonical orientation: (n_slices, rows, cols), annotated axis first.
 """
 
@@ -24,6 +32,7 @@ from ..progress import CancelToken
 from .intensity_model import IntensityModel
 from .slice_flows import SliceFlows
 from .slice_registration import warp
+from .support_names import DEFAULT_SUPPORT, SUPPORT_MODES
 
 
 @dataclass
@@ -48,6 +57,8 @@ class ChainSettings:
             ``blind_reach_of_gap`` times the mean gap between drawn slices (with two or more drawn
             slices: the default 0 does not invent structure beyond them), or, with one drawn
             slice, half the drawn mask's equivalent diameter (a roughly round structure).
+        support: which drawn slice a slice takes its mask from: "nearest", "kcentroid" or
+            "kcentroid-direct" (see the module docstring and ``support_names.py``).
     """
 
     stop_fraction: float = 0.1
@@ -60,16 +71,23 @@ class ChainSettings:
     grow_when_expanding: float = 0.0
     blind_separability: float = 0.65
     blind_reach_of_gap: float = 0.0
+    support: str = DEFAULT_SUPPORT
+
+    def __post_init__(self) -> None:
+        if self.support not in SUPPORT_MODES:
+            raise ValueError(f"Support must be one of {', '.join(SUPPORT_MODES)}, not {self.support!r}")
 
 
 @dataclass
 class ChainResult:
-    """probability: (n, rows, cols) float32 in [0, 1] inside the crop; confidence: (n,)."""
+    """probability: (n, rows, cols) float32 in [0, 1] inside the crop; confidence: (n,);
+    centres: {slice: the drawn slice it took its mask from} with a k-centroid support, else None."""
 
     probability: np.ndarray
     confidence: np.ndarray
     stopped_at: dict[str, int | None]
     separability: float
+    centres: dict[int, int] | None = None
 
 
 class LabelChain:
@@ -111,6 +129,8 @@ class LabelChain:
         self.probability = np.zeros((n, rows, cols), np.float32)
         self.confidence = np.zeros(n, np.float32)
         self.stopped: dict[str, int | None] = {"low": None, "high": None}
+        self.filled: set[int] = set()  # slices the chains reached (drawn ones excluded)
+        self.outward_from: dict[int, int] = {}  # {slice: the drawn slice its outward chain started at}
         self._filled = 0
 
     def _blind_reach(self, spacing: tuple[float, float, float]) -> int | None:
@@ -189,6 +209,8 @@ class LabelChain:
         slope = outward_area_slope(self.drawn, start, neighbour, self.settings.area_trend_reach)
         chain = self.chain(self.drawn[start], slices, outward=True, area_slope=slope)
         for z, mask, agreement in chain:
+            self.filled.add(z)
+            self.outward_from[z] = start
             self.probability[z] = mask
             self.confidence[z] = agreement * np.exp(-abs(z - start) / self.settings.confidence_decay_slices)
         self._tick(len(chain))
@@ -203,6 +225,7 @@ class LabelChain:
         for z, mask_up, _ in up:
             if z not in down:  # only part of the gap was chained (``only``)
                 continue
+            self.filled.add(z)
             w = (b - z) / (b - a)
             self.probability[z] = w * mask_up + (1 - w) * down[z]
             self.confidence[z] = _soft_dice(mask_up, down[z])
@@ -241,6 +264,7 @@ class LabelChain:
                 self.outward(a, +1, b, "high", only)
             elif b_drawn:
                 self.outward(b, -1, a, "low", only)
+        centres = self.from_centres() if self.settings.support != "nearest" and len(self.drawn) >= 2 else None
         if self.on_slice is not None:
             self.on_slice(n, n)
         return ChainResult(
@@ -248,7 +272,26 @@ class LabelChain:
             confidence=self.confidence,
             stopped_at=self.stopped,
             separability=self.model.separability,
+            centres=centres,
         )
+
+    def from_centres(self) -> dict[int, int]:
+        """Refill the slices the chains reached from their cluster centres (k-centroid support,
+        see the module docstring); returns {slice: centre} for every slice reached."""
+        from .support_clusters import support_clusters
+        from .support_propagation import centre_masks
+
+        assigned = support_clusters(self.image[:, self.crop[0], self.crop[1]], sorted(self.drawn))
+        refill = [z for z in sorted(self.filled) if self.outward_from.get(z) != assigned[z]]
+        masks, _ = centre_masks(
+            self.image, self.drawn, refill, self.flows, self.crop, self.settings.support, self.empty, self.cancel,
+            assigned,
+        )
+        for z, mask in masks.items():
+            if z in self.outward_from:
+                mask = self.model.trim(mask, self.image[z][self.crop], self.settings.prior_cap)
+            self.probability[z] = mask
+        return {z: assigned[z] for z in sorted(self.filled)}
 
 
 def propagate_label_masks(

@@ -3,7 +3,8 @@
 scikit-image or elastix. The implementations live in slice_registration.py."""
 
 #: ``register:NAME`` / ``auto:NAME`` options: OpenCV DIS optical flow, scikit-image TV-L1 optical
-#: flow, elastix 2D B-spline.
-REGISTRAR_NAMES = ("dis", "tvl1", "elastix")
+#: flow, elastix 2D B-spline tuned for adjacent slices, elastix with SAM-MPA's settings (elastix's
+#: default B-spline map, 3 resolutions).
+REGISTRAR_NAMES = ("dis", "tvl1", "elastix", "elastix-mpa")
 #: The registrar used when none is named (chosen by measurement: README "Clinical scale").
 DEFAULT_REGISTRAR = "dis"

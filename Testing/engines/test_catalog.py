@@ -11,6 +11,7 @@ import pytest
 from SAMFewShotLib.engines import make_engine
 from SAMFewShotLib.engines.catalog import (
     DEFAULT_REGISTRAR,
+    DEFAULT_SUPPORT,
     ENGINE_NAMES,
     REGISTRAR_NAMES,
     WEIGHTED_ENGINES,
@@ -18,6 +19,7 @@ from SAMFewShotLib.engines.catalog import (
     EngineSpec,
     needs_weights,
     parse_engine,
+    with_support,
 )
 from SAMFewShotLib.engines.options import SamOptions
 from SAMFewShotLib.propagation.slice_registration import REGISTRARS
@@ -111,3 +113,59 @@ def test_sam_options_refuse_bad_values(tmp_path, fields, message):
     with pytest.raises(ValueError, match=message):
         SamOptions(**{"engine": "meta", "checkpoint": str(checkpoint), **fields})
 
+
+
+# support modes (SAM-MPA cluster-centre propagation) -----------------------------------------------
+@pytest.mark.parametrize(
+    "spec, registrar, support",
+    [
+        ("register", DEFAULT_REGISTRAR, DEFAULT_SUPPORT),
+        ("register:kcentroid", DEFAULT_REGISTRAR, "kcentroid"),
+        ("auto:elastix-mpa:kcentroid-direct", "elastix-mpa", "kcentroid-direct"),
+        ("register:tvl1", "tvl1", DEFAULT_SUPPORT),
+    ],
+)
+def test_the_option_names_a_registrar_a_support_mode_or_both(spec, registrar, support):
+    parsed = parse_engine(spec)
+    assert (parsed.registrar, parsed.support) == (registrar, support)
+
+
+@pytest.mark.parametrize(
+    "spec", ["register:kcentroid:dis", "register:dis:dis", "auto:dis:kcentroid:x", "sam:kcentroid"]
+)
+def test_badly_combined_options_are_refused(spec):
+    with pytest.raises(ValueError, match="Engine must be one of"):
+        parse_engine(spec)
+
+
+def test_make_engine_passes_the_support_mode_to_the_chain():
+    assert make_engine("register:dis:kcentroid").settings.support == "kcentroid"
+    assert make_engine("auto:kcentroid-direct").register.settings.support == "kcentroid-direct"
+    assert make_engine("register").settings.support == DEFAULT_SUPPORT
+
+
+@pytest.mark.parametrize(
+    "spec, support, expected",
+    [
+        ("register", "kcentroid", "register:kcentroid"),
+        ("auto:elastix", "kcentroid", "auto:elastix:kcentroid"),
+        ("register:kcentroid", "kcentroid", "register:kcentroid"),
+        ("interpolate", "nearest", "interpolate"),
+        ("register:tvl1", None, "register:tvl1"),
+    ],
+)
+def test_with_support_adds_the_mode_to_the_engine(spec, support, expected):
+    assert with_support(spec, support) == expected
+
+
+@pytest.mark.parametrize(
+    "spec, support, message",
+    [
+        ("interpolate", "kcentroid", "--support is for the register and auto engines"),
+        ("register:kcentroid", "nearest", "contradicts"),
+        ("register", "closest", "'closest'"),
+    ],
+)
+def test_with_support_refuses_what_cannot_hold(spec, support, message):
+    with pytest.raises(ValueError, match=message):
+        with_support(spec, support)

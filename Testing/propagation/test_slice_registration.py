@@ -13,6 +13,7 @@ from scipy import ndimage
 from SAMFewShotLib.propagation.slice_registration import (
     DisOpticalFlowRegistrar,
     ElastixBSplineRegistrar,
+    ElastixPaperRegistrar,
     OpticalFlowRegistrar,
     make_registrar,
     warp,
@@ -89,10 +90,32 @@ def test_elastix_bspline_recovers_a_known_translation_slow(tmp_path, monkeypatch
     assert not list(tmp_path.iterdir())  # transformix output stays out of the working directory
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # itk's SWIG wrappers, not ours
+def test_elastix_paper_preset_is_elastix_default_bspline_map_at_three_resolutions_slow():
+    """SLOW (imports itk). SAM-MPA's setting: elastix's own defaults, 3 resolutions; the tuned
+    registrar differs from it in resolutions, grid, iterations and metric."""
+    paper = ElastixPaperRegistrar().parameter_map()
+    assert paper["NumberOfResolutions"] == ["3"]
+    assert paper["Transform"] == ["BSplineTransform"]
+    assert paper["MaximumNumberOfIterations"] == ["256"]
+    assert paper["Metric"] == ["AdvancedMattesMutualInformation", "TransformBendingEnergyPenalty"]
+    assert float(paper["FinalGridSpacingInPhysicalUnits"][0]) == 10.0
+    assert paper["WriteResultImage"] == ["false"]
+    tuned = ElastixBSplineRegistrar().parameter_map()
+    assert tuned["NumberOfResolutions"] == ["2"] and tuned["MaximumNumberOfIterations"] == ["100"]
+    assert tuned["Metric"] == ["AdvancedMeanSquares"]
+
+
 # make_registrar ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name, kind",
-    [("dis", DisOpticalFlowRegistrar), ("tvl1", OpticalFlowRegistrar), ("elastix", ElastixBSplineRegistrar)],
+    [
+        ("dis", DisOpticalFlowRegistrar),
+        ("tvl1", OpticalFlowRegistrar),
+        ("elastix", ElastixBSplineRegistrar),
+        ("elastix-mpa", ElastixPaperRegistrar),
+    ],
 )
 def test_make_registrar_builds_the_named_registrar(name, kind):
     registrar = make_registrar(name)
