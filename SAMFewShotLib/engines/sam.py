@@ -181,6 +181,15 @@ class SamEngine:
                 self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
             )
         stats = encoded.stats
+        budget = encoded.budget
+        if budget is not None:  # the encoder budget as it stood before encoding
+            prediction.counters.update(
+                budget_slices_to_encode=budget.to_encode,
+                budget_slices_cached=budget.cached,
+                budget_expected_seconds=budget.expected_seconds,
+                budget_seconds_per_slice=budget.seconds_per_slice,
+                budget_encoder=budget.encoder,
+            )
         prediction.counters.update(
             encoder_calls=stats.encoder_calls,
             slices_encoded=stats.slices_encoded,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -321,7 +322,8 @@ def _upscaled_masks(upscaling: torch.nn.Sequential, x: torch.Tensor, hyper_in: t
     if not _is_official_upscaling(upscaling):
         upscaled = upscaling(x.permute(0, 3, 1, 2))
         return (hyper_in @ upscaled.flatten(2)).view(b, -1, 4 * h, 4 * w)
-    up1, norm, act1, up2, act2 = upscaling
+    up1, up2 = cast(torch.nn.ConvTranspose2d, upscaling[0]), cast(torch.nn.ConvTranspose2d, upscaling[3])
+    norm, act1, act2 = cast(Any, upscaling[1]), upscaling[2], upscaling[4]
     y = _conv_transpose_2x2_blocks(x.reshape(-1, x.shape[-1]), up1)  # (B*H*W*4, C/4)
     y = act1(torch.nn.functional.layer_norm(y, (y.shape[-1],), norm.weight, norm.bias, norm.eps))
     y = act2(_conv_transpose_2x2_blocks(y, up2))  # (B*H*W*16, C/8)
