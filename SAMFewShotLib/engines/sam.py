@@ -157,6 +157,7 @@ class SamEngine:
                 cancel=cancel,
                 image_encoder=image_encoder,
                 max_encode=self.max_encode,
+                encoder_name=loaded.model_type,
             )
         decoder_calls = [0]
 

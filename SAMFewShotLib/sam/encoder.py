@@ -134,6 +134,7 @@ def encode_slices(
     image_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
     max_encode: int | None = None,
     timings: EncoderTimings | str | None = "cache",
+    encoder_name: str | None = None,
 ) -> EncodedSlices:
     """Image embeddings of ``slices`` along ``axis``, encoding only those not cached.
 
@@ -161,6 +162,8 @@ def encode_slices(
         timings: this machine's encoder measurements (:mod:`.encoder_budget`): the estimate of
             the budget, and where this call's seconds per slice are recorded. "cache": the file
             in ``cache``'s folder when the cache keeps a disk folder, else none; None: none.
+        encoder_name: the architecture's name in the measurements' key (vit_b, vit_t; None:
+            the encoder's class and size).
 
     Before encoding, the budget (:class:`~.encoder_budget.EncodeBudget`: slices to encode,
     cached, expected seconds) goes to ``progress`` as the event ``"SAM encoder budget"``
@@ -208,7 +211,8 @@ def encode_slices(
         raise ValueError(f"timings must be an EncoderTimings, 'cache' or None, not {timings!r}")
     with torch_threads(num_threads):
         threads = num_threads or torch.get_num_threads()
-    key = encoder_key(sam.image_encoder, precision, sam.device.type if image_encoder is None else "cpu", threads)
+    device = sam.device.type if image_encoder is None else "cpu"
+    key = encoder_key(sam.image_encoder, precision, device, threads, encoder_name)
     result.budget = EncodeBudget(
         len(missing),
         len(found),

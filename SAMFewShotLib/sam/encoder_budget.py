@@ -32,19 +32,59 @@ def timings_path(embedding_dir: str | Path) -> Path:
     return Path(embedding_dir).expanduser() / FILE_NAME
 
 
-def encoder_key(image_encoder, precision: str, device: str, threads: int) -> str:
-    """What the seconds per slice depend on, as one string, e.g.
-    ``"ImageEncoderViT-89.7M/fp32/cpu/2threads"`` or ``"TinyViT-5.7M/onnx-fp32/cpu/2threads"``.
+def encoder_key(image_encoder, precision: str, device: str, threads: int, name: str | None = None) -> str:
+    """What the seconds per slice depend on, as one string, e.g. ``"vit_b/onnx-fp32/cpu/2threads"``,
+    or without a name ``"ImageEncoderViT-89.7M/fp32/cpu/2threads"``.
 
     Args:
-        image_encoder: the torch image encoder module (its class and parameter count name the
-            architecture; an ONNX runtime runs the same architecture).
+        image_encoder: the torch image encoder module (without ``name``, its class and parameter
+            count name the architecture; an ONNX runtime runs the same architecture).
         precision: the embedding precision tag ("fp32", "bf16", "onnx-fp32", "onnx-int8").
         device: "cpu" or "cuda".
         threads: CPU threads the encoder runs with.
+        name: the architecture's registry name (vit_b, vit_t, ...) when known.
     """
-    parameters = sum(p.numel() for p in image_encoder.parameters())
-    return f"{type(image_encoder).__name__}-{parameters / 1e6:.1f}M/{precision}/{device}/{threads}threads"
+    if name is None:
+        parameters = sum(p.numel() for p in image_encoder.parameters())
+        name = f"{type(image_encoder).__name__}-{parameters / 1e6:.1f}M"
+    return f"{name}/{precision}/{device}/{threads}threads"
+
+
+def measured_seconds_per_slice(model_type: str, path: str | Path | None = None) -> float | None:
+    """This machine's fastest measured CPU seconds per slice of architecture ``model_type`` (any
+    runtime, any thread count), None when never measured here.
+
+    Args:
+        model_type: vit_b, vit_l, vit_h, vit_t (the ``name`` part of :func:`encoder_key`).
+        path: the measurements file (None: the default embedding cache's).
+    """
+    if path is None:
+        from .weights_store import store_home  # as embedding_cache.default_embedding_dir, without torch
+
+        path = timings_path(store_home() / "embeddings")
+    timings = EncoderTimings(path)
+    found = [
+        value
+        for key in timings.keys()
+        if key.startswith(f"{model_type}/") and "/cpu/" in key
+        for value in [timings.seconds_per_slice(key)]
+        if value is not None
+    ]
+    return min(found) if found else None
+
+
+def cpu_run_question(model_type: str, slice_count: int, seconds_per_slice: float, threshold_seconds: float = 60.0):
+    """The question before a SAM run on the CPU from this machine's measurement, or None when it
+    would take under ``threshold_seconds`` (just run it)."""
+    seconds = slice_count * seconds_per_slice
+    if seconds < threshold_seconds:
+        return None
+    return (
+        f"On this machine's CPU, the {model_type} image encoder needs about {format_seconds(seconds)} for up to "
+        f"{slice_count} slices to encode ({seconds_per_slice:.1f} s per slice, measured here; slices already "
+        "encoded are cached and cost nothing). A lighter model (mobile_sam), a GPU or an engine without "
+        f"weights (register, interpolate) is much faster. Run {model_type} anyway?"
+    )
 
 
 @dataclass(frozen=True)
@@ -126,6 +166,10 @@ class EncoderTimings:
             return {}  # an unreadable or damaged file only costs the estimate
         encoders = payload.get("encoders") if isinstance(payload, dict) else None
         return encoders if isinstance(encoders, dict) else {}
+
+    def keys(self) -> list[str]:
+        """The encoder keys measured here."""
+        return list(self._read())
 
     def seconds_per_slice(self, key: str) -> float | None:
         """The recorded seconds per slice of ``key``, None when never measured (or unreadable)."""

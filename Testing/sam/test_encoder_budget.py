@@ -114,3 +114,26 @@ def test_cli_report_and_progress_json_state_the_budget(case, tmp_path, capsys, m
     assert main(command) == 0  # again: everything cached, nothing to encode
     counters = json.loads((tmp_path / "report.json").read_text())["counters"]
     assert counters["budget_slices_to_encode"] == 0 and counters["budget_slices_cached"] > 0
+
+
+def test_the_slicer_question_uses_this_machines_fastest_cpu_measurement(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from SAMFewShotLib.sam.encoder_budget import cpu_run_question, measured_seconds_per_slice, timings_path
+
+    monkeypatch.setenv("SAMFEWSHOT_HOME", str(tmp_path))
+    assert measured_seconds_per_slice("vit_t") is None
+    timings = EncoderTimings(timings_path(tmp_path / "embeddings"))
+    timings.record("vit_t/fp32/cpu/2threads", 12.0, 4)
+    timings.record("vit_t/onnx-fp32/cpu/2threads", 8.0, 4)
+    timings.record("vit_t/fp32/cuda/2threads", 0.1, 4)
+    timings.record("vit_b/fp32/cpu/2threads", 40.0, 4)
+    assert measured_seconds_per_slice("vit_t") == pytest.approx(2.0)
+    question = cpu_run_question("vit_t", 60, 2.0)
+    assert "2 min 0 s" in question and "measured here" in question
+    assert cpu_run_question("vit_t", 10, 2.0) is None  # 20 s: just run it
+    # the Slicer side reads the measurement without importing torch
+    code = "import sys; import SAMFewShotLib.sam.encoder_budget as b; b.measured_seconds_per_slice('vit_b'); " \
+           "sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
