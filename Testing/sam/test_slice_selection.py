@@ -27,7 +27,7 @@ def test_area_change_is_relative_to_the_larger_neighbour():
 
 
 def test_uncertain_slices_low_confidence_or_fast_area_change():
-    confidence = np.array([1.0, 1.0, 0.5, 0.95, 0.95, 1.0])
+    confidence = np.array([1.0, 1.0, 0.3, 0.95, 0.95, 1.0])
     chosen = uncertain_slices(growing_mask(), confidence, [1, 2, 3, 4])
     assert chosen == [1, 2, 3, 4]  # 1: next to an empty slice, 2: low confidence, 3-4: area jump
     confidence[2] = 0.99
