@@ -73,3 +73,12 @@ def test_engine_encodes_only_uncertain_slices_and_keeps_the_coarse_mask_elsewher
     np.testing.assert_array_equal(some.labels.array[kept] == 1, mask[kept])
     everything = make_engine("sam", checkpoint=str(checkpoint), cache=cache).propagate(image, annotation)
     assert everything.counters["slices_encoded"] == len(kept)  # the uncertain ones are cached already
+
+
+def test_cli_refuses_sam_slices_for_an_engine_without_sam(tmp_path, capsys):
+    from SAMFewShotLib.cli.main import main
+
+    code = main(["propagate", str(tmp_path / "image.nrrd"), str(tmp_path / "drawn.nrrd"), "-o",
+                 str(tmp_path / "out.nrrd"), "--engine", "register", "--sam-slices", "uncertain", "--progress", "none"])
+    assert code == 2
+    assert "--sam-slices" in capsys.readouterr().err
