@@ -45,14 +45,30 @@ class CancelToken:
             raise Cancelled("cancelled")
 
 
+def report_event(progress: Progress, name: str, fields: dict) -> None:
+    """Tell the progress display about something that is not a stage's count (e.g. the SAM
+    encoder budget before encoding): displays with an ``event(name, fields)`` method show it,
+    others ignore it. ``fields`` are JSON-ready; ``fields["message"]`` is the line for people."""
+    event = getattr(progress, "event", None)
+    if callable(event):
+        event(name, fields)
+
+
 class JsonLinesProgress:
-    """Writes one JSON object per progress call: ``{"stage", "done", "total"}``."""
+    """Writes one JSON object per progress call: ``{"stage", "done", "total"}``, and one
+    ``{"event": name, **fields}`` per :func:`report_event` (no "stage": progress readers skip it)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         self.stream.write(json.dumps({"stage": stage, "done": int(done), "total": int(total)}) + "\n")
+        self.stream.flush()
+
+    def event(self, name: str, fields: dict) -> None:
+        from .files import json_safe
+
+        self.stream.write(json.dumps({"event": name, **json_safe(fields)}) + "\n")
         self.stream.flush()
 
 
@@ -76,6 +92,10 @@ class TqdmProgress:
         self._bar.refresh()
         if done >= total:
             self.close()
+
+    def event(self, name: str, fields: dict) -> None:
+        self.close()
+        sys.stderr.write(f"{name}: {fields.get('message', '')}\n")
 
     def close(self) -> None:
         if self._bar is not None:

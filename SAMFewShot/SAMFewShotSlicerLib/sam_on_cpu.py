@@ -1,6 +1,7 @@
-"""Before a SAM run on the CPU: how long the image encoder will take (measured seconds per slice
-x slices to encode, ``SAMFewShotLib.slicer_support.first_use``), with the choice of a lighter
-engine, as TotalSegmentator warns before its CPU runs.
+"""Before a SAM run on the CPU: how long the image encoder will take (seconds per slice x slices
+to encode: this machine's own measurement when an earlier run recorded one,
+``SAMFewShotLib.sam.encoder_budget``, else ``SAMFewShotLib.slicer_support.first_use``'s shipped
+figure), with the choice of a lighter engine, as TotalSegmentator warns before its CPU runs.
 """
 
 import logging
@@ -23,7 +24,7 @@ def confirmSamRunOnCpu(logic, checkpointRows, parameterNode) -> bool:
     if row is None or not len(stack):
         return True
     count = first_use.slices_to_encode(int(stack[0]), int(stack[-1]), drawn.shape[0])
-    question = first_use.cpu_warning(row.model_type, count)
+    question = cpuQuestion(row.model_type, count)
     if question is None or torchHasGpu(parameterNode.device):
         return True
     answer = slicer.util.confirmYesNoDisplay(question + "\n\nYes: run it. No: switch to register:dis.",
@@ -31,6 +32,21 @@ def confirmSamRunOnCpu(logic, checkpointRows, parameterNode) -> bool:
     if not answer:
         parameterNode.engine = first_use.LIGHTER_ENGINES[0]  # the user clicks Propagate again
     return bool(answer)
+
+
+def cpuQuestion(modelType: str, count: int):
+    """The question before the run: from this machine's own measured encoder seconds per slice
+    (kept by earlier runs, ``SAMFewShotLib.sam.encoder_budget``), else from the shipped estimate."""
+    try:
+        from SAMFewShotLib.sam.encoder_budget import cpu_run_question, measured_seconds_per_slice
+
+        measured = measured_seconds_per_slice(modelType)
+    except Exception as error:  # an unreadable cache folder must not block the question
+        logging.warning(f"SAMFewShot: could not read the encoder measurements: {error}")
+        measured = None
+    if measured is None:
+        return first_use.cpu_warning(modelType, count)
+    return cpu_run_question(modelType, count, measured)
 
 
 def torchHasGpu(device: str) -> bool:

@@ -101,6 +101,17 @@ def add_max_encode_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_sam_slices_argument(parser: argparse.ArgumentParser) -> None:
+    """``--sam-slices all|uncertain`` (default all), for the sam engine (sam/slice_selection.py)."""
+    parser.add_argument(
+        "--sam-slices",
+        default="all",
+        choices=("all", "uncertain"),
+        help="sam engine: refine every slice the coarse mask covers (all), or only where it is uncertain (low "
+        "confidence, fast area change) and keep the coarse mask elsewhere: fewer slices to encode (default: all)",
+    )
+
+
 def add_report_argument(
     parser: argparse.ArgumentParser, *, help: str = "write a JSON report: seconds per stage, counters"
 ) -> None:

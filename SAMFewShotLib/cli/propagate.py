@@ -20,6 +20,7 @@ from .arguments import (
     add_model_type_argument,
     add_progress_argument,
     add_report_argument,
+    add_sam_slices_argument,
     add_support_argument,
     axis_or_auto,
 )
@@ -48,6 +49,7 @@ def add_propagate_parser(subparsers) -> None:
     add_device_argument(p, help="SAM engines only")
     add_encoder_runtime_argument(p)
     add_max_encode_argument(p)
+    add_sam_slices_argument(p)
     p.add_argument(
         "--init", default=None, metavar="PATH", help="meta engine: meta-learned initialisation (samfewshot meta-train)"
     )
@@ -91,6 +93,10 @@ def _engine(args: argparse.Namespace):
             if engine_family(args.engine) != "sam":
                 raise InputError(f"--max-encode is for the sam engine, not {args.engine!r}")
             options["max_encode"] = args.max_encode
+        if getattr(args, "sam_slices", "all") != "all":
+            if engine_family(args.engine) != "sam":
+                raise InputError(f"--sam-slices is for the sam engine, not {args.engine!r}")
+            options["sam_slices"] = args.sam_slices
         return make_engine(args.engine, **options)
     engine = make_engine(args.engine)
     if (
@@ -101,9 +107,11 @@ def _engine(args: argparse.Namespace):
         or args.init is not None
         or getattr(args, "encoder_runtime", "auto") not in ("auto", "torch")
         or getattr(args, "max_encode", None) is not None
+        or getattr(args, "sam_slices", "all") != "all"
     ):
         raise InputError(
-            f"--checkpoint, --device, --refine, --model-type, --init, --encoder-runtime and --max-encode are "
+            f"--checkpoint, --device, --refine, --model-type, --init, --encoder-runtime, --max-encode and "
+            f"--sam-slices are "
             f"for the SAM engines; engine "
             f"{args.engine!r} needs no weights and runs on the CPU"
         )

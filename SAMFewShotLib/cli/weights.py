@@ -67,9 +67,12 @@ def _megabytes(size: int | None) -> str:
 
 
 def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
+    from ..sam.encoder_budget import measured_seconds_per_slice
     from ..sam.weights_store import list_weights, weights_dir
 
     rows = list_weights()
+    # this machine's fastest measured CPU seconds per slice of each architecture (earlier runs)
+    measured = {t: measured_seconds_per_slice(t) for t in {r.model_type for r in rows}}
     if args.json:
         payload = {
             "weights_dir": str(weights_dir()),
@@ -85,6 +88,7 @@ def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
                     "sha256": r.sha256,
                     "licence": r.licence,
                     "url": r.url,
+                    "cpu_seconds_per_slice_here": measured[r.model_type],
                 }
                 for r in rows
             ],
@@ -93,9 +97,13 @@ def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
         return EXIT_OK
     print(f"Weights cache: {weights_dir()}")
     width = max(len(r.name) for r in rows)
-    print(f"{'NAME':<{width}}  {'TYPE':<6}  {'FAMILY':<10}  {'SIZE':>10}  STATUS")
+    print(f"{'NAME':<{width}}  {'TYPE':<6}  {'FAMILY':<10}  {'SIZE':>10}  {'CPU S/SLICE':>11}  STATUS")
     for r in rows:
-        print(f"{r.name:<{width}}  {r.model_type:<6}  {r.family:<10}  {_megabytes(r.size):>10}  {r.status}")
+        seconds = measured[r.model_type]
+        here = "-" if seconds is None else f"{seconds:.2f}"
+        print(f"{r.name:<{width}}  {r.model_type:<6}  {r.family:<10}  {_megabytes(r.size):>10}  {here:>11}  {r.status}")
+    print("CPU S/SLICE: the fastest image-encoder seconds per slice measured by earlier runs on this machine "
+          "(any runtime; '-': not run here yet)")
     return EXIT_OK
 
 

@@ -57,6 +57,9 @@ class SamEngine:
             default); the ONNX runtimes run on the CPU only.
         max_encode: refuse the run (ValueError, before any encoder call, after the coarse
             engine) when more than this many slices are not cached yet; None: no limit.
+        sam_slices: "all" (every slice the coarse mask covers) or "uncertain" (only slices of
+            low coarse confidence or fast area change, sam/slice_selection.py; the others keep
+            the coarse mask and cost no encoder call).
     """
 
     name = "sam"
@@ -74,6 +77,7 @@ class SamEngine:
         batch_size: int = 1,
         encoder_runtime: str = "torch",
         max_encode: int | None = None,
+        sam_slices: str = "all",
     ) -> None:
         from .options import SamOptions
 
@@ -87,6 +91,9 @@ class SamEngine:
             raise InputError(f"--refine must be 0 or more, not {refine}")
         if max_encode is not None and max_encode < 0:
             raise InputError(f"--max-encode must be 0 or more, not {max_encode}")
+        from ..sam.slice_selection import check_sam_slices
+
+        self.sam_slices = check_sam_slices(sam_slices)
         from ..sam.onnx_encoder import check_runtime  # imports torch: after the checks that need none
 
         check_runtime(encoder_runtime)
@@ -141,6 +148,15 @@ class SamEngine:
             ]
             for value in annotation.label_values
         }
+        kept: dict[int, list[int]] = {value: [] for value in annotation.label_values}
+        if self.sam_slices == "uncertain":
+            from ..sam.slice_selection import uncertain_slices
+
+            for value in annotation.label_values:
+                confidence = coarse.slice_confidence.get(value, np.zeros(annotation.n_slices, np.float32))
+                chosen = uncertain_slices(coarse_labels == value, confidence, needed[value])
+                kept[value] = sorted(set(needed[value]) - set(chosen))
+                needed[value] = chosen
         cache = self.cache if self.cache is not None else EmbeddingCache()
         preprocessing = Preprocessing.for_volume(image, window=self.window)
         with timer.stage("encode"):
@@ -157,6 +173,7 @@ class SamEngine:
                 cancel=cancel,
                 image_encoder=image_encoder,
                 max_encode=self.max_encode,
+                encoder_name=loaded.model_type,
             )
         decoder_calls = [0]
 
@@ -168,12 +185,19 @@ class SamEngine:
             )
             for z, value_quality in quality.items():
                 confidence[z] = value_quality
+            for z in kept[value]:  # the coarse engine was confident here: its mask as it is
+                probability[z] = coarse_labels[z] == value
             for z in annotation.annotated_slices(value):
                 probability[z] = annotation.mask(value)[z]
             return LabelProbability(
                 probability=probability,
                 slice_confidence=confidence,
-                details={"coarse_engine": self.coarse, "slices_refined": len(needed[value]), "refine": self.refine},
+                details={
+                    "coarse_engine": self.coarse,
+                    "slices_refined": len(needed[value]),
+                    "slices_kept_coarse": len(kept[value]),
+                    "refine": self.refine,
+                },
             )
 
         with timer.stage("decode"):
@@ -181,6 +205,15 @@ class SamEngine:
                 self.name, annotation, propagate_label, progress=progress, cancel=cancel, timer=timer
             )
         stats = encoded.stats
+        budget = encoded.budget
+        if budget is not None:  # the encoder budget as it stood before encoding
+            prediction.counters.update(
+                budget_slices_to_encode=budget.to_encode,
+                budget_slices_cached=budget.cached,
+                budget_expected_seconds=budget.expected_seconds,
+                budget_seconds_per_slice=budget.seconds_per_slice,
+                budget_encoder=budget.encoder,
+            )
         prediction.counters.update(
             encoder_calls=stats.encoder_calls,
             slices_encoded=stats.slices_encoded,
@@ -190,6 +223,8 @@ class SamEngine:
             model_type=loaded.model_type,
             encoder_runtime=runtime,
             coarse_engine=self.coarse,
+            sam_slices=self.sam_slices,
+            slices_kept_coarse=sum(len(zs) for zs in kept.values()),
             **{f"coarse_{k}": v for k, v in coarse.counters.items() if isinstance(v, (int, float))},
         )
         prediction.seconds.update({f"coarse {k}": v for k, v in coarse.seconds.items()})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -106,10 +107,16 @@ def decode(
     multimask_output: bool = True,
     keep_logits: bool = True,
     max_batch: int | None = None,
+    feedback_rounds: int = 0,
 ) -> DecodedMasks:
     """Masks of one slice for one or several prompt sets (see :func:`decode_slices`)."""
     return decode_slices(
-        sam, [(embedding, prompts)], multimask_output=multimask_output, keep_logits=keep_logits, max_batch=max_batch
+        sam,
+        [(embedding, prompts)],
+        multimask_output=multimask_output,
+        keep_logits=keep_logits,
+        max_batch=max_batch,
+        feedback_rounds=feedback_rounds,
     )[0]
 
 
@@ -120,6 +127,7 @@ def decode_slices(
     multimask_output: bool = True,
     keep_logits: bool = True,
     max_batch: int | None = None,
+    feedback_rounds: int = 0,
 ) -> list[DecodedMasks]:
     """Masks for several slices, each with one or several prompt sets, in batched decoder calls.
 
@@ -130,14 +138,23 @@ def decode_slices(
         keep_logits: also return the slice-grid logits.
         max_batch: prompt sets per mask-decoder call (None: :data:`DEFAULT_MAX_BATCH` of the
             model's device).
+        feedback_rounds: after the first decode, feed each prompt set's low-resolution logits
+            back as its mask prompt this many times (SAM-MPA post-refinement; the same as
+            calling again with ``mask_input=low_res_logits[b, 0]``), reusing the points' and
+            box's embeddings; only the last round is brought to the slice grid. Needs
+            ``multimask_output=False``.
 
     Returns:
-        One :class:`DecodedMasks` per request, prompt sets in the order given.
+        One :class:`DecodedMasks` per request, prompt sets in the order given, from the last round.
     """
     if max_batch is None:
         max_batch = DEFAULT_MAX_BATCH.get(sam.device.type, 4)
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, not {max_batch}")
+    if feedback_rounds < 0:
+        raise ValueError(f"feedback_rounds must be >= 0, not {feedback_rounds}")
+    if feedback_rounds and multimask_output:
+        raise ValueError("feedback_rounds needs multimask_output=False (one mask to feed back)")
     items: list[tuple[int, int, SliceEmbedding, Prompt]] = []  # (request index, prompt index, embedding, prompt)
     per_request: list[list[Prompt]] = []
     for r, (embedding, prompts) in enumerate(requests):
@@ -148,13 +165,16 @@ def decode_slices(
         items.extend((r, p, embedding, prompt) for p, prompt in enumerate(prompts))
 
     outputs: dict[tuple[int, int], tuple] = {}
-    kinds = list(dict.fromkeys(item[3].kind for item in items))
-    for kind in kinds:
-        group = [item for item in items if item[3].kind == kind]
-        for first in range(0, len(group), max_batch):
-            chunk = group[first : first + max_batch]
-            for (r, p, _, _), output in zip(chunk, _decode_chunk(sam, chunk, multimask_output, keep_logits)):
-                outputs[(r, p)] = output
+    with torch.inference_mode():
+        image_pe = sam.prompt_encoder.get_dense_pe()  # (1, C, h, w): once per call, broadcast over the batch
+        kinds = list(dict.fromkeys(item[3].kind for item in items))
+        for kind in kinds:
+            group = [item for item in items if item[3].kind == kind]
+            for first in range(0, len(group), max_batch):
+                chunk = group[first : first + max_batch]
+                decoded = _decode_chunk(sam, chunk, image_pe, multimask_output, keep_logits, feedback_rounds)
+                for (r, p, _, _), output in zip(chunk, decoded):
+                    outputs[(r, p)] = output
 
     results = []
     for r, prompts in enumerate(per_request):
@@ -177,69 +197,74 @@ def _given(arrays: list[np.ndarray | None]) -> list[np.ndarray]:
     return given
 
 
-def _decode_chunk(sam: Sam, chunk: list, multimask_output: bool, keep_logits: bool) -> list[tuple]:
-    """Decode prompt sets of one kind; returns (masks, logits, iou, low-res) per item."""
+def _embed_prompts(sam: Sam, prompts: list[Prompt], embeddings: list[SliceEmbedding]) -> tuple[torch.Tensor, ...]:
+    """Sparse (B, N, C) and dense (B, C, h, w) prompt embeddings of prompt sets of one kind."""
     device = sam.device
     transform = ResizeLongestSide(sam.image_encoder.img_size)
+    points = boxes = masks = None
+    if prompts[0].points is not None:
+        coords = np.stack(
+            [
+                transform.apply_coords(e.geometry.points_to_model(p), e.original_size)
+                for e, p in zip(embeddings, _given([p.points for p in prompts]))
+            ]
+        )
+        labels = np.stack(_given([p.labels for p in prompts]))
+        points = (
+            torch.as_tensor(coords, dtype=torch.float, device=device),
+            torch.as_tensor(labels, dtype=torch.int, device=device),
+        )
+    if prompts[0].box is not None:
+        box = np.concatenate(
+            [
+                transform.apply_boxes(e.geometry.boxes_to_model(b), e.original_size)
+                for e, b in zip(embeddings, _given([p.box for p in prompts]))
+            ]
+        )
+        boxes = torch.as_tensor(box, dtype=torch.float, device=device)
+    if prompts[0].mask_input is not None:
+        masks = torch.as_tensor(np.stack(_given([p.mask_input for p in prompts])), dtype=torch.float, device=device)
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
+    if sparse.shape[0] != len(prompts):  # empty prompt sets: the prompt encoder makes one
+        sparse = sparse.expand(len(prompts), -1, -1)
+        dense = dense.expand(len(prompts), -1, -1, -1)
+    return sparse, dense
+
+
+def _decode_chunk(
+    sam: Sam, chunk: list, image_pe: torch.Tensor, multimask_output: bool, keep_logits: bool, feedback_rounds: int
+) -> list[tuple]:
+    """Decode prompt sets of one kind (under inference mode); returns (masks, logits, iou, low-res) per item."""
     prompts: list[Prompt] = [item[3] for item in chunk]
     embeddings: list[SliceEmbedding] = [item[2] for item in chunk]
+    mask_tokens = slice(1, None) if multimask_output else slice(0, 1)
 
-    with torch.inference_mode():
-        points = boxes = masks = None
-        if prompts[0].points is not None:
-            coords = np.stack(
-                [
-                    transform.apply_coords(e.geometry.points_to_model(p), e.original_size)
-                    for e, p in zip(embeddings, _given([p.points for p in prompts]))
-                ]
-            )
-            labels = np.stack(_given([p.labels for p in prompts]))
-            points = (
-                torch.as_tensor(coords, dtype=torch.float, device=device),
-                torch.as_tensor(labels, dtype=torch.int, device=device),
-            )
-        if prompts[0].box is not None:
-            box = np.concatenate(
-                [
-                    transform.apply_boxes(e.geometry.boxes_to_model(b), e.original_size)
-                    for e, b in zip(embeddings, _given([p.box for p in prompts]))
-                ]
-            )
-            boxes = torch.as_tensor(box, dtype=torch.float, device=device)
-        if prompts[0].mask_input is not None:
-            mask_inputs = np.stack(_given([p.mask_input for p in prompts]))
-            masks = torch.as_tensor(mask_inputs, dtype=torch.float, device=device)
-
-        sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        if sparse.shape[0] != len(chunk):  # empty prompt sets: the prompt encoder makes one
-            sparse = sparse.expand(len(chunk), -1, -1)
-            dense = dense.expand(len(chunk), -1, -1, -1)
-        image_pe = sam.prompt_encoder.get_dense_pe()
-        image_embeddings = torch.stack([e.embedding for e in embeddings]).to(device)
+    sparse, dense = _embed_prompts(sam, prompts, embeddings)
+    image_embeddings = torch.stack([e.embedding for e in embeddings]).to(sam.device)
+    low_res = iou = torch.empty(0)
+    for round_index in range(feedback_rounds + 1):
+        if round_index:  # the previous round's low-res logits as the mask prompt; points and box as they were
+            dense = sam.prompt_encoder(points=None, boxes=None, masks=low_res)[1]
         if type(sam.mask_decoder) is MaskDecoder:
-            low_res, iou = _predict_masks(sam.mask_decoder, image_embeddings, image_pe, sparse, dense)
+            low_res, iou = _predict_masks(sam.mask_decoder, image_embeddings, image_pe, sparse, dense, mask_tokens)
         else:  # a MaskDecoder subclass: its own predict_masks, one prompt set per call
             low_res, iou = _predict_masks_per_item(sam.mask_decoder, image_embeddings, image_pe, sparse, dense)
-        mask_slice = slice(1, None) if multimask_output else slice(0, 1)
-        low_res, iou = low_res[:, mask_slice], iou[:, mask_slice]
+            low_res, iou = low_res[:, mask_tokens], iou[:, mask_tokens]
 
-        results: list = [None] * len(chunk)
-        shapes: dict[tuple[tuple[int, ...], ...], list[int]] = {}
-        for i, e in enumerate(embeddings):
-            shapes.setdefault((tuple(e.input_size), tuple(e.original_size), tuple(e.slice_shape)), []).append(i)
-        for indices in shapes.values():
-            geometry = embeddings[indices[0]].geometry
-            upscaled = sam.postprocess_masks(low_res[indices], embeddings[indices[0]].input_size, geometry.model_shape)
-            slice_logits = geometry.logits_to_slice(upscaled)
-            binary = (slice_logits > sam.mask_threshold).cpu().numpy()
-            logits = slice_logits.float().cpu().numpy() if keep_logits else None
-            for j, i in enumerate(indices):
-                results[i] = (
-                    binary[j],
-                    None if logits is None else logits[j],
-                    iou[i].float().cpu().numpy(),
-                    low_res[i].float().cpu().numpy(),
-                )
+    results: list = [None] * len(chunk)
+    shapes: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+    for i, e in enumerate(embeddings):
+        shapes.setdefault((tuple(e.input_size), tuple(e.original_size), tuple(e.slice_shape)), []).append(i)
+    low_res_numpy = low_res.float().cpu().numpy()
+    iou_numpy = iou.float().cpu().numpy()
+    for indices in shapes.values():
+        geometry = embeddings[indices[0]].geometry
+        upscaled = sam.postprocess_masks(low_res[indices], embeddings[indices[0]].input_size, geometry.model_shape)
+        slice_logits = geometry.logits_to_slice(upscaled)
+        binary = (slice_logits > sam.mask_threshold).cpu().numpy()
+        logits = slice_logits.float().cpu().numpy() if keep_logits else None
+        for j, i in enumerate(indices):
+            results[i] = (binary[j], None if logits is None else logits[j], iou_numpy[i], low_res_numpy[i])
     return results
 
 
@@ -249,35 +274,98 @@ def _predict_masks(
     image_pe: torch.Tensor,
     sparse_prompt_embeddings: torch.Tensor,
     dense_prompt_embeddings: torch.Tensor,
+    mask_tokens: slice = slice(None),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``MaskDecoder.predict_masks`` with one image embedding per prompt set.
 
-    The official method repeats a single (1, C, h, w) image embedding for every prompt set;
-    here ``image_embeddings`` is (B, C, h, w), element b for prompt set b. Otherwise the same
-    operations in the same order. Returns (B, num_mask_tokens, 4h, 4w) logits and (B, tokens)
-    IoU predictions.
+    The official method repeats a single (1, C, h, w) image embedding (and its positional
+    encoding) for every prompt set; here ``image_embeddings`` is (B, C, h, w), element b for
+    prompt set b, and the (1, C, h, w) ``image_pe`` is broadcast, never copied. Only the mask
+    tokens in ``mask_tokens`` are brought to masks. The output upscaling runs channels-last as
+    matrix products (:func:`_upscaled_masks`), the same arithmetic as the official transposed
+    convolutions up to float summation order. Returns (B, tokens, 4h, 4w) logits and
+    (B, tokens) IoU predictions for the selected tokens.
     """
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
     tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
 
     src = image_embeddings + dense_prompt_embeddings
-    pos_src = torch.repeat_interleave(image_pe, tokens.shape[0], dim=0)
+    pos = image_pe  # (1, C, h, w): broadcast by the transformer, never repeated per prompt set
     b, c, h, w = src.shape
 
-    hs, src = decoder.transformer(src, pos_src, tokens)
+    hs, src = decoder.transformer(src, pos, tokens)  # src: (B, h*w, C), channels last
     iou_token_out = hs[:, 0, :]
     mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
+    selected = range(decoder.num_mask_tokens)[mask_tokens]
 
-    src = src.transpose(1, 2).view(b, c, h, w)
-    upscaled_embedding = decoder.output_upscaling(src)
-    hyper_in = torch.stack(
-        [decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in range(decoder.num_mask_tokens)], dim=1
-    )
-    b, c, h, w = upscaled_embedding.shape
-    masks = (hyper_in @ upscaled_embedding.view(b, c, h * w)).view(b, -1, h, w)
-    iou_pred = decoder.iou_prediction_head(iou_token_out)
+    hyper_in = torch.stack([decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in selected], dim=1)
+    masks = _upscaled_masks(decoder.output_upscaling, src.reshape(b, h, w, c), hyper_in)
+    iou_pred = decoder.iou_prediction_head(iou_token_out)[:, mask_tokens]
     return masks, iou_pred
+
+
+def _upscaled_masks(upscaling: torch.nn.Sequential, x: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
+    """``hyper_in @ output_upscaling(x)``: mask logits (B, T, 4H, 4W) from the transformer's
+    channels-last (B, H, W, C) image tokens and the (B, T, C/8) hypernetwork outputs.
+
+    Official layers: ConvTranspose2d(k=2, s=2), LayerNorm2d, activation, ConvTranspose2d(k=2,
+    s=2), activation. A 2x2 stride-2 transposed convolution writes each input pixel's (2, 2,
+    C_out) block independently, and every later layer works per pixel (LayerNorm2d normalises
+    over channels, the activations are elementwise, the hypernetwork product sums over
+    channels), so the chain runs as matrix products on pixel blocks in (H, W, kh1, kw1, kh2,
+    kw2) order and only the T-channel masks are shuffled to (4H, 4W) at the end: the same
+    arithmetic as the official modules up to float summation order. Any other layer structure
+    runs as the official modules.
+    """
+    b, h, w, _ = x.shape
+    if not _is_official_upscaling(upscaling):
+        upscaled = upscaling(x.permute(0, 3, 1, 2))
+        return (hyper_in @ upscaled.flatten(2)).view(b, -1, 4 * h, 4 * w)
+    up1, up2 = cast(torch.nn.ConvTranspose2d, upscaling[0]), cast(torch.nn.ConvTranspose2d, upscaling[3])
+    norm, act1, act2 = cast(Any, upscaling[1]), upscaling[2], upscaling[4]
+    y = _conv_transpose_2x2_blocks(x.reshape(-1, x.shape[-1]), up1)  # (B*H*W*4, C/4)
+    y = act1(torch.nn.functional.layer_norm(y, (y.shape[-1],), norm.weight, norm.bias, norm.eps))
+    y = act2(_conv_transpose_2x2_blocks(y, up2))  # (B*H*W*16, C/8)
+    blocks = hyper_in @ y.view(b, h * w * 16, -1).transpose(1, 2)  # (B, T, H*W*16), order (H, W, kh1, kw1, kh2, kw2)
+    t = blocks.shape[1]
+    blocks = blocks.view(b, t, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)  # (B, T, H, kh1, kh2, W, kw1, kw2)
+    return blocks.reshape(b, t, 4 * h, 4 * w)
+
+
+def _conv_transpose_2x2_blocks(x: torch.Tensor, conv: torch.nn.ConvTranspose2d) -> torch.Tensor:
+    """A kernel-2, stride-2 ``ConvTranspose2d`` on pixels (N, C_in) -> their 2x2 output blocks
+    (N * 4, C_out), rows ordered (pixel, kh, kw)."""
+    c_in, c_out = conv.weight.shape[:2]
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)  # (C_in, C_out, kh, kw) -> columns (kh, kw, o)
+    y = x @ weight if conv.bias is None else torch.addmm(conv.bias.repeat(4), x, weight)
+    return y.view(-1, c_out)
+
+
+def _is_official_upscaling(upscaling: torch.nn.Module) -> bool:
+    """True for segment_anything's output upscaling: the layers :func:`_upscaled_masks` rewrites."""
+    from segment_anything.modeling.common import LayerNorm2d
+
+    if not isinstance(upscaling, torch.nn.Sequential) or len(upscaling) != 5:
+        return False
+    up1, norm, _, up2, _ = upscaling
+    return (
+        all(_is_2x2_stride_2(up) for up in (up1, up2))
+        and type(norm) is LayerNorm2d
+        and all(isinstance(upscaling[i], (torch.nn.GELU, torch.nn.ReLU)) for i in (2, 4))
+    )
+
+
+def _is_2x2_stride_2(layer: torch.nn.Module) -> bool:
+    return (
+        type(layer) is torch.nn.ConvTranspose2d
+        and tuple(layer.kernel_size) == (2, 2)
+        and tuple(layer.stride) == (2, 2)
+        and tuple(layer.padding) == (0, 0)
+        and tuple(layer.output_padding) == (0, 0)
+        and tuple(layer.dilation) == (1, 1)
+        and layer.groups == 1
+    )
 
 
 def _predict_masks_per_item(

@@ -26,9 +26,10 @@ import torch
 from segment_anything.modeling import Sam
 
 from ..errors import InputError
-from ..progress import CancelToken, Progress, no_progress
+from ..progress import CancelToken, Progress, no_progress, report_event
 from ..volume import Volume
 from .embedding_cache import EmbeddingCache, EmbeddingKey, SliceEmbedding, volume_digest
+from .encoder_budget import EVENT, EncodeBudget, EncoderTimings, encoder_key, format_seconds, timings_path
 from .preprocess import Preprocessing, model_input, preprocess_slice
 
 #: Encoder precisions: torch dtype -> cache key tag.
@@ -65,6 +66,7 @@ class EncodedSlices:
 
     embeddings: dict[int, SliceEmbedding] = field(default_factory=dict)
     stats: EncodeStats = field(default_factory=EncodeStats)
+    budget: EncodeBudget | None = None
 
     def __getitem__(self, index: int) -> SliceEmbedding:
         return self.embeddings[index]
@@ -77,14 +79,18 @@ class EncodeBudgetExceeded(InputError):
         to_encode: slices the call would have encoded.
         cached: slices found in the cache.
         max_encode: the limit.
+        expected_seconds: the encoder time those slices would take on this machine (None: not
+            measured here yet).
     """
 
-    def __init__(self, to_encode: int, cached: int, max_encode: int) -> None:
+    def __init__(self, to_encode: int, cached: int, max_encode: int, expected_seconds: float | None = None) -> None:
         self.to_encode, self.cached, self.max_encode = to_encode, cached, max_encode
+        self.expected_seconds = expected_seconds
+        expected = "" if expected_seconds is None else f" (expected {format_seconds(expected_seconds)} of encoding)"
         super().__init__(
-            f"{to_encode} slices to encode ({cached} cached) exceed --max-encode {max_encode}; use a lighter "
-            "model (--checkpoint mobile_sam, --encoder-runtime onnx) or a weightless engine (--engine register "
-            "or interpolate)"
+            f"{to_encode} slices to encode ({cached} cached) exceed --max-encode {max_encode}{expected}; use a "
+            "lighter model (--checkpoint mobile_sam, --encoder-runtime onnx) or a weightless engine (--engine "
+            "register or interpolate)"
         )
 
 
@@ -127,6 +133,8 @@ def encode_slices(
     digest: str | None = None,
     image_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
     max_encode: int | None = None,
+    timings: EncoderTimings | str | None = "cache",
+    encoder_name: str | None = None,
 ) -> EncodedSlices:
     """Image embeddings of ``slices`` along ``axis``, encoding only those not cached.
 
@@ -151,6 +159,15 @@ def encode_slices(
             attribute tags its embeddings in the cache. Only with ``dtype`` float32.
         max_encode: the most slices this call may run through the encoder (cached slices do
             not count); more raises :class:`EncodeBudgetExceeded` before any encoding.
+        timings: this machine's encoder measurements (:mod:`.encoder_budget`): the estimate of
+            the budget, and where this call's seconds per slice are recorded. "cache": the file
+            in ``cache``'s folder when the cache keeps a disk folder, else none; None: none.
+        encoder_name: the architecture's name in the measurements' key (vit_b, vit_t; None:
+            the encoder's class and size).
+
+    Before encoding, the budget (:class:`~.encoder_budget.EncodeBudget`: slices to encode,
+    cached, expected seconds) goes to ``progress`` as the event ``"SAM encoder budget"``
+    (:func:`~SAMFewShotLib.progress.report_event`) and into the result's ``budget``.
 
     Returns:
         :class:`EncodedSlices`: {slice index: :class:`SliceEmbedding` with a (C, 64, 64)
@@ -188,10 +205,27 @@ def encode_slices(
             found[index] = entry
     result.stats.cache_hits = len(found)
     missing = [index for index in wanted if index not in found]
+    if timings == "cache":
+        timings = EncoderTimings(timings_path(cache.directory) if cache.disk and cache.directory else None)
+    elif isinstance(timings, str):
+        raise ValueError(f"timings must be an EncoderTimings, 'cache' or None, not {timings!r}")
+    with torch_threads(num_threads):
+        threads = num_threads or torch.get_num_threads()
+    device = sam.device.type if image_encoder is None else "cpu"
+    key = encoder_key(sam.image_encoder, precision, device, threads, encoder_name)
+    result.budget = EncodeBudget(
+        len(missing),
+        len(found),
+        key,
+        None if timings is None else timings.seconds_per_slice(key),
+        None if timings is None else timings.path,
+    )
+    report_event(progress, EVENT, result.budget.as_dict())
     if max_encode is not None and len(missing) > max_encode:
-        raise EncodeBudgetExceeded(len(missing), len(found), max_encode)
+        raise EncodeBudgetExceeded(len(missing), len(found), max_encode, result.budget.expected_seconds)
 
     progress(STAGE, 0, len(missing))
+    encode_start = time.perf_counter()
     with torch_threads(num_threads):
         for first in range(0, len(missing), batch_size):
             if cancel is not None:
@@ -213,6 +247,8 @@ def encode_slices(
             result.stats.slices_encoded += len(batch)
             progress(STAGE, result.stats.slices_encoded, len(missing))
 
+    if timings is not None and result.stats.slices_encoded:
+        timings.record(key, time.perf_counter() - encode_start, result.stats.slices_encoded)
     result.embeddings = {index: found[index] for index in wanted}
     result.stats.seconds = time.perf_counter() - start
     return result

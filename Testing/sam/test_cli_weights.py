@@ -165,3 +165,19 @@ def test_command_line_keeps_the_exit_code_contract(tmp_path, tiny_file):
     assert "Traceback" not in bad.stderr
     wrong = samfewshot("import", str(tiny_file), "--model-type", "vit_q", "--progress", "none")
     assert wrong.returncode == 2 and "Unknown architecture 'vit_q'" in wrong.stderr
+
+
+def test_list_shows_this_machines_measured_cpu_seconds_per_slice(home, capsys):
+    from SAMFewShotLib.sam.encoder_budget import EncoderTimings, timings_path
+
+    EncoderTimings(timings_path(home / "embeddings")).record("vit_t/onnx-fp32/cpu/2threads", 6.4, 4)
+    assert run("list", "--progress", "none") == 0
+    lines = capsys.readouterr().out.splitlines()
+    (mobile,) = [line for line in lines if line.startswith("mobile_sam ")]
+    assert "1.60" in mobile.split()
+    (vit_b,) = [line for line in lines if line.startswith("sam_vit_b ")]
+    assert "-" in vit_b.split()
+    assert run("list", "--json", "--progress", "none") == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["checkpoints"]}
+    assert rows["mobile_sam"]["cpu_seconds_per_slice_here"] == pytest.approx(1.6)
+    assert rows["sam_vit_b"]["cpu_seconds_per_slice_here"] is None
