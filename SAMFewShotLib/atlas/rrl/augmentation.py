@@ -55,7 +55,7 @@ def augment_pair(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pair = tio.Subject(atlas=tio.ScalarImage(tensor=atlas[0].cpu()), target=tio.ScalarImage(tensor=target[0].cpu()))
-        flipped = tio.RandomFlip(axes=(2,), flip_probability=FLIP_PROBABILITY)(pair)
+        flipped: tio.Subject = tio.RandomFlip(axes=(2,), flip_probability=FLIP_PROBABILITY)(pair)
         flips = [t for t in flipped.get_applied_transforms() if isinstance(t, tio.Flip)]
         onehot = atlas_onehot[0].cpu()
         for flip in flips:
@@ -67,9 +67,11 @@ def augment_pair(
                 p=ELASTIC_PROBABILITY,
             ),
         ])
-        moved = deform(flipped["target"]).data
+        flipped_atlas, flipped_target = flipped["atlas"], flipped["target"]
+        assert isinstance(flipped_atlas, tio.ScalarImage) and isinstance(flipped_target, tio.ScalarImage)
+        moved = deform(flipped_target).data
     return (
-        flipped["atlas"].data[None].to(device).float(),
+        flipped_atlas.data[None].to(device).float(),
         onehot[None].to(device).float().contiguous(),
         moved[None].to(device).float().clamp(0.0, 1.0),
     )

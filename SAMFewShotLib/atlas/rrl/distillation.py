@@ -65,7 +65,8 @@ def distillation_slices(depth: int, count: int) -> list[int]:
 def working_volume(cube: Volume) -> Volume:
     """The network's working grid of a normalised cube: 2x average pooling, spacing doubled."""
     array = F.avg_pool3d(torch.from_numpy(np.ascontiguousarray(cube.array, np.float32))[None, None], 2)[0, 0]
-    return Volume(array.numpy(), tuple(2.0 * s for s in cube.spacing), cube.origin, cube.direction)
+    sx, sy, sz = cube.spacing
+    return Volume(array.numpy(), (2.0 * sx, 2.0 * sy, 2.0 * sz), cube.origin, cube.direction)
 
 
 def prepare_distillation(
