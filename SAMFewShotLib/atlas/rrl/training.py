@@ -410,6 +410,14 @@ def train_rrl_bundle(
             f"distill_iterations must be >= 1 when a teacher is given (stage 1 always runs with one), "
             f"not {settings.distill_iterations}"
         )
+    if settings.augment:
+        try:
+            import torchio  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "RRL-MedSAM's augmentation needs TorchIO: pip install 'samfewshot[rrl]' "
+                "(or train with TrainSettings(augment=False))"
+            ) from None
     output = Path(output).expanduser()
     check_bundle_output(output)  # before hours of training, not only when the bundle is written
     work = Path(work_dir).expanduser() if work_dir is not None else output.with_name(output.name + ".work")
