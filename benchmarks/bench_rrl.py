@@ -5,10 +5,11 @@ Measures:
 1. the lightweight encoder's parameter count against SAM ViT-B's image encoder (89.7 M);
 2. the joint registration-segmentation (JRS) forward pass for one 128^3 (atlas, target) pair,
    and the segmentation-only forward that applying a bundle runs;
-3. one training iteration at 128^3 (forward with the atlas segmented too, all losses, backward,
-   Adam step, mutual EMA) in seconds per iteration;
+3. one training iteration at 128^3 as ``atlas train`` runs it (``Trainer.step``: TorchIO
+   augmentation, medical step, mutual EMA, general step, mutual EMA), wall and CPU seconds;
 4. one stage-1 distillation step on one slice with a full-size random ViT-B teacher
-   (``build_sam(official_architecture("vit_b"))``): teacher encoding + student step.
+   (``build_sam(official_architecture("vit_b"))``): the teacher encoding of the slice at 1024^2
+   + the student step on the working-grid slice (size / 2 pixels) it is distilled at.
 
 Usage::
 
@@ -31,10 +32,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from SAMFewShotLib.atlas.rrl.data import TrainingData  # noqa: E402
-from SAMFewShotLib.atlas.rrl.ema import mutual_ema_  # noqa: E402
 from SAMFewShotLib.atlas.rrl.lightweight_encoder import LightweightEncoder, parameter_count  # noqa: E402
 from SAMFewShotLib.atlas.rrl.model import RRLConfig, RRLMedSAM  # noqa: E402
-from SAMFewShotLib.atlas.rrl.training import TrainSettings, jrs_losses  # noqa: E402
+from SAMFewShotLib.atlas.rrl.training import Trainer, TrainSettings  # noqa: E402
+from SAMFewShotLib.atlas.rrl.volume_features import encode_slices  # noqa: E402
 from SAMFewShotLib.sam.architecture import official_architecture  # noqa: E402
 from SAMFewShotLib.sam.model_building import build_sam  # noqa: E402
 
@@ -70,25 +71,18 @@ def bench_forward(size: int, classes: int, repeats: int) -> dict:
 
 
 def bench_training(size: int, classes: int, repeats: int) -> dict:
-    torch.manual_seed(0)
-    model = RRLMedSAM(RRLConfig(size=size, n_classes=classes)).train()
     onehot = torch.softmax(torch.randn(1, classes, size // 2, size // 2, size // 2), dim=1)
     data = TrainingData(torch.rand(1, 1, size, size, size), onehot, [torch.rand(1, 1, size, size, size)], [], [])
-    settings = TrainSettings()
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-
-    def step():
-        losses = jrs_losses(model, data, data.targets[0], settings, 1000)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        optimizer.step()
-        mutual_ema_(model.general_encoder, model.medical_encoder, settings.ema_alpha)
-
-    step()  # warm-up
-    return {"seconds_per_iteration": _summary(_timed(step, repeats))}
+    trainer = Trainer(data, RRLConfig(size=size, n_classes=classes), TrainSettings(), torch.device("cpu"))
+    trainer.iteration = 1000  # the Dice term at full weight
+    trainer.step()  # warm-up
+    cpu = time.process_time()
+    times = _timed(trainer.step, repeats)
+    cpu_per_iteration = (time.process_time() - cpu) / repeats
+    return {"seconds_per_iteration": _summary(times), "cpu_seconds_per_iteration": cpu_per_iteration}
 
 
-def bench_distillation(repeats: int) -> dict:
+def bench_distillation(size: int, repeats: int) -> dict:
     torch.manual_seed(0)
     teacher = build_sam(official_architecture("vit_b")).eval()
     student = LightweightEncoder(embed_dim=256)
@@ -101,8 +95,11 @@ def bench_distillation(repeats: int) -> dict:
 
     target = teacher_encode().clone()
 
+    target = torch.nn.functional.adaptive_avg_pool2d(target, size // 2 // 16)
+    working_slice = torch.rand(1, 1, size // 2, size // 2)
+
     def student_step():
-        loss = torch.nn.functional.mse_loss(student(x), target)
+        loss = torch.nn.functional.mse_loss(encode_slices(student, working_slice, "neck")[3], target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -142,7 +139,7 @@ def main() -> int:
     result["training"] = bench_training(args.size, args.classes, args.repeats)
     print(json.dumps(result["training"]), flush=True)
     if not args.skip_distillation:
-        result["distillation"] = bench_distillation(args.repeats)
+        result["distillation"] = bench_distillation(args.size, args.repeats)
         print(json.dumps(result["distillation"]), flush=True)
     result["load_average_1min_after"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))

@@ -11,12 +11,16 @@ is held out. Reported: Dice per organ of
 - ``segmentation``: the trained bundle's segmentation decoder (``apply_rrl(output="segmentation")``);
 - ``registration``: the atlas labels warped by the predicted displacement (``output="registration"``),
 
-as the mean over the training copies and on the held-out copy, plus training seconds per
-iteration. Random initial weights, no SAM teacher (stage 1 distillation off): this measures the
-medical branch as trained here, not the paper's full pipeline. Usage::
+as the mean over the training copies and on the held-out copy, plus training wall and CPU
+seconds (per iteration too), the load and the loss schedule (the registration Dice term's
+weight at the first and last iteration: with the default warm-up of 100 it is 0 up to
+iteration 100, full from 200, so a 300-iteration run trains 100 iterations with it). Random
+initial weights, no SAM teacher (stage 1 off): this measures the network as trained here, not
+the paper's full pipeline. ``--joint`` and ``--no-augment`` switch off the paper's alternating
+updates and augmentation (the A/B of those deviations). Usage::
 
     .venv/bin/python benchmarks/bench_rrl_real.py [--size 128] [--iterations 300] [--max-mm 25]
-                                               [--cases 6] [--threads 2] [--json OUT]
+                 [--cases 6] [--threads 2] [--dice-warmup 100] [--joint] [--no-augment] [--json OUT]
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from SAMFewShotLib.atlas.bundle import load_bundle  # noqa: E402
 from SAMFewShotLib.atlas.deformation import deform_case  # noqa: E402
 from SAMFewShotLib.atlas.rrl.apply import apply_rrl  # noqa: E402
-from SAMFewShotLib.atlas.rrl.training import TrainSettings, train_rrl_bundle  # noqa: E402
+from SAMFewShotLib.atlas.rrl.training import TrainSettings, dice_ramp, train_rrl_bundle  # noqa: E402
 from SAMFewShotLib.metrics import dice  # noqa: E402
 from SAMFewShotLib.volume import LabelVolume  # noqa: E402
 from SAMFewShotLib.volume_io import read_labels, read_volume  # noqa: E402
@@ -65,6 +69,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=6, help="deformed copies; the last one is held out")
     parser.add_argument("--noise", type=float, default=10.0, help="Gaussian noise added to the copies, HU")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dice-warmup", type=int, default=TrainSettings.dice_warmup)
+    parser.add_argument("--joint", action="store_true", help="one joint step per iteration (not alternating)")
+    parser.add_argument("--no-augment", action="store_true", help="no TorchIO augmentation")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     if args.cases < 2:
@@ -73,6 +80,7 @@ def main() -> None:
     if not (folder / "image.nii.gz").is_file():
         sys.exit(f"no data: {folder / 'image.nii.gz'} does not exist (see ../shared/data/README)")
     torch.set_num_threads(args.threads)
+    load_at_start = round(os.getloadavg()[0], 2)
     print("command:", " ".join([sys.executable, *sys.argv]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
 
@@ -87,8 +95,19 @@ def main() -> None:
         noisy = (target.array + rng.normal(0.0, args.noise, target.shape)).astype(np.float32)
         cases.append((target.with_array(noisy), truth))
 
+    settings = TrainSettings(
+        checkpoint_every=10**6, dice_warmup=args.dice_warmup, alternate=not args.joint, augment=not args.no_augment
+    )
+    ramp = [dice_ramp(i, settings.dice_warmup) for i in range(args.iterations)]
+    schedule = {
+        "dice_warmup": settings.dice_warmup, "iterations_with_dice_term": sum(r > 0 for r in ramp),
+        "iterations_at_full_dice_weight": sum(r >= 1 for r in ramp), "alternate": settings.alternate,
+        "augment": settings.augment,
+    }
+    print("schedule:", schedule)
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
+        cpu_start = time.process_time()
 
         def progress(stage: str, done: int, total: int) -> None:
             if done % 50 == 0:
@@ -97,9 +116,10 @@ def main() -> None:
         path = train_rrl_bundle(
             image, atlas_labels, [c[0] for c in cases[:-1]], Path(work) / "rrl.zip", size=args.size,
             iterations=args.iterations, work_dir=Path(work) / "work", device="cpu",
-            settings=TrainSettings(checkpoint_every=10**6), progress=progress,
+            settings=settings, progress=progress,
         )
         training_seconds = time.perf_counter() - start
+        training_cpu = time.process_time() - cpu_start
         bundle = load_bundle(path)
         results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
         for target, truth in cases:
@@ -110,12 +130,18 @@ def main() -> None:
 
     summary = {
         "command": " ".join(sys.argv),
+        "load_at_start": load_at_start, "load_at_end": round(os.getloadavg()[0], 2),
+        "schedule": schedule,
         "training_seconds": round(training_seconds, 1),
+        "training_cpu_seconds": round(training_cpu, 1),
         "seconds_per_iteration": bundle.parameters.get("seconds_per_iteration"),
         "training_copies": {m: mean(results[m][:-1]) for m in METHODS},
         "held_out": {m: results[m][-1] for m in METHODS},
     }
-    print(f"\ntraining {summary['training_seconds']} s, {summary['seconds_per_iteration']} s per iteration")
+    print(
+        f"\ntraining {summary['training_seconds']} s wall, {summary['training_cpu_seconds']} CPU-s, "
+        f"{summary['seconds_per_iteration']} s per iteration; load now {os.getloadavg()[0]:.2f}"
+    )
     header = ["method", "set", *ORGANS.values(), "mean"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for where in ("training_copies", "held_out"):

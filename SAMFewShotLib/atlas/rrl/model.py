@@ -38,7 +38,7 @@ from .prompt_decoder import AutoPromptDecoder
 from .pyramid_decoder import DEFAULT_WIDTHS
 from .registration_decoder import RegistrationDecoder
 from .segmentation_decoder import SegmentationDecoder
-from .volume_features import COARSEST_STRIDE, volume_pyramid
+from .volume_features import COARSEST_STRIDE, PYRAMID_TOPS, pyramid_channels, volume_pyramid
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class RRLConfig:
         embed_dim: channels of the SAM-compatible embedding (256 for SAM, 32 for the tiny test SAM).
         encoder_widths, encoder_depths: :class:`LightweightEncoder` stages.
         decoder_widths: decoder widths, stride 16 to stride 1 of the working grid.
+        pyramid_top: the coarsest level the 3D decoders see: ``"neck"`` (the distilled
+            SAM-compatible embedding, the paper's design) or ``"stage"`` (stage 3's output: the
+            layout of bundles written before this field existed, which :meth:`from_dict` assumes
+            when it is absent); see :mod:`.volume_features`.
     """
 
     size: int = 128
@@ -59,6 +63,7 @@ class RRLConfig:
     encoder_widths: tuple[int, ...] = (24, 48, 96, 192)
     encoder_depths: tuple[int, ...] = (0, 2, 2, 4)
     decoder_widths: tuple[int, ...] = field(default=DEFAULT_WIDTHS)
+    pyramid_top: str = "neck"
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "encoder_depths", "decoder_widths"):
@@ -67,6 +72,8 @@ class RRLConfig:
             raise ValueError(
                 f"size must be a multiple of {2 * COARSEST_STRIDE} (>= {2 * COARSEST_STRIDE}), not {self.size!r}"
             )
+        if self.pyramid_top not in PYRAMID_TOPS:
+            raise ValueError(f"pyramid_top must be one of {PYRAMID_TOPS}, not {self.pyramid_top!r}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2 (background + labels), not {self.n_classes}")
 
@@ -80,7 +87,13 @@ class RRLConfig:
     @classmethod
     def from_dict(cls, data: dict) -> RRLConfig:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known.setdefault("pyramid_top", "stage")  # networks written before the field: stage 3 on top
         return cls(**known)
+
+    @property
+    def pyramid_channels(self) -> tuple[int, ...]:
+        """Channels of the 4 pyramid levels the decoders see (fine to coarse)."""
+        return pyramid_channels(self.encoder_widths, self.embed_dim, self.pyramid_top)
 
 
 @dataclass
@@ -112,7 +125,7 @@ class RRLMedSAM(nn.Module):
         self.general_encoder = encoder()
         self.medical_encoder = encoder()
         self.medical_encoder.load_state_dict(self.general_encoder.state_dict())
-        channels = config.encoder_widths
+        channels = config.pyramid_channels
         self.registration = RegistrationDecoder(channels, config.decoder_widths)
         self.general_segmentation = SegmentationDecoder(channels, config.n_classes, config.decoder_widths)
         self.medical_segmentation = AutoPromptDecoder(channels, config.n_classes, config.decoder_widths)
@@ -128,11 +141,24 @@ class RRLMedSAM(nn.Module):
             raise ValueError(f"Input must be (B, 1, {size}, {size}, {size}), not {tuple(volume.shape)}")
         return F.avg_pool3d(volume, 2).contiguous(memory_format=torch.channels_last_3d)
 
-    def segment_working(self, images: torch.Tensor, medical_pyramid=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """General and auto-prompted medical logits of working-grid ``images`` (B, 1, D, H, W)."""
-        general = self.general_segmentation(volume_pyramid(self.general_encoder, images), images)
+    def pyramid(self, encoder: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+        """The 3D feature pyramid of working-grid ``images`` (B, 1, D, H, W) by ``encoder``."""
+        return volume_pyramid(encoder, images, self.config.pyramid_top)  # type: ignore[arg-type]
+
+    def general_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """General branch (coarse mask) logits of working-grid ``images`` (B, 1, D, H, W)."""
+        return self.general_segmentation(self.pyramid(self.general_encoder, images), images)
+
+    def segment_working(
+        self, images: torch.Tensor, medical_pyramid=None, general: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """General and auto-prompted medical logits of working-grid ``images`` (B, 1, D, H, W);
+        ``general`` (given: those logits are the prompt, e.g. detached) and ``medical_pyramid``
+        (given: not recomputed) save work."""
+        if general is None:
+            general = self.general_logits(images)
         if medical_pyramid is None:
-            medical_pyramid = volume_pyramid(self.medical_encoder, images)
+            medical_pyramid = self.pyramid(self.medical_encoder, images)
         medical = self.medical_segmentation(medical_pyramid, images, torch.softmax(general, dim=1))
         return general, medical
 
@@ -142,18 +168,28 @@ class RRLMedSAM(nn.Module):
         general, medical = self.segment_working(fixed)
         return JRSOutput(None, None, fixed, general, medical)
 
-    def forward(self, atlas: torch.Tensor, target: torch.Tensor, segment_moving: bool = False) -> JRSOutput:
+    def forward(
+        self, atlas: torch.Tensor, target: torch.Tensor, segment_moving: bool = False, prompt_grad: bool = True
+    ) -> JRSOutput:
         """Joint registration-segmentation of ``atlas`` (moving) and ``target`` (fixed), both
         (B, 1, S, S, S) in [0, 1]. With ``segment_moving`` the atlases are segmented too
-        (logits: targets first, then atlases)."""
-        moving, fixed = self.to_working(atlas), self.to_working(target)
+        (logits: targets first, then atlases). ``prompt_grad=False`` computes the general
+        branch (the medical decoder's prompt) without gradients (the medical step of the
+        alternating training)."""
+        return self.forward_working(self.to_working(atlas), self.to_working(target), segment_moving, prompt_grad)
+
+    def forward_working(
+        self, moving: torch.Tensor, fixed: torch.Tensor, segment_moving: bool = False, prompt_grad: bool = True
+    ) -> JRSOutput:
+        """:meth:`forward` on working-grid ``moving`` and ``fixed`` (B, 1, S/2, S/2, S/2)."""
         b = fixed.shape[0]
-        both = volume_pyramid(self.medical_encoder, torch.cat([fixed, moving]))
+        both = self.pyramid(self.medical_encoder, torch.cat([fixed, moving]))
         flow = self.registration([p[b:] for p in both], [p[:b] for p in both], moving, fixed)
-        if segment_moving:
-            general, medical = self.segment_working(torch.cat([fixed, moving]), both)
-        else:
-            general, medical = self.segment_working(fixed, [p[:b] for p in both])
+        images = torch.cat([fixed, moving]) if segment_moving else fixed
+        pyramid = both if segment_moving else [p[:b] for p in both]
+        with torch.set_grad_enabled(prompt_grad and torch.is_grad_enabled()):
+            general = self.general_logits(images)
+        general, medical = self.segment_working(images, pyramid, general)
         return JRSOutput(flow, moving, fixed, general, medical)
 
     def upsample_logits(self, logits: torch.Tensor) -> torch.Tensor:
