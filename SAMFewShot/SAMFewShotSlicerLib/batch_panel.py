@@ -5,6 +5,11 @@ head (``.sfs``), or the input volume and segmentation of the Propagate section a
 annotation. Run starts ``samfewshot batch ... --progress json`` as a child process (progress,
 elapsed time, Cancel); the table shows every case's status, time and output or error as the
 cases finish; Load results loads the finished cases' ``.seg.nrrd`` files.
+
+Train a study model: the Propagate section's volume and segmentation (labelled) and the other
+checked scene volumes (unlabelled) train an SFR study model (``samfewshot sfr train``) written to
+the model path, which Run then applies as an atlas bundle; progress, elapsed time and Cancel as
+for a batch; Resume continues a cancelled training from its checkpoint.
 """
 
 import qt
@@ -12,6 +17,7 @@ import slicer
 
 from SAMFewShotLib.slicer_support import batch_cases, commands
 
+from .batch_logic import STUDY_MODEL_JOB
 from .engine_choices import engineFamily
 from .job_monitor import JobMonitor
 from .module_panel import ModulePanel
@@ -20,6 +26,10 @@ from .module_panel import ModulePanel
 BATCH_MODEL_CHOICES = {"atlas bundle": "atlas", "few-shot head": "head", "reference annotation": "reference"}
 #: Where the batch inputs come from (parameter node values, shown as is).
 BATCH_INPUT_CHOICES = ("scene volumes", "folder")
+#: What "Train a study model" does (its tooltip when it can run).
+STUDY_MODEL_TOOLTIP = ("Train a fast 3D model of this study (SFR): the Propagate section's volume and segmentation "
+                       "are labelled, the other checked volumes unlabelled; written to the model path (.zip), then "
+                       "Run applies it.")
 #: Columns of the case table.
 TABLE_COLUMNS = ("Case", "Status", "Seconds", "Output or error")
 
@@ -50,6 +60,22 @@ class BatchPanel(ModulePanel):
         self.ui.batchLoadResultsButton.connect("clicked(bool)", self.onLoadResults)
         self.ui.batchTable.setColumnCount(len(TABLE_COLUMNS))
         self.ui.batchTable.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.setupStudyModelRow()
+
+    def setupStudyModelRow(self) -> None:
+        """The "Train a study model" button and its Resume check box, one row under the batch's
+        widgets (made here, not in the .ui file)."""
+        row = qt.QWidget()
+        layout = qt.QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.trainButton = qt.QPushButton("Train a study model")
+        self.trainButton.toolTip = STUDY_MODEL_TOOLTIP
+        self.resumeCheckBox = qt.QCheckBox("Resume")
+        self.resumeCheckBox.toolTip = "Continue the cancelled training of this model from its checkpoint."
+        layout.addWidget(self.trainButton)
+        layout.addWidget(self.resumeCheckBox)
+        self.ui.batchCollapsibleButton.layout().addWidget(row)
+        self.trainButton.connect("clicked(bool)", self.onTrainStudyModel)
 
     # GUI state ---------------------------------------------------------------------------------
 
@@ -78,6 +104,25 @@ class BatchPanel(ModulePanel):
         problem = self.runProblem(parameterNode)
         self.ui.batchRunButton.enabled = problem is None and not running
         self.ui.batchRunButton.toolTip = problem or "Apply the model to every input in a background process."
+        problem = self.studyModelProblem(parameterNode)
+        self.trainButton.enabled = problem is None and not running
+        self.trainButton.toolTip = problem or STUDY_MODEL_TOOLTIP
+        self.resumeCheckBox.enabled = self.logic.batch.canResumeStudyModel(parameterNode.batchModel) and not running
+        if not self.resumeCheckBox.enabled:
+            self.resumeCheckBox.checked = False
+
+    def studyModelProblem(self, parameterNode) -> str:
+        """Why "Train a study model" cannot start now (tooltip text), or None."""
+        if parameterNode.batchInputs != BATCH_INPUT_CHOICES[0]:
+            return "Choose scene volumes as inputs: the checked volumes are the study."
+        if parameterNode.inputVolume is None or parameterNode.segmentationNode is None:
+            return "Select the labelled volume and its segmentation in the Propagate section."
+        labelledId = parameterNode.inputVolume.GetID()
+        if not [node for node in self.ui.batchVolumesSelector.checkedNodes() if node.GetID() != labelledId]:
+            return "Check the study's unlabelled volumes."
+        if BATCH_MODEL_CHOICES[parameterNode.batchModelKind] != "atlas" or not parameterNode.batchModel:
+            return "Choose 'atlas bundle' and the model path (.zip) the study model is written to."
+        return None
 
     @staticmethod
     def referenceText(parameterNode) -> str:
@@ -114,6 +159,8 @@ class BatchPanel(ModulePanel):
 
     def showNewCases(self, job) -> None:
         """Write the cases the running batch finished since the last poll into the table."""
+        if job.kind == STUDY_MODEL_JOB:
+            return
         for status in self.logic.batch.readCases(job):
             self.showCase(status)
 
@@ -132,7 +179,12 @@ class BatchPanel(ModulePanel):
             self.showCase(status)
 
     def finish(self, job) -> None:
-        """A finished batch: the whole table and its summary (raises the batch's error)."""
+        """A finished batch: the whole table and its summary (raises the batch's error); a
+        finished study model: its path."""
+        if job.kind == STUDY_MODEL_JOB:
+            bundle = self.logic.batch.finishStudyModel(job)
+            self.ui.batchStatusLabel.text = f"Study model written to {bundle}; Run applies it to the checked volumes."
+            return
         try:
             self.logic.batch.finish(job)
         finally:
@@ -176,6 +228,18 @@ class BatchPanel(ModulePanel):
             self.widget.updateGuiFromParameterNode()
             qt.QTimer.singleShot(0, self.onExportStep)
 
+    def onTrainStudyModel(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not start training the study model.", waitCursor=True):
+            parameterNode = self.widget.parameterNode()
+            if not self.widget.packagesPanel.setupPythonRequirements(sam=True):  # torch (and MONAI: the sfr extra)
+                return
+            self.preparation = self.logic.batch.prepareStudyModel(
+                parameterNode.batchModel, parameterNode.inputVolume, parameterNode.segmentationNode,
+                self.ui.batchVolumesSelector.checkedNodes(), resume=bool(self.resumeCheckBox.checked),
+            )
+            self.widget.updateGuiFromParameterNode()
+            qt.QTimer.singleShot(0, self.onExportStep)
+
     @property
     def running(self) -> bool:
         """Whether the batch's inputs are being exported or its child runs."""
@@ -202,10 +266,11 @@ class BatchPanel(ModulePanel):
                 self.preparation = None
                 self.widget.updateGuiFromParameterNode()
                 raise
-            self.table = job.details["table"]
-            self.caseVolumes = job.details["caseVolumes"]
-            self.outputFolder = job.details["outputFolder"]
-            self.showTable()
+            if job.kind != STUDY_MODEL_JOB:
+                self.table = job.details["table"]
+                self.caseVolumes = job.details["caseVolumes"]
+                self.outputFolder = job.details["outputFolder"]
+                self.showTable()
             self.monitor.start(job)
 
     def cleanup(self) -> None:
@@ -222,8 +287,11 @@ class BatchPanel(ModulePanel):
                 self.ui.batchStatusLabel.text = "Batch cancelled while exporting its inputs; nothing was started."
                 self.widget.updateGuiFromParameterNode()
                 return
+            training = self.monitor.job is not None and self.monitor.job.kind == STUDY_MODEL_JOB
             self.monitor.cancel()
-            self.ui.batchStatusLabel.text = f"Batch cancelled: {self.table.summary()}; finished cases are kept."
+            self.ui.batchStatusLabel.text = (
+                "Training cancelled; its checkpoint is kept: check Resume to continue it." if training
+                else f"Batch cancelled: {self.table.summary()}; finished cases are kept.")
 
     def onLoadResults(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not load the batch results.", waitCursor=True):
