@@ -17,24 +17,21 @@ import slicer
 
 from SAMFewShotLib.slicer_support import batch_cases, commands
 
-from .batch_logic import STUDY_MODEL_JOB
 from .engine_choices import engineFamily
 from .job_monitor import JobMonitor
 from .module_panel import ModulePanel
+from .study_model_logic import STUDY_MODEL_JOB
+from .study_model_panel import StudyModelPanel
 
 #: Batch panel choices (parameter node values, shown as is) -> batch model kinds.
 BATCH_MODEL_CHOICES = {"atlas bundle": "atlas", "few-shot head": "head", "reference annotation": "reference"}
 #: Where the batch inputs come from (parameter node values, shown as is).
 BATCH_INPUT_CHOICES = ("scene volumes", "folder")
-#: What "Train a study model" does (its tooltip when it can run).
-STUDY_MODEL_TOOLTIP = ("Train a fast 3D model of this study (SFR): the Propagate section's volume and segmentation "
-                       "are labelled, the other checked volumes unlabelled; written to the model path (.zip), then "
-                       "Run applies it.")
 #: Columns of the case table.
 TABLE_COLUMNS = ("Case", "Status", "Seconds", "Output or error")
 
 
-class BatchPanel(ModulePanel):
+class BatchPanel(StudyModelPanel, ModulePanel):
     """Widget side of the batch workflow (state in the module's parameter node, work in
     SAMFewShotLogic.batch)."""
 
@@ -61,21 +58,6 @@ class BatchPanel(ModulePanel):
         self.ui.batchTable.setColumnCount(len(TABLE_COLUMNS))
         self.ui.batchTable.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
         self.setupStudyModelRow()
-
-    def setupStudyModelRow(self) -> None:
-        """The "Train a study model" button and its Resume check box, one row under the batch's
-        widgets (made here, not in the .ui file)."""
-        row = qt.QWidget()
-        layout = qt.QHBoxLayout(row)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.trainButton = qt.QPushButton("Train a study model")
-        self.trainButton.toolTip = STUDY_MODEL_TOOLTIP
-        self.resumeCheckBox = qt.QCheckBox("Resume")
-        self.resumeCheckBox.toolTip = "Continue the cancelled training of this model from its checkpoint."
-        layout.addWidget(self.trainButton)
-        layout.addWidget(self.resumeCheckBox)
-        self.ui.batchCollapsibleButton.layout().addWidget(row)
-        self.trainButton.connect("clicked(bool)", self.onTrainStudyModel)
 
     # GUI state ---------------------------------------------------------------------------------
 
@@ -104,25 +86,7 @@ class BatchPanel(ModulePanel):
         problem = self.runProblem(parameterNode)
         self.ui.batchRunButton.enabled = problem is None and not running
         self.ui.batchRunButton.toolTip = problem or "Apply the model to every input in a background process."
-        problem = self.studyModelProblem(parameterNode)
-        self.trainButton.enabled = problem is None and not running
-        self.trainButton.toolTip = problem or STUDY_MODEL_TOOLTIP
-        self.resumeCheckBox.enabled = self.logic.batch.canResumeStudyModel(parameterNode.batchModel) and not running
-        if not self.resumeCheckBox.enabled:
-            self.resumeCheckBox.checked = False
-
-    def studyModelProblem(self, parameterNode) -> str:
-        """Why "Train a study model" cannot start now (tooltip text), or None."""
-        if parameterNode.batchInputs != BATCH_INPUT_CHOICES[0]:
-            return "Choose scene volumes as inputs: the checked volumes are the study."
-        if parameterNode.inputVolume is None or parameterNode.segmentationNode is None:
-            return "Select the labelled volume and its segmentation in the Propagate section."
-        labelledId = parameterNode.inputVolume.GetID()
-        if not [node for node in self.ui.batchVolumesSelector.checkedNodes() if node.GetID() != labelledId]:
-            return "Check the study's unlabelled volumes."
-        if BATCH_MODEL_CHOICES[parameterNode.batchModelKind] != "atlas" or not parameterNode.batchModel:
-            return "Choose 'atlas bundle' and the model path (.zip) the study model is written to."
-        return None
+        self.updateStudyModelGui(parameterNode, running, fromScene, BATCH_MODEL_CHOICES[parameterNode.batchModelKind])
 
     @staticmethod
     def referenceText(parameterNode) -> str:
@@ -224,18 +188,6 @@ class BatchPanel(ModulePanel):
                 referenceVolume=parameterNode.inputVolume, referenceSegmentation=parameterNode.segmentationNode,
                 scheduler=parameterNode.batchScheduler, checkpoint=parameterNode.checkpoint or None,
                 engine=parameterNode.engine if kind == "reference" else None,
-            )
-            self.widget.updateGuiFromParameterNode()
-            qt.QTimer.singleShot(0, self.onExportStep)
-
-    def onTrainStudyModel(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Could not start training the study model.", waitCursor=True):
-            parameterNode = self.widget.parameterNode()
-            if not self.widget.packagesPanel.setupPythonRequirements(sam=True):  # torch (and MONAI: the sfr extra)
-                return
-            self.preparation = self.logic.batch.prepareStudyModel(
-                parameterNode.batchModel, parameterNode.inputVolume, parameterNode.segmentationNode,
-                self.ui.batchVolumesSelector.checkedNodes(), resume=bool(self.resumeCheckBox.checked),
             )
             self.widget.updateGuiFromParameterNode()
             qt.QTimer.singleShot(0, self.onExportStep)
