@@ -1,4 +1,5 @@
-"""Training patches: a seeded class-balanced random crop (MONAI) and MONAI
+"""Training patches: a seeded random crop (foreground-centred half the time, or class-balanced
+with MONAI) and MONAI
 augmentation (small random affine applied to image, target and weight together; intensity
 scale, shift and Gaussian noise on the image).
 
@@ -22,10 +23,11 @@ def random_crop(
     """A (patch) crop of (1, z, y, x) ``image``, (z, y, x) int64 ``target`` and float ``weight``
     (zero-padded first where the volume is smaller than the patch; padded voxels weigh 0).
 
-    Class-balanced (MONAI ``RandCropByLabelClassesd``, equal ratios): the patch is centred on a
-    voxel of a class drawn uniformly among the ``classes`` (background included), so a small
-    organ is as often in a patch as the liver. A target without any voxel of weight > 0 (an
-    unlabelled image) gives a uniform random crop.
+    With ``classes`` (class-balanced, MONAI ``RandCropByLabelClassesd``, equal ratios): the patch
+    is centred on a voxel of weight > 0 of a class drawn uniformly among the ``classes``
+    (background included), so a small organ is as often in a patch as the liver. Without (the
+    default): half the patches are centred on a random foreground voxel, the others uniform. A
+    target without any voxel of weight > 0 (an unlabelled image) gives a uniform random crop.
     """
     from monai.transforms import RandCropByLabelClassesd, RandSpatialCropd
 
@@ -42,7 +44,16 @@ def random_crop(
     keys = ("image", "target", "weight")
     size = tuple(int(p) for p in patch)
     out: dict
-    if classes is None or not bool((weight > 0).any()):
+    if classes is None:  # half foreground-centred, half uniform
+        foreground = torch.nonzero(target > 0) if rng.rand() < 0.5 else None
+        if foreground is not None and len(foreground):
+            centre = foreground[rng.randint(len(foreground))].tolist()
+            starts = [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, size, image.shape[1:])]
+        else:
+            starts = [int(rng.randint(0, s - p + 1)) for p, s in zip(size, image.shape[1:])]
+        box = tuple(slice(a, a + p) for a, p in zip(starts, size))
+        out = {"image": image[(slice(None),) + box], "target": target[box][None], "weight": weight[box][None]}
+    elif not bool((weight > 0).any()):
         uniform = RandSpatialCropd(keys=keys, roi_size=size, random_size=False)
         uniform.set_random_state(state=rng)
         out = dict(uniform(data))

@@ -57,6 +57,8 @@ class RetrainSettings:
         method: semi-supervised method (:data:`~.semi_supervised.METHODS`).
         ema_alpha, consistency_weight, consistency_rampup, consistency_noise: Mean Teacher.
         augment: MONAI augmentation of the supervised patches.
+        balanced_sampling: class-balanced patch centres (MONAI ``RandCropByLabelClassesd``)
+            instead of half foreground-centred (:func:`~.augmentation.random_crop`).
         checkpoint_every: iterations between checkpoints.
         seed: network initialisation and patch draws.
     """
@@ -70,6 +72,7 @@ class RetrainSettings:
     consistency_rampup: int = 100
     consistency_noise: float = 0.1
     augment: bool = True
+    balanced_sampling: bool = False
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -222,7 +225,7 @@ class Trainer:
     def _patch(self, volume: TrainingVolume, rng: np.random.RandomState, augmented: bool):
         size = (self.settings.patch,) * 3
         image, target, weight = random_crop(volume.image, volume.target, volume.weight, size, rng,
-                                            classes=self.config.classes)
+                                            classes=self.config.classes if self.settings.balanced_sampling else None)
         if augmented and self.settings.augment:
             image, target, weight = augment(image, target, weight, rng)
         return image, target, weight
