@@ -22,7 +22,7 @@ from Testing.sfr.sfr_phantom import PerturbedTruthSource, make_case
 
 NORMALISATION = {"method": "none"}
 CONFIG = NetworkConfig(channels=(8, 16, 32), strides=(2, 2))
-ITERATIONS, PATCH = 60, 16
+ITERATIONS, PATCH = 150, 16
 #: Held-out Dice margin of SFR over the best of the baselines.
 HELD_OUT_MARGIN = 0.05
 
