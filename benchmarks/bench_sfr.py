@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--max-mm", type=float, default=25.0)
     parser.add_argument("--noise", type=float, default=10.0, help="Gaussian noise, HU")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--balanced", action="store_true", help="class-balanced patch sampling (MONAI)")
     parser.add_argument("--methods", default="none,atlas,supervised,mean_teacher,sfr,sfr_plus")
     parser.add_argument("--json", default=None)
     parser.add_argument("--sam-cost", type=int, default=0, metavar="STEPS",
@@ -209,7 +210,8 @@ def main() -> None:
             report = train_study_model(
                 image, labels, unlabelled, Path(work) / f"{key}.zip", pseudo=pseudo_source, select=select,
                 spacing_mm=(args.spacing,) * 3, settings=RetrainSettings(iterations=args.iterations, patch=args.patch,
-                method=method, consistency_rampup=args.iterations // 2, checkpoint_every=10**6),
+                method=method, consistency_rampup=args.iterations // 2, checkpoint_every=10**6,
+                balanced_sampling=args.balanced),
                 config=NetworkConfig(), device="cpu", progress=progress,
             )
             train_s, train_cpu = time.perf_counter() - wall, cpu_seconds() - cpu

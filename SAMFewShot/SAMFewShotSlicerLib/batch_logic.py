@@ -6,6 +6,8 @@ a few-shot head (``.sfs``), or a reference: a volume of the scene and its segmen
 as an image and a ``.seg.nrrd`` with the segments' names, colours and terminology. The per-case
 lines of the running child fill a :class:`~SAMFewShotLib.slicer_support.batch_cases.CaseTable`;
 finished cases' ``.seg.nrrd`` files can be loaded into the scene.
+
+"Train a study model" comes from :class:`~.study_model_logic.StudyModelLogic`.
 """
 
 import os
@@ -17,6 +19,8 @@ from typing import Optional
 import slicer
 
 from SAMFewShotLib.slicer_support import batch_cases, batch_commands
+
+from .study_model_logic import STUDY_MODEL_JOB, StudyModelLogic
 
 #: Exit code of ``samfewshot batch`` when some cases failed (the others are written).
 EXIT_CASES_FAILED = 3
@@ -37,6 +41,7 @@ class BatchPreparation:
     annotation: Optional[str] = None
     argv: list = field(default_factory=list)
     total: int = 0
+    jobKind: str = "batch"
 
     def runNextStep(self) -> str:
         """Export the next input; returns what was exported."""
@@ -54,7 +59,7 @@ class BatchPreparation:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class BatchLogic:
+class BatchLogic(StudyModelLogic):
     """Batch jobs of the SAMFewShot module.
 
     Args:
@@ -162,9 +167,13 @@ class BatchLogic:
         if preparation.steps:
             raise RuntimeError(f"{len(preparation.steps)} export steps of the batch have not run yet")
         table = batch_cases.CaseTable(list(preparation.caseVolumes))
+        if preparation.jobKind == STUDY_MODEL_JOB:
+            details = {"bundle": preparation.modelPath}
+        else:
+            details = {"table": table, "caseVolumes": preparation.caseVolumes,
+                       "outputFolder": preparation.outputFolder}
         try:
-            return self.jobs.startJob("batch", preparation.argv, preparation.folder, details={
-                "table": table, "caseVolumes": preparation.caseVolumes, "outputFolder": preparation.outputFolder})
+            return self.jobs.startJob(preparation.jobKind, preparation.argv, preparation.folder, details=details)
         except BaseException:
             preparation.discard()
             raise

@@ -5,6 +5,11 @@ head (``.sfs``), or the input volume and segmentation of the Propagate section a
 annotation. Run starts ``samfewshot batch ... --progress json`` as a child process (progress,
 elapsed time, Cancel); the table shows every case's status, time and output or error as the
 cases finish; Load results loads the finished cases' ``.seg.nrrd`` files.
+
+Train a study model: the Propagate section's volume and segmentation (labelled) and the other
+checked scene volumes (unlabelled) train an SFR study model (``samfewshot sfr train``) written to
+the model path, which Run then applies as an atlas bundle; progress, elapsed time and Cancel as
+for a batch; Resume continues a cancelled training from its checkpoint.
 """
 
 import qt
@@ -15,6 +20,8 @@ from SAMFewShotLib.slicer_support import batch_cases, commands
 from .engine_choices import engineFamily
 from .job_monitor import JobMonitor
 from .module_panel import ModulePanel
+from .study_model_logic import STUDY_MODEL_JOB
+from .study_model_panel import StudyModelPanel
 
 #: Batch panel choices (parameter node values, shown as is) -> batch model kinds.
 BATCH_MODEL_CHOICES = {"atlas bundle": "atlas", "few-shot head": "head", "reference annotation": "reference"}
@@ -24,7 +31,7 @@ BATCH_INPUT_CHOICES = ("scene volumes", "folder")
 TABLE_COLUMNS = ("Case", "Status", "Seconds", "Output or error")
 
 
-class BatchPanel(ModulePanel):
+class BatchPanel(StudyModelPanel, ModulePanel):
     """Widget side of the batch workflow (state in the module's parameter node, work in
     SAMFewShotLogic.batch)."""
 
@@ -50,6 +57,7 @@ class BatchPanel(ModulePanel):
         self.ui.batchLoadResultsButton.connect("clicked(bool)", self.onLoadResults)
         self.ui.batchTable.setColumnCount(len(TABLE_COLUMNS))
         self.ui.batchTable.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.setupStudyModelRow()
 
     # GUI state ---------------------------------------------------------------------------------
 
@@ -78,6 +86,7 @@ class BatchPanel(ModulePanel):
         problem = self.runProblem(parameterNode)
         self.ui.batchRunButton.enabled = problem is None and not running
         self.ui.batchRunButton.toolTip = problem or "Apply the model to every input in a background process."
+        self.updateStudyModelGui(parameterNode, running, fromScene, BATCH_MODEL_CHOICES[parameterNode.batchModelKind])
 
     @staticmethod
     def referenceText(parameterNode) -> str:
@@ -114,6 +123,8 @@ class BatchPanel(ModulePanel):
 
     def showNewCases(self, job) -> None:
         """Write the cases the running batch finished since the last poll into the table."""
+        if job.kind == STUDY_MODEL_JOB:
+            return
         for status in self.logic.batch.readCases(job):
             self.showCase(status)
 
@@ -132,7 +143,12 @@ class BatchPanel(ModulePanel):
             self.showCase(status)
 
     def finish(self, job) -> None:
-        """A finished batch: the whole table and its summary (raises the batch's error)."""
+        """A finished batch: the whole table and its summary (raises the batch's error); a
+        finished study model: its path."""
+        if job.kind == STUDY_MODEL_JOB:
+            bundle = self.logic.batch.finishStudyModel(job)
+            self.ui.batchStatusLabel.text = f"Study model written to {bundle}; Run applies it to the checked volumes."
+            return
         try:
             self.logic.batch.finish(job)
         finally:
@@ -202,10 +218,11 @@ class BatchPanel(ModulePanel):
                 self.preparation = None
                 self.widget.updateGuiFromParameterNode()
                 raise
-            self.table = job.details["table"]
-            self.caseVolumes = job.details["caseVolumes"]
-            self.outputFolder = job.details["outputFolder"]
-            self.showTable()
+            if job.kind != STUDY_MODEL_JOB:
+                self.table = job.details["table"]
+                self.caseVolumes = job.details["caseVolumes"]
+                self.outputFolder = job.details["outputFolder"]
+                self.showTable()
             self.monitor.start(job)
 
     def cleanup(self) -> None:
@@ -222,8 +239,11 @@ class BatchPanel(ModulePanel):
                 self.ui.batchStatusLabel.text = "Batch cancelled while exporting its inputs; nothing was started."
                 self.widget.updateGuiFromParameterNode()
                 return
+            training = self.monitor.job is not None and self.monitor.job.kind == STUDY_MODEL_JOB
             self.monitor.cancel()
-            self.ui.batchStatusLabel.text = f"Batch cancelled: {self.table.summary()}; finished cases are kept."
+            self.ui.batchStatusLabel.text = (
+                "Training cancelled; its checkpoint is kept: check Resume to continue it." if training
+                else f"Batch cancelled: {self.table.summary()}; finished cases are kept.")
 
     def onLoadResults(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not load the batch results.", waitCursor=True):

@@ -7,3 +7,6 @@ semi-supervised methods such as Mean Teacher, checkpoints), :mod:`.bundle_model`
 engine of atlas bundles), :mod:`.pipeline` (train a study model end to end).
 Importing this package imports neither torch nor MONAI.
 """
+
+#: File name of the re-training checkpoint in a study model's work folder (what ``--resume`` continues).
+CHECKPOINT_NAME = "sfr_checkpoint.pt"

@@ -1,4 +1,5 @@
-"""Training patches: a seeded random crop (half of them centred on a foreground voxel) and MONAI
+"""Training patches: a seeded random crop (foreground-centred half the time, or class-balanced
+with MONAI) and MONAI
 augmentation (small random affine applied to image, target and weight together; intensity
 scale, shift and Gaussian noise on the image).
 
@@ -17,10 +18,19 @@ from torch.nn import functional as F
 
 def random_crop(
     image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, patch: Sequence[int], rng: np.random.RandomState,
-    foreground_probability: float = 0.5,
+    classes: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A (patch) crop of (1, z, y, x) ``image``, (z, y, x) int64 ``target`` and float ``weight``
-    (zero-padded first where the volume is smaller than the patch; padded voxels weigh 0)."""
+    (zero-padded first where the volume is smaller than the patch; padded voxels weigh 0).
+
+    With ``classes`` (class-balanced, MONAI ``RandCropByLabelClassesd``, equal ratios): the patch
+    is centred on a voxel of weight > 0 of a class drawn uniformly among the ``classes``
+    (background included), so a small organ is as often in a patch as the liver. Without (the
+    default): half the patches are centred on a random foreground voxel, the others uniform. A
+    target without any voxel of weight > 0 (an unlabelled image) gives a uniform random crop.
+    """
+    from monai.transforms import RandCropByLabelClassesd, RandSpatialCropd
+
     shape = image.shape[1:]
     pad = [max(0, p - s) for p, s in zip(patch, shape)]
     if any(pad):
@@ -30,17 +40,34 @@ def random_crop(
         image = F.pad(image, spec, value=float(image.min()))
         target = F.pad(target, spec, value=0)
         weight = F.pad(weight, spec, value=0.0)
-        shape = image.shape[1:]
-    foreground = torch.nonzero(target > 0) if rng.rand() < foreground_probability else None
-    starts = []
-    if foreground is not None and len(foreground):
-        centre = foreground[rng.randint(len(foreground))].tolist()
-        for c, p, s in zip(centre, patch, shape):
-            starts.append(int(np.clip(c - p // 2, 0, s - p)))
+    data: dict[Hashable, torch.Tensor] = {"image": image, "target": target[None], "weight": weight[None]}
+    keys = ("image", "target", "weight")
+    size = tuple(int(p) for p in patch)
+    out: dict
+    if classes is None:  # half foreground-centred, half uniform
+        foreground = torch.nonzero(target > 0) if rng.rand() < 0.5 else None
+        if foreground is not None and len(foreground):
+            centre = foreground[rng.randint(len(foreground))].tolist()
+            starts = [int(np.clip(c - p // 2, 0, s - p)) for c, p, s in zip(centre, size, image.shape[1:])]
+        else:
+            starts = [int(rng.randint(0, s - p + 1)) for p, s in zip(size, image.shape[1:])]
+        box = tuple(slice(a, a + p) for a, p in zip(starts, size))
+        out = {"image": image[(slice(None),) + box], "target": target[box][None], "weight": weight[box][None]}
+    elif not bool((weight > 0).any()):
+        uniform = RandSpatialCropd(keys=keys, roi_size=size, random_size=False)
+        uniform.set_random_state(state=rng)
+        out = dict(uniform(data))
     else:
-        starts = [int(rng.randint(0, s - p + 1)) for p, s in zip(patch, shape)]
-    box = tuple(slice(a, a + p) for a, p in zip(starts, patch))
-    return image[(slice(None),) + box], target[box], weight[box]
+        data["classes"] = torch.where(weight[None] > 0, target[None], torch.full_like(target[None], -1))
+        balanced = RandCropByLabelClassesd(keys=keys, label_key="classes", spatial_size=size, ratios=[1] * classes,
+                                           num_classes=classes, warn=False)
+        balanced.set_random_state(state=rng)
+        out = dict(balanced(data)[0])
+
+    def plain(value) -> torch.Tensor:
+        return torch.as_tensor(value.as_tensor() if hasattr(value, "as_tensor") else value)
+
+    return plain(out["image"]), plain(out["target"])[0], plain(out["weight"])[0]
 
 
 def augment(

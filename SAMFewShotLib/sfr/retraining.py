@@ -36,13 +36,13 @@ from ..errors import InputError
 from ..progress import Cancelled, CancelToken, Progress, no_progress
 from ..torch_files import read_torch_file, save_torch_file
 from ..volume import LabelVolume, Volume
+from . import CHECKPOINT_NAME
 from .augmentation import augment, random_crop
 from .network import NetworkConfig, build_network
 from .resampling import onto_grid, to_spacing
 from .semi_supervised import METHODS, make_method
 
 STAGE = "sfr: re-training"
-CHECKPOINT_NAME = "sfr_checkpoint.pt"
 CHECKPOINT_VERSION = 1
 
 
@@ -57,6 +57,8 @@ class RetrainSettings:
         method: semi-supervised method (:data:`~.semi_supervised.METHODS`).
         ema_alpha, consistency_weight, consistency_rampup, consistency_noise: Mean Teacher.
         augment: MONAI augmentation of the supervised patches.
+        balanced_sampling: class-balanced patch centres (MONAI ``RandCropByLabelClassesd``)
+            instead of half foreground-centred (:func:`~.augmentation.random_crop`).
         checkpoint_every: iterations between checkpoints.
         seed: network initialisation and patch draws.
     """
@@ -70,6 +72,7 @@ class RetrainSettings:
     consistency_rampup: int = 100
     consistency_noise: float = 0.1
     augment: bool = True
+    balanced_sampling: bool = False
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -190,6 +193,7 @@ class Trainer:
         self.iteration = 0
         self.seconds = 0.0
         self.last_losses: dict = {}
+        self.updating = False
 
     def identity(self) -> dict:
         h = hashlib.sha256()
@@ -220,7 +224,8 @@ class Trainer:
 
     def _patch(self, volume: TrainingVolume, rng: np.random.RandomState, augmented: bool):
         size = (self.settings.patch,) * 3
-        image, target, weight = random_crop(volume.image, volume.target, volume.weight, size, rng)
+        image, target, weight = random_crop(volume.image, volume.target, volume.weight, size, rng,
+                                            classes=self.config.classes if self.settings.balanced_sampling else None)
         if augmented and self.settings.augment:
             image, target, weight = augment(image, target, weight, rng)
         return image, target, weight
@@ -250,9 +255,11 @@ class Trainer:
             total = total + losses["consistency"]
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        self.updating = True  # an interrupt from here to the end of the update leaves no consistent state
         self.optimizer.step()
         self.method.after_step(self.student, self.iteration)
         self.iteration += 1
+        self.updating = False
         losses["total"] = total
         return {k: float(v.detach()) for k, v in losses.items()}
 
@@ -298,7 +305,8 @@ def retrain(
         resume: continue from ``work_dir``'s checkpoint (ValueError when absent or of another run).
         device: "cpu", "cuda" or "auto".
         progress: ``(STAGE, iteration, iterations)``.
-        cancel: polled between iterations; on cancel a checkpoint is written and ``Cancelled`` raised.
+        cancel: polled between iterations; on cancel (or a KeyboardInterrupt, the CLI's SIGTERM) a
+            checkpoint of the last finished iteration is written and the exception re-raised.
     """
     from ..atlas.rrl.training import resolve_device
 
@@ -318,8 +326,8 @@ def retrain(
 
     try:
         trainer.train(progress, cancel, save)
-    except Cancelled:
-        if save is not None:
+    except (Cancelled, KeyboardInterrupt):  # the CLI turns SIGTERM / Ctrl-C into KeyboardInterrupt mid-step
+        if save is not None and not trainer.updating:  # else the last periodic checkpoint stays
             save()
         raise
     if save is not None:

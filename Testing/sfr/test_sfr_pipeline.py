@@ -100,3 +100,34 @@ def test_cli_train_and_stitch(tmp_path, capsys):
                                 str(tmp_path / "study"), "-o", str(tmp_path / "m.zip"), "--pseudo", "sam"])
     with pytest.raises(ValueError, match="--checkpoint"):
         bad.func(bad, no_progress, CancelToken())
+
+
+def test_cli_train_with_sam_pseudo_labels_from_a_tiny_random_checkpoint(tmp_path):
+    """``--pseudo sam`` end to end through the command: the checkpoint is loaded, the decoder is
+    fine-tuned on the labelled volume's mosaics, each unlabelled volume gets a SAM pseudo-label
+    with confidences, the 3D network trains on them and the bundle runs. Mechanics only: a tiny
+    random SAM says nothing about the pseudo-labels' quality (that needs real weights)."""
+    import json
+
+    from Testing import tiny_sam
+
+    image, labels = make_case(0, SHAPE)
+    write_volume(image, tmp_path / "labelled.nii.gz")
+    write_labels(labels, tmp_path / "labels.nii.gz")
+    (tmp_path / "study").mkdir()
+    for seed in (1, 2):
+        write_volume(make_case(seed, SHAPE)[0], tmp_path / "study" / f"case{seed}.nii.gz")
+    checkpoint = tiny_sam.save_tiny_checkpoint(tmp_path / "tiny.pth", global_attn_indexes=())
+    code = main(["sfr", "train", str(tmp_path / "labelled.nii.gz"), str(tmp_path / "labels.nii.gz"),
+                 str(tmp_path / "study"), "-o", str(tmp_path / "model.zip"), "--pseudo", "sam", "--checkpoint",
+                 str(checkpoint), "--sam-iterations", "3", "--select", "0.5", "--iterations", "2", "--patch", "16",
+                 "--device", "cpu", "--progress", "none"])
+    assert code == 0
+    record = json.loads((tmp_path / "model.zip.work" / "pseudo.json").read_text())
+    assert record["key"][0] == "sam" and sorted(record["volumes"]) == ["0", "1"]
+    for entry in record["volumes"].values():
+        assert 0.0 <= entry["volume_confidence"] <= 1.0
+    with load_bundle(tmp_path / "model.zip") as bundle:
+        assert (bundle.engine, bundle.parameters["pseudo"], len(bundle.parameters["kept"])) == ("sfr", "sam", 1)
+        result = apply_bundle(bundle, make_case(3, SHAPE)[0], device="cpu")
+    assert set(np.unique(result.labels.array)) <= {0, 1}

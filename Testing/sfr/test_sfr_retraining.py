@@ -114,3 +114,25 @@ def test_network_file_round_trip_and_bad_settings(tmp_path):
         RetrainSettings(iterations=0)
     with pytest.raises(ValueError, match="architecture"):
         NetworkConfig(architecture="resnet")
+
+
+def test_balanced_sampling_centres_patches_on_a_small_structure_as_often_as_on_others():
+    """MONAI class-balanced crops (classes 0, 1, 2 equally): a 2x2x2 structure (class 2) in a 32^3
+    volume is in about a third of the 8^3 patches; half-foreground sampling finds it far less."""
+    from SAMFewShotLib.sfr.augmentation import random_crop
+
+    target = torch.zeros((32, 32, 32), dtype=torch.int64)
+    target[2:30, 2:30, 2:16] = 1
+    target[24:26, 24:26, 26:28] = 2
+    image, weight = target[None].float(), torch.ones(target.shape)
+    rng = np.random.RandomState(0)
+    balanced = [bool((random_crop(image, target, weight, (8, 8, 8), rng, classes=3)[1] == 2).any()) for _ in range(90)]
+    rng = np.random.RandomState(0)
+    plain = [bool((random_crop(image, target, weight, (8, 8, 8), rng)[1] == 2).any()) for _ in range(90)]
+    assert 20 <= sum(balanced) <= 40 and sum(plain) < 10, (sum(balanced), sum(plain))
+    # zero-weight voxels are never chosen as centres
+    ignored = weight.clone()
+    ignored[target == 2] = 0.0
+    rng = np.random.RandomState(1)
+    assert not any(bool((random_crop(image, target, ignored, (4, 4, 4), rng, classes=3)[1] == 2).any())
+                   for _ in range(30))

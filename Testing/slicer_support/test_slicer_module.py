@@ -227,6 +227,10 @@ CHECKED_APIS = {
         "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
         "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QPushButton(text), objectName, setToolTip)"
     ),
+    "qt.QCheckBox": (
+        "Slicer/Slicer Modules/Scripted/ScreenCapture/ScreenCapture.py (qt.QCheckBox(text), checked, setToolTip; "
+        "a qt.QHBoxLayout row of a ctkCollapsibleButton's QFormLayout via addRow)"
+    ),
     "qt.QHBoxLayout": (
         "Slicer/Slicer Modules/Loadable/Segmentations/EditorEffects/Python/SegmentEditorEffects/"
         "AbstractScriptedSegmentEditorAutoCompleteEffect.py (qt.QHBoxLayout, addWidget; addOptionsWidget(layout))"
@@ -1166,6 +1170,10 @@ def _class_members(node: ast.ClassDef) -> set:
                 for t in (t.elts if isinstance(t, ast.Tuple) else [t])
                 if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
     members |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    classes = package_classes()
+    for base in node.bases:  # a part of the class in its own file (StudyModelLogic of BatchLogic)
+        if isinstance(base, ast.Name) and base.id in classes:
+            members |= _class_members(classes[base.id])
     return members
 
 
