@@ -96,13 +96,7 @@ class BatchLogic(StudyModelLogic):
         """
         preparation = self.prepare(outputFolder, volumeNodes, inputFolder, modelKind, modelPath, referenceVolume,
                                    referenceSegmentation, scheduler, checkpoint, engine, force)
-        try:
-            while preparation.steps:
-                preparation.runNextStep()
-            return self.launch(preparation)
-        except BaseException:
-            preparation.discard()
-            raise
+        return self.runStepsAndLaunch(preparation)
 
     def prepare(self, outputFolder: str, volumeNodes: Sequence = (), inputFolder: str = "", modelKind: str = "atlas",
                 modelPath: str = "", referenceVolume=None, referenceSegmentation=None, scheduler: str = "",

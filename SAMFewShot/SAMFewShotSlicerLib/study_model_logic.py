@@ -76,6 +76,11 @@ class StudyModelLogic:
         """:meth:`prepareStudyModel`, every export step, :meth:`launch` (scripts and tests; the
         panel runs the steps one per timer tick)."""
         preparation = self.prepareStudyModel(bundle, labelledVolume, labelledSegmentation, volumeNodes, **options)
+        return self.runStepsAndLaunch(preparation)
+
+    def runStepsAndLaunch(self, preparation):
+        """Every export step of ``preparation``, then :meth:`launch`; the preparation's
+        temporary files are discarded if any step or the launch fails."""
         try:
             while preparation.steps:
                 preparation.runNextStep()
