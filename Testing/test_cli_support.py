@@ -64,6 +64,6 @@ def test_kcentroid_runs_and_the_report_names_the_engine(phantom, tmp_path):
         "propagate", image, drawn, "-o", out, "--engine", "register", "--support", "kcentroid", "--report", report
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(report.read_text())["engine"] == "register:kcentroid"
+    assert json.loads(report.read_text(encoding="utf-8"))["engine"] == "register:kcentroid"
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert labels[6].any() and labels[10].any()  # slices between drawn ones are filled
