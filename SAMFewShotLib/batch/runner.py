@@ -82,14 +82,29 @@ class _Worker:
     case: Case | None = None
 
 
+#: Longest Unix socket path on Linux (``sun_path`` is 108 bytes with its terminating NUL).
+UNIX_SOCKET_PATH_MAX = 107
+#: What multiprocessing adds to the temporary folder for the fork server's socket:
+#: ``/pymp-XXXXXXXX/listener-XXXXXXXX``.
+FORKSERVER_SOCKET_SUFFIX = len("/pymp-XXXXXXXX/listener-XXXXXXXX")
+
+
+def forkserver_socket_fits(temp_folder: str) -> bool:
+    """Whether the fork server's socket path under ``temp_folder`` fits a Unix socket address."""
+    return len(os.fsencode(temp_folder)) + FORKSERVER_SOCKET_SUFFIX <= UNIX_SOCKET_PATH_MAX
+
+
 def worker_context(preload: Sequence[str] = ()):
     """The multiprocessing context of the workers: on Linux a fork server that has imported
     this module and ``preload`` (module names) once, so that workers start with them loaded;
     elsewhere fresh ``spawn`` processes. Neither inherits the caller's threads or state.
 
-    The fork server is started once per process: ``preload`` counts on the first call only.
+    The fork server is started once per process: ``preload`` counts on the first call only. It
+    listens on a Unix socket in the temporary folder; where that folder's path is too long for a
+    socket address (``AF_UNIX path too long``), the workers are spawned instead.
     """
-    if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
+    if (sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods()
+            and forkserver_socket_fits(tempfile.gettempdir())):
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__, *preload])
         return context

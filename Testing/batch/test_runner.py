@@ -75,3 +75,23 @@ def test_cancel_kills_the_workers_and_raises(cases, tmp_path):
 def test_workers_must_be_positive(cases, tmp_path):
     with pytest.raises(ValueError, match="workers must be at least 1"):
         list(run_local(cases, CaseTask(ThresholdModel(), str(tmp_path)), workers=0))
+
+
+def test_a_temporary_folder_too_long_for_the_fork_servers_socket_spawns_the_workers(
+    cases, tmp_path, monkeypatch
+):
+    """multiprocessing puts the fork server's Unix socket in the temporary folder; a long TMPDIR
+    made every batch fail with 'AF_UNIX path too long'. Now the workers are spawned instead."""
+    import tempfile
+
+    from SAMFewShotLib.batch.runner import UNIX_SOCKET_PATH_MAX, forkserver_socket_fits, worker_context
+
+    long_folder = tmp_path / ("t" * max(1, UNIX_SOCKET_PATH_MAX - len(str(tmp_path)) - 10))
+    long_folder.mkdir()
+    assert not forkserver_socket_fits(str(long_folder))
+    assert forkserver_socket_fits("/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(long_folder))
+    assert worker_context().get_start_method() == "spawn"
+    task = CaseTask(ThresholdModel(), str(tmp_path / "out"), run_id="r1")
+    results = list(run_local(cases, task, workers=1))
+    assert {r.status for r in results} == {"done"}
