@@ -42,12 +42,17 @@ class RefinementSettings:
             slice, linearly from 0 on the drawn slice.
         prior_floor: the shape prior is clipped to [floor, 1 - floor], so strong intensity
             evidence can overrule it anywhere inside the band.
+        consistency_ramp_px: with an ``inconsistency`` per slice (``refine_slices``; off by
+            default), the band is full once the forward-backward round-trip error accumulated
+            from the nearest drawn slice (``flow_consistency.py``) reaches this many pixels,
+            instead of growing with the distance.
     """
 
     band_of_radius: float = 0.8
     min_band_px: float = 2.0
     ramp_mm: float = 18.0
     prior_floor: float = 0.02
+    consistency_ramp_px: float = 1.0
 
 
 def base_band(drawn: dict[int, np.ndarray], settings: RefinementSettings) -> float | None:
@@ -88,6 +93,7 @@ def refine_slices(
     drawn: dict[int, np.ndarray],
     slice_mm: float,
     settings: RefinementSettings | None = None,
+    inconsistency: np.ndarray | None = None,
 ) -> np.ndarray:
     """The propagated ``probability`` re-decided by the intensity model (see the module doc).
 
@@ -99,10 +105,16 @@ def refine_slices(
             largest area sets the band, their positions the ramp.
         slice_mm: slice spacing in mm.
         settings: band settings (defaults: :class:`RefinementSettings`).
+        inconsistency: optional (n,) forward-backward error (pixels) accumulated from the nearest
+            drawn slice (``flow_consistency.accumulated_inconsistency``): the band then grows
+            with it (full at ``settings.consistency_ramp_px``) instead of with the distance.
+            Off by default: measured no better (``flow_consistency.py``).
     Returns:
         (n, rows, cols) float32: above 0.5 where the refined mask is, at most 0.49 elsewhere.
     """
     settings = settings or RefinementSettings()
+    if inconsistency is not None and len(inconsistency) != len(probability):
+        raise ValueError(f"Inconsistency needs one value per slice ({len(probability)}), not {len(inconsistency)}")
     if probability.shape != image.shape:
         raise ValueError(f"Probability {probability.shape} and image {image.shape} must have the same shape")
     out = np.array(probability, np.float32, copy=True)
@@ -113,8 +125,11 @@ def refine_slices(
     for z in np.flatnonzero(inside.reshape(inside.shape[0], -1).any(axis=1)):
         if z in drawn:
             continue
-        distance_mm = min(abs(int(z) - d) for d in drawn) * slice_mm
-        out[z] = refine_slice(inside[z], image[z], model, band_at(band, distance_mm, settings), settings)
+        if inconsistency is not None:
+            band_here = max(0.5, band * min(1.0, float(inconsistency[z]) / settings.consistency_ramp_px))
+        else:
+            band_here = band_at(band, min(abs(int(z) - d) for d in drawn) * slice_mm, settings)
+        out[z] = refine_slice(inside[z], image[z], model, band_here, settings)
     return out
 
 
