@@ -138,6 +138,15 @@ def union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None, shape) -
     return tuple(out)
 
 
+def on_box(result: LabelProbability, box: tuple[slice, ...], shape) -> np.ndarray:
+    """:func:`in_box`, without a copy when ``result`` already covers exactly ``box`` (then the
+    result's own array, which the caller may change)."""
+    own = result.box or tuple(slice(0, n) for n in shape)
+    if all(o.indices(n)[:2] == b.indices(n)[:2] for o, b, n in zip(own, box, shape)):
+        return result.probability
+    return in_box(result, box, shape)
+
+
 def in_box(result: LabelProbability, box: tuple[slice, ...], shape) -> np.ndarray:
     """``result``'s probability on ``box`` of the canonical volume of ``shape`` (a new float32
     array; ``box`` must hold ``result.box``): never a whole-volume copy."""
@@ -255,14 +264,16 @@ class AutoEngine:
             for part in parts.values():
                 union = union_box(union or part.box, part.box, shape)
             assert union is not None  # every candidate needs at least one part
-            parts_in_union = {name: in_box(part, union, shape) for name, part in parts.items()}
+            full = parts["register"] if "register" in parts else next(iter(parts.values()))
+            parts_in_union = {name: on_box(part, union, shape) for name, part in parts.items()}
+            del parts  # only the arrays on the union box are kept (memory: seven labels at clinical scale)
             whole = candidate_probability(outside, parts_in_union)
             if choice != outside:
                 inside = slice(drawn[0] - union[0].start, drawn[-1] + 1 - union[0].start)
                 whole[inside] = candidate_probability(choice, {n: p[inside] for n, p in parts_in_union.items()})
+            del parts_in_union
             probability: np.ndarray = whole
             box: tuple[slice, slice, slice] | None = (union[0], union[1], union[2])
-            full = parts["register"] if "register" in parts else next(iter(parts.values()))
             chosen = validation[choice] if scores else []
             scored = drawn[1:-1] + [drawn[0], drawn[-1]] if len(drawn) >= 2 else []  # the order of chosen + outer
             per_slice = dict(zip(scored, chosen + outer[outside]))
