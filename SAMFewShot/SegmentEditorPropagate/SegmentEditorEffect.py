@@ -8,7 +8,9 @@ masking:
 
 - Initialize runs ``samfewshot propagate`` in a background child (progress, Cancel), then shows a
   preview segmentation: the drawn slices filled, the propagated voxels outlined, slices under the
-  confidence threshold in orange, listed by their slice offset in mm;
+  confidence threshold in orange, listed by their slice offset in mm, with the structure's expected
+  Dice (``auto`` estimates it from the drawn slices; otherwise the line says why there is none), as
+  the module's preview shows it;
 - correcting a slice of the segment re-runs it after a short pause and updates the preview;
 - "Next low-confidence slice" jumps the view of the annotated axis (Red, Yellow or Green) there;
 - Apply writes the preview into the segment with ``modifySegmentByLabelmap`` (editable area,
@@ -37,6 +39,7 @@ from SAMFewShotSlicerLib.python_packages import PythonPackages  # noqa: E402
 from SAMFewShotSlicerLib.scene_exchange import SceneExchange  # noqa: E402
 
 from SAMFewShotLib.slicer_support import commands, preview_parts, progress_lines, slice_views  # noqa: E402
+from SAMFewShotLib.slicer_support.report_summary import expected_dice_text  # noqa: E402
 
 #: Engines the effect offers: those that need no checkpoint (the module panel has the SAM ones).
 EFFECT_ENGINES = [name for name, _description in ENGINE_CHOICES if engineFamily(name) in commands.WEIGHTLESS_ENGINES]
@@ -124,6 +127,10 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
         self.statusLabel.wordWrap = True
         self.scriptedEffect.addOptionsWidget(self.progressBar)
         self.scriptedEffect.addOptionsWidget(self.statusLabel)
+        self.expectedDiceLabel = qt.QLabel("")
+        self.expectedDiceLabel.wordWrap = True
+        self.expectedDiceLabel.setToolTip("auto checks each drawn slice against the others and estimates the Dice.")
+        self.scriptedEffect.addOptionsWidget(self.expectedDiceLabel)
 
         self.lowConfidenceList = qt.QListWidget()
         self.lowConfidenceList.setToolTip("Low-confidence slices by slice offset (mm); click one to show it.")
@@ -278,6 +285,7 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
         self.progressBar.value = 100
         self.statusLabel.text = (f"Preview ({result.engine}, {progress_lines.format_elapsed(result.seconds)}): "
                                  f"{len(self.lowSlices)} low-confidence slice(s). Correct a slice to update, or Apply.")
+        self.expectedDiceLabel.text = expected_dice_text(result.report, result.segmentName)
         self.observeSegmentation(True)
 
     def onStop(self):
@@ -298,6 +306,7 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
             self.scene.removePreview(self.previewNode)
             self.previewNode, self.result, self.lowSlices = None, None, []
             self.lowConfidenceList.clear()
+            self.expectedDiceLabel.text = ""
             self.statusLabel.text = "Preview removed; the segment is unchanged."
             self.updateGUIFromMRML()
 
@@ -311,6 +320,7 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
             self.scene.removePreview(self.previewNode)
             self.previewNode, self.result, self.lowSlices = None, None, []
             self.lowConfidenceList.clear()
+            self.expectedDiceLabel.text = ""
             self.statusLabel.text = "Written into the segment (Undo reverts it)."
             self.updateGUIFromMRML()
 

@@ -8,7 +8,7 @@ import pytest
 
 from SAMFewShotLib.metrics import dice
 from SAMFewShotLib.propagation.intensity_model import IntensityModel
-from SAMFewShotLib.propagation.intensity_refinement import RefinementSettings, refine_slices
+from SAMFewShotLib.propagation.intensity_refinement import RefinementSettings, refine_slices, refinement_reliability
 
 SHAPE = (12, 48, 48)
 ROWS, COLS = np.ogrid[: SHAPE[1], : SHAPE[2]]
@@ -69,3 +69,27 @@ def test_shapes_must_match(case):
     image, _, drawn, model, shrunk = case
     with pytest.raises(ValueError, match="same shape"):
         refine_slices(shrunk[:3], image, model, drawn, slice_mm=3.0)
+
+
+def _rimmed(rim: bool) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """A disc of radius 10 drawn on slices 0, 6, 11; with ``rim``, only its inner radius 8 is
+    bright and the 2-pixel rim looks like the surroundings (a capsule the user draws but the
+    intensities do not show): refinement then moves edges that are right."""
+    rng = np.random.default_rng(3)
+    drawn_disc = disc(10)
+    image = rng.normal(40, 6, SHAPE).astype(np.float32)
+    bright = disc(8) if rim else drawn_disc
+    image[:, bright] = rng.normal(120, 6, (SHAPE[0], int(bright.sum())))
+    return image, {z: drawn_disc.copy() for z in (0, 6, 11)}
+
+
+def test_reliability_is_how_well_refinement_keeps_a_correct_mask():
+    image, drawn = _rimmed(rim=False)
+    assert refinement_reliability(image, drawn, 160.0, slice_mm=3.0) > 0.97
+    image, drawn = _rimmed(rim=True)  # refinement cuts the drawn rim off
+    assert refinement_reliability(image, drawn, 160.0, slice_mm=3.0) < 0.9
+
+
+def test_reliability_needs_two_drawn_masks():
+    image, drawn = _rimmed(rim=False)
+    assert refinement_reliability(image, {0: drawn[0]}, 160.0, slice_mm=3.0) is None
