@@ -29,6 +29,7 @@ from torch import nn
 from ..errors import InputError
 from ..torch_files import first_sentence
 from .architecture import SamArchitecture, TinyViTEncoderSpec, _cap, _sample, infer_architecture, official_architecture
+from .efficientvit import EfficientViTEncoderSpec, build_image_encoder
 
 _PIXEL_MEAN = (123.675, 116.28, 103.53)
 _PIXEL_STD = (58.395, 57.12, 57.375)
@@ -67,7 +68,10 @@ def build_sam(architecture: SamArchitecture, *, init_weights: bool = True) -> nn
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     e, d = architecture.encoder, architecture.decoder
-    if isinstance(e, TinyViTEncoderSpec):
+    image_encoder: nn.Module
+    if isinstance(e, EfficientViTEncoderSpec):
+        image_encoder = build_image_encoder(e)
+    elif isinstance(e, TinyViTEncoderSpec):
         tiny_vit = _tiny_vit_class()
         image_encoder = tiny_vit(
             img_size=e.img_size,
