@@ -23,6 +23,7 @@ from SAMFewShotLib.sam.preprocess import Preprocessing, slice_rgb
 from SAMFewShotLib.volume import Volume
 from Testing.phantoms import ellipsoid, render
 from Testing.sam.test_sam_decoder_parity import TOLERANCE, assert_matches, first_prompts, prompt_sets, reference
+from Testing.sam.test_sam_engine import case  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(
     not ev.efficientvit_available(),
@@ -170,3 +171,16 @@ def test_registry_lists_the_five_published_checkpoints():
     assert all(e.sha256 and e.licence.startswith("Apache-2.0") for e in entries)
     # no published size: a renamed file is still recognised by its digest
     assert all(e in ck.entries_of_size(123) for e in entries)
+
+
+def test_sam_engine_runs_with_an_efficientvit_checkpoint(tiny, case, tmp_path):  # noqa: F811
+    from SAMFewShotLib.engines import make_engine
+    from SAMFewShotLib.sam.embedding_cache import EmbeddingCache
+
+    image, annotation, *_ = case
+    path, _ = tiny
+    cache = EmbeddingCache(directory=tmp_path / "embeddings")
+    engine = make_engine("sam:interpolate", checkpoint=str(path), cache=cache)  # no elastix: quick
+    prediction = engine.propagate(image, annotation)
+    assert prediction.counters["slices_encoded"] > 0 and prediction.counters["budget_slices_to_encode"] > 0
+    assert prediction.labels.array.shape == image.array.shape
