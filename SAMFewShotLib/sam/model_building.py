@@ -1,5 +1,6 @@
 """Build a SAM of a given :class:`~.architecture.SamArchitecture` from segment_anything's own
-classes (MobileSAM's TinyViT for ``vit_t``) and load a state dict into it strictly.
+classes (MobileSAM's TinyViT for ``vit_t``, EfficientViT-SAM's encoder from the ``efficientsam``
+package for ``efficientvit_*``: :mod:`.efficientvit`) and load a state dict into it strictly.
 
 TinyViT: segment_anything has none, so it comes from the pinned package ``mobilesam-mirror``
 (PyPI, Apache-2.0; it ships MobileSAM's own ``mobile_sam`` code unchanged, needs ``timm`` at
