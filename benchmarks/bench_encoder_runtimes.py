@@ -1,7 +1,8 @@
 """SAM image-encoder runtimes on the CPU: torch fp32, torch bf16 (autocast), ONNX Runtime fp32
 and ONNX Runtime dynamic int8, per architecture, with their parity against torch fp32.
 
-Full-size architectures with random weights (vit_b: SAM ViT-B; vit_t: MobileSAM's TinyViT).
+Full-size architectures with random weights (vit_b: SAM ViT-B; vit_t: MobileSAM's TinyViT;
+efficientvit_l0 ... efficientvit_xl1: EfficientViT-SAM, package efficientsam).
 Compute does not depend on the weight values, so seconds per slice transfer to real
 checkpoints; mask agreement does not (random weights give near-zero logits, where any
 rounding flips pixels): never read segmentation quality from these numbers. A plain script,
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from SAMFewShotLib.sam import onnx_encoder
 from SAMFewShotLib.sam.architecture import official_architecture
 from SAMFewShotLib.sam.decoder import Prompt, decode_slices
+from SAMFewShotLib.sam.efficientvit import encoder_input_side
 from SAMFewShotLib.sam.encoder import encode_slices
 from SAMFewShotLib.sam.model_building import build_sam
 from SAMFewShotLib.sam.preprocess import Preprocessing
@@ -115,7 +117,8 @@ def bench_model(model_type: str, runtimes, n_slices: int, threads: int, home: Pa
         else:
             start = time.perf_counter()
             encoder = onnx_encoder.onnx_image_encoder(sam, sha, runtime, num_threads=threads, home=home)
-            encoder(torch.zeros(1, 3, 1024, 1024))  # warm-up run: ORT's first call plans memory
+            side = encoder_input_side(sam.image_encoder)  # 512 for EfficientViT-SAM L
+            encoder(torch.zeros(1, 3, side, side))  # warm-up run: ORT's first call plans memory
             one_off = time.perf_counter() - start
             encoded, wall, cpu = timed_encode(sam, volume, slices, prep, image_encoder=encoder)
         row = {"model": model_type, "runtime": {"bf16": "torch bf16", "onnx": "ONNX fp32"}.get(runtime, "ONNX int8"),

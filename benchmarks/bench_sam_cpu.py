@@ -3,7 +3,8 @@ runtimes per architecture (torch fp32, torch bf16, ONNX fp32, ONNX int8; bench_e
 and the decoder's ms per prompt set (bench_decoder.py), with the machine's load before and after.
 Full-size random weights (cost does not depend on their values; never read quality from them).
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_sam_cpu.py [--models vit_b,vit_t] [--slices 1]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_sam_cpu.py [--models vit_b,vit_t,efficientvit_l0]
+        [--slices 1] [--runtimes torch,bf16,onnx,onnx-int8]
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="vit_b,vit_t")
+    parser.add_argument("--models", default="vit_b,vit_t,efficientvit_l0")
+    parser.add_argument("--runtimes", default="torch,bf16,onnx,onnx-int8")
     parser.add_argument("--slices", default="1")
     parser.add_argument("--threads", default="2")
     args = parser.parse_args(argv)
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     start, cpu = time.perf_counter(), os.times()
     steps = [
         [sys.executable, str(HERE / "bench_encoder_runtimes.py"), "--models", args.models, "--slices", args.slices,
-         "--threads", args.threads],
+         "--threads", args.threads, "--runtimes", args.runtimes],
         [sys.executable, str(HERE / "bench_decoder.py"), "--threads", "1"],
         [sys.executable, str(HERE / "bench_decoder.py"), "--threads", args.threads],
     ]

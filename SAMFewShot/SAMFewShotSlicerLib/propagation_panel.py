@@ -1,6 +1,6 @@
 """The Propagate slices section of the module: choose the drawn segment, the engine and the
-device, suggest slices (listed by slice offset in mm), propagate in the background (with a CPU
-time estimate before a SAM run on the CPU) and hand the result to the Preview section.
+device, suggest slices (listed by slice offset in mm), propagate in the background (SAM: the
+encoder estimate shown first) and hand the result to the Preview section.
 
 The same propagation runs inside the Segment Editor as the Propagate effect
 (SegmentEditorPropagate/SegmentEditorEffect.py); this panel keeps the full options.
@@ -16,7 +16,7 @@ from . import editor_bridge
 from .engine_choices import DEVICE_CHOICES, ENGINE_CHOICES, deviceProblem, engineFamily
 from .job_monitor import JobMonitor
 from .module_panel import ModulePanel
-from .sam_on_cpu import confirmSamRunOnCpu
+from .sam_on_cpu import confirmSamRunOnCpu, showEncoderEstimate
 from .weights_logic import WEIGHTS_JOB_KINDS
 
 
@@ -177,6 +177,7 @@ class PropagationPanel(ModulePanel):
             return
         with slicer.util.tryWithErrorDisplay("Could not select the segment."):
             self.storeSegmentSelection()
+        showEncoderEstimate(self)
 
     def storeComboValue(self, combo, field: str, index: int) -> None:
         if self.widget.updatingGui or self.widget.parameterNode() is None or index < 0:
@@ -186,14 +187,17 @@ class PropagationPanel(ModulePanel):
     def onEngineChanged(self, index) -> None:
         with slicer.util.tryWithErrorDisplay("Could not select the engine."):
             self.storeComboValue(self.ui.engineComboBox, "engine", index)
+        showEncoderEstimate(self)
 
     def onDeviceChanged(self, index) -> None:
         with slicer.util.tryWithErrorDisplay("Could not select the device."):
             self.storeComboValue(self.ui.deviceComboBox, "device", index)
+        showEncoderEstimate(self)
 
     def onModelChanged(self, index) -> None:
         with slicer.util.tryWithErrorDisplay("Could not select the model."):
             self.storeComboValue(self.ui.modelComboBox, "checkpoint", index)
+        showEncoderEstimate(self)
 
     def onMetaInitChanged(self, path) -> None:
         if self.widget.updatingGui or self.widget.parameterNode() is None:

@@ -97,11 +97,16 @@ def cmd_weights_list(args: argparse.Namespace, progress, cancel) -> int:
         return EXIT_OK
     print(f"Weights cache: {weights_dir()}")
     width = max(len(r.name) for r in rows)
-    print(f"{'NAME':<{width}}  {'TYPE':<6}  {'FAMILY':<10}  {'SIZE':>10}  {'CPU S/SLICE':>11}  STATUS")
+    types = max([6] + [len(r.model_type) for r in rows])
+    families = max([10] + [len(r.family) for r in rows])
+    print(f"{'NAME':<{width}}  {'TYPE':<{types}}  {'FAMILY':<{families}}  {'SIZE':>10}  {'CPU S/SLICE':>11}  STATUS")
     for r in rows:
         seconds = measured[r.model_type]
         here = "-" if seconds is None else f"{seconds:.2f}"
-        print(f"{r.name:<{width}}  {r.model_type:<6}  {r.family:<10}  {_megabytes(r.size):>10}  {here:>11}  {r.status}")
+        print(
+            f"{r.name:<{width}}  {r.model_type:<{types}}  {r.family:<{families}}  {_megabytes(r.size):>10}  "
+            f"{here:>11}  {r.status}"
+        )
     print("CPU S/SLICE: the fastest image-encoder seconds per slice measured by earlier runs on this machine "
           "(any runtime; '-': not run here yet)")
     return EXIT_OK

@@ -81,9 +81,11 @@ class FewShotEngine:
         from ..fewshot.predictor import SlicePredictor
         from ..memory import peak_rss_mib
         from ..sam.embedding_cache import EmbeddingCache
+        from ..sam.encoder_budget import BudgetRecorder
         from ..sam.preprocess import Preprocessing
 
         check_same_grid(image, annotation)
+        progress = budgets = BudgetRecorder(progress)  # the encoder budgets of every encode_slices call
         timer = Timer()
         with timer.stage("load model"):
             sam, loaded = load_base_model(
@@ -124,6 +126,7 @@ class FewShotEngine:
             peak_rss_mib=peak_rss_mib(),
             model=loaded.name,
             model_type=loaded.model_type,
+            **budgets.counters(),
         )
         prediction.details["training"] = fit.head.training
         return prediction

@@ -96,6 +96,7 @@ class MetaEngine:
         from ..meta.online import PatchCache, SupportSet, adapt
         from ..meta.predict import predict_structure
         from ..meta.slices import prepare
+        from ..sam.encoder_budget import pass_budget_counters
         from ..sam.preprocess import Preprocessing
 
         check_same_grid(image, annotation)
@@ -168,5 +169,8 @@ class MetaEngine:
             model=meta.loaded.name,
             model_type=meta.loaded.model_type,
             device=str(next(network.parameters()).device),
+            **pass_budget_counters(
+                meta.loaded.model_type, totals["online_encoder_passes"] + totals["predict_encoder_passes"]
+            ),
         )
         return prediction

@@ -45,6 +45,8 @@ import torch
 from ..errors import InputError
 from ..torch_files import first_sentence
 from .checkpoints import MODEL_TYPES
+from .efficientvit import EfficientViTEncoderSpec, is_efficientvit_state, official_spec, official_type
+from .efficientvit import infer_encoder as _infer_efficientvit
 
 CUSTOM = "custom"
 """Model type of a SAM whose layout is none of the official ones (e.g. the tiny test models)."""
@@ -118,8 +120,8 @@ class DecoderSpec:
 class SamArchitecture:
     """Everything needed to build a SAM whose state dict matches a checkpoint."""
 
-    model_type: str  # vit_b | vit_l | vit_h | vit_t | custom
-    encoder: ViTEncoderSpec | TinyViTEncoderSpec
+    model_type: str  # vit_b | vit_l | vit_h | vit_t | efficientvit_l0 ... efficientvit_xl1 | custom
+    encoder: ViTEncoderSpec | TinyViTEncoderSpec | EfficientViTEncoderSpec
     decoder: DecoderSpec = field(default_factory=DecoderSpec)
 
     @property
@@ -127,9 +129,16 @@ class SamArchitecture:
         return isinstance(self.encoder, TinyViTEncoderSpec)
 
     @property
+    def is_efficientvit(self) -> bool:
+        return isinstance(self.encoder, EfficientViTEncoderSpec)
+
+    @property
     def family(self) -> str:
-        """Model family as far as the weights tell: ``mobile_sam`` for TinyViT, else ``sam``
-        (MedSAM has SAM's layout; only its digest tells them apart)."""
+        """Model family as far as the weights tell: ``mobile_sam`` for TinyViT,
+        ``efficientvit_sam`` for EfficientViT, else ``sam`` (MedSAM has SAM's layout; only its
+        digest tells them apart)."""
+        if self.is_efficientvit:
+            return "efficientvit_sam"
         return "mobile_sam" if self.is_tiny_vit else "sam"
 
     @property
@@ -142,6 +151,8 @@ class SamArchitecture:
         e = self.encoder
         if isinstance(e, TinyViTEncoderSpec):
             text = f"TinyViT widths {list(e.embed_dims)}, depths {list(e.depths)}"
+        elif isinstance(e, EfficientViTEncoderSpec):
+            text = e.describe()
         else:
             text = f"ViT width {e.embed_dim}, depth {e.depth}, {e.num_heads} heads"
         return f"{text}, prompt width {self.decoder.prompt_dim}"
@@ -243,17 +254,21 @@ def infer_architecture(
             "weights: an encoder-only or partial checkpoint, not a whole SAM"
         )
     sd = {k[len("image_encoder.") :]: v for k, v in state_dict.items() if k.startswith("image_encoder.")}
-    encoder: ViTEncoderSpec | TinyViTEncoderSpec
+    encoder: ViTEncoderSpec | TinyViTEncoderSpec | EfficientViTEncoderSpec
     if "patch_embed.proj.weight" in sd:
         encoder = _infer_vit(sd, source)
         inferred_type = _official_vit_type(encoder)
     elif "patch_embed.seq.0.c.weight" in sd and any(k.startswith("layers.") for k in sd):
         encoder = _infer_tiny_vit(sd, source)
         inferred_type = "vit_t" if _is_official_tiny_vit(encoder) else CUSTOM
+    elif is_efficientvit_state(sd):
+        encoder = _infer_efficientvit(sd, _cap(source))
+        inferred_type = official_type(encoder) or CUSTOM
     else:
         raise InputError(
             f"{_cap(source)} has an image encoder of an unknown layout (found image_encoder "
-            f"{_sample(sorted(sd))}); expected SAM's ViT (patch_embed.proj) or MobileSAM's TinyViT (layers.*)"
+            f"{_sample(sorted(sd))}); expected SAM's ViT (patch_embed.proj), MobileSAM's TinyViT (layers.*) "
+            "or EfficientViT-SAM (backbone.stages.*)"
         )
     decoder = _infer_decoder(state_dict, encoder, decoder_num_heads, source)
     if model_type is not None and model_type != inferred_type:
@@ -268,9 +283,11 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _describe_encoder(encoder: ViTEncoderSpec | TinyViTEncoderSpec) -> str:
+def _describe_encoder(encoder: ViTEncoderSpec | TinyViTEncoderSpec | EfficientViTEncoderSpec) -> str:
     if isinstance(encoder, TinyViTEncoderSpec):
         return f"a TinyViT image encoder with stage widths {list(encoder.embed_dims)}"
+    if isinstance(encoder, EfficientViTEncoderSpec):
+        return f"an {encoder.describe()} image encoder"
     return f"a ViT image encoder of width {encoder.embed_dim} and depth {encoder.depth}"
 
 
@@ -444,7 +461,7 @@ def _is_official_tiny_vit(encoder: TinyViTEncoderSpec) -> bool:
 
 def _infer_decoder(
     state_dict: Mapping[str, torch.Tensor],
-    encoder: ViTEncoderSpec | TinyViTEncoderSpec,
+    encoder: ViTEncoderSpec | TinyViTEncoderSpec | EfficientViTEncoderSpec,
     decoder_num_heads: int | None,
     source: str,
 ) -> DecoderSpec:
@@ -506,6 +523,8 @@ def official_architecture(model_type: str) -> SamArchitecture:
         return SamArchitecture(model_type=model_type, encoder=encoder)
     if model_type == "vit_t":
         return SamArchitecture(model_type="vit_t", encoder=_official_tiny_vit_spec())
+    if model_type.startswith("efficientvit_") and model_type in MODEL_TYPES:
+        return SamArchitecture(model_type=model_type, encoder=official_spec(model_type))
     raise InputError(f"Unknown architecture {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
 
 

@@ -19,10 +19,21 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 
-MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "vit_t")
-"""Architectures the loader builds: SAM's three ViT image encoders and MobileSAM's TinyViT."""
+MODEL_TYPES = (
+    "vit_b",
+    "vit_l",
+    "vit_h",
+    "vit_t",
+    "efficientvit_l0",
+    "efficientvit_l1",
+    "efficientvit_l2",
+    "efficientvit_xl0",
+    "efficientvit_xl1",
+)
+"""Architectures the loader builds: SAM's three ViT image encoders, MobileSAM's TinyViT and
+EfficientViT-SAM's five encoders (package ``efficientsam``)."""
 
-FAMILIES = ("sam", "medsam", "mobile_sam")
+FAMILIES = ("sam", "medsam", "mobile_sam", "efficientvit_sam")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -65,6 +76,8 @@ class Checkpoint:
 
 
 _META_LICENCE = "Apache-2.0 (segment-anything README: 'The model is licensed under the Apache 2.0 license')"
+
+_EFFICIENTVIT_LICENCE = "Apache-2.0 (mit-han-lab/efficientvit repository, efficientsam package)"
 
 REGISTRY: dict[str, Checkpoint] = {
     # SHA-256 of Meta's three files: computational-cell-analytics/micro-sam micro_sam/util.py
@@ -144,6 +157,74 @@ REGISTRY: dict[str, Checkpoint] = {
         md5=None,
         description="MobileSAM (TinyViT encoder), light and fast on the CPU",
     ),
+    # EfficientViT-SAM (mit-han-lab/efficientvit, arXiv 2402.05008; code: the efficientsam
+    # package, Apache-2.0): SAM's prompt encoder and mask decoder behind EfficientViT image
+    # encoders (L: 512-pixel input, XL: 1024). Files on the mit-han-lab/efficientvit-sam model
+    # repository. SHA-256 of all five: the weights manifest of InterDigitalInc's CompressAI-Vision
+    # install script (scripts/install.sh); L0's is also pinned by two independent projects (a
+    # SAM-variant benchmark README and a Python SAM model table). No trustworthy published byte
+    # size was found: size=None (the SHA-256 decides). Licence: Apache-2.0 (efficientvit
+    # repository and the efficientsam package; check the model card before redistributing).
+    "efficientvit_sam_l0": Checkpoint(
+        name="efficientvit_sam_l0",
+        model_type="efficientvit_l0",
+        family="efficientvit_sam",
+        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_l0.pt",
+        sha256="c4f994b01a16d48bcf2fbbb089448cfbf58fae5811edfa8113c953b8b8cc64b8",
+        size=None,
+        licence=_EFFICIENTVIT_LICENCE,
+        filename="efficientvit_sam_l0.pt",
+        md5=None,
+        description="EfficientViT-SAM-L0, 512-pixel input, 34.8 M parameters; the lightest",
+    ),
+    "efficientvit_sam_l1": Checkpoint(
+        name="efficientvit_sam_l1",
+        model_type="efficientvit_l1",
+        family="efficientvit_sam",
+        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_l1.pt",
+        sha256="fa151df2b9b96896accd505470755cdd293a4c50cdabac95478f3fbd86d9152b",
+        size=None,
+        licence=_EFFICIENTVIT_LICENCE,
+        filename="efficientvit_sam_l1.pt",
+        md5=None,
+        description="EfficientViT-SAM-L1, 512-pixel input, 47.7 M parameters",
+    ),
+    "efficientvit_sam_l2": Checkpoint(
+        name="efficientvit_sam_l2",
+        model_type="efficientvit_l2",
+        family="efficientvit_sam",
+        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_l2.pt",
+        sha256="d4bfd842224cbb99de09acc3325e81ac5b7e8725c8fbdab152305e5d934bfe4a",
+        size=None,
+        licence=_EFFICIENTVIT_LICENCE,
+        filename="efficientvit_sam_l2.pt",
+        md5=None,
+        description="EfficientViT-SAM-L2, 512-pixel input, 61.3 M parameters",
+    ),
+    "efficientvit_sam_xl0": Checkpoint(
+        name="efficientvit_sam_xl0",
+        model_type="efficientvit_xl0",
+        family="efficientvit_sam",
+        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_xl0.pt",
+        sha256="9bc2f87bd23d6e6d1f7b5beff910f98835c7c333fac73e695bac0bec685968f8",
+        size=None,
+        licence=_EFFICIENTVIT_LICENCE,
+        filename="efficientvit_sam_xl0.pt",
+        md5=None,
+        description="EfficientViT-SAM-XL0, 1024-pixel input, 117 M parameters",
+    ),
+    "efficientvit_sam_xl1": Checkpoint(
+        name="efficientvit_sam_xl1",
+        model_type="efficientvit_xl1",
+        family="efficientvit_sam",
+        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_xl1.pt",
+        sha256="10f42277679427c1183dcff19758e536aa86bcc4304e4b387ff48865784be05c",
+        size=None,
+        licence=_EFFICIENTVIT_LICENCE,
+        filename="efficientvit_sam_xl1.pt",
+        md5=None,
+        description="EfficientViT-SAM-XL1, 1024-pixel input, 203 M parameters",
+    ),
 }
 
 
@@ -169,8 +250,13 @@ def entry_for_filename(filename: str) -> Checkpoint | None:
 
 
 def entries_of_size(size: int) -> list[Checkpoint]:
-    """Registry entries whose published size is ``size`` bytes (candidates for a hash match)."""
-    return [entry for entry in REGISTRY.values() if entry.size == size]
+    """Registry entries whose published size is ``size`` bytes, and those with a published
+    SHA-256 but no published size (candidates for a hash match)."""
+    return [
+        entry
+        for entry in REGISTRY.values()
+        if entry.size == size or (entry.size is None and entry.sha256 is not None)
+    ]
 
 
 def match_digest(entry: Checkpoint, sha256: str, md5: str | None = None) -> bool | None:

@@ -22,6 +22,7 @@ import torch
 from segment_anything.modeling import MaskDecoder, Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from .decoder_transformer import is_official_transformer, two_way_transformer
 from .embedding_cache import SliceEmbedding
 
 #: Prompt sets per mask-decoder call by device type (None: 4). On a 2-core CPU with ViT-B the
@@ -290,16 +291,26 @@ def _predict_masks(
     output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
     tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
 
-    src = image_embeddings + dense_prompt_embeddings
     pos = image_pe  # (1, C, h, w): broadcast by the transformer, never repeated per prompt set
-    b, c, h, w = src.shape
-
-    hs, src = decoder.transformer(src, pos, tokens)  # src: (B, h*w, C), channels last
-    iou_token_out = hs[:, 0, :]
-    mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
+    b, c, h, w = image_embeddings.shape
     selected = range(decoder.num_mask_tokens)[mask_tokens]
 
-    hyper_in = torch.stack([decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in selected], dim=1)
+    if is_official_transformer(decoder.transformer):  # image-token attentions folded (decoder_transformer.py)
+        # the sum formed channels last in one pass: (B, h*w, C)
+        src = image_embeddings.new_empty(b, h, w, c)
+        torch.add(image_embeddings.permute(0, 2, 3, 1), dense_prompt_embeddings.permute(0, 2, 3, 1), out=src)
+        src = src.view(b, h * w, c)
+        outputs = [0, *(1 + i for i in selected)]  # the IoU token and the selected mask tokens
+        hs, src = two_way_transformer(decoder.transformer, src, pos, tokens, outputs)  # src: (B, h*w, C)
+        iou_token_out, mask_tokens_out = hs[:, 0, :], hs[:, 1:, :]
+    else:
+        hs, src = decoder.transformer(image_embeddings + dense_prompt_embeddings, pos, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :][:, list(selected)]
+
+    hyper_in = torch.stack(
+        [decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, j, :]) for j, i in enumerate(selected)], dim=1
+    )
     masks = _upscaled_masks(decoder.output_upscaling, src.reshape(b, h, w, c), hyper_in)
     iou_pred = decoder.iou_prediction_head(iou_token_out)[:, mask_tokens]
     return masks, iou_pred

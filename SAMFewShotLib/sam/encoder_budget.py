@@ -200,3 +200,61 @@ class EncoderTimings:
             write_json_atomic(str(self.path), {"version": 1, "encoders": encoders})
         except OSError:
             pass
+
+
+class BudgetRecorder:
+    """A progress display that passes every call and event on to ``progress`` and keeps the
+    :data:`EVENT` budgets of the :func:`~.encoder.encode_slices` calls made through it, for
+    engines whose encoding is spread over several calls (fewshot: the annotated slices, then the
+    slices propagation reaches). Other attributes are ``progress``'s own."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.budgets: list[dict] = []
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.progress(stage, done, total)
+
+    def event(self, name: str, fields: dict) -> None:
+        from ..progress import report_event
+
+        if name == EVENT:
+            self.budgets.append(dict(fields))
+        report_event(self.progress, name, fields)
+
+    def __getattr__(self, name: str):
+        return getattr(self.progress, name)
+
+    def counters(self) -> dict:
+        """The report's ``budget_*`` counters summed over the budgets seen (empty when none):
+        slices to encode and cached, expected seconds (None when any call with slices to encode
+        had no measurement), the first measured seconds per slice and encoder key, and
+        ``budget_encode_calls`` (the budgets summed)."""
+        if not self.budgets:
+            return {}
+        expected = [b.get("expected_seconds") for b in self.budgets if b.get("slices_to_encode")]
+        per_slice = [b["seconds_per_slice"] for b in self.budgets if b.get("seconds_per_slice") is not None]
+        return {
+            "budget_slices_to_encode": sum(int(b.get("slices_to_encode") or 0) for b in self.budgets),
+            "budget_slices_cached": sum(int(b.get("slices_cached") or 0) for b in self.budgets),
+            "budget_expected_seconds": None if None in expected else float(sum(e or 0.0 for e in expected)),
+            "budget_seconds_per_slice": per_slice[0] if per_slice else None,
+            "budget_encoder": self.budgets[0].get("encoder"),
+            "budget_encode_calls": len(self.budgets),
+        }
+
+
+def pass_budget_counters(model_type: str, passes: int, path: str | Path | None = None) -> dict:
+    """``budget_*`` counters of an engine that runs the image encoder itself, uncached (meta):
+    ``passes`` encoder passes at this machine's fastest measured seconds per slice of
+    ``model_type`` (:func:`measured_seconds_per_slice`; None: never measured here). Forward
+    passes only: passes with gradients (online adaptation) cost more, so the expected seconds
+    are a lower bound."""
+    seconds = measured_seconds_per_slice(model_type, path)
+    return {
+        "budget_slices_to_encode": int(passes),
+        "budget_slices_cached": 0,
+        "budget_expected_seconds": None if seconds is None else passes * seconds,
+        "budget_seconds_per_slice": seconds,
+        "budget_encoder": model_type,
+    }

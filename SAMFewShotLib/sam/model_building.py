@@ -1,5 +1,6 @@
 """Build a SAM of a given :class:`~.architecture.SamArchitecture` from segment_anything's own
-classes (MobileSAM's TinyViT for ``vit_t``) and load a state dict into it strictly.
+classes (MobileSAM's TinyViT for ``vit_t``, EfficientViT-SAM's encoder from the ``efficientsam``
+package for ``efficientvit_*``: :mod:`.efficientvit`) and load a state dict into it strictly.
 
 TinyViT: segment_anything has none, so it comes from the pinned package ``mobilesam-mirror``
 (PyPI, Apache-2.0; it ships MobileSAM's own ``mobile_sam`` code unchanged, needs ``timm`` at
@@ -29,6 +30,7 @@ from torch import nn
 from ..errors import InputError
 from ..torch_files import first_sentence
 from .architecture import SamArchitecture, TinyViTEncoderSpec, _cap, _sample, infer_architecture, official_architecture
+from .efficientvit import EfficientViTEncoderSpec, build_image_encoder
 
 _PIXEL_MEAN = (123.675, 116.28, 103.53)
 _PIXEL_STD = (58.395, 57.12, 57.375)
@@ -67,7 +69,10 @@ def build_sam(architecture: SamArchitecture, *, init_weights: bool = True) -> nn
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     e, d = architecture.encoder, architecture.decoder
-    if isinstance(e, TinyViTEncoderSpec):
+    image_encoder: nn.Module
+    if isinstance(e, EfficientViTEncoderSpec):
+        image_encoder = build_image_encoder(e)
+    elif isinstance(e, TinyViTEncoderSpec):
         tiny_vit = _tiny_vit_class()
         image_encoder = tiny_vit(
             img_size=e.img_size,

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..files import write_atomic
+from .efficientvit import encoder_input_side
 from .weights_store import weights_dir
 
 #: Encoder runtimes a user can pick: auto (:func:`resolve_runtime`), torch, ONNX Runtime fp32,
@@ -95,7 +96,8 @@ def cached_encoder_path(sha256: str, runtime: str = "onnx", home: str | os.PathL
 
 
 def export_encoder(image_encoder: nn.Module, path: str | os.PathLike) -> Path:
-    """Export ``image_encoder`` (input (1, 3, 1024, 1024) float32 normalised pixels, output
+    """Export ``image_encoder`` (input (1, 3, 1024, 1024) float32 normalised pixels, 512 for
+    EfficientViT-SAM L (:func:`~.efficientvit.encoder_input_side`); output
     (1, C, 64, 64) embedding) to one ONNX file at ``path``, atomically; returns the path.
 
     Raises:
@@ -109,7 +111,8 @@ def export_encoder(image_encoder: nn.Module, path: str | os.PathLike) -> Path:
         )
     image_encoder = image_encoder.eval()
     device = next(image_encoder.parameters()).device
-    example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+    side = encoder_input_side(image_encoder) if hasattr(image_encoder, "img_size") else INPUT_SIZE
+    example = torch.zeros(1, 3, side, side, device=device)
 
     def write(temp: Path) -> None:
         with warnings.catch_warnings(), torch.inference_mode():

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from ..errors import InputError
 from ..volume import Volume
+from .efficientvit import encoder_input_side
 
 #: CT display windows as (level, width) in HU.
 CT_WINDOWS: dict[str, tuple[float, float]] = {
@@ -292,9 +293,11 @@ class PreprocessedSlice:
     """One slice resized for SAM, before normalisation and padding.
 
     Attributes:
-        pixels: (3, h, w) uint8 RGB, long side = the model's img_size (ResizeLongestSide).
+        pixels: (3, h, w) uint8 RGB, long side = the encoder's input side (ResizeLongestSide;
+            SAM's img_size, 1024, except EfficientViT-SAM L's 512).
         original_size: (rows, cols) of the model-grid image (SamPredictor's ``original_size``).
-        input_size: (h, w) after resizing (SamPredictor's ``input_size``).
+        input_size: (h, w) of the image resized to SAM's img_size (SamPredictor's
+            ``input_size``; the frame of prompts and low-resolution logits).
         geometry: slice grid <-> model grid.
     """
 
@@ -311,12 +314,25 @@ def preprocess_slice(
     rgb, geometry = slice_rgb(volume, axis, index, preprocessing)
     if sam.image_format != "RGB":  # as SamPredictor.set_image for an RGB image
         rgb = rgb[..., ::-1]
-    resized = ResizeLongestSide(sam.image_encoder.img_size).apply_image(rgb)
+    side = encoder_input_side(sam.image_encoder)
+    resized = ResizeLongestSide(side).apply_image(rgb)
     pixels = torch.as_tensor(resized).permute(2, 0, 1).contiguous()
-    return PreprocessedSlice(pixels, (rgb.shape[0], rgb.shape[1]), (pixels.shape[-2], pixels.shape[-1]), geometry)
+    # the decoder's frame: SAM's img_size (1024) also where the encoder takes fewer pixels
+    input_size = ResizeLongestSide.get_preprocess_shape(rgb.shape[0], rgb.shape[1], sam.image_encoder.img_size)
+    return PreprocessedSlice(pixels, (rgb.shape[0], rgb.shape[1]), input_size, geometry)
 
 
 def model_input(sam: Sam, slices: Sequence[PreprocessedSlice]) -> torch.Tensor:
-    """(B, 3, img_size, img_size) float32 encoder input on ``sam.device``: each slice through
-    ``sam.preprocess`` (normalise, pad) exactly as ``SamPredictor.set_torch_image``."""
-    return torch.cat([sam.preprocess(s.pixels.to(sam.device)[None]) for s in slices], dim=0)
+    """(B, 3, side, side) float32 encoder input on ``sam.device``: each slice through
+    ``sam.preprocess`` (normalise, pad) exactly as ``SamPredictor.set_torch_image``; for an
+    encoder with a smaller input (EfficientViT-SAM L: 512) normalised the same way and padded
+    to that side, as ``EfficientViTSam.transform``."""
+    side = encoder_input_side(sam.image_encoder)
+    if side == sam.image_encoder.img_size:
+        return torch.cat([sam.preprocess(s.pixels.to(sam.device)[None]) for s in slices], dim=0)
+    batch = []
+    for s in slices:
+        x = (s.pixels.to(sam.device)[None].float() - sam.pixel_mean) / sam.pixel_std
+        h, w = x.shape[-2:]
+        batch.append(F.pad(x, (0, side - w, 0, side - h)))
+    return torch.cat(batch, dim=0)

@@ -29,6 +29,7 @@ INSTALLED_SIZE_MB = {
     "tqdm": 1.0,
     "segment-anything": 1.0,
     "mobilesam-mirror": 1.0,
+    "efficientsam": 1.0,  # 0.6 MB installed (measured here)
     "timm": 17.0,
     "platformdirs": 1.0,
     "dask": 23.0,

@@ -34,6 +34,7 @@ SAM_PYTHON_REQUIREMENTS = (
     "segment-anything>=1.0",
     "mobilesam-mirror==1.0.0",
     "timm>=0.9,<2",
+    "efficientsam==1.0.0; python_version >= '3.10'",
     "platformdirs>=3",
 )
 #: The ``dist`` extra: ``samfewshot batch --scheduler tcp://HOST:PORT`` (dask.distributed).
@@ -72,6 +73,8 @@ def requirement_satisfied(requirement: str) -> bool:
     Versions are compared with ``packaging`` when it is importable (it is in Slicer and in pip's
     environments); without it, presence of the distribution counts as satisfied.
     """
+    if not _marker_applies(requirement):
+        return True  # e.g. efficientsam on Slicer's Python 3.9: pip skips it, nothing is missing
     version = _installed_version(requirement_name(requirement))
     if version is None:
         return False
@@ -94,6 +97,18 @@ def requirement_satisfied(requirement: str) -> bool:
             if not requirement_satisfied(str(dependency)):
                 return False
     return True
+
+
+def _marker_applies(requirement: str) -> bool:
+    """Whether the environment marker after ``;`` holds here (True without one or without ``packaging``)."""
+    if ";" not in requirement:
+        return True
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        return True
+    marker = Requirement(requirement).marker
+    return marker is None or marker.evaluate()
 
 
 def missing_requirements(requirements: Iterable[str]) -> list[str]:

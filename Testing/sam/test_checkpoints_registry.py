@@ -13,8 +13,11 @@ from SAMFewShotLib.sam.checkpoints import REGISTRY, Checkpoint, get_checkpoint, 
 
 def test_registry_lists_sam_medsam_and_mobile_sam():
     assert {"sam_vit_b", "sam_vit_l", "sam_vit_h", "medsam_vit_b", "mobile_sam"} <= set(REGISTRY)
-    assert {e.model_type for e in REGISTRY.values()} == {"vit_b", "vit_l", "vit_h", "vit_t"}
-    assert {e.family for e in REGISTRY.values()} == {"sam", "medsam", "mobile_sam"}
+    assert {e.model_type for e in REGISTRY.values()} == {
+        "vit_b", "vit_l", "vit_h", "vit_t", "efficientvit_l0", "efficientvit_l1", "efficientvit_l2",
+        "efficientvit_xl0", "efficientvit_xl1",
+    }
+    assert {e.family for e in REGISTRY.values()} == {"sam", "medsam", "mobile_sam", "efficientvit_sam"}
 
 
 @pytest.mark.parametrize("entry", list(REGISTRY.values()), ids=list(REGISTRY))
@@ -23,7 +26,8 @@ def test_entry_is_complete(entry: Checkpoint):
     assert urlsplit(entry.url).scheme == "https"
     assert entry.url.endswith(entry.filename)
     assert entry.licence
-    assert entry.size is not None and entry.size > 10_000_000
+    # no published byte size (EfficientViT-SAM): the published SHA-256 alone identifies the file
+    assert (entry.size is not None and entry.size > 10_000_000) or entry.sha256 is not None
     assert entry.has_reference_digest
 
 
@@ -67,4 +71,5 @@ def test_match_digest_uses_sha256_then_md5_then_trusts_first_use():
 def test_lookups_by_filename_and_size():
     assert checkpoints.entry_for_filename("sam_vit_b_01ec64.pth") is REGISTRY["sam_vit_b"]
     assert checkpoints.entry_for_filename("other.pth") is None
-    assert checkpoints.entries_of_size(REGISTRY["mobile_sam"].size) == [REGISTRY["mobile_sam"]]
+    unsized = [e for e in REGISTRY.values() if e.size is None and e.sha256 is not None]  # matched by digest alone
+    assert checkpoints.entries_of_size(REGISTRY["mobile_sam"].size) == [REGISTRY["mobile_sam"], *unsized]

@@ -137,3 +137,36 @@ def test_the_slicer_question_uses_this_machines_fastest_cpu_measurement(tmp_path
     code = "import sys; import SAMFewShotLib.sam.encoder_budget as b; b.measured_seconds_per_slice('vit_b'); " \
            "sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_budget_recorder_sums_the_budgets_of_several_encode_calls(case, tmp_path):  # noqa: F811
+    from SAMFewShotLib.sam.encoder_budget import BudgetRecorder
+
+    image = case[0]
+    sam = build_tiny_sam(seed=2)
+    prep = Preprocessing.from_percentiles(image)
+    cache = EmbeddingCache(tmp_path / "embeddings")
+    stream = io.StringIO()
+    recorder = BudgetRecorder(JsonLinesProgress(stream))
+    assert recorder.counters() == {}
+    encode_slices(sam, "tiny", image, 0, [2, 3], prep, cache, progress=recorder)  # first run: measures
+    encode_slices(sam, "tiny", image, 0, [3, 4], prep, cache, progress=recorder)  # 1 cached, 1 estimated
+    counters = recorder.counters()
+    assert (counters["budget_slices_to_encode"], counters["budget_slices_cached"]) == (3, 1)
+    assert counters["budget_encode_calls"] == 2
+    assert counters["budget_expected_seconds"] is None  # the first call had no measurement yet
+    assert counters["budget_seconds_per_slice"] > 0 and counters["budget_encoder"].endswith("threads")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert sum(1 for line in lines if line.get("event") == EVENT) == 2  # events still reach the display
+    assert any("stage" in line for line in lines)
+
+
+def test_pass_budget_counters_use_this_machines_measurement(tmp_path):
+    from SAMFewShotLib.sam.encoder_budget import pass_budget_counters
+
+    path = tmp_path / FILE_NAME
+    assert pass_budget_counters("vit_b", 12, path)["budget_expected_seconds"] is None
+    EncoderTimings(path).record("vit_b/fp32/cpu/2threads", 30.0, 3)
+    counters = pass_budget_counters("vit_b", 12, path)
+    assert counters["budget_slices_to_encode"] == 12 and counters["budget_slices_cached"] == 0
+    assert counters["budget_expected_seconds"] == pytest.approx(120.0)

@@ -113,3 +113,8 @@ def test_offline_install_instructions():
     text = offline_install_instructions(["nibabel>=4.0", "tqdm>=4.60"])
     assert 'pip download -d samfewshot-wheels "nibabel>=4.0" "tqdm>=4.60"' in text
     assert "'--no-index', '--find-links'" in text and "'nibabel>=4.0', 'tqdm>=4.60'" in text
+
+
+def test_a_requirement_whose_marker_does_not_apply_is_not_missing():
+    assert requirements.requirement_satisfied("surely-not-installed-xyz==1.0; python_version < '3'")
+    assert not requirements.requirement_satisfied("surely-not-installed-xyz==1.0; python_version >= '3'")
