@@ -8,9 +8,7 @@ masking:
 
 - Initialize runs ``samfewshot propagate`` in a background child (progress, Cancel), then shows a
   preview segmentation: the drawn slices filled, the propagated voxels outlined, slices under the
-  confidence threshold in orange, listed by their slice offset in mm, with the structure's expected
-  Dice (``auto`` estimates it from the drawn slices; otherwise the line says why there is none), as
-  the module's preview shows it;
+  confidence threshold in orange, listed by their slice offset in mm, with the expected Dice (auto);
 - correcting a slice of the segment re-runs it after a short pause and updates the preview;
 - "Next low-confidence slice" jumps the view of the annotated axis (Red, Yellow or Green) there;
 - Apply writes the preview into the segment with ``modifySegmentByLabelmap`` (editable area,
@@ -303,12 +301,7 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
             if self.job is not None:
                 self.jobs.cancelJob(self.job)
                 self.job = None
-            self.scene.removePreview(self.previewNode)
-            self.previewNode, self.result, self.lowSlices = None, None, []
-            self.lowConfidenceList.clear()
-            self.expectedDiceLabel.text = ""
-            self.statusLabel.text = "Preview removed; the segment is unchanged."
-            self.updateGUIFromMRML()
+            self.removePreview("Preview removed; the segment is unchanged.")
 
     def onApply(self):
         with slicer.util.tryWithErrorDisplay("Could not write the preview into the segment.", waitCursor=True):
@@ -317,12 +310,15 @@ outlined, low-confidence slices in orange. Correct a slice and the preview updat
             _volume, segmentationNode, segmentId = self.propagation.previewTarget(self.previewNode)
             editor_bridge.applyPreview(self.propagation.previewLabelmaps(self.previewNode), segmentationNode, segmentId,
                                        effect=self.scriptedEffect)
-            self.scene.removePreview(self.previewNode)
-            self.previewNode, self.result, self.lowSlices = None, None, []
-            self.lowConfidenceList.clear()
-            self.expectedDiceLabel.text = ""
-            self.statusLabel.text = "Written into the segment (Undo reverts it)."
-            self.updateGUIFromMRML()
+            self.removePreview("Written into the segment (Undo reverts it).")
+
+    def removePreview(self, message: str) -> None:
+        self.scene.removePreview(self.previewNode)
+        self.previewNode, self.result, self.lowSlices = None, None, []
+        self.lowConfidenceList.clear()
+        self.expectedDiceLabel.text = ""
+        self.statusLabel.text = message
+        self.updateGUIFromMRML()
 
     def jumpTo(self, index: int) -> None:
         view = editor_bridge.jumpToSlice(self.result.volumeNode, self.result.axis, index)
