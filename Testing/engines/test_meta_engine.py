@@ -120,8 +120,9 @@ def test_with_one_drawn_slice_it_beats_every_honest_baseline_by_003(case):
 def test_the_papers_sgd_from_the_plain_init_learns_beyond_threshold_and_untrained_network(case):
     """The paper's Algorithm 1 as published (per-pair plain SGD at alpha = 0.05, S = 24) from the
     plain init, K = 3: it learns (>= the best threshold and the untrained network + 0.08) but,
-    measured, stays below copying the nearest drawn mask (0.750 vs 0.770; README "Meta engine":
-    a meta-learned init did not change that on this phantom)."""
+    measured, stays below copying the nearest drawn mask (0.750 vs 0.770). From meta-learned inits
+    (benchmarks/bench_meta_init.py, README "Meta engine") it did not reach the targets either;
+    meta-training is too slow for a test."""
     volume, truth, annotation, checkpoint, _ = case
     with pytest.warns(UserWarning, match="plain"):
         run = MetaEngine(checkpoint, config=MetaConfig(steps=24, checkpointing=False)).propagate(volume, annotation)
