@@ -20,7 +20,6 @@ from SAMFewShotLib.engines.meta import MetaEngine  # noqa: E402
 from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402
 from SAMFewShotLib.volume import LabelVolume  # noqa: E402
 from SAMFewShotLib.volume_io import read_labels, write_labels, write_volume  # noqa: E402
-from Testing import tiny_sam
 from Testing.meta import meta_cases  # noqa: E402
 
 DRAWN = [4, 8, 12]
@@ -118,6 +117,19 @@ def test_with_one_drawn_slice_it_beats_every_honest_baseline_by_003(case):
     assert learned >= max(baselines.values()) + 0.03, (learned, baselines)
 
 
+def test_the_papers_sgd_from_the_plain_init_learns_beyond_threshold_and_untrained_network(case):
+    """The paper's Algorithm 1 as published (per-pair plain SGD at alpha = 0.05, S = 24) from the
+    plain init, K = 3: it learns (>= the best threshold and the untrained network + 0.08) but,
+    measured, stays below copying the nearest drawn mask (0.750 vs 0.770). From meta-learned inits
+    (benchmarks/bench_meta_init.py, README "Meta engine") it did not reach the targets either;
+    meta-training is too slow for a test."""
+    volume, truth, annotation, checkpoint, _ = case
+    with pytest.warns(UserWarning, match="plain"):
+        run = MetaEngine(checkpoint, config=MetaConfig(steps=24, checkpointing=False)).propagate(volume, annotation)
+    learned, baselines = honest_comparison(case, run, DRAWN)
+    assert learned >= max(baselines["threshold"], baselines["untrained"]) + 0.08, (learned, baselines)
+
+
 def test_the_report_counts_steps_time_and_memory_and_names_the_plain_init(plain_run):
     counters = plain_run.counters
     assert counters["online_steps"] == 24 and counters["online_steps_per_label"] == 24
@@ -173,9 +185,10 @@ def test_make_engine_builds_the_meta_engine(case):
 
 @pytest.fixture(scope="module")
 def cli_case(tmp_path_factory):
-    """SAM's real 1024-pixel input (a tiny random ViT), an init made by meta-train for it."""
+    """The small random SAM (256-pixel input: the command's cost is in the 1024-pixel encoder
+    otherwise, which the sam and fewshot command tests cover), an init made by meta-train for it."""
     folder = tmp_path_factory.mktemp("meta_cli")
-    checkpoint = tiny_sam.save_tiny_checkpoint(folder / "tiny.pth", depth=4, global_attn_indexes=(), embed_dim=16)
+    checkpoint = meta_cases.small_sam_checkpoint(folder / "small.pth")
     data = folder / "data"
     (data / "images").mkdir(parents=True)
     (data / "labels").mkdir()

@@ -48,6 +48,14 @@ def textured_case(seed: int, shape=(16, 48, 48), jitter: float = 0.0) -> tuple[V
 
     ``jitter`` moves and resizes the objects at random (as a fraction of the image size), for
     the different tasks of meta-training."""
+    image, labels = textured_organs(seed, shape, jitter)
+    return image, labels == 1
+
+
+def textured_organs(seed: int, shape=(16, 48, 48), jitter: float = 0.0) -> tuple[Volume, np.ndarray]:
+    """:func:`textured_case` with every object labelled: (image, uint8 labels) with 1 the striped
+    target and 2, 3 the upper and lower distractor blobs (three "organs" for leave-one-organ-out
+    meta-training)."""
     rng = np.random.default_rng(seed)
     nz, ny, nx = shape
     move = lambda scale: rng.uniform(-jitter, jitter) * scale  # noqa: E731
@@ -56,10 +64,10 @@ def textured_case(seed: int, shape=(16, 48, 48), jitter: float = 0.0) -> tuple[V
         (nz * 0.44, ny * 0.21 * (1 + move(1)), nx * 0.17 * (1 + move(1))),
         shape,
     )
-    distractors = (
-        ellipsoid((nz / 2, ny * 0.25 + move(ny), nx * 0.75), (nz * 0.44, ny * 0.13, nx * 0.15), shape)
-        | ellipsoid((nz / 2, ny * 0.75 + move(ny), nx * 0.75), (nz * 0.44, ny * 0.13, nx * 0.15), shape)
-    ) & ~target
+    upper = ellipsoid((nz / 2, ny * 0.25 + move(ny), nx * 0.75), (nz * 0.44, ny * 0.13, nx * 0.15), shape) & ~target
+    lower = ellipsoid((nz / 2, ny * 0.75 + move(ny), nx * 0.75), (nz * 0.44, ny * 0.13, nx * 0.15), shape) & ~target
+    lower &= ~upper
+    distractors = upper | lower
 
     def smooth(sigma: float) -> np.ndarray:
         field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
@@ -71,7 +79,10 @@ def textured_case(seed: int, shape=(16, 48, 48), jitter: float = 0.0) -> tuple[V
     image = np.where(target, 100.0 + stripes, image)
     image = np.where(distractors, 100.0 + 10.0 * smooth(2.0), image)
     image = image + rng.normal(0.0, 4.0, shape)
-    return Volume(image.astype(np.float32), spacing=(1.0, 1.0, 2.0), origin=(5.0, -3.0, 10.0)), target
+    labels = np.zeros(shape, np.uint8)
+    labels[target], labels[upper], labels[lower] = 1, 2, 3
+    volume = Volume(image.astype(np.float32), spacing=(1.0, 1.0, 2.0), origin=(5.0, -3.0, 10.0))
+    return volume, labels
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

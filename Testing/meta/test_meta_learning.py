@@ -21,7 +21,7 @@ from SAMFewShotLib.progress import Cancelled, CancelToken
 from SAMFewShotLib.volume import LabelVolume
 from Testing.meta import meta_cases
 
-CONFIG = MetaConfig(steps=2, checkpointing=False)
+CONFIG = MetaConfig(steps=1, checkpointing=False)  # one inner sweep: the mechanics, cheaply
 SETTINGS = MetaTrainingSettings(iterations=2, tasks_per_step=2, shots=2, queries=1, meta_lr=3e-3)
 
 
