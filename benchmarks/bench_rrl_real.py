@@ -20,7 +20,8 @@ the paper's full pipeline. ``--joint`` and ``--no-augment`` switch off the paper
 updates and augmentation (the A/B of those deviations). Usage::
 
     .venv/bin/python benchmarks/bench_rrl_real.py [--size 128] [--iterations 300] [--max-mm 25]
-                 [--cases 6] [--threads 2] [--dice-warmup 100] [--joint] [--no-augment] [--json OUT]
+                 [--cases 6] [--threads 2] [--dice-warmup 100] [--learning-rate 1e-3] [--joint]
+                 [--no-augment] [--json OUT]
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=10.0, help="Gaussian noise added to the copies, HU")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dice-warmup", type=int, default=TrainSettings.dice_warmup)
+    parser.add_argument("--learning-rate", type=float, default=TrainSettings.learning_rate)
     parser.add_argument("--joint", action="store_true", help="one joint step per iteration (not alternating)")
     parser.add_argument("--no-augment", action="store_true", help="no TorchIO augmentation")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -96,13 +98,14 @@ def main() -> None:
         cases.append((target.with_array(noisy), truth))
 
     settings = TrainSettings(
-        checkpoint_every=10**6, dice_warmup=args.dice_warmup, alternate=not args.joint, augment=not args.no_augment
+        checkpoint_every=10**6, dice_warmup=args.dice_warmup, alternate=not args.joint, augment=not args.no_augment,
+        learning_rate=args.learning_rate,
     )
     ramp = [dice_ramp(i, settings.dice_warmup) for i in range(args.iterations)]
     schedule = {
         "dice_warmup": settings.dice_warmup, "iterations_with_dice_term": sum(r > 0 for r in ramp),
         "iterations_at_full_dice_weight": sum(r >= 1 for r in ramp), "alternate": settings.alternate,
-        "augment": settings.augment,
+        "augment": settings.augment, "learning_rate": settings.learning_rate,
     }
     print("schedule:", schedule)
     with tempfile.TemporaryDirectory() as work:

@@ -17,6 +17,11 @@ TorchIO draws from torch's global generator; :func:`augment_pair` runs it under
 ``torch.random.fork_rng`` seeded from the trainer's own generator, so a run and its resume draw
 the same transforms and the caller's random state is untouched. Tensors are treated as
 1 mm-isotropic voxel grids (the cube's own spacing does not matter for these ranges).
+
+Training augments the network's working grid (the size^3 cube 2x average-pooled, what the
+network sees), not the cube: the displacement bound scales with the grid, so it is the same
+physical bound, and TorchIO's elastic B-spline resampling costs 8x less (measured on the
+abdominal CT, 128^3 cube, 1 thread: 0.53 -> 0.07 CPU-s per iteration).
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ def augment_pair(
     """Augmented copies of one training pair (inputs are not modified).
 
     Args:
-        atlas: (1, 1, S, S, S) float32 atlas image in [0, 1], (z, y, x).
-        atlas_onehot: (1, C, S/2, S/2, S/2) float32 atlas class probabilities on the working grid.
-        target: (1, 1, S, S, S) float32 unlabelled image in [0, 1].
+        atlas: (1, 1, D, H, W) float32 atlas image in [0, 1], (z, y, x).
+        atlas_onehot: (1, C, D', H', W') float32 atlas class probabilities (training: both on the
+            working grid; only mirrored, so any grid).
+        target: (1, 1, D, H, W) float32 unlabelled image in [0, 1].
         generator: the trainer's generator; one int64 is drawn from it to seed TorchIO.
 
     Returns:

@@ -29,12 +29,19 @@ def mutual_ema_(general: nn.Module, medical: nn.Module, alpha: float = DEFAULT_A
     g_state, m_state = general.state_dict(), medical.state_dict()
     if g_state.keys() != m_state.keys():
         raise ValueError("The general and medical encoders must have the same structure")
+    gs, ms = [], []
     for name, g in g_state.items():
         m = m_state[name]
         if g.shape != m.shape:
             raise ValueError(f"Parameter {name} differs in shape: {tuple(g.shape)} vs {tuple(m.shape)}")
-        if not torch.is_floating_point(g):
-            continue
-        g_before = g.clone()
-        g.mul_(alpha).add_(m, alpha=1.0 - alpha)  # Eq. 2 (m still holds its pre-update value)
-        m.mul_(alpha).add_(g_before, alpha=1.0 - alpha)  # Eq. 3 with the pre-update theta_g
+        if torch.is_floating_point(g):
+            gs.append(g)
+            ms.append(m)
+    if not gs:
+        return
+    # multi-tensor (foreach) ops: the same arithmetic as per-tensor mul_/add_, one call per list
+    g_before = torch._foreach_mul(gs, 1.0)
+    torch._foreach_mul_(gs, alpha)
+    torch._foreach_add_(gs, ms, alpha=1.0 - alpha)  # Eq. 2 (ms still hold their pre-update values)
+    torch._foreach_mul_(ms, alpha)
+    torch._foreach_add_(ms, g_before, alpha=1.0 - alpha)  # Eq. 3 with the pre-update theta_g

@@ -9,7 +9,8 @@ Two stages (the paper's dual-stage knowledge distillation):
    bundle records ``distilled`` (whether stage 1 ran), its iterations and the teacher's sha256.
 2. *Joint registration-segmentation*, alternating as the paper does: each iteration takes the
    atlas and one unlabelled image (drawn with a seeded generator), augments the pair
-   (:mod:`.augmentation`: mirroring, rotation, scaling, elastic; ``augment``), then
+   (:mod:`.augmentation`: mirroring, rotation, scaling, elastic; ``augment``) on the working grid
+   (the network's input: the cube 2x average-pooled once, at the start), then
 
    a. *medical step* (medical encoder, registration decoder, auto-prompt decoder; the general
       branch's coarse mask enters as the prompt without gradients), minimising::
@@ -141,17 +142,20 @@ def medical_losses(
     model: RRLMedSAM, atlas: torch.Tensor, atlas_onehot: torch.Tensor, target: torch.Tensor,
     settings: TrainSettings, iteration: int, general_grad: bool = False,
 ) -> dict:
-    """The medical step's losses for one pair (module docstring, step a); ``"total"`` is the one
-    to minimise, ``"pseudo"`` the detached warped atlas labels (B, C, S/2, S/2, S/2) and
-    ``"output"`` the forward pass. With ``general_grad`` the general branch keeps its graph and
-    ``"seg_general"`` is added (the joint, non-alternating step)."""
-    out = model(atlas, target, segment_moving=settings.atlas_supervision, prompt_grad=general_grad)
-    warped = warp(out.moving, out.flow)
-    warped_labels = warp(atlas_onehot, out.flow)
+    """The medical step's losses for one pair (module docstring, step a) of working-grid
+    ``atlas`` and ``target`` (1, 1, S/2, S/2, S/2) and ``atlas_onehot`` (1, C, S/2, S/2, S/2);
+    ``"total"`` is the one to minimise, ``"pseudo"`` the detached warped atlas labels
+    (1, C, S/2, S/2, S/2) and ``"output"`` the forward pass. With ``general_grad`` the general
+    branch keeps its graph and ``"seg_general"`` is added (the joint, non-alternating step)."""
+    out = model.forward_working(atlas, target, segment_moving=settings.atlas_supervision, prompt_grad=general_grad)
+    flow, moving = out.flow, out.moving
+    assert flow is not None and moving is not None  # a registration pass
+    warped = warp(moving, flow)
+    warped_labels = warp(atlas_onehot, flow)
     medical_target = torch.softmax(out.medical_logits[:1], dim=1)
     pseudo = warped_labels.detach()
-    losses = {
-        "smooth": smoothness_loss(out.flow),
+    losses: dict = {
+        "smooth": smoothness_loss(flow),
         "ncc": ncc_loss(out.fixed, warped, settings.ncc_window),
         "dice": dice_loss(warped_labels, medical_target.detach()),
         "seg_medical": segmentation_loss(out.medical_logits[:1], pseudo),
@@ -211,17 +215,21 @@ class Trainer:
             torch.manual_seed(settings.seed)
             self.model = RRLMedSAM(config).to(device)
         model = self.model
+        # the network sees only the working grid: pool the (constant) inputs once, not every step
+        with torch.no_grad():
+            self.working_atlas = model.to_working(self.data.atlas)
+            self.working_targets = [model.to_working(t) for t in self.data.targets]
         general = [*model.general_encoder.parameters(), *model.general_segmentation.parameters()]
         medical = [
             *model.medical_encoder.parameters(), *model.registration.parameters(),
             *model.medical_segmentation.parameters(),
         ]
         joint = list(model.parameters())
-        self.optimizer = torch.optim.Adam(medical if settings.alternate else joint, lr=settings.learning_rate)
-        self.general_optimizer = torch.optim.Adam(general, lr=settings.learning_rate)
-        self.distill_optimizer = torch.optim.Adam(
-            self.model.general_encoder.parameters(), lr=settings.distill_learning_rate
-        )
+        # foreach: one multi-tensor update instead of a Python loop over ~200 tensors (CPU default)
+        adam = lambda params, lr: torch.optim.Adam(params, lr=lr, foreach=True)  # noqa: E731
+        self.optimizer = adam(medical if settings.alternate else joint, settings.learning_rate)
+        self.general_optimizer = adam(general, settings.learning_rate)
+        self.distill_optimizer = adam(self.model.general_encoder.parameters(), settings.distill_learning_rate)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.teacher = teacher
         self.cache_dir = cache_dir
@@ -309,9 +317,10 @@ class Trainer:
         """One joint iteration (module docstring, steps a-d); returns its losses."""
         settings, model, data = self.settings, self.model, self.data
         index = int(torch.randint(len(data.targets), (1,), generator=self.generator))
-        atlas, onehot, target = data.atlas, data.atlas_onehot, data.targets[index]
+        atlas, onehot, target = self.working_atlas, data.atlas_onehot, self.working_targets[index]
         if settings.augment:
             atlas, onehot, target = augment_pair(atlas, onehot, target, self.generator)
+            atlas, target = (t.contiguous(memory_format=torch.channels_last_3d) for t in (atlas, target))
         ema = lambda: mutual_ema_(model.general_encoder, model.medical_encoder, settings.ema_alpha)  # noqa: E731
         losses = medical_losses(model, atlas, onehot, target, settings, self.iteration, not settings.alternate)
         self.optimizer.zero_grad(set_to_none=True)
@@ -429,7 +438,7 @@ def train_rrl_bundle(
     normalisation = default_normalisation(modality)
     data = prepare_training_data(atlas_image, atlas_labels, unlabeled, size, normalisation)
     teacher = _teacher(teacher_checkpoint, torch_device, progress, cancel)
-    embed_dim = int(teacher[0].prompt_encoder.embed_dim) if teacher is not None else RRLConfig.embed_dim
+    embed_dim = int(teacher[0].prompt_encoder.embed_dim) if teacher is not None else (config or RRLConfig()).embed_dim
     config = replace(config or RRLConfig(), size=size, n_classes=len(data.label_values) + 1, embed_dim=embed_dim)
     work.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(data, config, settings, torch_device, teacher, work / "embeddings")

