@@ -163,6 +163,8 @@ def train_study_model(
     source = make_source(pseudo, **(source_options or {})) if isinstance(pseudo, str) else pseudo
     if select is not None and source is None:
         raise ValueError("SFR+ selection (--select) needs pseudo-labels")
+    if selection not in SELECTIONS:
+        raise ValueError(f"The SFR+ selection must be one of {', '.join(SELECTIONS)}, not {selection!r}")
     output = Path(output).expanduser()
     check_bundle_output(output)
     work = Path(work_dir).expanduser() if work_dir is not None else output.with_name(output.name + ".work")
@@ -175,8 +177,6 @@ def train_study_model(
     pseudo_labels = [] if source is None else _pseudo_labels(
         source, labelled_image, labelled_labels, unlabelled, work, resume, progress, cancel)
     seconds["pseudo-labels"] = time.perf_counter() - start
-    if selection not in SELECTIONS:
-        raise ValueError(f"The SFR+ selection must be one of {', '.join(SELECTIONS)}, not {selection!r}")
     by_agreement = select is not None and selection == "agreement"
     if by_agreement:
         settings = replace(settings, agreement_select=select)
