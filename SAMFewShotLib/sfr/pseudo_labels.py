@@ -23,7 +23,10 @@ Confidences (all in [0, 1]):
   for probability sources, the mean per-voxel confidence inside the pseudo-label's box.
 
 SFR+ (:func:`select_confident`) keeps the ``fraction`` most confident volumes and, inside them,
-trains only on voxels whose confidence reaches ``voxel_threshold``.
+trains only on voxels whose confidence reaches ``voxel_threshold``. It is the ``selection="confidence"``
+variant of :func:`~.pipeline.train_study_model`; the default there ranks by agreement with the
+teacher during training instead (:class:`~.retraining.RetrainSettings`), because on the CT
+benchmark the registration volume confidence above ranked the pseudo-labels backwards.
 """
 
 from __future__ import annotations
