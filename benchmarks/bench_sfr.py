@@ -26,6 +26,7 @@ volume's mosaics, then its few-shot decoder is fine-tuned on them for N steps.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -45,7 +46,7 @@ from SAMFewShotLib.atlas.deformation import deform_case
 from SAMFewShotLib.metrics import dice, hausdorff95
 from SAMFewShotLib.sfr.network import NetworkConfig
 from SAMFewShotLib.sfr.pipeline import train_study_model
-from SAMFewShotLib.sfr.pseudo_labels import AtlasSource
+from SAMFewShotLib.sfr.pseudo_labels import AtlasSource, PseudoLabel
 from SAMFewShotLib.sfr.retraining import RetrainSettings
 from SAMFewShotLib.volume import LabelVolume, Volume
 from SAMFewShotLib.volume_io import read_labels, read_volume
@@ -99,19 +100,36 @@ def scores(labels: np.ndarray, truth: LabelVolume) -> dict:
 
 
 class CachedAtlasSource:
-    """The atlas source, each pseudo-label made once and shared by SFR and SFR+."""
+    """The atlas source, each pseudo-label made once and shared by SFR and SFR+; with ``path``
+    the pseudo-labels are also kept in an ``.npz`` file across runs (``--cache``: repeated
+    experiments skip elastix; their training times then exclude the pseudo-labels' cost, which
+    the file records)."""
 
     name = "atlas"
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None) -> None:
         self.source, self.cache, self.seconds = AtlasSource(REGISTRATION), {}, 0.0
+        self.path = Path(path) if path else None
+        self.stored: dict = dict(np.load(self.path)) if self.path is not None and self.path.is_file() else {}
 
     def __call__(self, labelled_image, labelled_labels, image, **kwargs):
-        if id(image) not in self.cache:
+        key = hashlib.sha256(np.ascontiguousarray(image.array).tobytes()).hexdigest()[:16]
+        if key not in self.cache and f"{key}_labels" in self.stored:
+            self.cache[key] = PseudoLabel(
+                LabelVolume(image.with_array(self.stored[f"{key}_labels"]), labelled_labels.segments),
+                self.stored[f"{key}_confidence"], float(self.stored[f"{key}_volume_confidence"]), self.name,
+                float(self.stored[f"{key}_seconds"]))
+        if key not in self.cache:
             start = time.perf_counter()
-            self.cache[id(image)] = self.source(labelled_image, labelled_labels, image, **kwargs)
+            self.cache[key] = self.source(labelled_image, labelled_labels, image, **kwargs)
             self.seconds += time.perf_counter() - start
-        return self.cache[id(image)]
+            if self.path is not None:
+                pseudo = self.cache[key]
+                self.stored.update({f"{key}_labels": pseudo.labels.array, f"{key}_confidence": pseudo.confidence,
+                                    f"{key}_volume_confidence": pseudo.volume_confidence,
+                                    f"{key}_seconds": pseudo.seconds})
+                np.savez_compressed(self.path, **self.stored)
+        return self.cache[key]
 
 
 def sam_cost(labelled: Volume, labels: LabelVolume, iterations: int) -> None:
@@ -149,8 +167,19 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=10.0, help="Gaussian noise, HU")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--balanced", action="store_true", help="class-balanced patch sampling (MONAI)")
+    parser.add_argument("--elastic", action="store_true", help="random elastic deformation of the patches (MONAI)")
+    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "poly"))
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    parser.add_argument("--soft", action="store_true", help="pseudo-label voxels weighted by their confidence")
+    parser.add_argument("--selection", default="agreement", choices=("agreement", "confidence"),
+                        help="how SFR+ ranks the pseudo-labels")
+    parser.add_argument("--agreement-at", type=float, default=0.5)
+    parser.add_argument("--channels", default="8,16,32,64", help="U-Net widths")
+    parser.add_argument("--out", default=None, help="keep the trained bundles in this folder")
     parser.add_argument("--methods", default="none,atlas,supervised,mean_teacher,sfr,sfr_plus")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--cache", default=None, metavar="NPZ",
+                        help="keep the elastix pseudo-labels (and the held-out atlas) in this file across runs")
     parser.add_argument("--sam-cost", type=int, default=0, metavar="STEPS",
                         help="only measure the SAM source's cost (random ViT-B) with this many decoder steps")
     args = parser.parse_args()
@@ -166,7 +195,7 @@ def main() -> None:
         return
     print(f"study: {len(cases)} copies of {image.shape} at {image.spacing} mm", flush=True)
     rows: dict[str, dict] = {}
-    source = CachedAtlasSource()
+    source = CachedAtlasSource(args.cache)
 
     def row(name, held, study_dices, train_s, train_cpu, apply_s, apply_cpu):
         rows[name] = {"held_out": held, "study_dice": float(np.mean(study_dices)) if study_dices else None,
@@ -181,8 +210,11 @@ def main() -> None:
         pseudo = [source(image, labels, u) for u in unlabelled]
         pseudo_wall, pseudo_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         wall, cpu = time.perf_counter(), cpu_seconds()
-        held_atlas = AtlasSource(REGISTRATION)(image, labels, held_out)
+        held_atlas = source(image, labels, held_out)
         atlas_apply, atlas_apply_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+        if args.cache:  # possibly read back: the recorded wall seconds, CPU unknown
+            pseudo_wall, pseudo_cpu = sum(p.seconds for p in pseudo), float("nan")
+            atlas_apply, atlas_apply_cpu = held_atlas.seconds, float("nan")
         row("elastix atlas", scores(held_atlas.labels.array, held_truth),
             [scores(p.labels.array, t)["dice"] for p, (_, t) in zip(pseudo, study)], 0.0, 0.0,
             atlas_apply, atlas_apply_cpu)
@@ -195,7 +227,8 @@ def main() -> None:
             "sfr": (source, None, "mean_teacher"), "sfr_plus": (source, args.select, "mean_teacher")}
     names = {"supervised": "supervised-only", "mean_teacher": "Mean Teacher", "sfr": "SFR (atlas pseudo-labels)",
              "sfr_plus": f"SFR+ (atlas, keep {args.select:g})"}
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as temporary:
+        work = args.out or temporary
         for key in ("sfr", "sfr_plus", "supervised", "mean_teacher"):
             if key not in methods:
                 continue
@@ -209,10 +242,13 @@ def main() -> None:
 
             report = train_study_model(
                 image, labels, unlabelled, Path(work) / f"{key}.zip", pseudo=pseudo_source, select=select,
+                selection=args.selection, soft_weights=args.soft and pseudo_source is not None,
                 spacing_mm=(args.spacing,) * 3, settings=RetrainSettings(iterations=args.iterations, patch=args.patch,
                 method=method, consistency_rampup=args.iterations // 2, checkpoint_every=10**6,
-                balanced_sampling=args.balanced),
-                config=NetworkConfig(), device="cpu", progress=progress,
+                balanced_sampling=args.balanced, elastic=args.elastic, lr_schedule=args.lr_schedule,
+                learning_rate=args.lr, agreement_at=args.agreement_at),
+                config=NetworkConfig(channels=tuple(int(c) for c in args.channels.split(","))), device="cpu",
+                progress=progress,
             )
             train_s, train_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
             if pseudo_source is not None:  # the shared pseudo-labels count for each method using them
@@ -224,6 +260,7 @@ def main() -> None:
                 study_dices = [scores(apply_bundle(bundle, u, device="cpu").labels.array, t)["dice"] for u, t in study]
             row(names[key], scores(held, held_truth), study_dices, train_s, train_cpu, apply_s, apply_cpu)
             rows[names[key]]["kept"] = report.kept
+            rows[names[key]]["agreement"] = report.agreement
     print(f"\nload at end {os.getloadavg()}")
     print("| method | held-out Dice | held-out HD95 (mm) | study Dice (5 copies) | training s (CPU s) "
           "| apply s (CPU s) |")

@@ -13,12 +13,15 @@ from SAMFewShotLib.slicer_support import first_use
 from .module_panel import ModulePanel
 
 
-def ensurePythonRequirements(packages, sam: bool = False, dist: bool = False, showStatus=None) -> bool:
+def ensurePythonRequirements(
+    packages, sam: bool = False, dist: bool = False, showStatus=None, sfr: bool = False
+) -> bool:
     """Install what is missing after one confirmation; False when the user declined.
 
     Args:
         packages: the logic's PythonPackages.
-        sam: the SAM engines' packages and torch too. dist: dask.distributed too.
+        sam: the SAM engines' packages and torch too. dist: dask.distributed too. sfr: MONAI too
+            (training a study model; with ``sam`` for torch).
         showStatus: called with a one-line status text (optional).
 
     Raises:
@@ -26,7 +29,7 @@ def ensurePythonRequirements(packages, sam: bool = False, dist: bool = False, sh
             installation failed (the message says what to do, also offline).
     """
     say = showStatus or (lambda text: None)
-    missing = packages.missingPythonRequirements(sam=sam, dist=dist)
+    missing = packages.missingPythonRequirements(sam=sam, dist=dist, sfr=sfr)
     needTorch = sam and not packages.torchAvailable()
     if sam and not needTorch:
         problem = packages.torchProblem()
@@ -43,7 +46,7 @@ def ensurePythonRequirements(packages, sam: bool = False, dist: bool = False, sh
         return False
     say("Installing Python packages (this may take several minutes)...")
     slicer.app.processEvents()
-    packages.installPythonRequirements(sam=sam, dist=dist, askTorchConfirmation=False)
+    packages.installPythonRequirements(sam=sam, dist=dist, askTorchConfirmation=False, sfr=sfr)
     say("Python packages installed.")
     return True
 
@@ -55,10 +58,10 @@ class PackagesPanel(ModulePanel):
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.installSamSupportButton.connect("clicked(bool)", self.onInstallSamSupport)
 
-    def setupPythonRequirements(self, sam: bool = False, dist: bool = False) -> bool:
+    def setupPythonRequirements(self, sam: bool = False, dist: bool = False, sfr: bool = False) -> bool:
         """:func:`ensurePythonRequirements` for the module, then the GUI follows what changed."""
         installedBefore = self.logic.packages.samReady()
-        done = ensurePythonRequirements(self.logic.packages, sam=sam, dist=dist, showStatus=self.showStatus)
+        done = ensurePythonRequirements(self.logic.packages, sam=sam, dist=dist, showStatus=self.showStatus, sfr=sfr)
         if done:
             self.updateStatus()
             self.widget.propagationPanel.populateEngines()

@@ -58,18 +58,20 @@ class PythonPackages:
         return self._samReady
 
     @staticmethod
-    def pythonRequirements(sam: bool = False, dist: bool = False) -> list:
-        """Requirement strings of the weightless engines, plus the SAM engines' (``sam``) and
-        dask.distributed's (``dist``: a batch on a ``tcp://`` scheduler)."""
+    def pythonRequirements(sam: bool = False, dist: bool = False, sfr: bool = False) -> list:
+        """Requirement strings of the weightless engines, plus the SAM engines' (``sam``),
+        dask.distributed's (``dist``: a batch on a ``tcp://`` scheduler) and MONAI (``sfr``:
+        training a study model)."""
         return (list(requirements.PYTHON_REQUIREMENTS) + (list(requirements.SAM_PYTHON_REQUIREMENTS) if sam else [])
-                + (list(requirements.DIST_PYTHON_REQUIREMENTS) if dist else []))
+                + (list(requirements.DIST_PYTHON_REQUIREMENTS) if dist else [])
+                + (list(requirements.SFR_PYTHON_REQUIREMENTS) if sfr else []))
 
-    def missingPythonRequirements(self, sam: bool = False, dist: bool = False) -> list:
+    def missingPythonRequirements(self, sam: bool = False, dist: bool = False, sfr: bool = False) -> list:
         """Requirements (pip strings) of :meth:`pythonRequirements` that are not satisfied."""
-        return requirements.missing_requirements(self.pythonRequirements(sam=sam, dist=dist))
+        return requirements.missing_requirements(self.pythonRequirements(sam=sam, dist=dist, sfr=sfr))
 
     def installPythonRequirements(
-        self, sam: bool = False, dist: bool = False, askTorchConfirmation: bool = False
+        self, sam: bool = False, dist: bool = False, askTorchConfirmation: bool = False, sfr: bool = False
     ) -> None:
         """Install what :meth:`missingPythonRequirements` lists (the caller asked the user first).
 
@@ -84,7 +86,7 @@ class PythonPackages:
             problem = self.torchProblem()
             if problem is not None:
                 raise RuntimeError(problem)
-        missing = self.missingPythonRequirements(sam=sam, dist=dist)
+        missing = self.missingPythonRequirements(sam=sam, dist=dist, sfr=sfr)
         if not missing:
             return
         conflicts = requirements.pinned_conflicts(missing)
@@ -109,7 +111,7 @@ class PythonPackages:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         importlib.invalidate_caches()
-        stillMissing = self.missingPythonRequirements(sam=sam, dist=dist)
+        stillMissing = self.missingPythonRequirements(sam=sam, dist=dist, sfr=sfr)
         if stillMissing:
             raise RuntimeError(
                 f"These packages are still missing after installation: {', '.join(stillMissing)}. "

@@ -59,7 +59,7 @@ class StudyModelPanel:
     def onTrainStudyModel(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not start training the study model.", waitCursor=True):
             parameterNode = self.widget.parameterNode()
-            if not self.widget.packagesPanel.setupPythonRequirements(sam=True):  # torch (and MONAI: the sfr extra)
+            if not self.widget.packagesPanel.setupPythonRequirements(sam=True, sfr=True):  # torch and MONAI
                 return
             self.preparation = self.logic.batch.prepareStudyModel(
                 parameterNode.batchModel, parameterNode.inputVolume, parameterNode.segmentationNode,

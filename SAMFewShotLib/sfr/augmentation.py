@@ -15,6 +15,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+#: ``Rand3DElasticd``'s smoothing (voxels) and magnitude of the random displacement field.
+ELASTIC_SIGMA = (4.0, 6.0)
+ELASTIC_MAGNITUDE = (100.0, 300.0)
+
 
 def random_crop(
     image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, patch: Sequence[int], rng: np.random.RandomState,
@@ -71,10 +75,13 @@ def random_crop(
 
 
 def augment(
-    image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, rng: np.random.RandomState
+    image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, rng: np.random.RandomState,
+    elastic: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MONAI augmentation of one patch: (1, z, y, x) image, (z, y, x) target and weight."""
+    """MONAI augmentation of one patch: (1, z, y, x) image, (z, y, x) target and weight;
+    ``elastic``: a random elastic deformation (MONAI ``Rand3DElasticd``, half the patches) too."""
     from monai.transforms import (
+        Rand3DElasticd,
         RandAffined,
         RandGaussianNoised,
         RandScaleIntensityd,
@@ -83,13 +90,17 @@ def augment(
 
     data: dict[Hashable, torch.Tensor | np.ndarray] = {
         "image": image, "target": target[None].float(), "weight": weight[None]}
-    transforms = (
+    transforms: tuple = (
         RandAffined(keys=("image", "target", "weight"), prob=0.5, rotate_range=(0.2, 0.2, 0.2),
                     scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest", "nearest"), padding_mode="border"),
         RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
         RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
         RandGaussianNoised(keys="image", std=0.05, prob=0.5),
     )
+    if elastic:
+        transforms = (Rand3DElasticd(keys=("image", "target", "weight"), sigma_range=ELASTIC_SIGMA,
+                                     magnitude_range=ELASTIC_MAGNITUDE, prob=0.5,
+                                     mode=("bilinear", "nearest", "nearest"), padding_mode="border"), *transforms)
     for transform in transforms:
         transform.set_random_state(state=rng)
         data = transform(data)

@@ -26,6 +26,8 @@ from .pseudo_labels import PseudoLabel, make_source, select_confident
 from .resampling import check_spacing
 
 STAGE_PSEUDO = "sfr: pseudo-labels"
+#: How SFR+ ranks the pseudo-labels (:func:`train_study_model`).
+SELECTIONS = ("agreement", "confidence")
 #: Intensity normalisation of the network's input per modality (CT: an abdominal soft-tissue range in HU).
 NORMALISATION = {
     "CT": {"method": "clip", "low": -250.0, "high": 350.0},
@@ -36,7 +38,8 @@ NORMALISATION = {
 @dataclass
 class StudyModelReport:
     """What :func:`train_study_model` did: seconds per stage, pseudo-label confidences, the kept
-    pseudo-labels, the training counters."""
+    pseudo-labels, the training counters, the SFR+ agreement selection (kept indices into the
+    pseudo-labels, agreement scores; None without)."""
 
     bundle: Path
     seconds: dict = field(default_factory=dict)
@@ -44,6 +47,7 @@ class StudyModelReport:
     kept: list = field(default_factory=list)
     iterations: int = 0
     last_losses: dict = field(default_factory=dict)
+    agreement: dict | None = None
 
 
 def _digest(volume: Volume) -> str:
@@ -95,7 +99,9 @@ def train_study_model(
     *,
     pseudo: str | Callable | None = "atlas",
     select: float | None = None,
+    selection: str = "agreement",
     voxel_threshold: float = 0.5,
+    soft_weights: bool = False,
     spacing_mm: Sequence[float] | None = None,
     settings=None,
     config=None,
@@ -116,8 +122,13 @@ def train_study_model(
         output: the bundle (``.zip`` or folder), written when training completes.
         pseudo: pseudo-label source: "atlas", "none", "sam" (:func:`~.pseudo_labels.make_source`),
             a callable source, or None (no pseudo-labels: supervised-only or plain Mean Teacher).
-        select: SFR+ kept fraction in (0, 1] (:func:`~.pseudo_labels.select_confident`); None: SFR.
-        voxel_threshold: SFR+ voxel confidence threshold.
+        select: SFR+ kept fraction in (0, 1]; None: SFR.
+        selection: how SFR+ ranks the pseudo-labels: "agreement" (with the teacher half-way
+            through the training, disagreeing voxels then ignored:
+            :attr:`~.retraining.RetrainSettings.agreement_select`) or "confidence" (the source's
+            volume and voxel confidence before training: :func:`~.pseudo_labels.select_confident`).
+        voxel_threshold: voxel confidence threshold of the "confidence" selection.
+        soft_weights: pseudo-label voxels weighted by the source's voxel confidence.
         spacing_mm: (x, y, z) working spacing of the network; default the labelled volume's.
         settings: :class:`~.retraining.RetrainSettings` (method, iterations, patch, ...).
         config: :class:`~.network.NetworkConfig` (``classes`` is set from the labels).
@@ -152,6 +163,8 @@ def train_study_model(
     source = make_source(pseudo, **(source_options or {})) if isinstance(pseudo, str) else pseudo
     if select is not None and source is None:
         raise ValueError("SFR+ selection (--select) needs pseudo-labels")
+    if selection not in SELECTIONS:
+        raise ValueError(f"The SFR+ selection must be one of {', '.join(SELECTIONS)}, not {selection!r}")
     output = Path(output).expanduser()
     check_bundle_output(output)
     work = Path(work_dir).expanduser() if work_dir is not None else output.with_name(output.name + ".work")
@@ -164,26 +177,31 @@ def train_study_model(
     pseudo_labels = [] if source is None else _pseudo_labels(
         source, labelled_image, labelled_labels, unlabelled, work, resume, progress, cancel)
     seconds["pseudo-labels"] = time.perf_counter() - start
-    selection = select_confident(pseudo_labels, select, voxel_threshold)
+    by_agreement = select is not None and selection == "agreement"
+    if by_agreement:
+        settings = replace(settings, agreement_select=select)
+    kept = select_confident(pseudo_labels, None if by_agreement else select, voxel_threshold, soft=soft_weights)
 
     start = time.perf_counter()
     prepare: dict[str, Any] = dict(spacing=spacing, normalisation=normalisation, label_values=label_values)
     labelled = [prepare_volume(labelled_image, labelled_labels, None, **prepare)]
     pseudo_volumes = [prepare_volume(unlabelled[i], pseudo_labels[i].labels, w, **prepare)
-                      for i, w in zip(selection.indices, selection.weights)]
+                      for i, w in zip(kept.indices, kept.weights)]
     images = [prepare_volume(image, None, None, **prepare).image for image in unlabelled]
     seconds["prepare"] = time.perf_counter() - start
     start = time.perf_counter()
     result = retrain(labelled, pseudo_volumes, images, config=config, settings=settings, work_dir=work, resume=resume,
                      device=device, progress=progress, cancel=cancel)
     seconds["re-training"] = time.perf_counter() - start
+    kept_indices = [kept.indices[i] for i in result.agreement["indices"]] if result.agreement else list(kept.indices)
     network_file = work / NETWORK_MEMBER
     save_network(network_file, result.network, config, label_values)
     parameters = {
         "network": config.to_dict(), "label_values": label_values, "spacing_mm": list(spacing),
         "patch": settings.patch, "settings": asdict(settings),
         "pseudo": None if source is None else getattr(source, "name", "custom"), "select": select,
-        "voxel_threshold": voxel_threshold, "unlabelled": len(unlabelled), "kept": list(selection.indices),
+        "selection": selection, "soft_weights": soft_weights,
+        "voxel_threshold": voxel_threshold, "unlabelled": len(unlabelled), "kept": kept_indices,
         "volume_confidences": [p.volume_confidence for p in pseudo_labels], "iterations": result.iterations,
         "seconds_per_iteration": result.seconds / max(result.iterations, 1), "last_losses": result.last_losses,
     }
@@ -192,5 +210,5 @@ def train_study_model(
         labels=labels_from_atlases([(labelled_image, labelled_labels)]), modality=modality,
         normalisation=normalisation, engine="sfr", parameters=parameters, weights={NETWORK_MEMBER: network_file},
     )
-    return StudyModelReport(bundle, seconds, [p.volume_confidence for p in pseudo_labels], list(selection.indices),
-                            result.iterations, result.last_losses)
+    return StudyModelReport(bundle, seconds, [p.volume_confidence for p in pseudo_labels], kept_indices,
+                            result.iterations, result.last_losses, result.agreement)

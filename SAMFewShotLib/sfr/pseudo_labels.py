@@ -23,7 +23,10 @@ Confidences (all in [0, 1]):
   for probability sources, the mean per-voxel confidence inside the pseudo-label's box.
 
 SFR+ (:func:`select_confident`) keeps the ``fraction`` most confident volumes and, inside them,
-trains only on voxels whose confidence reaches ``voxel_threshold``.
+trains only on voxels whose confidence reaches ``voxel_threshold``. It is the ``selection="confidence"``
+variant of :func:`~.pipeline.train_study_model`; the default there ranks by agreement with the
+teacher during training instead (:class:`~.retraining.RetrainSettings`), because on the CT
+benchmark the registration volume confidence above ranked the pseudo-labels backwards.
 """
 
 from __future__ import annotations
@@ -221,16 +224,25 @@ class Selection:
     weights: tuple[np.ndarray, ...]
 
 
-def select_confident(pseudo: Sequence[PseudoLabel], fraction: float | None, voxel_threshold: float = 0.5) -> Selection:
+def select_confident(pseudo: Sequence[PseudoLabel], fraction: float | None, voxel_threshold: float = 0.5,
+                     soft: bool = False) -> Selection:
     """SFR+: the ``ceil(fraction * N)`` (at least 1) pseudo-labels of highest volume confidence,
     each weighted 1 where its voxel confidence >= ``voxel_threshold``, else 0. ``fraction=None``
-    (plain SFR): every pseudo-label, every voxel weighted 1.
+    (plain SFR): every pseudo-label, every voxel weighted 1. ``soft``: every kept voxel weighted
+    by its confidence instead (no threshold).
 
     Raises:
         ValueError: fraction outside (0, 1] or voxel_threshold outside [0, 1].
     """
+    def weight(p: PseudoLabel) -> np.ndarray:
+        if soft:
+            return np.asarray(p.confidence, dtype=np.float32)
+        if fraction is None:
+            return np.ones(p.labels.array.shape, np.float32)
+        return (p.confidence >= voxel_threshold).astype(np.float32)
+
     if fraction is None:
-        return Selection(tuple(range(len(pseudo))), tuple(np.ones(p.labels.array.shape, np.float32) for p in pseudo))
+        return Selection(tuple(range(len(pseudo))), tuple(weight(p) for p in pseudo))
     if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
         raise InputError(f"The kept fraction must be in (0, 1], not {fraction!r}")
     if not 0.0 <= voxel_threshold <= 1.0:
@@ -240,5 +252,5 @@ def select_confident(pseudo: Sequence[PseudoLabel], fraction: float | None, voxe
     keep = max(1, int(math.ceil(fraction * len(pseudo) - 1e-9)))
     most_confident = sorted(range(len(pseudo)), key=lambda i: -pseudo[i].volume_confidence)[:keep]
     order = tuple(sorted(most_confident))
-    weights = tuple((pseudo[i].confidence >= voxel_threshold).astype(np.float32) for i in order)
+    weights = tuple(weight(pseudo[i]) for i in order)
     return Selection(order, weights)

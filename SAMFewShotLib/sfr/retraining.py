@@ -43,7 +43,8 @@ from .resampling import onto_grid, to_spacing
 from .semi_supervised import METHODS, make_method
 
 STAGE = "sfr: re-training"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+LR_SCHEDULES = ("constant", "poly")
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,19 @@ class RetrainSettings:
         method: semi-supervised method (:data:`~.semi_supervised.METHODS`).
         ema_alpha, consistency_weight, consistency_rampup, consistency_noise: Mean Teacher.
         augment: MONAI augmentation of the supervised patches.
+        elastic: MONAI random elastic deformation (``Rand3DElasticd``) of the supervised patches
+            besides the affine.
         balanced_sampling: class-balanced patch centres (MONAI ``RandCropByLabelClassesd``)
             instead of half foreground-centred (:func:`~.augmentation.random_crop`).
+        lr_schedule: "constant" or "poly" (``lr * (1 - t / iterations) ** 0.9``, as the
+            semi-supervised segmentation codes the SFR paper builds on; a resume to more
+            iterations stretches it).
+        agreement_select: SFR+ by teacher agreement: at ``agreement_at * iterations`` the
+            teacher segments each pseudo-labelled volume; the ``agreement_select`` fraction of the
+            volumes whose pseudo-labels agree best with it (mean Dice over the classes) stay, and
+            inside them the voxels where teacher and pseudo-label disagree are ignored from then on.
+            None: no selection during training.
+        agreement_at: when that selection happens, as a fraction of ``iterations``.
         checkpoint_every: iterations between checkpoints.
         seed: network initialisation and patch draws.
     """
@@ -72,7 +84,11 @@ class RetrainSettings:
     consistency_rampup: int = 100
     consistency_noise: float = 0.1
     augment: bool = True
+    elastic: bool = False
     balanced_sampling: bool = False
+    lr_schedule: str = "constant"
+    agreement_select: float | None = None
+    agreement_at: float = 0.5
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -85,6 +101,13 @@ class RetrainSettings:
             raise InputError(f"The semi-supervised method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if not self.learning_rate > 0:
             raise InputError(f"The learning rate must be positive, not {self.learning_rate!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"The learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                             f"not {self.lr_schedule!r}")
+        if self.agreement_select is not None and not 0.0 < self.agreement_select <= 1.0:
+            raise InputError(f"The kept fraction must be in (0, 1], not {self.agreement_select!r}")
+        if not 0.0 < self.agreement_at < 1.0:
+            raise InputError(f"agreement_at must be in (0, 1), not {self.agreement_at!r}")
 
 
 @dataclass
@@ -159,12 +182,14 @@ def dice_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
 
 @dataclass
 class RetrainResult:
-    """What :func:`retrain` gives: the inference network (eval mode, CPU), the counters."""
+    """What :func:`retrain` gives: the inference network (eval mode, CPU), the counters, the SFR+
+    agreement selection (kept indices, scores of every pseudo-label) when one was made."""
 
     network: torch.nn.Module
     iterations: int
     seconds: float
     last_losses: dict = field(default_factory=dict)
+    agreement: dict | None = None
 
 
 class Trainer:
@@ -194,6 +219,9 @@ class Trainer:
         self.seconds = 0.0
         self.last_losses: dict = {}
         self.updating = False
+        #: SFR+ by teacher agreement once made: kept indices, agreement per volume, agreement masks
+        self.agreement: dict | None = None
+        self.active_pseudo = list(self.pseudo)
 
     def identity(self) -> dict:
         h = hashlib.sha256()
@@ -209,7 +237,7 @@ class Trainer:
         return {"version": CHECKPOINT_VERSION, "identity": self.identity(), "iteration": self.iteration,
                 "seconds": self.seconds, "last_losses": dict(self.last_losses),
                 "student": self.student.state_dict(), "method": self.method.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
+                "optimizer": self.optimizer.state_dict(), "agreement": self.agreement}
 
     def load_state(self, state: dict, source: Path) -> None:
         if (not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION
@@ -221,6 +249,43 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.seconds = int(state["iteration"]), float(state["seconds"])
         self.last_losses = dict(state["last_losses"])
+        if state.get("agreement") is not None:
+            self._apply_agreement(state["agreement"])
+
+    def _apply_agreement(self, agreement: dict) -> None:
+        self.agreement = agreement
+        self.active_pseudo = [
+            TrainingVolume(self.pseudo[i].image, self.pseudo[i].target, self.pseudo[i].weight * agreement["masks"][k])
+            for k, i in enumerate(agreement["indices"])]
+
+    @torch.no_grad()
+    def select_by_agreement(self) -> dict:
+        """SFR+ by teacher agreement (:class:`RetrainSettings`): the inference network segments
+        every pseudo-labelled volume; keeps the best-agreeing fraction, masks the disagreeing voxels."""
+        from monai.inferers import sliding_window_inference
+
+        assert self.settings.agreement_select is not None
+        network = self.method.inference_network(self.student)
+        network.eval()
+        scores, masks = [], []
+        for volume in self.pseudo:
+            logits = sliding_window_inference(volume.image[None].to(self.device), (self.settings.patch,) * 3, 1,
+                                              network, overlap=0.25, mode="gaussian", padding_mode="replicate")
+            logits = logits.as_tensor() if hasattr(logits, "as_tensor") else logits
+            prediction = logits[0].argmax(dim=0).cpu()
+            valid = volume.weight > 0
+            dices = []
+            for c in range(1, self.config.classes):
+                a, b = (prediction == c) & valid, (volume.target == c) & valid
+                total = int(a.sum()) + int(b.sum())
+                if total:
+                    dices.append(2.0 * int((a & b).sum()) / total)
+            scores.append(float(np.mean(dices)) if dices else 0.0)
+            masks.append((prediction == volume.target).to(torch.float32))
+        keep = max(1, int(np.ceil(self.settings.agreement_select * len(self.pseudo) - 1e-9)))
+        indices = sorted(sorted(range(len(self.pseudo)), key=lambda i: -scores[i])[:keep])
+        self.student.train()
+        return {"indices": indices, "scores": scores, "masks": [masks[i] for i in indices]}
 
     def _patch(self, volume: TrainingVolume, rng: np.random.RandomState, augmented: bool):
         size = (self.settings.patch,) * 3
@@ -235,7 +300,7 @@ class Trainer:
         rng = np.random.RandomState((self.settings.seed * 1_000_003 + self.iteration) % (2**32))
         generator = torch.Generator().manual_seed(int(rng.randint(2**31)))
         first = self.labelled[rng.randint(len(self.labelled))]
-        second = (self.pseudo[rng.randint(len(self.pseudo))] if self.pseudo
+        second = (self.active_pseudo[rng.randint(len(self.active_pseudo))] if self.active_pseudo
                   else self.labelled[rng.randint(len(self.labelled))])
         patches = [self._patch(first, rng, True), self._patch(second, rng, True)]
         images = torch.stack([p[0] for p in patches]).to(self.device)
@@ -253,6 +318,10 @@ class Trainer:
             image = self._patch(dummy, rng, False)[0][None].to(self.device)
             losses["consistency"] = self.method.unsupervised_loss(self.student, image, self.iteration, generator)
             total = total + losses["consistency"]
+        if self.settings.lr_schedule == "poly":
+            fraction = min(self.iteration / float(self.settings.iterations), 1.0)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.settings.learning_rate * (1.0 - fraction) ** 0.9
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.updating = True  # an interrupt from here to the end of the update leaves no consistent state
@@ -270,6 +339,9 @@ class Trainer:
             if cancel is not None:
                 cancel.raise_if_cancelled()
             start = time.perf_counter()
+            if (self.settings.agreement_select is not None and self.agreement is None and self.pseudo
+                    and self.iteration >= int(self.settings.agreement_at * total)):
+                self._apply_agreement(self.select_by_agreement())
             self.last_losses = self.step()
             self.seconds += time.perf_counter() - start
             progress(STAGE, self.iteration, total)
@@ -333,4 +405,6 @@ def retrain(
     if save is not None:
         save()
     network = trainer.inference_network().cpu()
-    return RetrainResult(network, trainer.iteration, trainer.seconds, trainer.last_losses)
+    agreement = None if trainer.agreement is None else {
+        "indices": list(trainer.agreement["indices"]), "scores": list(trainer.agreement["scores"])}
+    return RetrainResult(network, trainer.iteration, trainer.seconds, trainer.last_losses, agreement)

@@ -33,6 +33,7 @@ INSTALLED_SIZE_MB = {
     "timm": 17.0,
     "platformdirs": 1.0,
     "dask": 23.0,
+    "monai": 14.0,  # monai 1.6.1 alone (its required dependencies are torch and numpy), 2026-12-04
     "torch": 1205.0,
     "torchvision": 23.0,
 }

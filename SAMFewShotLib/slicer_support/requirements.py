@@ -39,6 +39,9 @@ SAM_PYTHON_REQUIREMENTS = (
 )
 #: The ``dist`` extra: ``samfewshot batch --scheduler tcp://HOST:PORT`` (dask.distributed).
 DIST_PYTHON_REQUIREMENTS = ("dask[distributed]>=2024.1",)
+#: The ``sfr`` extra: training a study model (``samfewshot sfr train``: MONAI networks, losses,
+#: augmentation; torch from the PyTorch extension).
+SFR_PYTHON_REQUIREMENTS = ("monai>=1.3",)
 #: Version requirements passed to ``PyTorchUtilsLogic.installTorch`` (the ``sam`` extra's pins).
 TORCH_VERSION_REQUIREMENT = ">=2.1,<2.15"
 TORCHVISION_VERSION_REQUIREMENT = ">=0.16,<0.30"

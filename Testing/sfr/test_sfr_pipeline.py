@@ -63,6 +63,8 @@ def test_pipeline_refuses_bad_input(tmp_path):
         train_study_model(image, empty, [image], tmp_path / "s.zip", pseudo="none")
     with pytest.raises(ValueError, match="source must be one of"):
         train_study_model(image, labels, [image], tmp_path / "s.zip", pseudo="magic")
+    with pytest.raises(ValueError, match="selection must be one of"):
+        train_study_model(image, labels, [image], tmp_path / "s.zip", pseudo="none", select=0.5, selection="best")
     with pytest.raises(ValueError, match="multiple of"):
         train_study_model(image, labels, [image], tmp_path / "s.zip", pseudo="none", settings=RetrainSettings(patch=12))
 

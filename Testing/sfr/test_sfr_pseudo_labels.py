@@ -73,3 +73,12 @@ def test_select_confident_keeps_the_most_confident_fraction():
     assert select_confident(pseudo, 0.01).indices == (1,)
     with pytest.raises(ValueError, match="fraction"):
         select_confident(pseudo, 1.5)
+
+
+def test_soft_selection_weights_voxels_by_their_confidence():
+    pseudo = [_pseudo(0.9, 0.2), _pseudo(0.6, 0.8)]
+    everything = select_confident(pseudo, None, soft=True)
+    assert everything.indices == (0, 1)
+    np.testing.assert_array_equal(everything.weights[1], pseudo[1].confidence)
+    assert float(everything.weights[0][0].max()) == pytest.approx(0.1)
+    assert select_confident(pseudo, 0.5, soft=True).indices == (1,)

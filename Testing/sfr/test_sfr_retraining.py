@@ -136,3 +136,99 @@ def test_balanced_sampling_centres_patches_on_a_small_structure_as_often_as_on_o
     rng = np.random.RandomState(1)
     assert not any(bool((random_crop(image, target, ignored, (4, 4, 4), rng, classes=3)[1] == 2).any())
                    for _ in range(30))
+
+
+class _Oracle(torch.nn.Module):
+    """Logits of class 1 = 20 (image - 0.5): segments an image whose intensities are its truth."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), self.scale * (x - 0.5)], dim=1)
+
+
+def test_agreement_selection_keeps_the_pseudo_label_the_teacher_agrees_with():
+    from SAMFewShotLib.sfr.retraining import Trainer, TrainingVolume
+
+    truth = torch.zeros((16, 16, 16), dtype=torch.int64)
+    truth[4:12, 4:12, 4:12] = 1
+    image = truth[None].float()
+    shifted = torch.roll(truth, 3, dims=2)
+    good = TrainingVolume(image, truth, torch.ones(truth.shape))
+    bad = TrainingVolume(image, shifted, torch.ones(truth.shape))
+    settings = RetrainSettings(iterations=4, patch=8, method="supervised", agreement_select=0.5)
+    trainer = Trainer([good], [bad, good], [image], CONFIG, settings, torch.device("cpu"))
+    trainer.student = _Oracle()
+    trainer.method = make_method("supervised", trainer.student)
+    agreement = trainer.select_by_agreement()
+    assert agreement["indices"] == [1]
+    assert agreement["scores"][1] == 1.0 and agreement["scores"][0] < 0.7
+    trainer._apply_agreement(trainer.select_by_agreement())
+    assert len(trainer.active_pseudo) == 1 and bool((trainer.active_pseudo[0].weight == 1).all())
+    # on the bad pseudo-label, the disagreeing voxels (the shifted band) would be ignored
+    trainer._apply_agreement({"indices": [0], "scores": agreement["scores"],
+                              "masks": [(truth == shifted).float()]})
+    assert float(trainer.active_pseudo[0].weight.sum()) == float((truth == shifted).sum())
+
+
+def test_agreement_selection_and_poly_schedule_resume_exactly(tmp_path):
+    labelled, pseudo, unlabelled = _data()
+    pseudo = pseudo + [labelled[0]]
+    options = dict(patch=8, checkpoint_every=2, agreement_select=0.5, agreement_at=0.25, lr_schedule="poly",
+                   elastic=True)
+    whole = retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=RetrainSettings(iterations=4, **options),
+                    work_dir=tmp_path / "a")
+    assert whole.agreement is not None and len(whole.agreement["indices"]) == 1
+    assert len(whole.agreement["scores"]) == 2
+    cancel = CancelToken()
+
+    def progress(stage, done, total):
+        if done == 2:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):  # stopped after the selection (iteration 1), resumed from iteration 2
+        retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=RetrainSettings(iterations=4, **options),
+                work_dir=tmp_path / "b", progress=progress, cancel=cancel)
+    with pytest.raises(ValueError, match="another run"):
+        retrain(labelled, pseudo, unlabelled, config=CONFIG, work_dir=tmp_path / "b", resume=True,
+                settings=RetrainSettings(iterations=4, **{**options, "lr_schedule": "constant"}))
+    resumed = retrain(labelled, pseudo, unlabelled, config=CONFIG, settings=RetrainSettings(iterations=4, **options),
+                      work_dir=tmp_path / "b", resume=True)
+    assert resumed.agreement == whole.agreement
+    for a, b in zip(whole.network.state_dict().values(), resumed.network.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_poly_schedule_decays_the_learning_rate():
+    from SAMFewShotLib.sfr.retraining import Trainer
+
+    labelled, pseudo, unlabelled = _data()
+    settings = RetrainSettings(iterations=4, patch=8, lr_schedule="poly", learning_rate=0.01)
+    trainer = Trainer(labelled, pseudo, unlabelled, CONFIG, settings, torch.device("cpu"))
+    rates = []
+    for _ in range(4):
+        trainer.step()
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.01 * (1 - t / 4) ** 0.9 for t in range(4)])
+    with pytest.raises(ValueError, match="schedule"):
+        RetrainSettings(lr_schedule="cosine")
+    with pytest.raises(ValueError, match="kept fraction"):
+        RetrainSettings(agreement_select=0.0)
+
+
+def test_elastic_augmentation_keeps_classes_and_weights():
+    from SAMFewShotLib.sfr.augmentation import augment
+
+    target = torch.zeros((16, 16, 16), dtype=torch.int64)
+    target[4:12, 4:12, 4:12] = 2
+    target[6:8, 6:8, 6:8] = 1
+    image, weight = target[None].float(), torch.ones(target.shape)
+    changed = 0
+    for seed in range(4):
+        new_image, new_target, new_weight = augment(image, target, weight, np.random.RandomState(seed), elastic=True)
+        assert new_image.shape == image.shape and new_target.shape == target.shape == new_weight.shape
+        assert set(new_target.unique().tolist()) <= {0, 1, 2} and set(new_weight.unique().tolist()) <= {0.0, 1.0}
+        changed += int(not torch.equal(new_target, target))
+    assert changed >= 2

@@ -14,7 +14,8 @@ from SAMFewShotLib.slicer_support import first_use, requirements
 
 def test_every_requirement_has_a_measured_size():
     pinned = {name.lower() for name in requirements.PINNED_PACKAGES}  # Slicer's own: never installed
-    for requirement in requirements.PYTHON_REQUIREMENTS + requirements.SAM_PYTHON_REQUIREMENTS:
+    for requirement in (requirements.PYTHON_REQUIREMENTS + requirements.SAM_PYTHON_REQUIREMENTS
+                        + requirements.SFR_PYTHON_REQUIREMENTS):
         if requirements.requirement_name(requirement).lower() in pinned:
             continue
         assert first_use.installed_size_mb(requirement), requirement

@@ -1037,6 +1037,7 @@ def test_the_logic_installs_the_requirement_lists_of_slicer_support():
     Testing/slicer_support/test_slicer_requirements.py); the module does not keep copies."""
     source = (PACKAGE_DIR / "python_packages.py").read_text()
     for name in ("PYTHON_REQUIREMENTS", "SAM_PYTHON_REQUIREMENTS", "DIST_PYTHON_REQUIREMENTS",
+                 "SFR_PYTHON_REQUIREMENTS",
                  "TORCH_VERSION_REQUIREMENT", "TORCHVISION_VERSION_REQUIREMENT"):
         assert f"requirements.{name}" in source
     for path in module_files():

@@ -60,6 +60,10 @@ def test_dist_requirements_match_the_dist_extra():
     assert list(requirements.DIST_PYTHON_REQUIREMENTS) == _extra("dist")
 
 
+def test_sfr_requirements_match_the_sfr_extra():
+    assert list(requirements.SFR_PYTHON_REQUIREMENTS) == _extra("sfr")
+
+
 def test_pinned_packages_are_slicers_own():
     assert {"SimpleITK", "numpy", "torch", "torchvision"} <= set(requirements.PINNED_PACKAGES)
     assert pinned_conflicts(["numpy>=99", "tqdm>=1", "simpleitk>=2"]) == ["numpy>=99", "simpleitk>=2"]
