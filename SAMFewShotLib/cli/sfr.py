@@ -44,7 +44,8 @@ def add_sfr_parser(subparsers) -> None:
     p.add_argument("--sam-iterations", type=int, default=100,
                    help="mosaic fine-tuning steps of SAM's decoder (default 100)")
     p.add_argument("--select", type=float, default=None, metavar="FRACTION",
-                   help="SFR+: keep this fraction (0-1] of the most confident pseudo-labels (default: all, SFR)")
+                   help=("SFR+: keep this fraction (0-1] of the pseudo-labelled volumes that agree best with the "
+                         "Mean Teacher half-way through training (default: all, SFR)"))
     p.add_argument("--method", default="mean_teacher", choices=("mean_teacher", "supervised"),
                    help="semi-supervised method of the re-training (default mean_teacher)")
     p.add_argument("--iterations", type=int, default=300, help="re-training iterations (default 300)")
