@@ -20,7 +20,8 @@ DRAWN = (4, 8, 12)
 
 def run_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "SAMFewShotLib", *map(str, args)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "SAMFewShotLib", *map(str, args)], capture_output=True, encoding="utf-8",
+        timeout=120,  # progress bars are UTF-8 whatever the locale (CI runs with an ASCII one)
     )
 
 
