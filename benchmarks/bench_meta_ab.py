@@ -21,16 +21,13 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: SAMFewShotLib, Testing
 
-from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
 from SAMFewShotLib.baselines import copy_nearest_drawn  # noqa: E402
 from SAMFewShotLib.engines.meta import MetaEngine  # noqa: E402
 from SAMFewShotLib.meta.config import MetaConfig  # noqa: E402
-from SAMFewShotLib.volume import LabelVolume  # noqa: E402
 from Testing.meta import meta_cases  # noqa: E402
 
 
@@ -53,10 +50,7 @@ def main() -> None:
             steps = settings.pop("S", 24)
             scores = []
             for drawn in ([4, 8, 12], [8]):
-                labels = np.zeros(truth.shape, np.uint8)
-                for z in drawn:
-                    labels[z][truth[z]] = 1
-                annotation = SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
+                annotation = meta_cases.annotation_of(volume, truth, drawn)
                 start = time.perf_counter()
                 engine = MetaEngine(checkpoint, steps=steps, config=MetaConfig(checkpointing=False, **settings))
                 run = engine.propagate(volume, annotation)

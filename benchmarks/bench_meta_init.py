@@ -31,7 +31,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: SAMFewShotLib, Testing
 
-from SAMFewShotLib.annotation import SparseAnnotation  # noqa: E402
 from SAMFewShotLib.baselines import copy_nearest_drawn  # noqa: E402
 from SAMFewShotLib.engines.meta import MetaEngine  # noqa: E402
 from SAMFewShotLib.meta.config import MetaConfig, MetaTrainingSettings  # noqa: E402
@@ -105,10 +104,7 @@ def evaluate(checkpoint: str, init: Path | None, text: str) -> str:
     volume, truth = meta_cases.textured_case(1)
     scores = []
     for drawn in ([4, 8, 12], [8]):
-        labels = np.zeros(truth.shape, np.uint8)
-        for z in drawn:
-            labels[z][truth[z]] = 1
-        annotation = SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
+        annotation = meta_cases.annotation_of(volume, truth, drawn)
         start = time.perf_counter()
         engine = MetaEngine(checkpoint, init=None if init is None else str(init),
                             config=MetaConfig(checkpointing=False))

@@ -79,6 +79,24 @@ _META_LICENCE = "Apache-2.0 (segment-anything README: 'The model is licensed und
 
 _EFFICIENTVIT_LICENCE = "Apache-2.0 (mit-han-lab/efficientvit repository, efficientsam package)"
 
+
+def _efficientvit_sam(variant: str, sha256: str, description: str) -> Checkpoint:
+    """An EfficientViT-SAM entry (``variant``: l0, l1, l2, xl0, xl1): file, URL and model type
+    follow the variant's name on the mit-han-lab/efficientvit-sam model repository."""
+    filename = f"efficientvit_sam_{variant}.pt"
+    return Checkpoint(
+        name=f"efficientvit_sam_{variant}",
+        model_type=f"efficientvit_{variant}",
+        family="efficientvit_sam",
+        url=f"https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/{filename}",
+        sha256=sha256,
+        size=None,
+        licence=_EFFICIENTVIT_LICENCE,
+        filename=filename,
+        md5=None,
+        description=description,
+    )
+
 REGISTRY: dict[str, Checkpoint] = {
     # SHA-256 of Meta's three files: computational-cell-analytics/micro-sam micro_sam/util.py
     # (pooch registry), mazurowski-lab/SlicerSegmentWithSAM SegmentWithSAM/SegmentWithSAM.py
@@ -165,65 +183,25 @@ REGISTRY: dict[str, Checkpoint] = {
     # SAM-variant benchmark README and a Python SAM model table). No trustworthy published byte
     # size was found: size=None (the SHA-256 decides). Licence: Apache-2.0 (efficientvit
     # repository and the efficientsam package; check the model card before redistributing).
-    "efficientvit_sam_l0": Checkpoint(
-        name="efficientvit_sam_l0",
-        model_type="efficientvit_l0",
-        family="efficientvit_sam",
-        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_l0.pt",
-        sha256="c4f994b01a16d48bcf2fbbb089448cfbf58fae5811edfa8113c953b8b8cc64b8",
-        size=None,
-        licence=_EFFICIENTVIT_LICENCE,
-        filename="efficientvit_sam_l0.pt",
-        md5=None,
-        description="EfficientViT-SAM-L0, 512-pixel input, 34.8 M parameters; the lightest",
+    "efficientvit_sam_l0": _efficientvit_sam(
+        "l0", "c4f994b01a16d48bcf2fbbb089448cfbf58fae5811edfa8113c953b8b8cc64b8",
+        "EfficientViT-SAM-L0, 512-pixel input, 34.8 M parameters; the lightest",
     ),
-    "efficientvit_sam_l1": Checkpoint(
-        name="efficientvit_sam_l1",
-        model_type="efficientvit_l1",
-        family="efficientvit_sam",
-        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_l1.pt",
-        sha256="fa151df2b9b96896accd505470755cdd293a4c50cdabac95478f3fbd86d9152b",
-        size=None,
-        licence=_EFFICIENTVIT_LICENCE,
-        filename="efficientvit_sam_l1.pt",
-        md5=None,
-        description="EfficientViT-SAM-L1, 512-pixel input, 47.7 M parameters",
+    "efficientvit_sam_l1": _efficientvit_sam(
+        "l1", "fa151df2b9b96896accd505470755cdd293a4c50cdabac95478f3fbd86d9152b",
+        "EfficientViT-SAM-L1, 512-pixel input, 47.7 M parameters",
     ),
-    "efficientvit_sam_l2": Checkpoint(
-        name="efficientvit_sam_l2",
-        model_type="efficientvit_l2",
-        family="efficientvit_sam",
-        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_l2.pt",
-        sha256="d4bfd842224cbb99de09acc3325e81ac5b7e8725c8fbdab152305e5d934bfe4a",
-        size=None,
-        licence=_EFFICIENTVIT_LICENCE,
-        filename="efficientvit_sam_l2.pt",
-        md5=None,
-        description="EfficientViT-SAM-L2, 512-pixel input, 61.3 M parameters",
+    "efficientvit_sam_l2": _efficientvit_sam(
+        "l2", "d4bfd842224cbb99de09acc3325e81ac5b7e8725c8fbdab152305e5d934bfe4a",
+        "EfficientViT-SAM-L2, 512-pixel input, 61.3 M parameters",
     ),
-    "efficientvit_sam_xl0": Checkpoint(
-        name="efficientvit_sam_xl0",
-        model_type="efficientvit_xl0",
-        family="efficientvit_sam",
-        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_xl0.pt",
-        sha256="9bc2f87bd23d6e6d1f7b5beff910f98835c7c333fac73e695bac0bec685968f8",
-        size=None,
-        licence=_EFFICIENTVIT_LICENCE,
-        filename="efficientvit_sam_xl0.pt",
-        md5=None,
-        description="EfficientViT-SAM-XL0, 1024-pixel input, 117 M parameters",
+    "efficientvit_sam_xl0": _efficientvit_sam(
+        "xl0", "9bc2f87bd23d6e6d1f7b5beff910f98835c7c333fac73e695bac0bec685968f8",
+        "EfficientViT-SAM-XL0, 1024-pixel input, 117 M parameters",
     ),
-    "efficientvit_sam_xl1": Checkpoint(
-        name="efficientvit_sam_xl1",
-        model_type="efficientvit_xl1",
-        family="efficientvit_sam",
-        url="https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/efficientvit_sam_xl1.pt",
-        sha256="10f42277679427c1183dcff19758e536aa86bcc4304e4b387ff48865784be05c",
-        size=None,
-        licence=_EFFICIENTVIT_LICENCE,
-        filename="efficientvit_sam_xl1.pt",
-        md5=None,
-        description="EfficientViT-SAM-XL1, 1024-pixel input, 203 M parameters",
+    "efficientvit_sam_xl1": _efficientvit_sam(
+        "xl1", "10f42277679427c1183dcff19758e536aa86bcc4304e4b387ff48865784be05c",
+        "EfficientViT-SAM-XL1, 1024-pixel input, 203 M parameters",
     ),
 }
 

@@ -7,17 +7,8 @@ logic, no Slicer and no torch: the panel passes what it read.
 
 from __future__ import annotations
 
+from ..sam.encoder_budget import format_seconds
 from . import first_use
-
-
-def format_duration(seconds: float) -> str:
-    """``"45 s"``, ``"6 min"`` or ``"1 h 5 min"``."""
-    whole = int(round(max(0.0, seconds)))
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{int(round(whole / 60))} min"
-    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def encoder_estimate_line(model_type: str, slice_count: int, measured: float | None, device: str = "cpu") -> str:
@@ -42,6 +33,6 @@ def encoder_estimate_line(model_type: str, slice_count: int, measured: float | N
             return head + ", no estimate yet (the first run measures this model on this machine)"
         per_slice, source = shipped, "shipped estimate for a 2-core CPU; a run here measures it"
     return (
-        f"{head}, about {format_duration(per_slice * slice_count)} ({per_slice:.1f} s per slice, {source}); "
+        f"{head}, about {format_seconds(per_slice * slice_count)} ({per_slice:.1f} s per slice, {source}); "
         "slices encoded before are cached"
     )

@@ -36,19 +36,12 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def annotation_of(volume, truth, drawn):
-    labels = np.zeros(truth.shape, np.uint8)
-    for z in drawn:
-        labels[z][truth[z]] = 1
-    return SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
-
-
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     folder = tmp_path_factory.mktemp("meta_engine")
     volume, truth = meta_cases.textured_case(1)
     checkpoint = meta_cases.small_sam_checkpoint(folder / "small.pth")
-    return volume, truth, annotation_of(volume, truth, DRAWN), str(checkpoint), folder
+    return volume, truth, meta_cases.annotation_of(volume, truth, DRAWN), str(checkpoint), folder
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,7 @@ def honest_comparison(case, prediction, drawn) -> tuple[float, dict[str, float]]
     from SAMFewShotLib.baselines import copy_nearest_drawn
 
     volume, truth, _, checkpoint, _ = case
-    annotation = annotation_of(volume, truth, drawn)
+    annotation = meta_cases.annotation_of(volume, truth, drawn)
     others = [z for z in range(truth.shape[0]) if z not in drawn]
     learned = meta_cases.dice(prediction.labels.array[others] == 1, truth[others])
     baselines = {
@@ -112,7 +105,7 @@ def test_with_one_drawn_slice_it_beats_every_honest_baseline_by_003(case):
     """Issue 17's target for K = 1: Dice >= the best baseline + 0.03."""
     volume, truth, _, checkpoint, _ = case
     with pytest.warns(UserWarning, match="plain"):
-        run = MetaEngine(checkpoint, config=FAST).propagate(volume, annotation_of(volume, truth, [8]))
+        run = MetaEngine(checkpoint, config=FAST).propagate(volume, meta_cases.annotation_of(volume, truth, [8]))
     learned, baselines = honest_comparison(case, run, [8])
     assert learned >= max(baselines.values()) + 0.03, (learned, baselines)
 

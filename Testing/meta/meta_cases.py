@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from SAMFewShotLib.annotation import SparseAnnotation
 from SAMFewShotLib.sam.architecture import DecoderSpec, SamArchitecture, ViTEncoderSpec
 from SAMFewShotLib.sam.model_building import build_sam
-from SAMFewShotLib.volume import Volume
+from SAMFewShotLib.volume import LabelVolume, Volume
 
 
 def small_sam_checkpoint(path: Path, seed: int = 0, img_size: int = 256, embed_dim: int = 16) -> Path:
@@ -83,6 +84,14 @@ def textured_organs(seed: int, shape=(16, 48, 48), jitter: float = 0.0) -> tuple
     labels[target], labels[upper], labels[lower] = 1, 2, 3
     volume = Volume(image.astype(np.float32), spacing=(1.0, 1.0, 2.0), origin=(5.0, -3.0, 10.0))
     return volume, labels
+
+
+def annotation_of(volume: Volume, truth: np.ndarray, drawn) -> SparseAnnotation:
+    """``truth`` (z, y, x bool) drawn as label 1 on the axial slices ``drawn`` of ``volume``."""
+    labels = np.zeros(truth.shape, np.uint8)
+    for z in drawn:
+        labels[z][truth[z]] = 1
+    return SparseAnnotation.from_labels(LabelVolume(volume.with_array(labels)), axis=0)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

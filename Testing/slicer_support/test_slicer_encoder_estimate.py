@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from SAMFewShotLib.slicer_support.encoder_estimate import encoder_estimate_line, format_duration
+from SAMFewShotLib.slicer_support.encoder_estimate import encoder_estimate_line
 
 
 def test_measured_figure_wins_over_the_shipped_one():
@@ -12,14 +12,10 @@ def test_measured_figure_wins_over_the_shipped_one():
 
 def test_shipped_figure_without_a_measurement():
     line = encoder_estimate_line("vit_b", 10, None)
-    assert "about 6 min" in line and "33.5 s per slice, shipped estimate" in line
+    assert "about 5 min 35 s" in line and "33.5 s per slice, shipped estimate" in line
 
 
 def test_unknown_model_and_gpu():
     assert "no estimate yet" in encoder_estimate_line("efficientvit_l0", 12, None)
     gpu = encoder_estimate_line("vit_b", 12, None, device="cuda")
     assert "GPU" in gpu and "min" not in gpu
-
-
-def test_format_duration():
-    assert [format_duration(s) for s in (4.4, 150, 3900)] == ["4 s", "2 min", "1 h 5 min"]
