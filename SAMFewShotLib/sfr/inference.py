@@ -17,21 +17,28 @@ from .resampling import probabilities_onto_grid, to_spacing
 STAGE = "sfr: inference"
 
 
+def window_logits(network: torch.nn.Module, tensor: torch.Tensor, patch: int, overlap: float = 0.25) -> torch.Tensor:
+    """(1, C, z, y, x) logits of the (1, 1, z, y, x) normalised ``tensor`` by MONAI sliding-window
+    inference (cubic ``patch`` windows, Gaussian-weighted overlap, replicate padding); the caller
+    sets eval mode and ``torch.no_grad``."""
+    from monai.inferers import sliding_window_inference
+
+    logits = sliding_window_inference(tensor, (patch,) * 3, 1, network, overlap=overlap, mode="gaussian",
+                                      padding_mode="replicate")
+    assert isinstance(logits, torch.Tensor), "the network gives one logits tensor, not a tuple or dict"
+    return logits.as_tensor() if hasattr(logits, "as_tensor") else logits
+
+
 def predict_probabilities(
     network: torch.nn.Module, image: Volume, *, spacing: Sequence[float], normalisation: dict, patch: int,
     device: str | torch.device = "cpu", overlap: float = 0.25,
 ) -> tuple[np.ndarray, Volume]:
     """((C, z, y, x) float32 softmax probabilities on the working grid, the working-grid volume)."""
-    from monai.inferers import sliding_window_inference
-
     working = to_spacing(image, spacing)
     tensor = torch.from_numpy(normalise(working.array, normalisation)[None, None].copy()).to(device)
     network = network.to(device).eval()
     with torch.no_grad():
-        logits = sliding_window_inference(tensor, (patch,) * 3, 1, network, overlap=overlap, mode="gaussian",
-                                          padding_mode="replicate")
-    assert isinstance(logits, torch.Tensor), "the network gives one logits tensor, not a tuple or dict"
-    logits = logits.as_tensor() if hasattr(logits, "as_tensor") else logits
+        logits = window_logits(network, tensor, patch, overlap)
     return torch.softmax(logits, dim=1)[0].cpu().numpy().astype(np.float32), working
 
 

@@ -262,16 +262,14 @@ class Trainer:
     def select_by_agreement(self) -> dict:
         """SFR+ by teacher agreement (:class:`RetrainSettings`): the inference network segments
         every pseudo-labelled volume; keeps the best-agreeing fraction, masks the disagreeing voxels."""
-        from monai.inferers import sliding_window_inference
+        from .inference import window_logits
 
         assert self.settings.agreement_select is not None
         network = self.method.inference_network(self.student)
         network.eval()
         scores, masks = [], []
         for volume in self.pseudo:
-            logits = sliding_window_inference(volume.image[None].to(self.device), (self.settings.patch,) * 3, 1,
-                                              network, overlap=0.25, mode="gaussian", padding_mode="replicate")
-            logits = logits.as_tensor() if hasattr(logits, "as_tensor") else logits
+            logits = window_logits(network, volume.image[None].to(self.device), self.settings.patch)
             prediction = logits[0].argmax(dim=0).cpu()
             valid = volume.weight > 0
             dices = []
