@@ -181,16 +181,22 @@ class SparseAnnotation:
     # Per-label queries -------------------------------------------------------------------------
     @property
     def label_values(self) -> list[int]:
-        return self.labels.label_values()
+        """Sorted label values drawn (computed once: an annotation is never modified)."""
+        if "_label_values" not in self.__dict__:
+            self.__dict__["_label_values"] = tuple(self.labels.label_values())
+        return list(self.__dict__["_label_values"])
 
     def mask(self, value: int) -> np.ndarray:
         """(n_slices, rows, cols) bool: where label ``value`` was drawn, canonical orientation."""
         return self.to_canonical(self.labels.array == value)
 
     def drawn_slices(self, value: int) -> list[int]:
-        """Sorted slice indices (along the annotated axis) that hold label ``value``."""
-        m = self.mask(value)
-        return [int(s) for s in np.flatnonzero(m.any(axis=(1, 2)))]
+        """Sorted slice indices (along the annotated axis) that hold label ``value`` (computed once
+        per value: engines ask per slice, and on a clinical grid each answer scans the volume)."""
+        known = self.__dict__.setdefault("_drawn_slices", {})
+        if value not in known:
+            known[value] = tuple(int(s) for s in np.flatnonzero(self.mask(value).any(axis=(1, 2))))
+        return list(known[value])
 
     def annotated_slices(self, value: int) -> list[int]:
         """Sorted slices annotated for ``value``: drawn ones and those declared empty."""

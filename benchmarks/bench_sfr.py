@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--max-mm", type=float, default=25.0)
     parser.add_argument("--noise", type=float, default=10.0, help="Gaussian noise, HU")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="network initialisation and patch draws (RetrainSettings)")
     parser.add_argument("--balanced", action="store_true", help="class-balanced patch sampling (MONAI)")
     parser.add_argument("--elastic", action="store_true", help="random elastic deformation of the patches (MONAI)")
     parser.add_argument("--lr-schedule", default="constant", choices=("constant", "poly"))
@@ -246,7 +247,7 @@ def main() -> None:
                 spacing_mm=(args.spacing,) * 3, settings=RetrainSettings(iterations=args.iterations, patch=args.patch,
                 method=method, consistency_rampup=args.iterations // 2, checkpoint_every=10**6,
                 balanced_sampling=args.balanced, elastic=args.elastic, lr_schedule=args.lr_schedule,
-                learning_rate=args.lr, agreement_at=args.agreement_at),
+                learning_rate=args.lr, agreement_at=args.agreement_at, seed=args.seed),
                 config=NetworkConfig(channels=tuple(int(c) for c in args.channels.split(","))), device="cpu",
                 progress=progress,
             )

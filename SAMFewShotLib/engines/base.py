@@ -66,16 +66,29 @@ def combine_labels(
     declared empty). Returns the label map and the per-label slice confidence.
     """
     shape = annotation.canonical_shape
-    best = np.full(shape, 0.5, dtype=np.float32)
     labels = np.zeros(shape, dtype=label_dtype(max(per_label, default=1)))
+    boxes = {}
     for value, result in per_label.items():
         box = result.box or (slice(None),) * 3
-        best_here, labels_here = best[box], labels[box]  # views
-        if result.probability.shape != best_here.shape:
-            raise ValueError(f"Label {value}: probability shape {result.probability.shape} is not {best_here.shape}")
-        wins = result.probability > best_here
-        labels_here[wins] = value
-        best_here[wins] = result.probability[wins]
+        box_shape = tuple(len(range(*part.indices(n))) for part, n in zip(box, shape))
+        if result.probability.shape != box_shape:
+            raise ValueError(f"Label {value}: probability shape {result.probability.shape} is not {box_shape}")
+        boxes[value] = (range(*box[0].indices(shape[0])), box[1], box[2])
+    # one slice at a time: the running best probability is one slice, not a second volume (a
+    # clinical grid's float32 volume is 400 MB to allocate and fill for nothing)
+    for z in range(shape[0]):
+        best = None
+        for value, result in per_label.items():
+            slices, rows, cols = boxes[value]
+            if z not in slices:
+                continue
+            if best is None:
+                best = np.full(shape[1:], 0.5, dtype=np.float32)
+            probability = result.probability[slices.index(z)]
+            best_here, labels_here = best[rows, cols], labels[z, rows, cols]  # views
+            wins = probability > best_here
+            labels_here[wins] = value
+            best_here[wins] = probability[wins]
     labels = annotation.restore_annotated(labels)
     confidence = {value: result.slice_confidence.astype(np.float32) for value, result in per_label.items()}
     return annotation.labels.with_array(annotation.from_canonical(labels)), confidence

@@ -140,14 +140,11 @@ class SamEngine:
                 image_encoder = onnx_image_encoder(sam, loaded.sha256, runtime)
                 progress("ONNX encoder", 1, 1)
         coarse_labels = annotation.to_canonical(coarse.labels.array)
-        needed = {
-            value: [
-                int(z)
-                for z in np.flatnonzero((coarse_labels == value).any(axis=(1, 2)))
-                if z not in set(annotation.annotated_slices(value))
-            ]
-            for value in annotation.label_values
-        }
+        needed = {}
+        for value in annotation.label_values:
+            annotated = set(annotation.annotated_slices(value))
+            covered = np.flatnonzero((coarse_labels == value).any(axis=(1, 2)))
+            needed[value] = [int(z) for z in covered if z not in annotated]
         kept: dict[int, list[int]] = {value: [] for value in annotation.label_values}
         if self.sam_slices == "uncertain":
             from ..sam.slice_selection import uncertain_slices
