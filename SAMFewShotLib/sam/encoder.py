@@ -192,10 +192,7 @@ def encode_slices(
             raise ValueError(f"Slice {index} is outside 0..{n_slices - 1} along axis {axis}")
     cache = cache if cache is not None else EmbeddingCache.memory_only()
     digest = digest or volume_digest(volume)
-    keys = {
-        index: EmbeddingKey(digest, axis, index, preprocessing.key(), model_digest, precision)
-        for index in wanted
-    }
+    keys = {index: EmbeddingKey(digest, axis, index, preprocessing.key(), model_digest, precision) for index in wanted}
 
     result = EncodedSlices()
     found: dict[int, SliceEmbedding] = {}
@@ -225,6 +222,8 @@ def encode_slices(
         raise EncodeBudgetExceeded(len(missing), len(found), max_encode, result.budget.expected_seconds)
 
     progress(STAGE, 0, len(missing))
+    # a runtime that encodes several slices at once (OnnxImageEncoder.slices_per_call) gets them
+    batch_size = max(batch_size, int(getattr(image_encoder, "slices_per_call", 1)))
     encode_start = time.perf_counter()
     with torch_threads(num_threads):
         for first in range(0, len(missing), batch_size):

@@ -148,3 +148,20 @@ def test_auto_picks_onnx_on_the_cpu_only(monkeypatch):
     assert oe.resolve_runtime("auto", "cpu") == "torch"
     with pytest.raises(ValueError, match="samfewshot\\[onnx\\]"):
         oe.resolve_runtime("onnx", "cpu")
+
+
+def test_a_light_encoder_encodes_slices_concurrently_with_the_same_embeddings(vit, volume, home, monkeypatch):
+    sam, serial = vit
+    concurrent = oe.onnx_image_encoder(sam, SHA, "onnx", num_threads=2, home=home)  # tiny: a light encoder
+    assert serial.slices_per_call == 1 and concurrent.slices_per_call == 2
+    assert concurrent.session.get_session_options().intra_op_num_threads == 1  # one thread per slice
+    prep = Preprocessing.for_volume(volume)
+    slices = [0, 1, 2, 3]
+    one_by_one = encode_slices(sam, SHA, volume, 0, slices, prep, image_encoder=serial)
+    together = encode_slices(sam, SHA, volume, 0, slices, prep, image_encoder=concurrent)
+    assert (one_by_one.stats.encoder_calls, together.stats.encoder_calls) == (4, 2)
+    for z in slices:
+        assert torch.equal(one_by_one[z].embedding, together[z].embedding)
+    monkeypatch.setattr(oe, "LIGHT_ENCODER_PARAMETERS", 0)  # a heavy encoder keeps every thread on one slice
+    heavy = oe.onnx_image_encoder(sam, SHA, "onnx", num_threads=2, home=home)
+    assert heavy.slices_per_call == 1 and heavy.session.get_session_options().intra_op_num_threads == 2
