@@ -67,6 +67,13 @@ def detect_axis(array: np.ndarray) -> int:
     """
     if not array.any():
         raise InputError("The annotation is empty: it holds no labelled voxel")
+    # the same answer on the labels' bounding box (no labelled voxel outside it, so neither the
+    # in-plane neighbours nor the slice counts change): cost follows what was drawn, not the grid
+    box = []
+    for axis in range(3):
+        held = np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(held[0]), int(held[-1]) + 1))
+    array = array[tuple(box)]
     planar, counts = [], []
     for axis in range(3):
         score = min(_in_plane_fraction(array == value, axis) for value in np.unique(array[array != 0]))
