@@ -28,8 +28,10 @@ from .embedding_cache import SliceEmbedding
 #: Prompt sets per mask-decoder call by device type (None: 4). On a 2-core CPU with ViT-B the
 #: decoder costs ~60-75 ms per prompt set in calls of 1-4 sets and ~95 ms in calls of 16 (the
 #: transformer's activations leave the caches); a GPU gains from large batches. Memory: ~25 MB
-#: per prompt set with 3 masks.
-DEFAULT_MAX_BATCH = {"cpu": 4, "cuda": 32}
+#: per prompt set with 3 masks. Re-measured idle on a 2-core AVX-512 machine (session 7,
+#: ``bench_decoder.py --threads 2 --repeat 3``, 16 slices per call): 33-37 ms per prompt set per
+#: round in calls of 2, 40-43 in calls of 4, 56 in calls of 8, 40 in calls of 1: hence 2.
+DEFAULT_MAX_BATCH = {"cpu": 2, "cuda": 32}
 
 
 @dataclass(frozen=True, eq=False)
