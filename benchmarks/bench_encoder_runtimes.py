@@ -118,7 +118,8 @@ def bench_model(model_type: str, runtimes, n_slices: int, threads: int, home: Pa
             start = time.perf_counter()
             encoder = onnx_encoder.onnx_image_encoder(sam, sha, runtime, num_threads=threads, home=home)
             side = encoder_input_side(sam.image_encoder)  # 512 for EfficientViT-SAM L
-            encoder(torch.zeros(1, 3, side, side))  # warm-up run: ORT's first call plans memory
+            # warm-up run: ORT's first call plans memory (in each thread, for a light encoder's concurrent slices)
+            encoder(torch.zeros(encoder.slices_per_call, 3, side, side))
             one_off = time.perf_counter() - start
             encoded, wall, cpu = timed_encode(sam, volume, slices, prep, image_encoder=encoder)
         row = {"model": model_type, "runtime": {"bf16": "torch bf16", "onnx": "ONNX fp32"}.get(runtime, "ONNX int8"),
