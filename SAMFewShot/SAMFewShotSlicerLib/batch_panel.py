@@ -15,7 +15,8 @@ for a batch; Resume continues a cancelled training from its checkpoint.
 import qt
 import slicer
 
-from SAMFewShotLib.slicer_support import batch_cases, commands
+from SAMFewShotLib.atlas.bundle import bundle_engine
+from SAMFewShotLib.slicer_support import batch_cases, commands, requirements
 
 from .engine_choices import engineFamily
 from .job_monitor import JobMonitor
@@ -175,8 +176,12 @@ class BatchPanel(StudyModelPanel, ModulePanel):
             weighted = kind == "head" or (
                 kind == "reference" and engineFamily(parameterNode.engine) in commands.WEIGHTED_ENGINES
             )
+            monai = False
+            if kind == "atlas":  # an RRL-MedSAM or SFR study-model bundle runs a torch (and MONAI) network
+                torchBundle, monai = requirements.bundle_requirements(bundle_engine(parameterNode.batchModel))
+                weighted = weighted or torchBundle
             if not self.widget.packagesPanel.setupPythonRequirements(
-                sam=weighted, dist=bool(parameterNode.batchScheduler.strip())
+                sam=weighted, dist=bool(parameterNode.batchScheduler.strip()), sfr=monai
             ):
                 return
             fromScene = parameterNode.batchInputs == BATCH_INPUT_CHOICES[0]

@@ -583,3 +583,24 @@ def is_bundle(path: PathLike) -> bool:
         except (zipfile.BadZipFile, OSError):
             return False
     return False
+
+
+def bundle_engine(path: PathLike) -> str | None:
+    """The ``engine`` its manifest names ("elastix", "rrl_medsam", "sfr", ...), read without
+    verifying the members, or None when ``path`` is no readable bundle: for a caller that must
+    know which packages applying it needs before loading it (:func:`load_bundle` validates)."""
+    path = Path(path).expanduser()
+    try:
+        if path.is_dir():
+            text = (path / MANIFEST).read_bytes()
+        elif path.is_file() and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if archive.getinfo(MANIFEST).file_size > _MAX_MANIFEST_BYTES:
+                    return None
+                text = archive.read(MANIFEST)
+        else:
+            return None
+        engine = json.loads(text).get("engine")
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        return None
+    return engine if isinstance(engine, str) else None

@@ -42,6 +42,18 @@ DIST_PYTHON_REQUIREMENTS = ("dask[distributed]>=2024.1",)
 #: The ``sfr`` extra: training a study model (``samfewshot sfr train``: MONAI networks, losses,
 #: augmentation; torch from the PyTorch extension).
 SFR_PYTHON_REQUIREMENTS = ("monai>=1.3",)
+#: Bundle engines (the manifest's ``engine``) whose apply runs a torch network, and of those the
+#: ones built on MONAI: applying them needs the SAM requirements (torch) and, for "sfr", MONAI.
+TORCH_BUNDLE_ENGINES = ("rrl_medsam", "sfr")
+MONAI_BUNDLE_ENGINES = ("sfr",)
+
+
+def bundle_requirements(engine: str | None) -> tuple[bool, bool]:
+    """(needs torch and the SAM packages, needs MONAI) to apply a bundle of this ``engine``
+    (:func:`SAMFewShotLib.atlas.bundle.bundle_engine`; None: unknown, an elastix atlas's needs)."""
+    return engine in TORCH_BUNDLE_ENGINES, engine in MONAI_BUNDLE_ENGINES
+
+
 #: Version requirements passed to ``PyTorchUtilsLogic.installTorch`` (the ``sam`` extra's pins).
 TORCH_VERSION_REQUIREMENT = ">=2.1,<2.15"
 TORCHVISION_VERSION_REQUIREMENT = ">=0.16,<0.30"

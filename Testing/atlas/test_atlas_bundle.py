@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from SAMFewShotLib.atlas.bundle import FORMAT_VERSION, AtlasLabel, is_bundle, load_bundle, write_bundle
+from SAMFewShotLib.atlas.bundle import FORMAT_VERSION, AtlasLabel, bundle_engine, is_bundle, load_bundle, write_bundle
 from Testing.atlas.atlas_phantom import LIVER_TERMINOLOGY, phantom
 
 OBLIQUE = (0.0, -1.0, 0.0, 0.8, 0.0, 0.6, -0.6, 0.0, 0.8)
@@ -95,6 +95,17 @@ def test_is_bundle(tmp_path, atlases):
     assert is_bundle(write_bundle(tmp_path / "b.zip", name="n", atlases=atlases[:1]))
     (tmp_path / "x.zip").write_bytes(b"PK not a zip")
     assert not is_bundle(tmp_path / "x.zip") and not is_bundle(tmp_path) and not is_bundle(tmp_path / "none")
+
+
+def test_bundle_engine_reads_the_manifest_without_loading_the_bundle(bundle_path, tmp_path):
+    assert bundle_engine(bundle_path) == "registration"
+    (tmp_path / "x.zip").write_bytes(b"PK not a zip")
+    with zipfile.ZipFile(tmp_path / "no_manifest.zip", "w") as archive:
+        archive.writestr("other.txt", "x")
+    with zipfile.ZipFile(tmp_path / "bad_json.zip", "w") as archive:
+        archive.writestr("manifest.json", "{not json")
+    for path in ("x.zip", "no_manifest.zip", "bad_json.zip", "none", "."):
+        assert bundle_engine(tmp_path / path) is None
 
 
 @pytest.mark.parametrize(

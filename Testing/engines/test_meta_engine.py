@@ -117,7 +117,8 @@ def test_the_papers_sgd_from_the_plain_init_learns_but_is_unstable(case):
     thread), 0.657 / 0.727 (AVX-512 CPU, 1 / 2 threads); S = 36: 0.770 / 0.769; S = 48: 0.528 /
     0.195; alpha 0.02-0.03: 0.618-0.896. So the test asserts only that it learns (untrained +
     0.3), not a margin over the best threshold (0.634), which it crosses on some machines and
-    not on others; it stays below copying the nearest drawn mask (0.770) in every run but one.
+    not on others; it stays at or below copying the nearest drawn mask (0.770) except at alpha
+    0.03, S = 36 (0.883 / 0.896).
     From meta-learned inits (benchmarks/bench_meta_init.py, README "Meta engine") it did not reach
     the targets either; meta-training is too slow for a test."""
     volume, truth, annotation, checkpoint, _ = case
@@ -125,3 +126,111 @@ def test_the_papers_sgd_from_the_plain_init_learns_but_is_unstable(case):
         run = MetaEngine(checkpoint, config=MetaConfig(steps=24, checkpointing=False)).propagate(volume, annotation)
     learned, baselines = honest_comparison(case, run, DRAWN)
     assert learned >= baselines["untrained"] + 0.3, (learned, baselines)
+
+
+def test_the_report_counts_steps_time_and_memory_and_names_the_plain_init(plain_run):
+    counters = plain_run.counters
+    assert counters["online_steps"] == 24 and counters["online_steps_per_label"] == 24
+    # one pass with gradients per pair update, plus one detached pass at the start for each slice
+    # serving as a support (4 and 8: slice 12's nearest other is 8)
+    assert counters["support_pairs"] == 3 and counters["online_encoder_passes"] == 24 * 3 + 2
+    assert counters["online_seconds"] > 0 and counters["peak_rss_mib"] > 100
+    assert counters["init"].startswith("plain")
+    losses = plain_run.details[1]["online_losses"]
+    assert len(losses) == 24 and plain_run.details[1]["online_final_loss"] < losses[0]
+    assert plain_run.seconds["online adaptation"] > 0 and plain_run.seconds["predict"] > 0
+
+
+def test_a_declared_empty_slice_stops_the_outward_propagation(case):
+    volume, _, annotation, checkpoint, _ = case
+    stopped = SparseAnnotation.from_labels(annotation.labels, axis=0, empty_slices={1: [13]})
+    with pytest.warns(UserWarning):
+        prediction = MetaEngine(checkpoint, steps=2, config=FAST).propagate(volume, stopped)
+    assert not (prediction.labels.array[13:] == 1).any()
+    assert prediction.details[1]["empty_slices"] == [13]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"refine": 1}, "--refine is for the sam engine"),
+        ({"checkpoint": None}, "--checkpoint"),
+        ({"device": "tpu"}, "tpu"),
+        ({"checkpoint": "/nonexistent/sam.pth"}, "sam.pth"),
+        ({"steps": 0}, "steps"),
+    ],
+)
+def test_bad_options_are_refused(case, options, message):
+    settings = {"checkpoint": case[3], **options}
+    with pytest.raises(ValueError, match=message):
+        MetaEngine(settings.pop("checkpoint"), **settings)
+
+
+def test_a_corrupt_init_is_refused_before_any_work(case, tmp_path):
+    bad = tmp_path / "init.pt"
+    bad.write_bytes(b"not an init")
+    with pytest.raises(ValueError, match="not a readable meta init file") as error:
+        MetaEngine(case[3], init=str(bad))
+    assert "\n" not in str(error.value)
+
+
+def test_make_engine_builds_the_meta_engine(case):
+    engine = make_engine("meta", checkpoint=case[3], model_type=None, device="cpu")
+    assert isinstance(engine, MetaEngine)
+    with pytest.raises(ValueError, match="--refine is for the sam engine"):
+        make_engine("meta", checkpoint=case[3], refine=2)
+
+
+@pytest.fixture(scope="module")
+def cli_case(tmp_path_factory):
+    """The small random SAM (256-pixel input: the command's cost is in the 1024-pixel encoder
+    otherwise, which the sam and fewshot command tests cover), an init made by meta-train for it."""
+    folder = tmp_path_factory.mktemp("meta_cli")
+    checkpoint = meta_cases.small_sam_checkpoint(folder / "small.pth")
+    data = folder / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    volume, truth = meta_cases.textured_case(2, shape=(10, 32, 32))
+    write_volume(volume, data / "images" / "a.nrrd")
+    write_labels(LabelVolume(volume.with_array(truth.astype(np.uint8))), data / "labels" / "a.nrrd")
+    init = folder / "init.pt"
+    assert main(["meta-train", str(data), "-o", str(init), "--checkpoint", str(checkpoint), "--iterations", "1",
+                 "--steps", "2", "--shots", "2", "--queries", "1", "--tasks-per-step", "1",
+                 "--progress", "none"]) == 0
+    image, annotation = folder / "image.nii.gz", folder / "drawn.nii.gz"
+    write_volume(volume, image)
+    drawn = np.zeros(truth.shape, np.uint8)
+    drawn[[3, 6]] = truth[[3, 6]]
+    write_labels(LabelVolume(volume.with_array(drawn)), annotation)
+    return folder, str(checkpoint), str(init), str(image), str(annotation), volume
+
+
+def test_cli_propagates_with_a_meta_learned_init_and_reports_its_cost(cli_case):
+    folder, checkpoint, init, image, annotation, volume = cli_case
+    out, report = folder / "out.nii.gz", folder / "report.json"
+    code = main(["propagate", image, annotation, "-o", str(out), "--engine", "meta", "--checkpoint", checkpoint,
+                 "--init", init, "--report", str(report), "--progress", "none"])
+    assert code == 0
+    labels = read_labels(out)
+    assert labels.volume.same_grid(volume)
+    payload = json.loads(report.read_text())
+    counters = payload["counters"]
+    assert counters["init"] == init and counters["online_steps"] == 2
+    assert counters["online_seconds"] > 0 and counters["peak_rss_mib"] > 100
+    assert payload["seconds"]["online adaptation"] > 0
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [(["--refine", "1"], "--refine is for the sam engine"), (["--init", "BAD"], "not a readable meta init file")],
+)
+def test_cli_bad_meta_options_exit_2_with_one_line(cli_case, capsys, extra, match):
+    folder, checkpoint, _, image, annotation, _ = cli_case
+    if "BAD" in extra:
+        (folder / "bad.pt").write_bytes(b"\x00" * 10)
+        extra = ["--init", str(folder / "bad.pt")]
+    out = folder / "never.nii.gz"
+    code = main(["propagate", image, annotation, "-o", str(out), "--engine", "meta", "--checkpoint", checkpoint,
+                 "--progress", "none", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and match in err and "\n" not in err and not out.exists()

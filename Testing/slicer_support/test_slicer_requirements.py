@@ -64,6 +64,13 @@ def test_sfr_requirements_match_the_sfr_extra():
     assert list(requirements.SFR_PYTHON_REQUIREMENTS) == _extra("sfr")
 
 
+def test_applying_a_bundle_asks_for_what_its_engine_runs():
+    assert requirements.bundle_requirements("sfr") == (True, True)  # a MONAI network on torch
+    assert requirements.bundle_requirements("rrl_medsam") == (True, False)  # a torch network
+    for engine in ("registration", "elastix", None):
+        assert requirements.bundle_requirements(engine) == (False, False)
+
+
 def test_pinned_packages_are_slicers_own():
     assert {"SimpleITK", "numpy", "torch", "torchvision"} <= set(requirements.PINNED_PACKAGES)
     assert pinned_conflicts(["numpy>=99", "tqdm>=1", "simpleitk>=2"]) == ["numpy>=99", "simpleitk>=2"]
