@@ -7,7 +7,7 @@ exporter, opset 17, batch of one: TinyViT's reshapes trace the batch size as a c
 on a CPU a batch gains nothing over a loop) and cached in the weights store next to the weights,
 under ``<weights dir>/onnx/<checkpoint sha256>/encoder-<variant>-v<GRAPH_VERSION>.onnx``; every
 later run loads the cached file. A ViT encoder is exported with its global attention row-chunked
-(:mod:`.vit_attention`: same numbers, a third less time in ONNX Runtime on ViT-B); the graph
+(:mod:`.vit_attention`: same numbers; ViT-B 7.9 -> 5.0-5.3 s per slice in ONNX Runtime); the graph
 version in the name keeps files exported before that from being reused. Variants:
 
 - ``fp32``: the exported graph as is; parity with the torch fp32 encoder is tested on tiny
