@@ -8,6 +8,25 @@ is not in the image): the command line reports it in one line and exits 2. It su
 
 from __future__ import annotations
 
+import math
+
 
 class InputError(ValueError):
     """Bad input the user can fix; the message names the value and what is expected."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A training step's loss is not finite: the network's weights are lost to NaN/inf. Raised
+    before anything is saved, so the last periodic checkpoint (weights from before the
+    divergence) stays and no bundle of unusable weights is written; the command line says so in
+    one line and exits 1 (not an internal error)."""
+
+
+def require_finite_loss(loss: float, iteration: int, what: str) -> None:
+    """TrainingDiverged naming ``what`` (e.g. "RRL-MedSAM training") and the iteration (1-based)
+    unless ``loss`` is finite."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"{what} diverged at iteration {iteration} (loss {loss}): no bundle was written; train again "
+            "with a lower learning rate or fewer iterations"
+        )

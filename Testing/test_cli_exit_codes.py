@@ -71,3 +71,19 @@ def test_input_and_os_errors_exit_2_with_one_line_and_no_report(case, monkeypatc
 
 def test_the_engine_really_runs_without_the_patch(case):
     assert _propagate(case) == 0 and case["out"].exists()
+
+
+def test_a_diverged_training_exits_1_with_its_own_line_not_an_internal_error(case, monkeypatch, capsys):
+    from SAMFewShotLib.errors import require_finite_loss
+
+    def propagate(self, *args, **kwargs):
+        require_finite_loss(float("nan"), 7, "SFR re-training")
+
+    monkeypatch.setattr(InterpolateEngine, "propagate", propagate)
+    assert _propagate(case) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "samfewshot: SFR re-training diverged at iteration 7 (loss nan): no bundle was written; train again with "
+        "a lower learning rate or fewer iterations"
+    ]
+    assert not case["out"].exists()

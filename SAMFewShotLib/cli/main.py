@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ..errors import InputError
+from ..errors import InputError, TrainingDiverged
 from ..files import deferred_outputs
 from ..input_checks import MAX_VOXELS_ENV
 from ..native_output import clear_library_notices, library_notices
@@ -246,6 +246,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except (Cancelled, KeyboardInterrupt):
         return _cancelled(cancel)
+    except TrainingDiverged as error:  # not a bug: these data and settings made the loss explode
+        print(f"samfewshot: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as error:
         if cancel.cancelled:  # a worker or child stopped by the same SIGTERM
             return _cancelled(cancel)

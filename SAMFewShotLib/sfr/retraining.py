@@ -32,7 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from ..atlas.normalisation import normalise
-from ..errors import InputError
+from ..errors import InputError, require_finite_loss
 from ..progress import Cancelled, CancelToken, Progress, no_progress
 from ..torch_files import read_torch_file, save_torch_file
 from ..volume import LabelVolume, Volume
@@ -341,6 +341,7 @@ class Trainer:
                     and self.iteration >= int(self.settings.agreement_at * total)):
                 self._apply_agreement(self.select_by_agreement())
             self.last_losses = self.step()
+            require_finite_loss(self.last_losses["total"], self.iteration, "SFR re-training")
             self.seconds += time.perf_counter() - start
             progress(STAGE, self.iteration, total)
             if save is not None and self.iteration % self.settings.checkpoint_every == 0:

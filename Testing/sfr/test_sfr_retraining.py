@@ -232,3 +232,25 @@ def test_elastic_augmentation_keeps_classes_and_weights():
         assert set(new_target.unique().tolist()) <= {0, 1, 2} and set(new_weight.unique().tolist()) <= {0.0, 1.0}
         changed += int(not torch.equal(new_target, target))
     assert changed >= 2
+
+
+def test_a_diverged_re_training_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    from SAMFewShotLib.errors import TrainingDiverged
+    from SAMFewShotLib.sfr import retraining
+    from SAMFewShotLib.torch_files import read_torch_file
+
+    labelled, pseudo, unlabelled = _data()
+    original = retraining.Trainer.step
+
+    def step(self):
+        losses = original(self)
+        if self.iteration == 3:  # the 3rd iteration's loss is NaN
+            losses["total"] = float("nan")
+        return losses
+
+    monkeypatch.setattr(retraining.Trainer, "step", step)
+    with pytest.raises(TrainingDiverged, match="SFR re-training diverged at iteration 3"):
+        retrain(labelled, pseudo, unlabelled, config=CONFIG,
+                settings=RetrainSettings(iterations=5, patch=8, checkpoint_every=2), work_dir=tmp_path)
+    saved = read_torch_file(tmp_path / CHECKPOINT_NAME, "SFR checkpoint")
+    assert saved["iteration"] == 2  # the weights from before the divergence

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import InputError
+from ...errors import InputError, require_finite_loss
 from ...progress import Cancelled, CancelToken, Progress, no_progress
 from ...sam.preprocess import looks_like_ct
 from ...volume import LabelVolume, Volume
@@ -348,6 +348,7 @@ class Trainer:
                 cancel.raise_if_cancelled()
             start = time.perf_counter()
             self.last_losses = self.step()
+            require_finite_loss(self.last_losses["total"], self.iteration + 1, "RRL-MedSAM training")
             self.iteration += 1
             self.seconds += time.perf_counter() - start
             progress(STAGE_TRAIN, self.iteration, iterations)

@@ -128,3 +128,26 @@ def test_an_unusable_output_is_refused_before_training(tmp_path):
         train_rrl_bundle(image, labels, unlabeled, folder, size=32, iterations=1,
                          progress=lambda *args: calls.append(args))
     assert calls == [] and not (tmp_path / "occupied.work").exists()
+
+
+def test_a_diverged_training_stops_keeps_the_last_checkpoint_and_writes_no_bundle(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from SAMFewShotLib.atlas.rrl import training
+    from SAMFewShotLib.errors import TrainingDiverged
+
+    original = training.Trainer.step
+
+    def step(self):
+        losses = original(self)
+        if self.iteration == 3:  # the 4th iteration's loss is NaN
+            losses["total"] = float("nan")
+        return losses
+
+    monkeypatch.setattr(training.Trainer, "step", step)
+    with pytest.raises(TrainingDiverged, match="RRL-MedSAM training diverged at iteration 4"):
+        image, labels, unlabeled = _inputs()
+        train_rrl_bundle(image, labels, unlabeled, tmp_path / "diverged.zip", size=32, iterations=6,
+                         work_dir=tmp_path / "diverged", settings=replace(SETTINGS, checkpoint_every=2), device="cpu")
+    assert load_checkpoint(tmp_path / "diverged" / CHECKPOINT_NAME)["iteration"] == 2  # weights before it
+    assert not (tmp_path / "diverged.zip").exists()
