@@ -7,12 +7,20 @@ import copy
 
 import numpy as np
 import pytest
-import torch
-from segment_anything.modeling.image_encoder import Attention
 
-from SAMFewShotLib.sam import vit_attention
-from SAMFewShotLib.sam.vit_attention import RowChunkedAttention, install_row_chunked_attention, row_chunked_forward
-from Testing.tiny_sam import build_tiny_sam
+pytest.importorskip("torch")
+pytest.importorskip("segment_anything")
+
+import torch  # noqa: E402
+from segment_anything.modeling.image_encoder import Attention  # noqa: E402
+
+from SAMFewShotLib.sam import vit_attention  # noqa: E402
+from SAMFewShotLib.sam.vit_attention import (  # noqa: E402
+    RowChunkedAttention,
+    install_row_chunked_attention,
+    row_chunked_forward,
+)
+from Testing.tiny_sam import build_tiny_sam  # noqa: E402
 
 
 def random_attention(dim: int = 32, heads: int = 4, grid: tuple[int, int] = (8, 6), rel_pos: bool = True) -> Attention:
