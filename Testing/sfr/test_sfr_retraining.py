@@ -238,17 +238,11 @@ def test_a_diverged_re_training_stops_and_keeps_the_last_checkpoint(tmp_path, mo
     from SAMFewShotLib.errors import TrainingDiverged
     from SAMFewShotLib.sfr import retraining
     from SAMFewShotLib.torch_files import read_torch_file
+    from Testing.training_faults import step_with_nan_loss_at
 
     labelled, pseudo, unlabelled = _data()
-    original = retraining.Trainer.step
-
-    def step(self):
-        losses = original(self)
-        if self.iteration == 3:  # the 3rd iteration's loss is NaN
-            losses["total"] = float("nan")
-        return losses
-
-    monkeypatch.setattr(retraining.Trainer, "step", step)
+    # the 3rd iteration's loss is NaN (this trainer counts an iteration inside its step)
+    monkeypatch.setattr(retraining.Trainer, "step", step_with_nan_loss_at(retraining.Trainer.step, 3))
     with pytest.raises(TrainingDiverged, match="SFR re-training diverged at iteration 3"):
         retrain(labelled, pseudo, unlabelled, config=CONFIG,
                 settings=RetrainSettings(iterations=5, patch=8, checkpoint_every=2), work_dir=tmp_path)

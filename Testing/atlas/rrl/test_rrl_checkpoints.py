@@ -135,16 +135,10 @@ def test_a_diverged_training_stops_keeps_the_last_checkpoint_and_writes_no_bundl
 
     from SAMFewShotLib.atlas.rrl import training
     from SAMFewShotLib.errors import TrainingDiverged
+    from Testing.training_faults import step_with_nan_loss_at
 
-    original = training.Trainer.step
-
-    def step(self):
-        losses = original(self)
-        if self.iteration == 3:  # the 4th iteration's loss is NaN
-            losses["total"] = float("nan")
-        return losses
-
-    monkeypatch.setattr(training.Trainer, "step", step)
+    # the 4th iteration's loss is NaN (this trainer counts an iteration after its step)
+    monkeypatch.setattr(training.Trainer, "step", step_with_nan_loss_at(training.Trainer.step, 3))
     with pytest.raises(TrainingDiverged, match="RRL-MedSAM training diverged at iteration 4"):
         image, labels, unlabeled = _inputs()
         train_rrl_bundle(image, labels, unlabeled, tmp_path / "diverged.zip", size=32, iterations=6,
