@@ -17,18 +17,26 @@ weight at the first and last iteration: with the default warm-up of 100 it is 0 
 iteration 100, full from 200, so a 300-iteration run trains 100 iterations with it). Random
 initial weights, no SAM teacher (stage 1 off): this measures the network as trained here, not
 the paper's full pipeline. ``--joint`` and ``--no-augment`` switch off the paper's alternating
-updates and augmentation (the A/B of those deviations). Usage::
+updates and augmentation (the A/B of those deviations). ``--refine N`` adds two rows: the
+registration output refined by N test-time steps (:mod:`SAMFewShotLib.atlas.rrl.refinement`, not
+in the paper) from the network's displacement (``registration_refined``) and from a zero one
+(``zero_refined``: the same optimisation without what the network learnt), and the seconds of a
+refined apply. ``--save-bundle`` keeps the trained bundle; ``--bundle`` scores one trained before
+on the same data and options instead of training. Usage::
 
     .venv/bin/python benchmarks/bench_rrl_real.py [--size 128] [--iterations 300] [--max-mm 25]
                  [--cases 6] [--threads 2] [--dice-warmup 100] [--learning-rate 1e-3] [--joint]
-                 [--no-augment] [--json OUT]
+                 [--no-augment] [--json OUT] [--save-bundle BUNDLE.zip]
+                 [--bundle BUNDLE.zip] [--refine N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -41,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from SAMFewShotLib.atlas.bundle import load_bundle  # noqa: E402
 from SAMFewShotLib.atlas.deformation import deform_case  # noqa: E402
+from SAMFewShotLib.atlas.rrl import apply as rrl_apply  # noqa: E402
+from SAMFewShotLib.atlas.rrl import training  # noqa: E402
 from SAMFewShotLib.atlas.rrl.apply import apply_rrl  # noqa: E402
 from SAMFewShotLib.atlas.rrl.training import TrainSettings, dice_ramp, train_rrl_bundle  # noqa: E402
 from SAMFewShotLib.metrics import dice  # noqa: E402
@@ -61,6 +71,26 @@ def mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {name: round(float(np.mean([r[name] for r in rows])), 3) for name in ORGANS.values()}
 
 
+@contextlib.contextmanager
+def zero_displacement():
+    """Within: every RRL network ``apply_rrl`` loads predicts a zero displacement (its flow head
+    zeroed), so that the refined registration output is test-time optimisation from the identity,
+    without what the network learnt."""
+    original = rrl_apply.load_network
+
+    def load_zeroed(path):
+        model, values = original(path)
+        torch.nn.init.zeros_(model.registration.flow.weight)
+        torch.nn.init.zeros_(model.registration.flow.bias)
+        return model, values
+
+    rrl_apply.load_network = load_zeroed
+    try:
+        yield
+    finally:
+        rrl_apply.load_network = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DATA), help="folder with image.nii.gz and reference_labels.nii.gz")
@@ -75,6 +105,11 @@ def main() -> None:
     parser.add_argument("--joint", action="store_true", help="one joint step per iteration (not alternating)")
     parser.add_argument("--no-augment", action="store_true", help="no TorchIO augmentation")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--save-bundle", default=None, help="also copy the trained bundle here")
+    parser.add_argument("--bundle", default=None, help="evaluate this bundle (trained on this data), no training")
+    parser.add_argument("--refine", type=int, default=0, metavar="N",
+                        help="also score the registration output refined by N test-time steps, from the network's "
+                             "displacement and from a zero one")
     args = parser.parse_args()
     if args.cases < 2:
         parser.error(f"--cases must be >= 2 (training copies + one held out), not {args.cases}")
@@ -112,24 +147,55 @@ def main() -> None:
         start = time.perf_counter()
         cpu_start = time.process_time()
 
+        sums: dict[str, float] = {}
+
         def progress(stage: str, done: int, total: int) -> None:
             if done % 50 == 0:
-                print(f"{stage} {done}/{total} {time.perf_counter() - start:.0f} s", flush=True)
+                means = " ".join(f"{k} {v / 50:.3f}" for k, v in sums.items())
+                print(f"{stage} {done}/{total} {time.perf_counter() - start:.0f} s {means}", flush=True)
+                sums.clear()
 
-        path = train_rrl_bundle(
-            image, atlas_labels, [c[0] for c in cases[:-1]], Path(work) / "rrl.zip", size=args.size,
-            iterations=args.iterations, work_dir=Path(work) / "work", device="cpu",
-            settings=settings, progress=progress,
-        )
+        step = training.Trainer.step
+
+        def logged_step(trainer):  # the losses' means over each 50 iterations join the progress lines
+            losses = step(trainer)
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value
+            return losses
+
+        training.Trainer.step = logged_step  # type: ignore[method-assign]
+
+        if args.bundle:  # evaluate a bundle trained before (same data and options), no training
+            path = Path(args.bundle)
+        else:
+            path = train_rrl_bundle(
+                image, atlas_labels, [c[0] for c in cases[:-1]], Path(work) / "rrl.zip", size=args.size,
+                iterations=args.iterations, work_dir=Path(work) / "work", device="cpu",
+                settings=settings, progress=progress,
+            )
         training_seconds = time.perf_counter() - start
         training_cpu = time.process_time() - cpu_start
+        if args.save_bundle:
+            shutil.copyfile(path, args.save_bundle)
         bundle = load_bundle(path)
-        results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+        methods = METHODS + (("registration_refined", "zero_refined") if args.refine else ())
+        results: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+        refine_seconds = []
         for target, truth in cases:
             results["identity"].append(scores(atlas_labels.array, truth.array))
             for output in ("segmentation", "registration"):
                 labels = apply_rrl(bundle, target, device="cpu", output=output)
                 results[output].append(scores(labels.array, truth.array))
+            if args.refine:
+                started = time.perf_counter()
+                labels = apply_rrl(bundle, target, device="cpu", output="registration", refine_iterations=args.refine)
+                refine_seconds.append(time.perf_counter() - started)
+                results["registration_refined"].append(scores(labels.array, truth.array))
+                with zero_displacement():
+                    labels = apply_rrl(
+                        bundle, target, device="cpu", output="registration", refine_iterations=args.refine
+                    )
+                results["zero_refined"].append(scores(labels.array, truth.array))
 
     summary = {
         "command": " ".join(sys.argv),
@@ -138,8 +204,10 @@ def main() -> None:
         "training_seconds": round(training_seconds, 1),
         "training_cpu_seconds": round(training_cpu, 1),
         "seconds_per_iteration": bundle.parameters.get("seconds_per_iteration"),
-        "training_copies": {m: mean(results[m][:-1]) for m in METHODS},
-        "held_out": {m: results[m][-1] for m in METHODS},
+        "refine_iterations": args.refine,
+        "seconds_per_refined_apply": round(float(np.mean(refine_seconds)), 1) if refine_seconds else None,
+        "training_copies": {m: mean(results[m][:-1]) for m in methods},
+        "held_out": {m: results[m][-1] for m in methods},
     }
     print(
         f"\ntraining {summary['training_seconds']} s wall, {summary['training_cpu_seconds']} CPU-s, "
@@ -148,7 +216,7 @@ def main() -> None:
     header = ["method", "set", *ORGANS.values(), "mean"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for where in ("training_copies", "held_out"):
-        for method in METHODS:
+        for method in methods:
             row = summary[where][method]
             cells = [method, where.replace("_", " "), *(f"{row[n]:.3f}" for n in ORGANS.values()),
                      f"**{np.mean(list(row.values())):.3f}**"]

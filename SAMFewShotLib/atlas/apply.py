@@ -90,6 +90,7 @@ def apply_bundle(
     checkpoint: str | None = None,
     device: str = "auto",
     rrl_output: str | None = None,
+    rrl_refine: int = 0,
     progress: Progress = no_progress,
     cancel: CancelToken | None = None,
 ) -> AtlasResult:
@@ -117,9 +118,9 @@ def apply_bundle(
     check_method(fusion)
     check_refine(refine, checkpoint)
     check_device_name(device)
-    if rrl_output is not None and bundle.engine != "rrl_medsam":
-        raise InputError(f"An RRL-MedSAM output ({rrl_output!r}) needs an rrl_medsam bundle, "
-                         f"not a {bundle.engine} bundle")
+    if (rrl_output is not None or rrl_refine) and bundle.engine != "rrl_medsam":
+        asked = f"output ({rrl_output!r})" if rrl_output is not None else f"refinement ({rrl_refine!r})"
+        raise InputError(f"An RRL-MedSAM {asked} needs an rrl_medsam bundle, not a {bundle.engine} bundle")
     total = time.perf_counter()
     seconds: dict[str, float] = {}
     details: dict = {}
@@ -128,8 +129,12 @@ def apply_bundle(
         from .rrl.apply import apply_rrl
 
         start = time.perf_counter()
-        labels = apply_rrl(bundle, image, device=device, output=rrl_output, progress=progress, cancel=cancel)
+        labels = apply_rrl(
+            bundle, image, device=device, output=rrl_output, refine_iterations=rrl_refine, progress=progress,
+            cancel=cancel,
+        )
         details["rrl_output"] = rrl_output or bundle.parameters.get("output", "segmentation")
+        details["rrl_refine"] = rrl_refine
         seconds["network"] = time.perf_counter() - start
     elif bundle.engine == "sfr":  # an SFR study model (SAMFewShotLib.sfr)
         from ..sfr.bundle_model import apply_sfr

@@ -83,6 +83,9 @@ def add_atlas_parser(subparsers) -> None:
     p.add_argument("--rrl-output", default=None, choices=("segmentation", "registration"),
                    help="RRL-MedSAM bundles: the segmentation decoder's labels or the atlas labels warped by the "
                         "predicted displacement (default: the bundle's choice)")
+    p.add_argument("--rrl-refine", type=int, default=0, metavar="N",
+                   help="RRL-MedSAM registration output: refine the predicted displacement for this image by N "
+                        "steps of its NCC + smoothness loss (test-time optimisation, not in the paper; default 0)")
     add_report_argument(p, help="write a JSON report: seconds per stage, details")
     add_progress_argument(p)
     p.set_defaults(func=cmd_atlas_apply)
@@ -168,7 +171,7 @@ def cmd_atlas_apply(args: argparse.Namespace, progress, cancel) -> int:
     image = read_volume(args.image)
     result = apply_bundle(
         bundle, image, fusion=args.fusion, refine=args.refine, checkpoint=args.checkpoint, device=args.device,
-        rrl_output=args.rrl_output, progress=progress, cancel=cancel,
+        rrl_output=args.rrl_output, rrl_refine=args.rrl_refine, progress=progress, cancel=cancel,
     )
     write_labels(result.labels, args.output)
     seconds = dict(result.seconds, wall=time.perf_counter() - start)

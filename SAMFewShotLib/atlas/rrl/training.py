@@ -44,19 +44,28 @@ counters, generator states, settings, data digest) is written atomically to the 
 ``checkpoint_every`` iterations, at the end, and when cancelled; ``resume=True`` continues that
 run exactly (same iteration count, optimiser state and random draws), also to a larger
 ``iterations``. The bundle is written only when training completes.
+
+Two guards stop a run with :class:`~SAMFewShotLib.errors.TrainingDiverged` before anything is
+saved: a loss that is not finite, and a *collapsed registration*: when the NCC loss of the
+warped atlas, averaged over the last :data:`COLLAPSE_WINDOW` iterations, exceeds that of no
+registration at all (the zero displacement, the same augmented pairs) by more than
+:data:`COLLAPSE_MARGIN`. Measured: a 1,000-iteration run at 128^3 on the abdominal CT (learning
+rate 1e-3, default schedule) ended with an NCC loss of 0.93 against about 0.45 unregistered and
+every output below Dice 0.3, without any loss turning NaN.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from ...errors import InputError, require_finite_loss
+from ...errors import InputError, TrainingDiverged, require_finite_loss
 from ...progress import Cancelled, CancelToken, Progress, no_progress
 from ...sam.preprocess import looks_like_ct
 from ...volume import LabelVolume, Volume
@@ -77,6 +86,10 @@ logger = logging.getLogger(__name__)
 STAGE_DISTILL = "RRL-MedSAM distillation"
 STAGE_TRAIN = "RRL-MedSAM training"
 CHECKPOINT_VERSION = 2
+#: Iterations over which the collapse guard averages (module docstring).
+COLLAPSE_WINDOW = 50
+#: How much worse than no registration (NCC loss, 0-1) the window's mean may be.
+COLLAPSE_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,9 @@ def medical_losses(
     ``atlas`` and ``target`` (1, 1, S/2, S/2, S/2) and ``atlas_onehot`` (1, C, S/2, S/2, S/2);
     ``"total"`` is the one to minimise, ``"pseudo"`` the detached warped atlas labels
     (1, C, S/2, S/2, S/2) and ``"output"`` the forward pass. With ``general_grad`` the general
-    branch keeps its graph and ``"seg_general"`` is added (the joint, non-alternating step)."""
+    branch keeps its graph and ``"seg_general"`` is added (the joint, non-alternating step).
+    ``"ncc_identity"`` (no gradient) is the NCC loss of the unwarped atlas: the collapse guard's
+    reference."""
     out = model.forward_working(atlas, target, segment_moving=settings.atlas_supervision, prompt_grad=general_grad)
     flow, moving = out.flow, out.moving
     assert flow is not None and moving is not None  # a registration pass
@@ -157,6 +172,7 @@ def medical_losses(
     losses: dict = {
         "smooth": smoothness_loss(flow),
         "ncc": ncc_loss(out.fixed, warped, settings.ncc_window),
+        "ncc_identity": ncc_loss(out.fixed.detach(), moving.detach(), settings.ncc_window),
         "dice": dice_loss(warped_labels, medical_target.detach()),
         "seg_medical": segmentation_loss(out.medical_logits[:1], pseudo),
     }
@@ -238,6 +254,7 @@ class Trainer:
         self.iteration = 0
         self.seconds = 0.0
         self.last_losses: dict[str, float] = {}
+        self.ncc_excess: deque[float] = deque(maxlen=COLLAPSE_WINDOW)  # the collapse guard's window
 
     # Checkpoints ---------------------------------------------------------------------------------
     def identity(self) -> dict:
@@ -339,6 +356,19 @@ class Trainer:
             losses["total"] = losses["total"] + general
         return {k: float(v.detach()) for k, v in losses.items() if k not in ("pseudo", "output")}
 
+    def check_registration(self) -> None:
+        """TrainingDiverged when the registration has collapsed (module docstring) by the last step."""
+        losses = self.last_losses
+        self.ncc_excess.append(losses["ncc"] - losses["ncc_identity"])
+        excess = sum(self.ncc_excess) / len(self.ncc_excess)
+        if len(self.ncc_excess) == COLLAPSE_WINDOW and excess > COLLAPSE_MARGIN:
+            raise TrainingDiverged(
+                f"RRL-MedSAM training collapsed at iteration {self.iteration + 1}: over the last {COLLAPSE_WINDOW} "
+                f"iterations the registration matched the images worse than no registration (NCC loss "
+                f"{excess:+.3f} against the unwarped atlas); no bundle was written; train again with a lower "
+                "learning rate or fewer iterations"
+            )
+
     def train(self, iterations: int, progress: Progress, cancel: CancelToken | None, save) -> None:
         """The joint stage up to ``iterations`` (counted over the whole run)."""
         self.model.train()
@@ -349,6 +379,7 @@ class Trainer:
             start = time.perf_counter()
             self.last_losses = self.step()
             require_finite_loss(self.last_losses["total"], self.iteration + 1, "RRL-MedSAM training")
+            self.check_registration()
             self.iteration += 1
             self.seconds += time.perf_counter() - start
             progress(STAGE_TRAIN, self.iteration, iterations)

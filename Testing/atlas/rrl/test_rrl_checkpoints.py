@@ -145,3 +145,53 @@ def test_a_diverged_training_stops_keeps_the_last_checkpoint_and_writes_no_bundl
                          work_dir=tmp_path / "diverged", settings=replace(SETTINGS, checkpoint_every=2), device="cpu")
     assert load_checkpoint(tmp_path / "diverged" / CHECKPOINT_NAME)["iteration"] == 2  # weights before it
     assert not (tmp_path / "diverged.zip").exists()
+
+
+def test_a_collapsed_registration_stops_the_training_and_writes_no_bundle(tmp_path, monkeypatch):
+    """No loss is NaN, but the warped atlas matches the target worse than the unwarped one for a
+    whole window: the run stops (it would otherwise write a bundle scoring far below the identity
+    warp, as a 1,000-iteration 128^3 run on real CT did)."""
+    from dataclasses import replace
+
+    from SAMFewShotLib.atlas.rrl import training
+    from SAMFewShotLib.errors import TrainingDiverged
+
+    original = training.Trainer.step
+
+    def step(self):
+        losses = original(self)
+        if self.iteration >= 2:  # from the 3rd iteration on, NCC 0.08 worse than no registration
+            losses["ncc"] = losses["ncc_identity"] + 0.08
+        return losses
+
+    monkeypatch.setattr(training.Trainer, "step", step)
+    monkeypatch.setattr(training, "COLLAPSE_WINDOW", 4)
+    image, labels, unlabeled = _inputs()
+    # the window's mean excess: ~0.04 after iteration 4 (2 of 4 collapsed: under the 0.05 margin),
+    # ~0.06 after iteration 5 (3 of 4): the run stops there
+    with pytest.raises(TrainingDiverged, match="collapsed at iteration 5: over the last 4 iterations"):
+        train_rrl_bundle(image, labels, unlabeled, tmp_path / "collapsed.zip", size=32, iterations=9,
+                         work_dir=tmp_path / "collapsed", settings=replace(SETTINGS, checkpoint_every=2),
+                         device="cpu")
+    assert not (tmp_path / "collapsed.zip").exists()
+    assert load_checkpoint(tmp_path / "collapsed" / CHECKPOINT_NAME)["iteration"] == 4
+
+
+def test_a_healthy_start_passes_the_collapse_guard(tmp_path):
+    """The first iterations of a normal run: the learnt displacement is still near zero, so the
+    warped atlas's NCC loss equals the unwarped one's and the guard stays quiet."""
+    from SAMFewShotLib.atlas.rrl import training
+
+    trainer_losses = []
+    original = training.Trainer.step
+
+    def step(self):
+        losses = original(self)
+        trainer_losses.append(losses)
+        return losses
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training.Trainer, "step", step)
+        patch.setattr(training, "COLLAPSE_WINDOW", 3)
+        _train(tmp_path, "healthy", 4)
+    assert all(abs(x["ncc"] - x["ncc_identity"]) < 0.05 for x in trainer_losses), trainer_losses
