@@ -11,6 +11,11 @@ the medical and general rows). CPU seconds (``time.process_time``), so that the 
 the work costs on a shared machine too (the wall time is printed as well). Usage::
 
     .venv/bin/python benchmarks/bench_rrl_step.py [--size 128] [--steps 3] [--threads 1] [--cases 2]
+                 [--bundle TRAINED.zip] [--denormals flush|keep|both]
+
+``--bundle`` starts from a trained network (late in a run the backward pass makes denormal
+numbers, which are slow on x86 CPUs); ``--denormals both`` times the step with them kept and
+flushed to zero (training flushes them, :func:`SAMFewShotLib.atlas.rrl.training.flushed_denormals`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cases", type=int, default=2, help="unlabelled deformed copies")
+    parser.add_argument("--bundle", default=None,
+                        help="start from this trained rrl_medsam bundle's weights (same --size and organs)")
+    parser.add_argument("--denormals", default="flush", choices=("flush", "keep", "both"),
+                        help="flush denormal numbers to zero as training does (default), keep them, or time both")
     args = parser.parse_args()
     folder = Path(args.data)
     if not (folder / "image.nii.gz").is_file():
@@ -63,6 +72,13 @@ def main() -> None:
     data = prepare_training_data(image, labels, cases, args.size, default_normalisation("CT"))
     config = RRLConfig(size=args.size, n_classes=len(data.label_values) + 1)
     trainer = training.Trainer(data, config, training.TrainSettings(), torch.device("cpu"))
+    if args.bundle:  # late-training weights (the Dice term at full weight from iteration 200)
+        from SAMFewShotLib.atlas.bundle import load_bundle
+        from SAMFewShotLib.atlas.rrl.network_file import NETWORK_MEMBER, load_network
+
+        trained, _ = load_network(load_bundle(args.bundle).weights_path(NETWORK_MEMBER))
+        trainer.model.load_state_dict(trained.state_dict())
+        trainer.iteration = 500
     trainer.model.train()
 
     seconds: dict[str, float] = defaultdict(float)
@@ -85,19 +101,25 @@ def main() -> None:
     model.general_logits = timed("general logits (x2)", model.general_logits)  # type: ignore[method-assign]
     backward = torch.Tensor.backward
     torch.Tensor.backward = timed("backward (x2)", backward)  # type: ignore[method-assign]
+    modes = {"flush": (True,), "keep": (False,), "both": (False, True)}[args.denormals]
     try:
-        trainer.step()  # warm-up
-        seconds.clear()
-        cpu, wall = time.process_time(), time.perf_counter()
-        for _ in range(args.steps):
-            trainer.step()
-        cpu, wall = (time.process_time() - cpu) / args.steps, (time.perf_counter() - wall) / args.steps
+        for flush in modes:
+            torch.set_flush_denormal(flush)
+            trainer.step()  # warm-up
+            seconds.clear()
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(args.steps):
+                trainer.step()
+            cpu, wall = (time.process_time() - cpu) / args.steps, (time.perf_counter() - wall) / args.steps
+            print(f"size {args.size}, {torch.get_num_threads()} thread(s), {len(data.label_values) + 1} classes, "
+                  f"{'random' if not args.bundle else 'trained'} weights, denormals "
+                  f"{'flushed' if flush else 'kept'}: {cpu:.2f} CPU-s per iteration ({wall:.2f} s wall), "
+                  f"load {os.getloadavg()[0]:.1f}")
+            for name, value in seconds.items():  # the encoders' passes are inside the medical and general rows
+                print(f"  {name:28s} {value / args.steps:.2f}")
     finally:
         torch.Tensor.backward = backward  # type: ignore[method-assign]
-    print(f"size {args.size}, {torch.get_num_threads()} thread(s), {len(data.label_values) + 1} classes: "
-          f"{cpu:.2f} CPU-s per iteration ({wall:.2f} s wall), load {os.getloadavg()[0]:.1f}")
-    for name, value in seconds.items():  # the encoders' passes are inside the medical and general rows
-        print(f"  {name:28s} {value / args.steps:.2f}")
+        torch.set_flush_denormal(False)
 
 
 if __name__ == "__main__":
