@@ -40,11 +40,11 @@ Two stages (the paper's dual-stage knowledge distillation):
    the sum of both steps' losses followed by one EMA, the layout before issue 17.
 
 All losses are computed on the working grid (size / 2), with denormal numbers flushed to zero
-(:func:`flushed_denormals`: late in a run they made each step 1.4x slower). A checkpoint
-(model, optimisers, counters, generator states, settings, data digest) is written atomically to the work folder every
-``checkpoint_every`` iterations, at the end, and when cancelled; ``resume=True`` continues that
-run exactly (same iteration count, optimiser state and random draws), also to a larger
-``iterations``. The bundle is written only when training completes.
+(:func:`flushed_denormals`: late in a run they made each step 1.25x slower). A checkpoint
+(model, optimisers, counters, generator states, settings, data digest) is written atomically
+to the work folder every ``checkpoint_every`` iterations, at the end, and when cancelled;
+``resume=True`` continues that run exactly (same iteration count, optimiser state and random
+draws), also to a larger ``iterations``. The bundle is written only when training completes.
 
 Two guards stop a run with :class:`~SAMFewShotLib.errors.TrainingDiverged` before anything is
 saved: a loss that is not finite, and a *collapsed registration*: when the NCC loss of the
@@ -154,11 +154,12 @@ def resolve_device(device: str) -> torch.device:
 def flushed_denormals():
     """Within: CPU float operations flush denormal numbers (magnitude < 1.2e-38) to zero.
 
-    Measured (``benchmarks/bench_rrl_step.py --bundle``, 128^3 real CT, 2 threads, idle): with
-    the weights of a 1,000-iteration run a training step takes 2.51 s against 1.51 s with
-    random weights, and 1.74 s with denormals flushed; the slowdown grew through the run
-    (1.5 -> 2.3 s per iteration) and pushed it past 30 minutes. Values that small change no
-    result. torch has no getter for the mode: on exit it is switched off again (its default).
+    Measured (``benchmarks/bench_rrl_step.py --bundle ... --denormals both``, 128^3 real CT,
+    2 threads, idle): with the weights of a 1,000-iteration run a training step takes 2.37 s
+    with denormals kept and 1.90 s flushed (random weights: about 1.5 s); kept, the slowdown
+    grew through the run (1.6 -> 2.3 s per iteration) and pushed it past 30 minutes (1899 s;
+    flushed: 1708 s, identical Dice). Values that small change no result. torch has no getter
+    for the mode: on exit it is switched off again (its default).
     """
     supported = torch.set_flush_denormal(True)
     try:

@@ -198,7 +198,7 @@ def test_a_healthy_start_passes_the_collapse_guard(tmp_path):
 
 
 def test_training_flushes_denormals_and_switches_it_off_again(tmp_path, monkeypatch):
-    """Late in a run denormal numbers made each step 1.4x slower (README); training flushes them."""
+    """Late in a run denormal numbers made each step 1.25x slower (README); training flushes them."""
     from SAMFewShotLib.atlas.rrl import training
 
     if not torch.set_flush_denormal(False):
