@@ -16,10 +16,11 @@ class InputError(ValueError):
 
 
 class TrainingDiverged(RuntimeError):
-    """A training step's loss is not finite: the network's weights are lost to NaN/inf. Raised
-    before anything is saved, so the last periodic checkpoint (weights from before the
-    divergence) stays and no bundle of unusable weights is written; the command line says so in
-    one line and exits 1 (not an internal error)."""
+    """Training went wrong in a way that makes its weights unusable: a step's loss is not finite
+    (:func:`require_finite_loss`: the weights are lost to NaN/inf) or, for RRL-MedSAM, the
+    registration has collapsed (``atlas.rrl.training.Trainer.check_registration``). Raised before
+    anything is saved, so the last periodic checkpoint stays and no bundle of unusable weights is
+    written; the command line says so in one line and exits 1 (not an internal error)."""
 
 
 def require_finite_loss(loss: float, iteration: int, what: str) -> None:

@@ -155,16 +155,10 @@ def test_a_collapsed_registration_stops_the_training_and_writes_no_bundle(tmp_pa
 
     from SAMFewShotLib.atlas.rrl import training
     from SAMFewShotLib.errors import TrainingDiverged
+    from Testing.training_faults import step_with_worse_ncc_from
 
-    original = training.Trainer.step
-
-    def step(self):
-        losses = original(self)
-        if self.iteration >= 2:  # from the 3rd iteration on, NCC 0.08 worse than no registration
-            losses["ncc"] = losses["ncc_identity"] + 0.08
-        return losses
-
-    monkeypatch.setattr(training.Trainer, "step", step)
+    # from the 3rd iteration on, NCC 0.08 worse than no registration
+    monkeypatch.setattr(training.Trainer, "step", step_with_worse_ncc_from(training.Trainer.step, 2, 0.08))
     monkeypatch.setattr(training, "COLLAPSE_WINDOW", 4)
     image, labels, unlabeled = _inputs()
     # the window's mean excess: ~0.04 after iteration 4 (2 of 4 collapsed: under the 0.05 margin),
@@ -177,7 +171,7 @@ def test_a_collapsed_registration_stops_the_training_and_writes_no_bundle(tmp_pa
     assert load_checkpoint(tmp_path / "collapsed" / CHECKPOINT_NAME)["iteration"] == 4
 
 
-def test_a_healthy_start_passes_the_collapse_guard(tmp_path):
+def test_a_healthy_start_passes_the_collapse_guard(tmp_path, monkeypatch):
     """The first iterations of a normal run: the learnt displacement is still near zero, so the
     warped atlas's NCC loss equals the unwarped one's and the guard stays quiet."""
     from SAMFewShotLib.atlas.rrl import training
@@ -190,10 +184,9 @@ def test_a_healthy_start_passes_the_collapse_guard(tmp_path):
         trainer_losses.append(losses)
         return losses
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training.Trainer, "step", step)
-        patch.setattr(training, "COLLAPSE_WINDOW", 3)
-        _train(tmp_path, "healthy", 4)
+    monkeypatch.setattr(training.Trainer, "step", step)
+    monkeypatch.setattr(training, "COLLAPSE_WINDOW", 3)
+    _train(tmp_path, "healthy", 4)
     assert all(abs(x["ncc"] - x["ncc_identity"]) < 0.05 for x in trainer_losses), trainer_losses
 
 
